@@ -1,0 +1,109 @@
+//! `lorafuse bench-speed`: throughput of the CPU backends at batch 32, sequence length 64 — the
+//! set-up of `fixtures/minilm/torch_baseline.json` — so a side-by-side PyTorch run
+//! (`scripts/bench_torch.py`) measures the same work.
+//!
+//! - inference: forward + mean pool of 256 sequences of 64 tokens, in batches of 32 (sentences/s);
+//! - LoRA training: r = 8, alpha = 16 on query/value + a 2-class head, AdamW, batch 32, seq 64,
+//!   dropout on (examples/s).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lorafuse::engine::Engine;
+use lorafuse::host::block_on;
+use lorafuse::lora::{LoraAdapter, LoraConfig};
+use lorafuse::model::{ClassifierHead, EncoderInput, ForwardMode};
+use lorafuse::train::{TaskModel, TrainConfig, cross_entropy};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Backends to measure, comma-separated.
+    #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Timed inference batches (of 32).
+    #[arg(long, default_value_t = 8)]
+    infer_batches: usize,
+    /// Timed training steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    train_steps: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// A batch of 32 sequences of exactly 64 tokens ([CLS] … [SEP]) with deterministic ids.
+fn synthetic_batch(seed: u64) -> EncoderInput {
+    let (b, t) = (32, 64);
+    let mut s = seed;
+    let mut ids = Vec::with_capacity(b * t);
+    for _ in 0..b {
+        ids.push(101);
+        for _ in 1..t - 1 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ids.push(1996 + ((s >> 33) % 20000) as i64);
+        }
+        ids.push(102);
+    }
+    EncoderInput { ids, type_ids: vec![0; b * t], mask: vec![1; b * t], batch: b, seq: t }
+}
+
+pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
+    let read = |n: &str| std::fs::read(model_dir.join(n)).with_context(|| format!("reading {}", model_dir.join(n).display()));
+    let (config, weights, tok) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
+    let mut results = Vec::new();
+    println!("| backend | inference (sentences/s) | LoRA training (examples/s) | ms per train step |");
+    println!("| --- | ---: | ---: | ---: |");
+    for name in &args.backends {
+        let device = lorafuse::backend::device(name)?;
+        let engine = Engine::load(&config, &weights, &tok, &device)?;
+        // Inference.
+        let mode = ForwardMode::eval(None);
+        let warm = synthetic_batch(0);
+        block_on(lorafuse::host::floats(engine.encoder.pooled(&warm, None, &mode, &device)))?;
+        let t0 = Instant::now();
+        for i in 0..args.infer_batches {
+            let x = synthetic_batch(i as u64 + 1);
+            block_on(lorafuse::host::floats(engine.encoder.pooled(&x, None, &mode, &device)))?;
+        }
+        let infer = (args.infer_batches * 32) as f64 / t0.elapsed().as_secs_f64();
+
+        // LoRA training steps, the torch baseline's set-up.
+        let ad = device.clone().autodiff();
+        let lora = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, target_modules: vec!["query".into(), "value".into()], ..Default::default() };
+        let cfg = TrainConfig { max_grad_norm: 0.0, ..Default::default() };
+        let mut model = TaskModel {
+            adapter: LoraAdapter::init(&lora, &engine.encoder.config, 1, &ad)?,
+            head: ClassifierHead::init(engine.encoder.config.hidden_size, 2, 0.1, 1, &ad),
+        };
+        let mut opt = cfg.optimizer();
+        let mut step_times = Vec::new();
+        for step in 0..args.train_steps + 2 {
+            let x = synthetic_batch(100 + step as u64);
+            let targets: Vec<i64> = (0..32).map(|i| (i % 2) as i64).collect();
+            let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(targets, [32]), &device);
+            let t0 = Instant::now();
+            let mode = ForwardMode::train(Some(&model.adapter), true);
+            let loss = cross_entropy(model.logits(&engine.encoder, &x, &mode, true, &device), targets);
+            let mut grads = loss.backward();
+            block_on(lorafuse::host::scalar(loss))?;
+            let g = burn::optim::GradientsParams::from_module(&mut grads, &model);
+            model = opt.step(1e-4, model, g);
+            // Make sure the update ran before stopping the clock.
+            block_on(lorafuse::host::floats(model.head.linear.weight.val()))?;
+            if step >= 2 {
+                step_times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        step_times.sort_by(f64::total_cmp);
+        let median = step_times[step_times.len() / 2];
+        let train = 32.0 / median;
+        println!("| {name} | {infer:.1} | {train:.2} | {:.0} |", median * 1000.0);
+        results.push(serde_json::json!({"backend": name, "inference_sentences_per_s": infer, "lora_train_examples_per_s": train, "train_step_seconds_median": median}));
+    }
+    if let Some(p) = args.json {
+        std::fs::write(&p, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The engine: a loaded base model (encoder + tokenizer on a device) and the operations the CLI and
+//! the browser worker share — embedding, labelling data against a vocabulary, training a task,
+//! evaluating it. Everything takes bytes and returns plain data.
+
+use burn::tensor::Device;
+
+use crate::data::{Example, LabelVocab};
+use crate::error::{Error, Result};
+use crate::host;
+use crate::lora::LoraAdapter;
+use crate::model::pooling::l2_normalize;
+use crate::model::{Encoder, TextTokenizer, tokenizer::DEFAULT_MAX_LEN};
+use crate::train::predict;
+use crate::workspace::task_files::sha256_hex;
+
+/// Name recorded for the default model.
+pub const DEFAULT_MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// A base model ready to run.
+#[derive(Clone)]
+pub struct Engine {
+    /// The frozen encoder.
+    pub encoder: Encoder,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// The device everything runs on.
+    pub device: Device,
+    /// sha256 of `model.safetensors`.
+    pub model_sha256: String,
+}
+
+impl Engine {
+    /// Loads from the bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
+    pub fn load(config_json: &[u8], weights: &[u8], tokenizer_json: &[u8], device: &Device) -> Result<Self> {
+        let encoder = Encoder::load(config_json, weights, device)?;
+        let tokenizer = TextTokenizer::from_bytes(tokenizer_json, DEFAULT_MAX_LEN)?;
+        Ok(Self { encoder, tokenizer, device: device.clone(), model_sha256: sha256_hex(weights) })
+    }
+
+    /// L2-normalised mean-pooled sentence embeddings (sentence-transformers' output), one per text.
+    pub async fn embed<S: AsRef<str>>(&self, texts: &[S], adapter: Option<&LoraAdapter>) -> Result<Vec<Vec<f32>>> {
+        let d = self.encoder.config.hidden_size;
+        let pooled = predict::pooled_vectors(&self.encoder, &self.tokenizer, adapter, texts, &self.device).await?;
+        let v = host::floats(l2_normalize(pooled)).await?;
+        Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// Texts and class indices of `examples` under `vocab`; a label outside the vocabulary is an error
+/// that names it.
+pub fn labelled(examples: &[Example], vocab: &LabelVocab) -> Result<(Vec<String>, Vec<usize>)> {
+    let mut texts = Vec::with_capacity(examples.len());
+    let mut labels = Vec::with_capacity(examples.len());
+    for e in examples {
+        let i = vocab.index_of(&e.label).ok_or_else(|| {
+            Error::Train(format!(
+                "label {:?} does not occur in the training data (known labels: {})",
+                e.label,
+                vocab.names().join(", ")
+            ))
+        })?;
+        texts.push(e.text.clone());
+        labels.push(i);
+    }
+    Ok((texts, labels))
+}

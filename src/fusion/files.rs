@@ -1,0 +1,174 @@
+//! A fused model on disk: `fusion.safetensors` (every task's fusion layer, PyTorch layout:
+//! linear weights `[out, in]`) and `fusion_manifest.json` (tasks in order, label names, `d`,
+//! heads, and which adapters — by the sha256 of their `adapter_model.safetensors` — in which order),
+//! so the fused model can be rebuilt exactly from files next to the task adapter folders.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::module::{AttentionFusion, FusionConfig};
+use crate::error::{Error, Result};
+use crate::host;
+use crate::model::weights::f32_from_le_bytes;
+
+/// Manifest file name.
+pub const MANIFEST: &str = "fusion_manifest.json";
+/// Weights file name.
+pub const WEIGHTS: &str = "fusion.safetensors";
+/// Format tag.
+pub const FUSION_FORMAT: &str = "lorafuse-fusion/1";
+
+/// One fused adapter, in fusion order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedAdapter {
+    /// Task whose adapter this is.
+    pub task: String,
+    /// sha256 of its `adapter_model.safetensors`.
+    pub adapter_sha256: String,
+}
+
+/// One target task's fusion layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusedTask {
+    /// Task name.
+    pub task: String,
+    /// Label names in class order.
+    pub labels: Vec<String>,
+}
+
+/// What `fusion_manifest.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FusionManifest {
+    /// Always [`FUSION_FORMAT`].
+    pub format: String,
+    /// sha256 of the base model's weights.
+    pub base_model_sha256: String,
+    /// Width of the pooled vectors.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// The K adapters, in the order the fusion layers expect them.
+    pub adapters: Vec<FusedAdapter>,
+    /// One fusion layer per target task, in this order in `fusion.safetensors` (`task.{i}.…`).
+    pub tasks: Vec<FusedTask>,
+}
+
+fn push_linear(out: &mut Vec<(String, Tensor<2>)>, name: &str, l: &Linear) {
+    out.push((format!("{name}.weight"), l.weight.val().transpose()));
+    if let Some(b) = &l.bias {
+        out.push((format!("{name}.bias"), b.val().unsqueeze::<2>()));
+    }
+}
+
+fn push_norm(out: &mut Vec<(String, Tensor<2>)>, name: &str, l: &LayerNorm) {
+    out.push((format!("{name}.weight"), l.gamma.val().unsqueeze::<2>()));
+    if let Some(b) = &l.beta {
+        out.push((format!("{name}.bias"), b.val().unsqueeze::<2>()));
+    }
+}
+
+fn named_tensors(f: &AttentionFusion, p: &str) -> Vec<(String, Tensor<2>)> {
+    let mut v = Vec::new();
+    for (s, n) in f.adapter_norms.iter().enumerate() {
+        push_norm(&mut v, &format!("{p}.adapter_norms.{s}"), n);
+    }
+    push_norm(&mut v, &format!("{p}.base_norm"), &f.base_norm);
+    push_linear(&mut v, &format!("{p}.attention.query"), &f.query);
+    push_linear(&mut v, &format!("{p}.attention.key"), &f.key);
+    push_linear(&mut v, &format!("{p}.attention.value"), &f.value);
+    push_linear(&mut v, &format!("{p}.attention.out"), &f.out);
+    push_norm(&mut v, &format!("{p}.attention_norm"), &f.attention_norm);
+    push_linear(&mut v, &format!("{p}.base_proj"), &f.base_proj);
+    push_norm(&mut v, &format!("{p}.fused_norm"), &f.fused_norm);
+    push_linear(&mut v, &format!("{p}.classifier"), &f.classifier);
+    v
+}
+
+/// Serialises fusion layers (one per task of `manifest.tasks`) to the two files.
+pub async fn to_files(manifest: &FusionManifest, layers: &[AttentionFusion]) -> Result<BTreeMap<String, Vec<u8>>> {
+    if layers.len() != manifest.tasks.len() {
+        return Err(Error::Fusion("one fusion layer per task is required".into()));
+    }
+    let mut host_tensors = Vec::new();
+    for (i, f) in layers.iter().enumerate() {
+        for (name, t) in named_tensors(f, &format!("task.{i}")) {
+            let dims = t.dims();
+            let shape = if dims[0] == 1 { vec![dims[1]] } else { dims.to_vec() };
+            let bytes: Vec<u8> = host::floats(t).await?.iter().flat_map(|x| x.to_le_bytes()).collect();
+            host_tensors.push((name, shape, bytes));
+        }
+    }
+    let views = host_tensors
+        .iter()
+        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| Error::Fusion(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    let weights = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Fusion(e.to_string()))?;
+    let manifest = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Fusion(e.to_string()))?;
+    Ok(BTreeMap::from([(MANIFEST.to_string(), manifest), (WEIGHTS.to_string(), weights)]))
+}
+
+/// Rebuilds the manifest and the fusion layers from the two files.
+pub fn from_files(files: &BTreeMap<String, Vec<u8>>, device: &Device) -> Result<(FusionManifest, Vec<AttentionFusion>)> {
+    let manifest = files.get(MANIFEST).ok_or_else(|| Error::Fusion(format!("no {MANIFEST}")))?;
+    let manifest: FusionManifest = serde_json::from_slice(manifest).map_err(|e| Error::Fusion(format!("{MANIFEST}: {e}")))?;
+    if manifest.format != FUSION_FORMAT {
+        return Err(Error::Fusion(format!("{MANIFEST} has format {:?}, expected {FUSION_FORMAT:?}", manifest.format)));
+    }
+    if manifest.adapters.is_empty() || manifest.heads == 0 || manifest.d_model % manifest.heads != 0 {
+        return Err(Error::Fusion(format!("{MANIFEST}: needs at least one adapter and d_model divisible by heads")));
+    }
+    let weights = files.get(WEIGHTS).ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;
+    let st = SafeTensors::deserialize(weights).map_err(|e| Error::Fusion(format!("{WEIGHTS}: {e}")))?;
+    let mut layers = Vec::new();
+    for (i, task) in manifest.tasks.iter().enumerate() {
+        if task.labels.len() < 2 {
+            return Err(Error::Fusion(format!("task {:?} has fewer than 2 labels", task.task)));
+        }
+        let cfg = FusionConfig::new(manifest.d_model, manifest.adapters.len(), task.labels.len()).with_heads(manifest.heads);
+        let mut f = cfg.init(0, device);
+        let expected: Vec<(String, Vec<usize>)> =
+            named_tensors(&f, &format!("task.{i}")).into_iter().map(|(n, t)| { let d = t.dims(); (n, if d[0] == 1 { vec![d[1]] } else { d.to_vec() }) }).collect();
+        let mut values: HashMap<String, Tensor<2>> = HashMap::new();
+        for (name, shape) in expected {
+            let view = st.tensor(&name).map_err(|_| Error::Fusion(format!("{WEIGHTS} lacks {name}")))?;
+            if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
+                return Err(Error::Fusion(format!("{name}: expected F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape())));
+            }
+            let shape2 = if shape.len() == 1 { [1, shape[0]] } else { [shape[0], shape[1]] };
+            values.insert(name, Tensor::from_data(TensorData::new(f32_from_le_bytes(view.data()), shape2), device));
+        }
+        let p = format!("task.{i}");
+        let mut take = |n: String| values.remove(&n).ok_or_else(|| Error::Fusion(format!("missing {n}")));
+        let mut set_norm = |l: &mut LayerNorm, n: &str| -> Result<()> {
+            l.gamma = Param::from_tensor(take(format!("{n}.weight"))?.squeeze_dim(0));
+            l.beta = Some(Param::from_tensor(take(format!("{n}.bias"))?.squeeze_dim(0)));
+            Ok(())
+        };
+        for (s, n) in f.adapter_norms.iter_mut().enumerate() {
+            set_norm(n, &format!("{p}.adapter_norms.{s}"))?;
+        }
+        set_norm(&mut f.base_norm, &format!("{p}.base_norm"))?;
+        set_norm(&mut f.attention_norm, &format!("{p}.attention_norm"))?;
+        set_norm(&mut f.fused_norm, &format!("{p}.fused_norm"))?;
+        let mut take = |n: String| values.remove(&n).ok_or_else(|| Error::Fusion(format!("missing {n}")));
+        let mut set_linear = |l: &mut Linear, n: &str| -> Result<()> {
+            l.weight = Param::from_tensor(take(format!("{n}.weight"))?.transpose());
+            l.bias = Some(Param::from_tensor(take(format!("{n}.bias"))?.squeeze_dim(0)));
+            Ok(())
+        };
+        set_linear(&mut f.query, &format!("{p}.attention.query"))?;
+        set_linear(&mut f.key, &format!("{p}.attention.key"))?;
+        set_linear(&mut f.value, &format!("{p}.attention.value"))?;
+        set_linear(&mut f.out, &format!("{p}.attention.out"))?;
+        set_linear(&mut f.base_proj, &format!("{p}.base_proj"))?;
+        set_linear(&mut f.classifier, &format!("{p}.classifier"))?;
+        layers.push(f);
+    }
+    Ok((manifest, layers))
+}

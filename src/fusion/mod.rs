@@ -1,0 +1,12 @@
+//! Stage 2 of the hybrid method (DESIGN §1.3, the authors' AttEns): an attention fusion over the
+//! pooled vectors of K frozen task adapters plus the frozen base.
+//!
+//! - [`module`]: the fusion layer itself ([`AttentionFusion`]);
+//! - [`files`]: saving a fused model as safetensors + a JSON manifest.
+//!
+//! Training lives in `train::stage2`; multi-task inference in `train::multitask`.
+
+pub mod files;
+pub mod module;
+
+pub use module::{AttentionFusion, FusionConfig, FusionOutput};

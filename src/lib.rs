@@ -1,0 +1,25 @@
+//! lorafuse: multi-task text classification with one LoRA adapter per task and an attention
+//! fusion over them (Beiranvand et al., JECEI 2025), trained and run in the browser or natively.
+//!
+//! Where things are:
+//! - [`model`]: the BERT encoder, tokenizer, pooling and classifier head;
+//! - [`lora`]: LoRA adapters and PEFT's file format;
+//! - [`train`]: step-wise training loops (stage 1, frozen probe), metrics, inference;
+//! - [`data`]: parsing and validating uploads, label vocabularies, subsets and splits;
+//! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
+//! - [`backend`]: choosing the burn device at run time.
+//!
+//! The engine never touches the DOM; the UI never touches tensors.
+
+pub mod backend;
+pub mod data;
+pub mod fusion;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod lora;
+pub mod model;
+pub mod train;
+pub mod workspace;
+
+pub use error::{Error, Result};

@@ -1,0 +1,58 @@
+//! The BERT encoder (all-MiniLM-L6-v2 and other BERT-family checkpoints), its tokenizer and
+//! mean pooling — everything from text to a sentence vector.
+//!
+//! - [`config`]: HF `config.json`;
+//! - [`weights`]: safetensors → burn layers (transposing PyTorch `[out, in]` linears);
+//! - [`embeddings`], [`attention`], [`layer`], [`encoder`]: the post-LN transformer, with a LoRA
+//!   adapter optionally added to each targeted linear;
+//! - [`pooling`]: masked mean pooling, as sentence-transformers computes it;
+//! - [`tokenizer`]: WordPiece via the `tokenizers` crate, truncation and batch padding.
+//!
+//! Nothing here knows about tasks, training or the UI.
+
+pub mod attention;
+pub mod config;
+pub mod embeddings;
+pub mod encoder;
+pub mod head;
+pub mod layer;
+pub mod pooling;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::BertConfig;
+pub use encoder::{Encoder, EncoderInput, ForwardMode};
+pub use head::ClassifierHead;
+pub use pooling::mean_pool;
+pub use tokenizer::TextTokenizer;
+
+use burn::nn::Linear;
+use burn::tensor::{Distribution, Tensor};
+
+use crate::lora::LoraPair;
+
+/// Inverted dropout: zeroes each value with probability `p` and rescales the rest, when `active`.
+pub(crate) fn dropout<const D: usize>(x: Tensor<D>, p: f64, active: bool) -> Tensor<D> {
+    if !active || p <= 0.0 {
+        return x;
+    }
+    let keep = 1.0 - p;
+    let mask = x.random_like(Distribution::Bernoulli(keep));
+    (x * mask).mul_scalar(1.0 / keep)
+}
+
+/// A base linear plus, when given, its LoRA update: `W x + b + s · B A dropout(x)`.
+///
+/// # Shapes
+/// - x: `[batch, seq, d_in]`
+/// - output: `[batch, seq, d_out]`
+pub(crate) fn lora_linear(base: &Linear, lora: Option<&LoraPair>, x: Tensor<3>, mode: &ForwardMode) -> Tensor<3> {
+    match lora {
+        None => base.forward(x),
+        Some(pair) => {
+            let y = base.forward(x.clone());
+            let h = dropout(x, mode.lora_dropout, true);
+            y + pair.forward(h).mul_scalar(mode.lora_scaling)
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Batched inference: pooled sentence vectors (for caching), class probabilities, evaluation.
+//!
+//! Texts are sorted by token length before batching so each batch pads little, and results are
+//! returned in the caller's order.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+use super::metrics::{ConfusionMatrix, Metrics};
+use crate::error::Result;
+use crate::host;
+use crate::lora::LoraAdapter;
+use crate::model::tokenizer::Tokens;
+use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
+
+/// Default inference batch size.
+pub const EVAL_BATCH: usize = 32;
+
+/// Tokenises `texts` and yields `(original indices, padded batch)` in length order.
+fn length_sorted_batches<S: AsRef<str>>(tokenizer: &TextTokenizer, texts: &[S], batch: usize) -> Result<Vec<(Vec<usize>, crate::model::EncoderInput)>> {
+    let tokens = texts.iter().map(|t| tokenizer.encode(t.as_ref())).collect::<Result<Vec<_>>>()?;
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| tokens[i].ids.len());
+    Ok(order
+        .chunks(batch.max(1))
+        .map(|idx| {
+            let b: Vec<Tokens> = idx.iter().map(|&i| tokens[i].clone()).collect();
+            (idx.to_vec(), tokenizer.pad(&b))
+        })
+        .collect())
+}
+
+/// Mean-pooled vectors of `texts` through the encoder (with `adapter` if given), in input order.
+///
+/// # Shapes
+/// - output: `[texts, d]` on `device`
+pub async fn pooled_vectors<S: AsRef<str>>(
+    encoder: &Encoder,
+    tokenizer: &TextTokenizer,
+    adapter: Option<&LoraAdapter>,
+    texts: &[S],
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let d = encoder.config.hidden_size;
+    let mut out = vec![0f32; texts.len() * d];
+    let mode = ForwardMode::eval(adapter);
+    for (idx, input) in length_sorted_batches(tokenizer, texts, EVAL_BATCH)? {
+        let v = host::floats(encoder.pooled(&input, adapter, &mode, device)).await?;
+        for (row, &i) in idx.iter().enumerate() {
+            out[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
+        }
+    }
+    Ok(Tensor::from_data(burn::tensor::TensorData::new(out, [texts.len(), d]), device))
+}
+
+/// Class probabilities of `texts` for a task (adapter + head), in input order.
+pub async fn probabilities<S: AsRef<str>>(
+    encoder: &Encoder,
+    tokenizer: &TextTokenizer,
+    adapter: Option<&LoraAdapter>,
+    head: &ClassifierHead,
+    texts: &[S],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let classes = head.classes();
+    let mut out = vec![Vec::new(); texts.len()];
+    let mode = ForwardMode::eval(adapter);
+    for (idx, input) in length_sorted_batches(tokenizer, texts, EVAL_BATCH)? {
+        let logits = head.forward(encoder.pooled(&input, adapter, &mode, device), false);
+        let p = host::floats(softmax(logits, 1)).await?;
+        for (row, &i) in idx.iter().enumerate() {
+            out[i] = p[row * classes..(row + 1) * classes].to_vec();
+        }
+    }
+    Ok(out)
+}
+
+/// Index of the largest probability.
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+}
+
+/// Metrics and confusion matrix of predicted probabilities against true class indices.
+pub fn evaluate(probs: &[Vec<f32>], labels: &[usize], classes: usize) -> (Metrics, ConfusionMatrix) {
+    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let cm = ConfusionMatrix::from_predictions(labels, &pred, classes);
+    (Metrics::from_confusion(&cm), cm)
+}

@@ -1,0 +1,126 @@
+//! One task's adapter folder (DESIGN §3):
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `adapter_config.json` | PEFT's LoRA config |
+//! | `adapter_model.safetensors` | PEFT's LoRA weights (`base_model.model.encoder.layer.*.lora_{A,B}.weight`) |
+//! | `head.safetensors` | the classifier head, `weight [classes, d]`, `bias [classes]` |
+//! | `lorafuse_task.json` | task name, ordered labels, base model and its sha256, settings, metrics |
+//!
+//! A folder written by PEFT's `save_pretrained` has only the first two: it loads as an adapter
+//! without a head (good for `embed`, not for `predict`).
+
+use std::collections::BTreeMap;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lora::{LoraAdapter, LoraConfig, peft};
+use crate::model::{BertConfig, ClassifierHead};
+use crate::train::{Metrics, TaskModel, TrainConfig};
+
+/// File names inside an adapter folder.
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+/// PEFT weights file name.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+/// Head file name.
+pub const HEAD: &str = "head.safetensors";
+/// Metadata file name.
+pub const META: &str = "lorafuse_task.json";
+
+/// Format tag written into [`TaskMeta::format`].
+pub const TASK_FORMAT: &str = "lorafuse-task/1";
+
+/// What lorafuse records about a trained task next to PEFT's files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskMeta {
+    /// Always [`TASK_FORMAT`].
+    pub format: String,
+    /// Task name.
+    pub task: String,
+    /// Label names; class `i` of the head is `labels[i]`.
+    pub labels: Vec<String>,
+    /// Base model name.
+    pub base_model: String,
+    /// sha256 of the base model's `model.safetensors`.
+    pub base_model_sha256: String,
+    /// LoRA settings.
+    pub lora: LoraConfig,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Number of training examples.
+    pub train_examples: usize,
+    /// Metrics on the evaluation split, if one was used.
+    pub metrics: Option<Metrics>,
+    /// sha256 of `adapter_model.safetensors` (identifies the adapter in a fused model).
+    pub adapter_sha256: String,
+}
+
+/// A task read back from its folder.
+pub struct LoadedTask {
+    /// The adapter.
+    pub adapter: LoraAdapter,
+    /// The head, when the folder has one.
+    pub head: Option<ClassifierHead>,
+    /// The metadata, when the folder has it.
+    pub meta: Option<TaskMeta>,
+    /// sha256 of `adapter_model.safetensors`.
+    pub adapter_sha256: String,
+}
+
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Serialises a trained task to its folder's files. `meta.adapter_sha256` is filled in.
+pub async fn to_files(model: &TaskModel, meta: &TaskMeta) -> Result<BTreeMap<String, Vec<u8>>> {
+    let (config, weights) = peft::save(&model.adapter).await?;
+    let head = model.head.to_safetensors().await?;
+    let mut meta = meta.clone();
+    meta.adapter_sha256 = sha256_hex(&weights);
+    let meta = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Adapter(e.to_string()))?;
+    Ok(BTreeMap::from([
+        (ADAPTER_CONFIG.to_string(), config.into_bytes()),
+        (ADAPTER_WEIGHTS.to_string(), weights),
+        (HEAD.to_string(), head),
+        (META.to_string(), meta),
+    ]))
+}
+
+/// Reads a task folder's files (PEFT's two are required; head and metadata optional, but a head
+/// without metadata or with a different class count is an error).
+pub fn from_files(files: &BTreeMap<String, Vec<u8>>, model: &BertConfig, device: &Device) -> Result<LoadedTask> {
+    let get = |name: &str| files.get(name).map(Vec::as_slice);
+    let config = get(ADAPTER_CONFIG).ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_CONFIG}")))?;
+    let weights = get(ADAPTER_WEIGHTS).ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_WEIGHTS}")))?;
+    let adapter = peft::load(config, weights, model, device)?;
+    let meta = match get(META) {
+        Some(bytes) => {
+            let m: TaskMeta = serde_json::from_slice(bytes).map_err(|e| Error::Adapter(format!("{META}: {e}")))?;
+            if m.format != TASK_FORMAT {
+                return Err(Error::Adapter(format!("{META} has format {:?}, expected {TASK_FORMAT:?}", m.format)));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let head = match get(HEAD) {
+        Some(bytes) => {
+            let head = ClassifierHead::from_safetensors(bytes, model.hidden_size, 0.0, device)?;
+            let labels = meta.as_ref().map(|m| m.labels.len());
+            if labels != Some(head.classes()) {
+                return Err(Error::Adapter(format!(
+                    "{HEAD} has {} classes but {META} lists {}",
+                    head.classes(),
+                    labels.map_or("no labels".to_string(), |n| n.to_string())
+                )));
+            }
+            Some(head)
+        }
+        None => None,
+    };
+    Ok(LoadedTask { adapter, head, meta, adapter_sha256: sha256_hex(weights) })
+}

@@ -1,0 +1,62 @@
+//! Shared helpers of the integration tests: the model files and the copied reference fixtures.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use lorafuse::engine::Engine;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default model folder (installed by `scripts/setup`).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("LORAFUSE_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("public/models/all-MiniLM-L6-v2"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {} ({e}); run ./scripts/setup first", p.display()))
+}
+
+pub fn json(rel: &str) -> serde_json::Value {
+    serde_json::from_slice(&read(&fixture(rel))).expect("fixture is JSON")
+}
+
+pub struct ModelBytes {
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+}
+
+pub fn model_bytes() -> &'static ModelBytes {
+    static M: OnceLock<ModelBytes> = OnceLock::new();
+    M.get_or_init(|| {
+        let d = model_dir();
+        ModelBytes { config: read(&d.join("config.json")), weights: read(&d.join("model.safetensors")), tokenizer: read(&d.join("tokenizer.json")) }
+    })
+}
+
+/// The engine on the default CPU backend.
+pub fn engine() -> Engine {
+    engine_on(lorafuse::backend::DEFAULT_CPU)
+}
+
+pub fn engine_on(backend: &str) -> Engine {
+    let m = model_bytes();
+    let device = lorafuse::backend::device(backend).expect("backend");
+    Engine::load(&m.config, &m.weights, &m.tokenizer, &device).expect("model loads")
+}
+
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
