@@ -29,7 +29,7 @@ fn bad_uploads_fail_with_specific_errors() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("noheader.csv", b"great movie,positive\nawful,negative\n", "column"),
         ("empty.csv", b"", "empty"),
-        ("oneclass.csv", b"text,label\ngood,pos\nfine,pos\n", "one class"),
+        ("oneclass.csv", b"text,label\ngood,pos\nfine,pos\n", "at least two classes"),
         ("badutf8.csv", b"text,label\ngood,pos\n\xff\xfe,neg\n", "UTF-8"),
         ("blank_text.csv", b"text,label\n,pos\n\"\",neg\n", "no usable rows"),
         ("notobject.jsonl", b"[1,2]\n\"just a string\"\n", "no usable rows"),

@@ -44,8 +44,8 @@ fn written_adapter_uses_peft_names_and_round_trips() {
     // Same tensor names, shapes and dtypes as PEFT's file, and the same values.
     let theirs = safetensors::SafeTensors::deserialize(&weights).unwrap();
     let ours = safetensors::SafeTensors::deserialize(&our_weights).unwrap();
-    let mut a: Vec<String> = theirs.names().into_iter().cloned().collect();
-    let mut b: Vec<String> = ours.names().into_iter().cloned().collect();
+    let mut a: Vec<String> = theirs.names().into_iter().map(str::to_string).collect();
+    let mut b: Vec<String> = ours.names().into_iter().map(str::to_string).collect();
     a.sort();
     b.sort();
     assert_eq!(a, b);

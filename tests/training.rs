@@ -16,6 +16,10 @@ fn load(rel: &str) -> Vec<data::Example> {
     data::parse(&bytes, rel, &ParseOptions::default()).unwrap().examples
 }
 
+/// Dropout draws from the device's random generator, which burn keeps per process: tests that
+/// train must not interleave their draws, or a seed would not fix the run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Run {
     accuracy: f64,
     losses: Vec<f32>,
@@ -34,6 +38,7 @@ fn train_lora(engine: &Engine, texts: &[String], labels: &[usize], cfg: &TrainCo
 
 #[test]
 fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
     let train = load("data/sst2_train_600.csv");
     let vocab = data::validate_for_training(&train).unwrap();
@@ -60,6 +65,7 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
 
 #[test]
 fn training_is_reproducible_per_seed() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
     let train: Vec<_> = load("data/sst2_train_600.csv").into_iter().take(48).collect();
     let vocab = data::validate_for_training(&train).unwrap();
