@@ -8,5 +8,6 @@
 
 pub mod files;
 pub mod module;
+pub mod predict;
 
 pub use module::{AttentionFusion, FusionConfig, FusionOutput};

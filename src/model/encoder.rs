@@ -12,6 +12,13 @@ use super::weights::Weights;
 use crate::error::Result;
 use crate::lora::LoraAdapter;
 
+static ROWS_ENCODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sequences run through [`Encoder::forward`] since the process started (counts encoder passes).
+pub fn rows_encoded() -> usize {
+    ROWS_ENCODED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Token ids of a padded batch, in host memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncoderInput {
@@ -129,6 +136,7 @@ impl Encoder {
     /// # Shapes
     /// - output: `([batch, seq, d], [batch, seq])`
     pub fn forward(&self, input: &EncoderInput, adapter: Option<&LoraAdapter>, mode: &ForwardMode, device: &Device) -> (Tensor<3>, Tensor<2>) {
+        ROWS_ENCODED.fetch_add(input.batch, std::sync::atomic::Ordering::Relaxed);
         let (ids, types, mask) = Self::tensors(input, device);
         let [b, t] = mask.dims();
         let bias = (mask.clone() - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);

@@ -12,6 +12,7 @@ pub mod predict;
 pub mod probe;
 pub mod schedule;
 pub mod stage1;
+pub mod stage2;
 
 pub use metrics::{ConfusionMatrix, Metrics};
 pub use schedule::TrainConfig;

@@ -18,7 +18,9 @@ use lorafuse::lora::LoraConfig;
 use lorafuse::train::{self, LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer};
 use lorafuse::workspace::task_files::{self, LoadedTask, TASK_FORMAT, TaskMeta};
 
+mod bench;
 mod bench_speed;
+mod fuse;
 
 #[derive(Parser)]
 #[command(name = "lorafuse", version, about = "LoRA adapters and attention fusion for text classification (native CLI)")]
@@ -52,11 +54,14 @@ enum Command {
     },
     /// Train one task's LoRA adapter and head (stage 1) and write its adapter folder.
     Train(TrainArgs),
-    /// Predict labels of texts with a trained task.
+    /// Predict labels of texts with a trained task (`--adapter`) or with every task of a fused model (`--fused`).
     Predict {
         /// A task folder written by `train`.
+        #[arg(long, required_unless_present = "fused", conflicts_with = "fused")]
+        adapter: Option<PathBuf>,
+        /// A fused model folder written by `fuse`: predicts every task, single-task and hybrid.
         #[arg(long)]
-        adapter: PathBuf,
+        fused: Option<PathBuf>,
         /// Text(s) to classify (repeat the flag for several).
         #[arg(long, required = true)]
         text: Vec<String>,
@@ -74,16 +79,20 @@ enum Command {
     },
     /// Measure inference and LoRA training throughput at batch 32, sequence length 64.
     BenchSpeed(bench_speed::BenchArgs),
+    /// Train the attention fusion (stage 2) over trained task adapters and write a fused model folder.
+    Fuse(fuse::FuseArgs),
+    /// Compare frozen, single-task LoRA and the hybrid on several datasets and seeds (DESIGN §1.5).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
-struct Columns {
+pub(crate) struct Columns {
     /// Name of the text column (CSV/TSV header or JSON key).
     #[arg(long, default_value = "text")]
-    text_column: String,
+    pub(crate) text_column: String,
     /// Name of the label column.
     #[arg(long, default_value = "label")]
-    label_column: String,
+    pub(crate) label_column: String,
 }
 
 #[derive(Args)]
@@ -160,8 +169,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&v[0])?);
         }
         Command::Train(args) => train_cmd(&cli.common, args)?,
-        Command::Predict { adapter, text } => {
+        Command::Predict { fused: Some(dir), text, .. } => {
             let engine = load_engine(&cli.common)?;
+            fuse::predict(&engine, &dir, &text)?;
+        }
+        Command::Predict { adapter, text, .. } => {
+            let engine = load_engine(&cli.common)?;
+            let adapter = adapter.context("--adapter or --fused is required")?;
             let task = read_task(&engine, &adapter)?;
             let (head, meta) = head_and_meta(task.head.as_ref(), task.meta.as_ref(), &adapter)?;
             let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&task.adapter), head, &text, &engine.device))?;
@@ -185,11 +199,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({"metrics": m, "labels": vocab.names(), "confusion_matrix": cm.counts}))?);
         }
         Command::BenchSpeed(args) => bench_speed::run(&cli.common.model_dir, args)?,
+        Command::Fuse(args) => fuse::run(&load_engine(&cli.common)?, args)?,
+        Command::Bench(args) => bench::run(&load_engine(&cli.common)?, args)?,
     }
     Ok(())
 }
 
-fn load_engine(common: &Common) -> Result<Engine> {
+pub(crate) fn load_engine(common: &Common) -> Result<Engine> {
     let dir = &common.model_dir;
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| {
@@ -201,7 +217,7 @@ fn load_engine(common: &Common) -> Result<Engine> {
     Ok(Engine::load(&config, &weights, &tokenizer, &device)?)
 }
 
-fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
+pub(crate) fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
     if !dir.is_dir() {
         bail!("adapter folder {} does not exist", dir.display());
     }
@@ -230,7 +246,7 @@ fn head_and_meta<'a>(head: Option<&'a lorafuse::model::ClassifierHead>, meta: Op
     }
 }
 
-fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
+pub(crate) fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let opts = ParseOptions { text_column: columns.text_column.clone(), label_column: columns.label_column.clone(), ..Default::default() };
@@ -247,14 +263,14 @@ fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
     Ok(parsed.examples)
 }
 
-fn spinner(msg: &str) -> ProgressBar {
+pub(crate) fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_message(msg.to_string());
     pb.enable_steady_tick(std::time::Duration::from_millis(200));
     pb
 }
 
-fn step_bar(total: usize, what: &str) -> ProgressBar {
+pub(crate) fn step_bar(total: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total as u64);
     pb.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} < {eta} {msg}")

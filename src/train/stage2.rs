@@ -1,0 +1,209 @@
+//! Stage 2 (DESIGN §1.3): train a task's attention fusion over frozen adapters.
+//!
+//! Everything below the fusion is frozen, so the K+1 pooled vectors of every example (base and each
+//! adapter) are computed once into a [`FusionCache`] and the fusion epochs run on it; this changes
+//! no result. [`FusionTrainer`] can also run uncached ([`VectorSource::Live`]), encoding each batch
+//! anew — slower, and used to check that caching does not change the outcome.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::predict::pooled_vectors;
+use super::schedule::{TrainConfig, lr_at};
+use super::{Progress, cross_entropy, now_sec};
+use crate::error::{Error, Result};
+use crate::fusion::{AttentionFusion, FusionConfig};
+use crate::host;
+use crate::lora::LoraAdapter;
+use crate::model::{Encoder, TextTokenizer};
+
+/// The K+1 pooled vectors of a set of texts.
+#[derive(Debug, Clone)]
+pub struct FusionCache {
+    /// `[n, d]` frozen-base vectors.
+    pub base: Tensor<2>,
+    /// `[n, K, d]` adapter vectors, adapters in fusion order.
+    pub adapters: Tensor<3>,
+}
+
+impl FusionCache {
+    /// Runs the K+1 encoder passes over `texts` (base, then each adapter).
+    pub async fn build<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextTokenizer, adapters: &[&LoraAdapter], texts: &[S], device: &Device) -> Result<Self> {
+        let base = pooled_vectors(encoder, tokenizer, None, texts, device).await?;
+        let mut per = Vec::with_capacity(adapters.len());
+        for a in adapters {
+            per.push(pooled_vectors(encoder, tokenizer, Some(a), texts, device).await?.unsqueeze_dim::<3>(1));
+        }
+        if per.is_empty() {
+            return Err(Error::Fusion("fusion needs at least one adapter".into()));
+        }
+        Ok(Self { base, adapters: Tensor::cat(per, 1) })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.base.dims()[0]
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rows `idx` of the cache.
+    pub fn select(&self, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<3>) {
+        let n = idx.len();
+        let i = Tensor::<1, Int>::from_data(TensorData::new(idx.iter().map(|&x| x as i64).collect::<Vec<_>>(), [n]), device);
+        (self.base.clone().select(0, i.clone()), self.adapters.clone().select(0, i))
+    }
+}
+
+/// Where a [`FusionTrainer`] gets its vectors.
+pub enum VectorSource {
+    /// Precomputed (the normal path).
+    Cached(FusionCache),
+    /// Encoded per batch (for checks).
+    Live {
+        /// Frozen encoder.
+        encoder: Encoder,
+        /// Tokenizer.
+        tokenizer: TextTokenizer,
+        /// Frozen adapters, fusion order.
+        adapters: Vec<LoraAdapter>,
+        /// Training texts.
+        texts: Vec<String>,
+    },
+}
+
+/// A stage-2 run for one target task, one batch per [`step`](FusionTrainer::step).
+pub struct FusionTrainer {
+    fusion: AttentionFusion,
+    source: VectorSource,
+    labels: Vec<usize>,
+    device: Device,
+    opt: ModuleOptimizer,
+    order: Vec<usize>,
+    cursor: usize,
+    step: usize,
+    total: usize,
+    warmup: usize,
+    epoch: usize,
+    cfg: TrainConfig,
+    rng: ChaCha8Rng,
+    start: f64,
+    seen: usize,
+}
+
+impl FusionTrainer {
+    /// `labels[i]` is the class of example `i` of the source; the fusion learns at `cfg.head_lr`.
+    pub fn new(source: VectorSource, labels: &[usize], fusion: &FusionConfig, cfg: &TrainConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let n = match &source {
+            VectorSource::Cached(c) => c.len(),
+            VectorSource::Live { texts, .. } => texts.len(),
+        };
+        if n == 0 || n != labels.len() {
+            return Err(Error::Train("no training examples for the fusion".into()));
+        }
+        if fusion.classes < 2 || labels.iter().any(|&l| l >= fusion.classes) {
+            return Err(Error::Train(format!("labels must be class indices below {} (at least 2 classes)", fusion.classes)));
+        }
+        if fusion.heads == 0 || fusion.d_model % fusion.heads != 0 {
+            return Err(Error::Train(format!("d_model {} is not divisible by {} heads", fusion.d_model, fusion.heads)));
+        }
+        let ad = device.clone().autodiff();
+        ad.seed(cfg.seed);
+        let total = n.div_ceil(cfg.batch_size) * cfg.epochs;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        Ok(Self {
+            fusion: fusion.init(cfg.seed, &ad),
+            source,
+            labels: labels.to_vec(),
+            device: device.clone(),
+            opt: cfg.optimizer(),
+            order,
+            cursor: 0,
+            step: 0,
+            total,
+            warmup: (total as f64 * cfg.warmup_ratio).round() as usize,
+            epoch: 0,
+            cfg: cfg.clone(),
+            rng,
+            start: now_sec(),
+            seen: 0,
+        })
+    }
+
+    /// Total steps of the run.
+    pub fn total_steps(&self) -> usize {
+        self.total
+    }
+
+    async fn vectors(&self, idx: &[usize]) -> Result<(Tensor<2>, Tensor<3>)> {
+        match &self.source {
+            VectorSource::Cached(c) => Ok(c.select(idx, &self.device)),
+            VectorSource::Live { encoder, tokenizer, adapters, texts } => {
+                let batch: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
+                let refs: Vec<&LoraAdapter> = adapters.iter().collect();
+                let c = FusionCache::build(encoder, tokenizer, &refs, &batch, &self.device).await?;
+                Ok((c.base, c.adapters))
+            }
+        }
+    }
+
+    /// Runs one batch; `Ok(None)` once all steps are done.
+    pub async fn step(&mut self) -> Result<Option<Progress>> {
+        if self.step >= self.total {
+            return Ok(None);
+        }
+        if self.cursor >= self.order.len() {
+            self.order.shuffle(&mut self.rng);
+            self.cursor = 0;
+            self.epoch += 1;
+        }
+        let end = (self.cursor + self.cfg.batch_size).min(self.order.len());
+        let idx: Vec<usize> = self.order[self.cursor..end].to_vec();
+        let epoch = self.epoch;
+        self.cursor = end;
+        let n = idx.len();
+        let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
+        let (base, adapters) = self.vectors(&idx).await?;
+        let out = self.fusion.forward(base, adapters, None, true);
+        let loss = cross_entropy(out.logits, targets);
+        let mut grads = loss.backward();
+        let loss = host::scalar(loss).await?;
+        if !loss.is_finite() {
+            return Err(Error::Train(format!("fusion loss became {loss}; lower the learning rate")));
+        }
+        let g = GradientsParams::from_module(&mut grads, &self.fusion);
+        let lr = lr_at(self.cfg.head_lr, self.step, self.total, self.warmup);
+        self.fusion = self.opt.step(lr, self.fusion.clone(), g);
+        self.step += 1;
+        self.seen += n;
+        let elapsed = now_sec() - self.start;
+        Ok(Some(Progress { step: self.step, total_steps: self.total, epoch, loss, lr, examples_per_sec: self.seen as f64 / elapsed.max(1e-9), elapsed_sec: elapsed }))
+    }
+
+    /// The fusion as trained so far, for inference.
+    pub fn snapshot(&self) -> AttentionFusion {
+        self.fusion.valid()
+    }
+
+    /// Ends the run and returns the fusion for inference.
+    pub fn finish(self) -> AttentionFusion {
+        self.fusion.valid()
+    }
+}
+
+/// The fusion settings derived from a stage-1 config: cached steps are cheap, so 30 epochs;
+/// learning rate = `head_lr`.
+pub fn default_config(stage1: &TrainConfig) -> TrainConfig {
+    TrainConfig { epochs: 30, ..stage1.clone() }
+}
