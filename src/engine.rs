@@ -33,7 +33,9 @@ impl Engine {
     /// Loads from the bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
     pub fn load(config_json: &[u8], weights: &[u8], tokenizer_json: &[u8], device: &Device) -> Result<Self> {
         let encoder = Encoder::load(config_json, weights, device)?;
-        let tokenizer = TextTokenizer::from_bytes(tokenizer_json, DEFAULT_MAX_LEN)?;
+        // Never longer than the model has positions for.
+        let max_len = DEFAULT_MAX_LEN.min(encoder.config.max_position_embeddings);
+        let tokenizer = TextTokenizer::from_bytes(tokenizer_json, max_len)?;
         Ok(Self { encoder, tokenizer, device: device.clone(), model_sha256: sha256_hex(weights) })
     }
 

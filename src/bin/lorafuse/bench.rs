@@ -147,6 +147,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     if a.tasks.len() < 2 {
         bail!("bench needs at least two tasks");
     }
+    if a.train_per_task < 4 || a.test_per_task == 0 || a.seeds.is_empty() {
+        bail!("bench needs --train-per-task >= 4, --test-per-task >= 1 and at least one seed");
+    }
     // Load, then remove every train text that occurs (normalised) in any task's test split.
     let mut tasks = Vec::new();
     for name in &a.tasks {
@@ -208,6 +211,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             pb.finish_and_clear();
             models.push(tr.finish());
             stage1_secs.push(t0.elapsed().as_secs_f64());
+            eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, t0.elapsed().as_secs_f64());
         }
         // Caching: K+1 vectors of every text, once.
         let t0 = Instant::now();
@@ -226,6 +230,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         }
         pb.finish_and_clear();
         let caching_secs = t0.elapsed().as_secs_f64();
+        eprintln!("seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s", adapters.len() + 1);
 
         let mut frozen_total = 0.0;
         let mut fusion_total = 0.0;

@@ -55,9 +55,16 @@ fn synthetic_batch(seed: u64, t: usize) -> EncoderInput {
 }
 
 pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
+    if args.infer_batches == 0 || args.train_steps == 0 {
+        anyhow::bail!("--infer-batches and --train-steps must be at least 1");
+    }
+    if !(2..=512).contains(&args.seq) {
+        anyhow::bail!("--seq must be in 2..=512 (the model's positions)");
+    }
     let read = |n: &str| std::fs::read(model_dir.join(n)).with_context(|| format!("reading {}", model_dir.join(n).display()));
     let (config, weights, tok) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
     let mut results = Vec::new();
+    let mut breakdown = Vec::new();
     println!("batch 32, sequence length {}, {} rayon threads", args.seq, rayon_threads());
     println!("| backend | inference (sentences/s) | LoRA training (examples/s) | ms per train step |");
     println!("| --- | ---: | ---: | ---: |");
@@ -85,6 +92,7 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
         };
         let mut opt = cfg.optimizer();
         let mut step_times = Vec::new();
+        let mut parts = [Vec::new(), Vec::new(), Vec::new()]; // forward, backward, optimiser
         for step in 0..args.train_steps + 2 {
             let x = synthetic_batch(100 + step as u64, args.seq);
             let targets: Vec<i64> = (0..32).map(|i| (i % 2) as i64).collect();
@@ -92,21 +100,35 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
             let t0 = Instant::now();
             let mode = ForwardMode::train(Some(&model.adapter), true);
             let loss = cross_entropy(model.logits(&engine.encoder, &x, &mode, true, &device), targets);
+            // Reading the loss forces the forward pass to run (backends may be lazy).
+            block_on(lorafuse::host::scalar(loss.clone()))?;
+            let t1 = Instant::now();
             let mut grads = loss.backward();
-            block_on(lorafuse::host::scalar(loss))?;
             let g = burn::optim::GradientsParams::from_module(&mut grads, &model);
+            let t2 = Instant::now();
             model = opt.step(1e-4, model, g);
             // Make sure the update ran before stopping the clock.
             block_on(lorafuse::host::floats(model.head.linear.weight.val()))?;
+            let t3 = Instant::now();
             if step >= 2 {
-                step_times.push(t0.elapsed().as_secs_f64());
+                step_times.push((t3 - t0).as_secs_f64());
+                parts[0].push((t1 - t0).as_secs_f64());
+                parts[1].push((t2 - t1).as_secs_f64());
+                parts[2].push((t3 - t2).as_secs_f64());
             }
         }
+        let med = |v: &mut Vec<f64>| { v.sort_by(f64::total_cmp); v[v.len() / 2] };
+        let (f, b, o) = (med(&mut parts[0]), med(&mut parts[1]), med(&mut parts[2]));
+        breakdown.push(format!("{name}: forward {:.0} ms, backward {:.0} ms, optimiser {:.0} ms per step", f * 1000.0, b * 1000.0, o * 1000.0));
         step_times.sort_by(f64::total_cmp);
         let median = step_times[step_times.len() / 2];
         let train = 32.0 / median;
         println!("| {name} | {infer:.1} | {train:.2} | {:.0} |", median * 1000.0);
         results.push(serde_json::json!({"seq": args.seq, "backend": name, "inference_sentences_per_s": infer, "lora_train_examples_per_s": train, "train_step_seconds_median": median}));
+    }
+    println!("\nWhere a LoRA training step's time goes (medians):");
+    for b in &breakdown {
+        println!("- {b}");
     }
     if let Some(p) = args.json {
         std::fs::write(&p, serde_json::to_string_pretty(&results)?)?;
