@@ -26,6 +26,9 @@ pub enum Error {
     /// A fused model file is missing or malformed.
     #[error("fusion: {0}")]
     Fusion(String),
+    /// A zip or workspace bundle is unusable.
+    #[error("bundle: {0}")]
+    Bundle(String),
     /// Reading a tensor back from the device failed.
     #[error("device: {0}")]
     Device(String),

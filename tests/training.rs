@@ -95,3 +95,32 @@ fn bad_training_input_is_an_error_not_a_panic() {
     let bad_lora = LoraConfig { target_modules: vec!["nope".into()], ..Default::default() };
     assert!(LoraTrainer::new(&engine.encoder, &engine.tokenizer, &["a".into()], &[0], 2, &bad_lora, &cfg, &engine.device).is_err());
 }
+
+#[test]
+fn cancelling_keeps_what_was_trained() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = common::engine();
+    let train: Vec<_> = load("data/sst2_train_600.csv").into_iter().take(64).collect();
+    let vocab = data::validate_for_training(&train).unwrap();
+    let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
+    let cfg = TrainConfig { epochs: 2, batch_size: 8, ..TrainConfig::default() };
+    let mut t = LoraTrainer::new(&engine.encoder, &engine.tokenizer, &texts, &labels, 2, &LoraConfig::default(), &cfg, &engine.device).unwrap();
+    let fresh = t.snapshot();
+    let cancel = AtomicBool::new(false);
+    let mut seen = 0;
+    let outcome = block_on(lorafuse::train::drive(&mut t, |p| {
+        seen = p.step;
+        if p.step == 3 {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    }, &cancel)).unwrap();
+    assert_eq!(outcome, lorafuse::train::Outcome::Cancelled);
+    assert_eq!((seen, t.steps_done(), t.total_steps()), (3, 3, 16));
+    let trained = t.finish();
+    // B moved away from zero: the three steps are kept.
+    let b0 = block_on(lorafuse::host::floats(fresh.adapter.layers[0].query.as_ref().unwrap().b.val())).unwrap();
+    let b1 = block_on(lorafuse::host::floats(trained.adapter.layers[0].query.as_ref().unwrap().b.val())).unwrap();
+    assert!(b0.iter().all(|&x| x == 0.0));
+    assert!(b1.iter().any(|&x| x != 0.0));
+}

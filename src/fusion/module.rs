@@ -41,6 +41,10 @@ pub struct FusionConfig {
     /// LayerNorm epsilon (default 1e-5, PyTorch's).
     #[config(default = 1e-5)]
     pub epsilon: f64,
+    /// Training only: probability of hiding each adapter from a batch (at least one stays), so
+    /// the attention cannot settle on the task's own adapter alone (default 0: off, as the paper).
+    #[config(default = 0.0)]
+    pub adapter_dropout: f64,
 }
 
 /// The fusion layer for one target task.

@@ -39,6 +39,54 @@ pub struct Progress {
     pub elapsed_sec: f64,
 }
 
+/// A training loop advanced one batch at a time (stage 1, the probe, stage 2).
+#[allow(async_fn_in_trait)]
+pub trait Trainer {
+    /// Runs one batch; `Ok(None)` once all steps are done.
+    async fn step(&mut self) -> crate::Result<Option<Progress>>;
+}
+
+impl Trainer for LoraTrainer {
+    async fn step(&mut self) -> crate::Result<Option<Progress>> {
+        LoraTrainer::step(self).await
+    }
+}
+
+impl Trainer for probe::ProbeTrainer {
+    async fn step(&mut self) -> crate::Result<Option<Progress>> {
+        probe::ProbeTrainer::step(self).await
+    }
+}
+
+impl Trainer for stage2::FusionTrainer {
+    async fn step(&mut self) -> crate::Result<Option<Progress>> {
+        stage2::FusionTrainer::step(self).await
+    }
+}
+
+/// How a driven run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All planned steps ran.
+    Finished,
+    /// `cancel` was set; the steps done so far are kept in the trainer.
+    Cancelled,
+}
+
+/// Drives `trainer` to the end, reporting each step to `on_progress` and checking `cancel`
+/// before every step. A cancelled run keeps what it trained: call the trainer's `finish`.
+pub async fn drive<T: Trainer>(trainer: &mut T, mut on_progress: impl FnMut(&Progress), cancel: &std::sync::atomic::AtomicBool) -> crate::Result<Outcome> {
+    loop {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(Outcome::Cancelled);
+        }
+        match trainer.step().await? {
+            Some(p) => on_progress(&p),
+            None => return Ok(Outcome::Finished),
+        }
+    }
+}
+
 /// A monotonic clock that works natively and in the browser.
 pub(crate) fn now_sec() -> f64 {
     #[cfg(target_arch = "wasm32")]

@@ -82,6 +82,7 @@ pub enum VectorSource {
 /// A stage-2 run for one target task, one batch per [`step`](FusionTrainer::step).
 pub struct FusionTrainer {
     fusion: AttentionFusion,
+    adapter_dropout: f64,
     source: VectorSource,
     labels: Vec<usize>,
     device: Device,
@@ -121,8 +122,12 @@ impl FusionTrainer {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
+        if !(0.0..1.0).contains(&fusion.adapter_dropout) {
+            return Err(Error::Train(format!("adapter dropout must be in [0, 1), got {}", fusion.adapter_dropout)));
+        }
         Ok(Self {
             fusion: fusion.init(cfg.seed, &ad),
+            adapter_dropout: fusion.adapter_dropout,
             source,
             labels: labels.to_vec(),
             device: device.clone(),
@@ -175,7 +180,8 @@ impl FusionTrainer {
         let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
         let (base, adapters) = self.vectors(&idx).await?;
-        let out = self.fusion.forward(base, adapters, None, true);
+        let keep = self.adapter_mask(adapters.dims()[1]);
+        let out = self.fusion.forward(base, adapters, keep.as_deref(), true);
         let loss = cross_entropy(out.logits, targets);
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
@@ -189,6 +195,20 @@ impl FusionTrainer {
         self.seen += n;
         let elapsed = now_sec() - self.start;
         Ok(Some(Progress { step: self.step, total_steps: self.total, epoch, loss, lr, examples_per_sec: self.seen as f64 / elapsed.max(1e-9), elapsed_sec: elapsed }))
+    }
+
+    /// A random adapter mask for one batch (`None` when adapter dropout is off).
+    fn adapter_mask(&mut self, k: usize) -> Option<Vec<bool>> {
+        use rand::Rng;
+        if self.adapter_dropout <= 0.0 || k < 2 {
+            return None;
+        }
+        let mut keep: Vec<bool> = (0..k).map(|_| self.rng.random::<f64>() >= self.adapter_dropout).collect();
+        if !keep.iter().any(|&x| x) {
+            let i = self.rng.random_range(0..k);
+            keep[i] = true;
+        }
+        Some(keep)
     }
 
     /// The fusion as trained so far, for inference.

@@ -2,8 +2,12 @@
 //! browser downloads and IndexedDB).
 //!
 //! - [`task_files`]: one task's adapter folder (DESIGN §3): PEFT's two files plus the head and
-//!   the task's metadata.
+//!   the task's metadata;
+//! - [`bundle`]: the whole workspace (tasks, their data and settings, adapters, fusion) as one zip;
+//! - [`zipfile`]: zip reading/writing with limits.
 
+pub mod bundle;
 pub mod task_files;
+pub mod zipfile;
 
 pub use task_files::{LoadedTask, TaskMeta};

@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// Attention heads of the fusion.
     #[arg(long, default_value_t = 4)]
     fusion_heads: usize,
+    /// Also train fusion layers over a small grid (learning rate x epochs x adapter dropout) on the cache and
+    /// report, per task, the one with the best dev accuracy as `hybrid (dev-selected)`.
+    #[arg(long)]
+    fusion_grid: bool,
     /// Write every number as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -103,6 +107,11 @@ struct TaskSeedResult {
     frozen: MethodScores,
     lora: MethodScores,
     hybrid: MethodScores,
+    /// With `--fusion-grid`: the dev-selected fusion's scores and settings.
+    hybrid_selected: Option<MethodScores>,
+    hybrid_selected_settings: Option<String>,
+    /// With `--fusion-grid`: every candidate's (settings, dev, test).
+    fusion_grid: Vec<(String, Metrics, Metrics)>,
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
@@ -274,6 +283,33 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 test: eval(&probs_of(out_test.logits)?, &s.test.1, classes),
                 dev: eval(&probs_of(fusion.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false).logits)?, &s.dev.1, classes),
             };
+            // Optional grid over fusion settings, selected on dev.
+            let mut grid = Vec::new();
+            let mut selected: Option<(String, MethodScores)> = None;
+            if a.fusion_grid {
+                for lr in [3e-4, 1e-3, 3e-3] {
+                    for epochs in [10, 30] {
+                        for adapter_dropout in [0.0, 0.5] {
+                            let dropout = 0.1;
+                            let gcfg = TrainConfig { head_lr: lr, epochs, ..stage2::default_config(&cfg) };
+                            let fc = FusionConfig::new(d, tasks.len(), classes).with_heads(a.fusion_heads).with_dropout(dropout).with_adapter_dropout(adapter_dropout);
+                            let mut g = FusionTrainer::new(VectorSource::Cached(train_c.clone()), &s.train.1, &fc, &gcfg, &engine.device)?;
+                            while block_on(g.step())?.is_some() {}
+                            let f = g.finish();
+                            let dev = eval(&probs_of(f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false).logits)?, &s.dev.1, classes);
+                            let test = eval(&probs_of(f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false).logits)?, &s.test.1, classes);
+                            let name = format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
+                            if selected.as_ref().is_none_or(|(_, m)| dev.accuracy > m.dev.accuracy) {
+                                selected = Some((name.clone(), MethodScores { test: test.clone(), dev: dev.clone() }));
+                            }
+                            grid.push((name, dev, test));
+                        }
+                    }
+                }
+                if let Some((name, m)) = &selected {
+                    eprintln!("seed {seed} {:>10}: dev-selected fusion ({name}): test {:.4}, dev {:.4}", t.name, m.test.accuracy, m.dev.accuracy);
+                }
+            }
             eprintln!(
                 "seed {seed} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
                 t.name, frozen.test.accuracy, lora_scores.test.accuracy, hybrid.test.accuracy, frozen.dev.accuracy, lora_scores.dev.accuracy, hybrid.dev.accuracy
@@ -289,6 +325,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 frozen,
                 lora: lora_scores,
                 hybrid,
+                hybrid_selected: selected.as_ref().map(|(_, m)| m.clone()),
+                hybrid_selected_settings: selected.map(|(n, _)| n),
+                fusion_grid: grid,
                 stage1_seconds: stage1_secs[i],
                 frozen_seconds: frozen_secs,
                 fusion_seconds: fusion_secs,
@@ -343,6 +382,17 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         println!("| {} | {} | {} | {} | {} | {} | {} | {} |", t.name, metric_name(&t.name), f(cells[0].0), f(cells[1].0), f(cells[2].0), f(cells[0].1), f(cells[1].1), f(cells[2].1));
     }
     let f = |v: &Vec<f64>| { let (m, s) = stats(v); format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s) };
+    if a.fusion_grid {
+        let mut all = vec![0.0; a.seeds.len()];
+        for t in &tasks {
+            let v: Vec<f64> = results.iter().filter(|r| r.task == t.name).filter_map(|r| r.hybrid_selected.as_ref().map(|m| pick(&m.test, &t.name))).collect();
+            for (j, x) in v.iter().enumerate() {
+                all[j] += x / tasks.len() as f64;
+            }
+            println!("| {} (hybrid, fusion settings selected on dev) | {} | | | {} | | | |", t.name, metric_name(&t.name), f(&v));
+        }
+        println!("| **average** (hybrid, dev-selected) | | | | {} | | | |", f(&all));
+    }
     println!("| **average** | | {} | {} | {} | {} | {} | {} |", f(&avg["frozen"][0]), f(&avg["lora"][0]), f(&avg["hybrid"][0]), f(&avg["frozen"][1]), f(&avg["lora"][1]), f(&avg["hybrid"][1]));
     println!("\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)", a.seeds);
 
