@@ -8,6 +8,7 @@
 //! - [`predict`]: batched inference and evaluation of a trained task.
 
 pub mod metrics;
+mod plan;
 pub mod predict;
 pub mod probe;
 pub mod schedule;

@@ -5,12 +5,9 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
-use super::schedule::{TrainConfig, lr_at};
-use super::{Progress, cross_entropy, now_sec};
+use super::plan::BatchPlan;
+use super::schedule::TrainConfig;
+use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::model::ClassifierHead;
@@ -22,16 +19,8 @@ pub struct ProbeTrainer {
     labels: Vec<usize>,
     device: Device,
     opt: ModuleOptimizer,
-    order: Vec<usize>,
-    cursor: usize,
-    step: usize,
-    total: usize,
-    warmup: usize,
-    epoch: usize,
+    plan: BatchPlan,
     cfg: TrainConfig,
-    rng: ChaCha8Rng,
-    start: f64,
-    seen: usize,
 }
 
 impl ProbeTrainer {
@@ -49,44 +38,24 @@ impl ProbeTrainer {
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
         let head = ClassifierHead::init(d, classes, cfg.head_dropout, cfg.seed, &ad);
-        let total = n.div_ceil(cfg.batch_size) * cfg.epochs;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
         Ok(Self {
             head,
             features,
             labels: labels.to_vec(),
             device: device.clone(),
             opt: cfg.optimizer(),
-            order,
-            cursor: 0,
-            step: 0,
-            total,
-            warmup: (total as f64 * cfg.warmup_ratio).round() as usize,
-            epoch: 0,
+            plan: BatchPlan::new(n, cfg),
             cfg: cfg.clone(),
-            rng,
-            start: now_sec(),
-            seen: 0,
         })
     }
 
     /// Runs one batch; `Ok(None)` once all steps are done.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
-        if self.step >= self.total {
+        let Some((batch, epoch)) = self.plan.next_batch() else {
             return Ok(None);
-        }
-        if self.cursor >= self.order.len() {
-            self.order.shuffle(&mut self.rng);
-            self.cursor = 0;
-            self.epoch += 1;
-        }
-        let end = (self.cursor + self.cfg.batch_size).min(self.order.len());
-        let idx: Vec<i64> = self.order[self.cursor..end].iter().map(|&i| i as i64).collect();
-        let targets: Vec<i64> = self.order[self.cursor..end].iter().map(|&i| self.labels[i] as i64).collect();
-        let epoch = self.epoch;
-        self.cursor = end;
+        };
+        let idx: Vec<i64> = batch.iter().map(|&i| i as i64).collect();
+        let targets: Vec<i64> = batch.iter().map(|&i| self.labels[i] as i64).collect();
         let n = idx.len();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &self.device);
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
@@ -95,12 +64,9 @@ impl ProbeTrainer {
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         let g = GradientsParams::from_module(&mut grads, &self.head);
-        let lr = lr_at(self.cfg.head_lr, self.step, self.total, self.warmup);
+        let lr = self.plan.lr(self.cfg.head_lr);
         self.head = self.opt.step(lr, self.head.clone(), g);
-        self.step += 1;
-        self.seen += n;
-        let elapsed = now_sec() - self.start;
-        Ok(Some(Progress { step: self.step, total_steps: self.total, epoch, loss, lr, examples_per_sec: self.seen as f64 / elapsed.max(1e-9), elapsed_sec: elapsed }))
+        Ok(Some(self.plan.done(n, epoch, loss, lr)))
     }
 
     /// Ends the run and returns the head for inference.

@@ -9,12 +9,9 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
-use super::schedule::{TrainConfig, lr_at};
-use super::{Progress, cross_entropy, now_sec};
+use super::plan::BatchPlan;
+use super::schedule::TrainConfig;
+use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::lora::{LoraAdapter, LoraConfig};
@@ -51,16 +48,8 @@ pub struct LoraTrainer {
     opt_head: ModuleOptimizer,
     tokens: Vec<Tokens>,
     labels: Vec<usize>,
-    order: Vec<usize>,
-    cursor: usize,
-    step: usize,
-    total: usize,
-    warmup: usize,
-    epoch: usize,
+    plan: BatchPlan,
     cfg: TrainConfig,
-    rng: ChaCha8Rng,
-    start: f64,
-    seen: usize,
 }
 
 impl LoraTrainer {
@@ -89,11 +78,6 @@ impl LoraTrainer {
         let adapter = LoraAdapter::init(lora, &encoder.config, cfg.seed, &ad)?;
         let head = ClassifierHead::init(encoder.config.hidden_size, classes, cfg.head_dropout, cfg.seed, &ad);
         let tokens = texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
-        let steps_per_epoch = texts.len().div_ceil(cfg.batch_size);
-        let total = steps_per_epoch * cfg.epochs;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.shuffle(&mut rng);
         Ok(Self {
             model: TaskModel { adapter, head },
             encoder: encoder.clone(),
@@ -103,48 +87,31 @@ impl LoraTrainer {
             opt_head: cfg.optimizer(),
             tokens,
             labels: labels.to_vec(),
-            order,
-            cursor: 0,
-            step: 0,
-            total,
-            warmup: (total as f64 * cfg.warmup_ratio).round() as usize,
-            epoch: 0,
+            plan: BatchPlan::new(texts.len(), cfg),
             cfg: cfg.clone(),
-            rng,
-            start: now_sec(),
-            seen: 0,
         })
     }
 
     /// Total steps of the run.
     pub fn total_steps(&self) -> usize {
-        self.total
+        self.plan.total()
     }
 
     /// Steps done.
     pub fn steps_done(&self) -> usize {
-        self.step
+        self.plan.steps_done()
     }
 
     /// Whether the step just taken ended an epoch.
     pub fn at_epoch_end(&self) -> bool {
-        self.cursor >= self.order.len() || self.step >= self.total
+        self.plan.at_epoch_end()
     }
 
     /// Runs one batch; `Ok(None)` once all steps are done.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
-        if self.step >= self.total {
+        let Some((idx, epoch)) = self.plan.next_batch() else {
             return Ok(None);
-        }
-        if self.cursor >= self.order.len() {
-            self.order.shuffle(&mut self.rng);
-            self.cursor = 0;
-            self.epoch += 1;
-        }
-        let end = (self.cursor + self.cfg.batch_size).min(self.order.len());
-        let idx = &self.order[self.cursor..end];
-        let epoch = self.epoch;
-        self.cursor = end;
+        };
         let batch: Vec<Tokens> = idx.iter().map(|&i| self.tokens[i].clone()).collect();
         let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
         let n = targets.len();
@@ -157,27 +124,16 @@ impl LoraTrainer {
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
-            return Err(Error::Train(format!("loss became {loss} at step {}; lower the learning rate", self.step + 1)));
+            return Err(Error::Train(format!("loss became {loss} at step {}; lower the learning rate", self.plan.steps_done() + 1)));
         }
         let g_adapter = GradientsParams::from_module(&mut grads, &self.model.adapter);
         let g_head = GradientsParams::from_module(&mut grads, &self.model.head);
-        let lr = lr_at(self.cfg.lr, self.step, self.total, self.warmup);
-        let head_lr = lr_at(self.cfg.head_lr, self.step, self.total, self.warmup);
+        let lr = self.plan.lr(self.cfg.lr);
+        let head_lr = self.plan.lr(self.cfg.head_lr);
         let TaskModel { adapter, head } = self.model.clone();
         self.model.adapter = self.opt_adapter.step(lr, adapter, g_adapter);
         self.model.head = self.opt_head.step(head_lr, head, g_head);
-        self.step += 1;
-        self.seen += n;
-        let elapsed = now_sec() - self.start;
-        Ok(Some(Progress {
-            step: self.step,
-            total_steps: self.total,
-            epoch,
-            loss,
-            lr,
-            examples_per_sec: self.seen as f64 / elapsed.max(1e-9),
-            elapsed_sec: elapsed,
-        }))
+        Ok(Some(self.plan.done(n, epoch, loss, lr)))
     }
 
     /// The model as trained so far, for inference (no autodiff), without ending the run.

@@ -8,13 +8,10 @@
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
+use super::plan::BatchPlan;
 use super::predict::pooled_vectors;
-use super::schedule::{TrainConfig, lr_at};
-use super::{Progress, cross_entropy, now_sec};
+use super::schedule::TrainConfig;
+use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
 use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::host;
@@ -87,16 +84,8 @@ pub struct FusionTrainer {
     labels: Vec<usize>,
     device: Device,
     opt: ModuleOptimizer,
-    order: Vec<usize>,
-    cursor: usize,
-    step: usize,
-    total: usize,
-    warmup: usize,
-    epoch: usize,
+    plan: BatchPlan,
     cfg: TrainConfig,
-    rng: ChaCha8Rng,
-    start: f64,
-    seen: usize,
 }
 
 impl FusionTrainer {
@@ -118,10 +107,6 @@ impl FusionTrainer {
         }
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
-        let total = n.div_ceil(cfg.batch_size) * cfg.epochs;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
         if !(0.0..1.0).contains(&fusion.adapter_dropout) {
             return Err(Error::Train(format!("adapter dropout must be in [0, 1), got {}", fusion.adapter_dropout)));
         }
@@ -132,22 +117,14 @@ impl FusionTrainer {
             labels: labels.to_vec(),
             device: device.clone(),
             opt: cfg.optimizer(),
-            order,
-            cursor: 0,
-            step: 0,
-            total,
-            warmup: (total as f64 * cfg.warmup_ratio).round() as usize,
-            epoch: 0,
+            plan: BatchPlan::new(n, cfg),
             cfg: cfg.clone(),
-            rng,
-            start: now_sec(),
-            seen: 0,
         })
     }
 
     /// Total steps of the run.
     pub fn total_steps(&self) -> usize {
-        self.total
+        self.plan.total()
     }
 
     async fn vectors(&self, idx: &[usize]) -> Result<(Tensor<2>, Tensor<3>)> {
@@ -164,18 +141,9 @@ impl FusionTrainer {
 
     /// Runs one batch; `Ok(None)` once all steps are done.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
-        if self.step >= self.total {
+        let Some((idx, epoch)) = self.plan.next_batch() else {
             return Ok(None);
-        }
-        if self.cursor >= self.order.len() {
-            self.order.shuffle(&mut self.rng);
-            self.cursor = 0;
-            self.epoch += 1;
-        }
-        let end = (self.cursor + self.cfg.batch_size).min(self.order.len());
-        let idx: Vec<usize> = self.order[self.cursor..end].to_vec();
-        let epoch = self.epoch;
-        self.cursor = end;
+        };
         let n = idx.len();
         let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
@@ -189,12 +157,9 @@ impl FusionTrainer {
             return Err(Error::Train(format!("fusion loss became {loss}; lower the learning rate")));
         }
         let g = GradientsParams::from_module(&mut grads, &self.fusion);
-        let lr = lr_at(self.cfg.head_lr, self.step, self.total, self.warmup);
+        let lr = self.plan.lr(self.cfg.head_lr);
         self.fusion = self.opt.step(lr, self.fusion.clone(), g);
-        self.step += 1;
-        self.seen += n;
-        let elapsed = now_sec() - self.start;
-        Ok(Some(Progress { step: self.step, total_steps: self.total, epoch, loss, lr, examples_per_sec: self.seen as f64 / elapsed.max(1e-9), elapsed_sec: elapsed }))
+        Ok(Some(self.plan.done(n, epoch, loss, lr)))
     }
 
     /// A random adapter mask for one batch (`None` when adapter dropout is off).
@@ -203,9 +168,9 @@ impl FusionTrainer {
         if self.adapter_dropout <= 0.0 || k < 2 {
             return None;
         }
-        let mut keep: Vec<bool> = (0..k).map(|_| self.rng.random::<f64>() >= self.adapter_dropout).collect();
+        let mut keep: Vec<bool> = (0..k).map(|_| self.plan.rng.random::<f64>() >= self.adapter_dropout).collect();
         if !keep.iter().any(|&x| x) {
-            let i = self.rng.random_range(0..k);
+            let i = self.plan.rng.random_range(0..k);
             keep[i] = true;
         }
         Some(keep)

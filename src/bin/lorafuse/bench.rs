@@ -21,7 +21,6 @@ use lorafuse::engine::{self, Engine};
 use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::predict::{TaskParts, predict_all};
 use lorafuse::host::block_on;
-use lorafuse::lora::LoraConfig;
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use lorafuse::train::{LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer, stage2};
 
@@ -42,30 +41,8 @@ pub struct BenchArgs {
     /// Seeds, comma-separated.
     #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
     seeds: Vec<u64>,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 4)]
-    r: usize,
-    /// LoRA alpha.
-    #[arg(long, default_value_t = 32.0)]
-    alpha: f64,
-    /// LoRA dropout.
-    #[arg(long, default_value_t = 0.1)]
-    lora_dropout: f64,
-    /// LoRA target modules.
-    #[arg(long, default_value = "query,key,value", value_delimiter = ',')]
-    targets: Vec<String>,
-    /// Stage-1 epochs (default: the library default).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Adapter learning rate.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Head learning rate (stage 1 and frozen probe).
-    #[arg(long)]
-    head_lr: Option<f64>,
-    /// Batch size.
-    #[arg(long)]
-    batch: Option<usize>,
+    #[command(flatten)]
+    training: crate::TrainingArgs,
     /// Fusion epochs (default 30).
     #[arg(long)]
     fusion_epochs: Option<usize>,
@@ -179,15 +156,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         println!("- {}: {} rows removed, {} train rows left", t.name, t.removed, t.train.len());
     }
 
-    let defaults = TrainConfig::default();
-    let base_cfg = TrainConfig {
-        epochs: a.epochs.unwrap_or(defaults.epochs),
-        lr: a.lr.unwrap_or(defaults.lr),
-        head_lr: a.head_lr.unwrap_or(defaults.head_lr),
-        batch_size: a.batch.unwrap_or(defaults.batch_size),
-        ..defaults
-    };
-    let lora = LoraConfig { r: a.r, alpha: a.alpha, dropout: a.lora_dropout, target_modules: a.targets.clone(), ..Default::default() };
+    let base_cfg = a.training.train(1);
+    let lora = a.training.lora();
     lora.validate()?;
     let d = engine.encoder.config.hidden_size;
 

@@ -117,30 +117,8 @@ struct TrainArgs {
     /// Evaluate on at most this many test rows (the first ones).
     #[arg(long)]
     test_rows: Option<usize>,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 4)]
-    r: usize,
-    /// LoRA alpha (scaling = alpha / r).
-    #[arg(long, default_value_t = 32.0)]
-    alpha: f64,
-    /// LoRA dropout.
-    #[arg(long, default_value_t = 0.1)]
-    lora_dropout: f64,
-    /// Comma-separated PEFT target modules.
-    #[arg(long, default_value = "query,key,value", value_delimiter = ',')]
-    targets: Vec<String>,
-    /// Epochs.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Peak learning rate of the adapter.
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Peak learning rate of the head.
-    #[arg(long)]
-    head_lr: Option<f64>,
-    /// Batch size.
-    #[arg(long)]
-    batch: Option<usize>,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -150,6 +128,55 @@ struct TrainArgs {
     /// Write per-step losses as JSON lines to this file.
     #[arg(long)]
     loss_log: Option<PathBuf>,
+}
+
+/// LoRA and stage-1 settings shared by `train` and `bench`.
+#[derive(Args, Clone)]
+pub(crate) struct TrainingArgs {
+    /// LoRA rank.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) r: usize,
+    /// LoRA alpha (scaling = alpha / r).
+    #[arg(long, default_value_t = 32.0)]
+    pub(crate) alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) lora_dropout: f64,
+    /// Comma-separated PEFT target modules.
+    #[arg(long, default_value = "query,key,value", value_delimiter = ',')]
+    pub(crate) targets: Vec<String>,
+    /// Epochs.
+    #[arg(long)]
+    pub(crate) epochs: Option<usize>,
+    /// Peak learning rate of the adapter.
+    #[arg(long)]
+    pub(crate) lr: Option<f64>,
+    /// Peak learning rate of the head.
+    #[arg(long)]
+    pub(crate) head_lr: Option<f64>,
+    /// Batch size.
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
+}
+
+impl TrainingArgs {
+    /// The LoRA settings.
+    pub(crate) fn lora(&self) -> LoraConfig {
+        LoraConfig { r: self.r, alpha: self.alpha, dropout: self.lora_dropout, target_modules: self.targets.clone(), ..Default::default() }
+    }
+
+    /// The training settings, library defaults where not given.
+    pub(crate) fn train(&self, seed: u64) -> TrainConfig {
+        let d = TrainConfig::default();
+        TrainConfig {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            lr: self.lr.unwrap_or(d.lr),
+            head_lr: self.head_lr.unwrap_or(d.head_lr),
+            batch_size: self.batch.unwrap_or(d.batch_size),
+            seed,
+            ..d
+        }
+    }
 }
 
 fn main() {
@@ -312,16 +339,8 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
     let (test_texts, test_labels) = engine::labelled(&test_rows, &vocab)?;
     let engine = load_engine(common)?;
 
-    let defaults = TrainConfig::default();
-    let cfg = TrainConfig {
-        epochs: a.epochs.unwrap_or(defaults.epochs),
-        lr: a.lr.unwrap_or(defaults.lr),
-        head_lr: a.head_lr.unwrap_or(defaults.head_lr),
-        batch_size: a.batch.unwrap_or(defaults.batch_size),
-        seed: a.seed,
-        ..defaults
-    };
-    let lora = LoraConfig { r: a.r, alpha: a.alpha, dropout: a.lora_dropout, target_modules: a.targets.clone(), ..Default::default() };
+    let cfg = a.training.train(a.seed);
+    let lora = a.training.lora();
 
     let mut report = serde_json::Map::new();
     if a.compare_frozen {
