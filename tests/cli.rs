@@ -66,3 +66,60 @@ fn embed_prints_a_normalised_vector() {
     let want = common::floats(&fx["sentences"][0]["sentence_embedding"]);
     assert!(common::max_abs_diff(&v, &want) < 1e-4);
 }
+
+/// train → predict → eval → fuse → predict --fused, on tiny data (a smoke test of the CLI paths;
+/// the numbers are not the point).
+#[test]
+fn train_fuse_and_predict_all_tasks() {
+    let dir = std::env::temp_dir().join(format!("lorafuse-cli-fuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = String::from_utf8(common::read(&common::fixture("data/sst2_train_600.csv"))).unwrap();
+    let lines: Vec<&str> = rows.lines().collect();
+    let a = dir.join("a.csv");
+    std::fs::write(&a, format!("{}\n{}\n", lines[0], lines[1..41].join("\n"))).unwrap();
+    // Task b: other rows, other label names.
+    let b = dir.join("b.csv");
+    let renamed: Vec<String> = lines[41..81].iter().map(|l| l.replace(",positive", ",up").replace(",negative", ",down")).collect();
+    std::fs::write(&b, format!("{}\n{}\n", lines[0], renamed.join("\n"))).unwrap();
+    let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
+    for (task, data) in [("a", &a), ("b", &b)] {
+        let (ok, out, err) = lorafuse(&["train", "--task", task, "--data", &p(data), "--epochs", "1", "--out", &p(&dir.join(task))]);
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(report["lora"]["accuracy"].is_number());
+    }
+    let (ok, out, err) = lorafuse(&["predict", "--adapter", &p(&dir.join("b")), "--text", "a wonderful film"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(["up", "down"].contains(&v["label"].as_str().unwrap()));
+    let (ok, out, err) = lorafuse(&["eval", "--adapter", &p(&dir.join("a")), "--data", &p(&a)]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["metrics"]["n"], 40);
+
+    let fused = dir.join("fused");
+    let (ok, _, err) = lorafuse(&[
+        "fuse", "--adapters", &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
+        "--data", &format!("a={},b={}", p(&a), p(&b)), "--epochs", "2", "--out", &p(&fused),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = lorafuse(&["predict", "--fused", &p(&fused), "--text", "a wonderful film", "--text", "dull and slow"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("encoder passes per text: 3.0"), "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let tasks = l["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 2);
+        for t in tasks {
+            let att: Vec<f64> = t["attention"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!((att.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+            assert!(t["single"]["label"].is_string() && t["hybrid"]["label"].is_string());
+        }
+    }
+    // A fused folder whose adapter was swapped is refused.
+    std::fs::copy(dir.join("a/adapter_model.safetensors"), fused.join("adapters/b/adapter_model.safetensors")).unwrap();
+    let (ok, _, err) = lorafuse(&["predict", "--fused", &p(&fused), "--text", "x"]);
+    assert!(!ok && (err.contains("does not match") || err.contains("adapter")), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
