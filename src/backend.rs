@@ -10,7 +10,11 @@ use crate::error::{Error, Result};
 pub const CPU_BACKENDS: &[&str] = &["flex", "ndarray"];
 
 /// The default CPU backend's name.
-pub const DEFAULT_CPU: &str = if cfg!(feature = "flex") { "flex" } else { "ndarray" };
+pub const DEFAULT_CPU: &str = if cfg!(feature = "flex") {
+    "flex"
+} else {
+    "ndarray"
+};
 
 /// A CPU device by name (`flex` or `ndarray`).
 pub fn cpu_device(name: &str) -> Result<Device> {
@@ -45,7 +49,9 @@ pub fn available() -> Vec<&'static str> {
 /// A native wgpu device (Vulkan/Metal/DX12), or an error when no adapter is found.
 #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
 pub fn wgpu_device() -> Result<Device> {
-    Device::wgpu_options().init().map_err(|e| Error::Model(format!("no wgpu adapter: {e:?}")))
+    Device::wgpu_options()
+        .init()
+        .map_err(|e| Error::Model(format!("no wgpu adapter: {e:?}")))
 }
 
 /// Any device by name: a CPU backend, or `wgpu`.

@@ -31,18 +31,34 @@ pub struct Engine {
 
 impl Engine {
     /// Loads from the bytes of `config.json`, `model.safetensors` and `tokenizer.json`.
-    pub fn load(config_json: &[u8], weights: &[u8], tokenizer_json: &[u8], device: &Device) -> Result<Self> {
+    pub fn load(
+        config_json: &[u8],
+        weights: &[u8],
+        tokenizer_json: &[u8],
+        device: &Device,
+    ) -> Result<Self> {
         let encoder = Encoder::load(config_json, weights, device)?;
         // Never longer than the model has positions for.
         let max_len = DEFAULT_MAX_LEN.min(encoder.config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_bytes(tokenizer_json, max_len)?;
-        Ok(Self { encoder, tokenizer, device: device.clone(), model_sha256: sha256_hex(weights) })
+        Ok(Self {
+            encoder,
+            tokenizer,
+            device: device.clone(),
+            model_sha256: sha256_hex(weights),
+        })
     }
 
     /// L2-normalised mean-pooled sentence embeddings (sentence-transformers' output), one per text.
-    pub async fn embed<S: AsRef<str>>(&self, texts: &[S], adapter: Option<&LoraAdapter>) -> Result<Vec<Vec<f32>>> {
+    pub async fn embed<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        adapter: Option<&LoraAdapter>,
+    ) -> Result<Vec<Vec<f32>>> {
         let d = self.encoder.config.hidden_size;
-        let pooled = predict::pooled_vectors(&self.encoder, &self.tokenizer, adapter, texts, &self.device).await?;
+        let pooled =
+            predict::pooled_vectors(&self.encoder, &self.tokenizer, adapter, texts, &self.device)
+                .await?;
         let v = host::floats(l2_normalize(pooled)).await?;
         Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
     }

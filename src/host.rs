@@ -9,19 +9,31 @@ use crate::error::{Error, Result};
 
 /// Reads a float tensor as a flat `Vec<f32>` (row-major).
 pub async fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("{e:?}")))?;
-    data.try_into_vec_as::<f32>().map_err(|e| Error::Device(format!("{e:?}")))
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))
 }
 
 /// Reads an int tensor as a flat `Vec<i64>`.
 pub async fn ints<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
-    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("{e:?}")))?;
-    data.try_into_vec_as::<i64>().map_err(|e| Error::Device(format!("{e:?}")))
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    data.try_into_vec_as::<i64>()
+        .map_err(|e| Error::Device(format!("{e:?}")))
 }
 
 /// Reads a one-element float tensor.
 pub async fn scalar(t: Tensor<1>) -> Result<f32> {
-    floats(t).await?.first().copied().ok_or_else(|| Error::Device("empty tensor".into()))
+    floats(t)
+        .await?
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Device("empty tensor".into()))
 }
 
 /// Runs an engine future to completion on the current thread (native only).

@@ -13,9 +13,9 @@
 
 pub mod backend;
 pub mod data;
-pub mod fusion;
 pub mod engine;
 pub mod error;
+pub mod fusion;
 pub mod host;
 pub mod lora;
 pub mod model;

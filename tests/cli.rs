@@ -11,7 +11,11 @@ fn lorafuse(args: &[&str]) -> (bool, String, String) {
         .env("LORAFUSE_MODEL_DIR", common::model_dir())
         .output()
         .expect("runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -27,29 +31,76 @@ fn bad_uploads_fail_with_specific_errors() {
     let dir = std::env::temp_dir().join(format!("lorafuse-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cases: &[(&str, &[u8], &str)] = &[
-        ("noheader.csv", b"great movie,positive\nawful,negative\n", "column"),
+        (
+            "noheader.csv",
+            b"great movie,positive\nawful,negative\n",
+            "column",
+        ),
         ("empty.csv", b"", "empty"),
-        ("oneclass.csv", b"text,label\ngood,pos\nfine,pos\n", "at least two classes"),
-        ("badutf8.csv", b"text,label\ngood,pos\n\xff\xfe,neg\n", "UTF-8"),
-        ("blank_text.csv", b"text,label\n,pos\n\"\",neg\n", "no usable rows"),
-        ("notobject.jsonl", b"[1,2]\n\"just a string\"\n", "no usable rows"),
+        (
+            "oneclass.csv",
+            b"text,label\ngood,pos\nfine,pos\n",
+            "at least two classes",
+        ),
+        (
+            "badutf8.csv",
+            b"text,label\ngood,pos\n\xff\xfe,neg\n",
+            "UTF-8",
+        ),
+        (
+            "blank_text.csv",
+            b"text,label\n,pos\n\"\",neg\n",
+            "no usable rows",
+        ),
+        (
+            "notobject.jsonl",
+            b"[1,2]\n\"just a string\"\n",
+            "no usable rows",
+        ),
     ];
     for (name, bytes, want) in cases {
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
         let out = dir.join("out");
-        let (ok, _, err) = lorafuse(&["train", "--task", "t", "--data", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let (ok, _, err) = lorafuse(&[
+            "train",
+            "--task",
+            "t",
+            "--data",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(!ok, "{name} should fail");
-        assert!(err.to_lowercase().contains(&want.to_lowercase()), "{name}: {err}");
+        assert!(
+            err.to_lowercase().contains(&want.to_lowercase()),
+            "{name}: {err}"
+        );
         assert!(!err.contains("panicked"), "{name} panicked: {err}");
     }
     // Unknown column chosen by the user.
     let p = dir.join("ok.csv");
     std::fs::write(&p, b"text,label\ngood,pos\nbad,neg\n").unwrap();
-    let (ok, _, err) = lorafuse(&["train", "--task", "t", "--data", p.to_str().unwrap(), "--out", "x", "--label-column", "sentiment"]);
+    let (ok, _, err) = lorafuse(&[
+        "train",
+        "--task",
+        "t",
+        "--data",
+        p.to_str().unwrap(),
+        "--out",
+        "x",
+        "--label-column",
+        "sentiment",
+    ]);
     assert!(!ok && err.contains("sentiment"), "{err}");
     // A missing adapter folder.
-    let (ok, _, err) = lorafuse(&["predict", "--adapter", dir.join("nope").to_str().unwrap(), "--text", "hi"]);
+    let (ok, _, err) = lorafuse(&[
+        "predict",
+        "--adapter",
+        dir.join("nope").to_str().unwrap(),
+        "--text",
+        "hi",
+    ]);
     assert!(!ok && err.contains("does not exist"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -73,22 +124,42 @@ fn embed_prints_a_normalised_vector() {
 fn train_fuse_and_predict_all_tasks() {
     let dir = std::env::temp_dir().join(format!("lorafuse-cli-fuse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let rows = String::from_utf8(common::read(&common::fixture("data/sst2_train_600.csv"))).unwrap();
+    let rows =
+        String::from_utf8(common::read(&common::fixture("data/sst2_train_600.csv"))).unwrap();
     let lines: Vec<&str> = rows.lines().collect();
     let a = dir.join("a.csv");
     std::fs::write(&a, format!("{}\n{}\n", lines[0], lines[1..41].join("\n"))).unwrap();
     // Task b: other rows, other label names.
     let b = dir.join("b.csv");
-    let renamed: Vec<String> = lines[41..81].iter().map(|l| l.replace(",positive", ",up").replace(",negative", ",down")).collect();
+    let renamed: Vec<String> = lines[41..81]
+        .iter()
+        .map(|l| l.replace(",positive", ",up").replace(",negative", ",down"))
+        .collect();
     std::fs::write(&b, format!("{}\n{}\n", lines[0], renamed.join("\n"))).unwrap();
     let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
     for (task, data) in [("a", &a), ("b", &b)] {
-        let (ok, out, err) = lorafuse(&["train", "--task", task, "--data", &p(data), "--epochs", "1", "--out", &p(&dir.join(task))]);
+        let (ok, out, err) = lorafuse(&[
+            "train",
+            "--task",
+            task,
+            "--data",
+            &p(data),
+            "--epochs",
+            "1",
+            "--out",
+            &p(&dir.join(task)),
+        ]);
         assert!(ok, "{err}");
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(report["lora"]["accuracy"].is_number());
     }
-    let (ok, out, err) = lorafuse(&["predict", "--adapter", &p(&dir.join("b")), "--text", "a wonderful film"]);
+    let (ok, out, err) = lorafuse(&[
+        "predict",
+        "--adapter",
+        &p(&dir.join("b")),
+        "--text",
+        "a wonderful film",
+    ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(["up", "down"].contains(&v["label"].as_str().unwrap()));
@@ -99,27 +170,57 @@ fn train_fuse_and_predict_all_tasks() {
 
     let fused = dir.join("fused");
     let (ok, _, err) = lorafuse(&[
-        "fuse", "--adapters", &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
-        "--data", &format!("a={},b={}", p(&a), p(&b)), "--epochs", "2", "--out", &p(&fused),
+        "fuse",
+        "--adapters",
+        &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
+        "--data",
+        &format!("a={},b={}", p(&a), p(&b)),
+        "--epochs",
+        "2",
+        "--out",
+        &p(&fused),
     ]);
     assert!(ok, "{err}");
-    let (ok, out, err) = lorafuse(&["predict", "--fused", &p(&fused), "--text", "a wonderful film", "--text", "dull and slow"]);
+    let (ok, out, err) = lorafuse(&[
+        "predict",
+        "--fused",
+        &p(&fused),
+        "--text",
+        "a wonderful film",
+        "--text",
+        "dull and slow",
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains("encoder passes per text: 3.0"), "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     for l in &lines {
         let tasks = l["tasks"].as_array().unwrap();
         assert_eq!(tasks.len(), 2);
         for t in tasks {
-            let att: Vec<f64> = t["attention"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let att: Vec<f64> = t["attention"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
             assert!((att.iter().sum::<f64>() - 1.0).abs() < 1e-4);
             assert!(t["single"]["label"].is_string() && t["hybrid"]["label"].is_string());
         }
     }
     // A fused folder whose adapter was swapped is refused.
-    std::fs::copy(dir.join("a/adapter_model.safetensors"), fused.join("adapters/b/adapter_model.safetensors")).unwrap();
+    std::fs::copy(
+        dir.join("a/adapter_model.safetensors"),
+        fused.join("adapters/b/adapter_model.safetensors"),
+    )
+    .unwrap();
     let (ok, _, err) = lorafuse(&["predict", "--fused", &p(&fused), "--text", "x"]);
-    assert!(!ok && (err.contains("does not match") || err.contains("adapter")), "{err}");
+    assert!(
+        !ok && (err.contains("does not match") || err.contains("adapter")),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

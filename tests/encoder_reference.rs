@@ -15,7 +15,12 @@ fn embeddings_and_hidden_states_match_pytorch() {
         let name = s["name"].as_str().unwrap();
         let text = s["text"].as_str().unwrap();
         let input = engine.tokenizer.batch(&[text]).unwrap();
-        let want_ids: Vec<i64> = s["input_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+        let want_ids: Vec<i64> = s["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
         assert_eq!(input.ids, want_ids, "{name}: ids");
 
         let emb = block_on(engine.embed(&[text], None)).unwrap().remove(0);
@@ -23,20 +28,32 @@ fn embeddings_and_hidden_states_match_pytorch() {
         assert!(d < 1e-4, "{name}: sentence embedding differs by {d}");
 
         let mode = ForwardMode::eval(None);
-        let (hidden, mask) = engine.encoder.hidden_states(&input, None, &mode, &engine.device);
+        let (hidden, mask) = engine
+            .encoder
+            .hidden_states(&input, None, &mode, &engine.device);
         let t = input.seq;
         let want_layers = s["token0_hidden_states_first8"].as_array().unwrap();
-        assert_eq!(hidden.len(), want_layers.len(), "{name}: embedding output + one per layer");
+        assert_eq!(
+            hidden.len(),
+            want_layers.len(),
+            "{name}: embedding output + one per layer"
+        );
         for (k, (h, want)) in hidden.iter().zip(want_layers).enumerate() {
             let v = block_on(floats(h.clone())).unwrap();
             let d = common::max_abs_diff(&v[..8], &common::floats(want));
-            assert!(d < 1e-3, "{name}: hidden state {k}, token 0, differs by {d}");
+            assert!(
+                d < 1e-3,
+                "{name}: hidden state {k}, token 0, differs by {d}"
+            );
         }
         let last = block_on(floats(hidden.last().unwrap().clone())).unwrap();
         let dm = 384;
         let d = common::max_abs_diff(&last[..dm], &common::floats(&s["cls_last_hidden_state"]));
         assert!(d < 1e-3, "{name}: CLS last hidden differs by {d}");
-        let d = common::max_abs_diff(&last[(t - 1) * dm..(t - 1) * dm + 8], &common::floats(&s["last_hidden_state_token_last_first8"]));
+        let d = common::max_abs_diff(
+            &last[(t - 1) * dm..(t - 1) * dm + 8],
+            &common::floats(&s["last_hidden_state_token_last_first8"]),
+        );
         assert!(d < 1e-3, "{name}: last token differs by {d}");
         let pooled = block_on(floats(mean_pool(hidden.last().unwrap().clone(), mask))).unwrap();
         let d = common::max_abs_diff(&pooled, &common::floats(&s["mean_pooled_unnormalized"]));
@@ -48,7 +65,12 @@ fn embeddings_and_hidden_states_match_pytorch() {
 fn batched_and_padded_equals_one_by_one() {
     let fx = common::json("minilm/encoder.json");
     let engine = common::engine();
-    let texts: Vec<String> = fx["sentences"].as_array().unwrap().iter().map(|s| s["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = fx["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap().to_string())
+        .collect();
     let together = block_on(engine.embed(&texts, None)).unwrap();
     for (t, v) in texts.iter().zip(&together) {
         let alone = block_on(engine.embed(&[t], None)).unwrap().remove(0);
@@ -64,7 +86,10 @@ fn cpu_backends_agree() {
         eprintln!("skipped: needs both flex and ndarray compiled in");
         return;
     }
-    let text = ["A short sentence about cats.", "Another, longer sentence about the weather in spring."];
+    let text = [
+        "A short sentence about cats.",
+        "Another, longer sentence about the weather in spring.",
+    ];
     let a = block_on(common::engine_on("flex").embed(&text, None)).unwrap();
     let b = block_on(common::engine_on("ndarray").embed(&text, None)).unwrap();
     for (x, y) in a.iter().zip(&b) {
@@ -87,7 +112,10 @@ fn wgpu_agrees_with_cpu_when_available() {
     };
     let m = common::model_bytes();
     let gpu = lorafuse::engine::Engine::load(&m.config, &m.weights, &m.tokenizer, &device).unwrap();
-    let text = ["The quick brown fox jumps over the lazy dog.", "Hello world"];
+    let text = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello world",
+    ];
     let a = block_on(gpu.embed(&text, None)).unwrap();
     let b = block_on(common::engine().embed(&text, None)).unwrap();
     for (x, y) in a.iter().zip(&b) {

@@ -28,27 +28,46 @@ fn layer_norm(x: &[f32], g: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
     let n = x.len() as f32;
     let m = x.iter().sum::<f32>() / n;
     let v = x.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / n;
-    x.iter().zip(g.iter().zip(b)).map(|(a, (g, b))| (a - m) / (v + eps).sqrt() * g + b).collect()
+    x.iter()
+        .zip(g.iter().zip(b))
+        .map(|(a, (g, b))| (a - m) / (v + eps).sqrt() * g + b)
+        .collect()
 }
 
 /// `x W + b` with burn-layout `W [in, out]`.
 fn lin(x: &[f32], l: &burn::nn::Linear) -> Vec<f32> {
     let (w, [din, dout]) = host2(l.weight.val());
     let b = block_on(floats(l.bias.as_ref().unwrap().val())).unwrap();
-    (0..dout).map(|o| (0..din).map(|i| x[i] * w[i * dout + o]).sum::<f32>() + b[o]).collect()
+    (0..dout)
+        .map(|o| (0..din).map(|i| x[i] * w[i * dout + o]).sum::<f32>() + b[o])
+        .collect()
 }
 
 fn ln(x: &[f32], l: &burn::nn::LayerNorm) -> Vec<f32> {
-    layer_norm(x, &block_on(floats(l.gamma.val())).unwrap(), &block_on(floats(l.beta.as_ref().unwrap().val())).unwrap(), 1e-5)
+    layer_norm(
+        x,
+        &block_on(floats(l.gamma.val())).unwrap(),
+        &block_on(floats(l.beta.as_ref().unwrap().val())).unwrap(),
+        1e-5,
+    )
 }
 
 /// Straightforward per-example re-computation of DESIGN §1.3 (masking: `keep[s]`).
-fn reference(f: &AttentionFusion, base: &[f32], adapters: &[Vec<f32>], keep: &[bool]) -> (Vec<f32>, Vec<f32>) {
+fn reference(
+    f: &AttentionFusion,
+    base: &[f32],
+    adapters: &[Vec<f32>],
+    keep: &[bool],
+) -> (Vec<f32>, Vec<f32>) {
     let k = adapters.len();
     let d = base.len();
     let heads = f.heads;
     let hd = d / heads;
-    let h: Vec<Vec<f32>> = adapters.iter().enumerate().map(|(s, u)| ln(u, &f.adapter_norms[s])).collect();
+    let h: Vec<Vec<f32>> = adapters
+        .iter()
+        .enumerate()
+        .map(|(s, u)| ln(u, &f.adapter_norms[s]))
+        .collect();
     let q: Vec<Vec<f32>> = h.iter().map(|x| lin(x, &f.query)).collect();
     let kk: Vec<Vec<f32>> = h.iter().map(|x| lin(x, &f.key)).collect();
     let v: Vec<Vec<f32>> = h.iter().map(|x| lin(x, &f.value)).collect();
@@ -59,7 +78,18 @@ fn reference(f: &AttentionFusion, base: &[f32], adapters: &[Vec<f32>], keep: &[b
         let r = head * hd..(head + 1) * hd;
         for i in 0..k {
             let scores: Vec<f32> = (0..k)
-                .map(|j| if keep[j] { q[i][r.clone()].iter().zip(&kk[j][r.clone()]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt() } else { f32::NEG_INFINITY })
+                .map(|j| {
+                    if keep[j] {
+                        q[i][r.clone()]
+                            .iter()
+                            .zip(&kk[j][r.clone()])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            / (hd as f32).sqrt()
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
                 .collect();
             let mx = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let e: Vec<f32> = scores.iter().map(|s| (s - mx).exp()).collect();
@@ -76,10 +106,21 @@ fn reference(f: &AttentionFusion, base: &[f32], adapters: &[Vec<f32>], keep: &[b
         }
     }
     let attended: Vec<Vec<f32>> = ctx.iter().map(|c| lin(c, &f.out)).collect();
-    let mean: Vec<f32> = (0..d).map(|c| (0..k).filter(|&i| keep[i]).map(|i| attended[i][c]).sum::<f32>() / used).collect();
+    let mean: Vec<f32> = (0..d)
+        .map(|c| {
+            (0..k)
+                .filter(|&i| keep[i])
+                .map(|i| attended[i][c])
+                .sum::<f32>()
+                / used
+        })
+        .collect();
     let a = ln(&mean, &f.attention_norm);
     let b = lin(&ln(base, &f.base_norm), &f.base_proj);
-    let z = ln(&a.iter().zip(&b).map(|(x, y)| x + y).collect::<Vec<_>>(), &f.fused_norm);
+    let z = ln(
+        &a.iter().zip(&b).map(|(x, y)| x + y).collect::<Vec<_>>(),
+        &f.fused_norm,
+    );
     (lin(&z, &f.classifier), weights)
 }
 
@@ -87,7 +128,9 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
         })
         .collect()
@@ -109,10 +152,15 @@ fn forward_matches_a_straightforward_recomputation() {
         let (logits, _) = host2(out.logits);
         let (weights, _) = host2(out.weights);
         for i in 0..b {
-            let adapters: Vec<Vec<f32>> = (0..k).map(|s| ad[(i * k + s) * d..(i * k + s + 1) * d].to_vec()).collect();
+            let adapters: Vec<Vec<f32>> = (0..k)
+                .map(|s| ad[(i * k + s) * d..(i * k + s + 1) * d].to_vec())
+                .collect();
             let (want_logits, want_w) = reference(&f, &base[i * d..(i + 1) * d], &adapters, &keep);
             let got_w = &weights[i * k..(i + 1) * k];
-            assert!((got_w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "weights sum to 1");
+            assert!(
+                (got_w.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                "weights sum to 1"
+            );
             for s in 0..k {
                 if !keep[s] {
                     assert!(got_w[s] < 1e-6, "a masked adapter gets no attention");
@@ -125,7 +173,13 @@ fn forward_matches_a_straightforward_recomputation() {
 }
 
 fn load(rel: &str) -> Vec<data::Example> {
-    data::parse(&common::read(&common::fixture(rel)), rel, &ParseOptions::default()).unwrap().examples
+    data::parse(
+        &common::read(&common::fixture(rel)),
+        rel,
+        &ParseOptions::default(),
+    )
+    .unwrap()
+    .examples
 }
 
 fn adapter_bytes(a: &LoraAdapter) -> Vec<u8> {
@@ -136,49 +190,126 @@ fn adapter_bytes(a: &LoraAdapter) -> Vec<u8> {
 fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
-    let rows: Vec<_> = load("data/sst2_train_600.csv").into_iter().take(40).collect();
+    let rows: Vec<_> = load("data/sst2_train_600.csv")
+        .into_iter()
+        .take(40)
+        .collect();
     let vocab = data::validate_for_training(&rows).unwrap();
     let (texts, labels) = engine::labelled(&rows, &vocab).unwrap();
     // Two non-trivial "trained" adapters: the PEFT fixture and a perturbed fresh one.
     let c = &engine.encoder.config;
-    let fx = peft::load(&common::read(&common::fixture("minilm/peft_lora/adapter_config.json")), &common::read(&common::fixture("minilm/peft_lora/adapter_model.safetensors")), c, &engine.device).unwrap();
-    let second = LoraAdapter::init(&LoraConfig { target_modules: vec!["key".into()], ..Default::default() }, c, 9, &engine.device).unwrap();
+    let fx = peft::load(
+        &common::read(&common::fixture("minilm/peft_lora/adapter_config.json")),
+        &common::read(&common::fixture(
+            "minilm/peft_lora/adapter_model.safetensors",
+        )),
+        c,
+        &engine.device,
+    )
+    .unwrap();
+    let second = LoraAdapter::init(
+        &LoraConfig {
+            target_modules: vec!["key".into()],
+            ..Default::default()
+        },
+        c,
+        9,
+        &engine.device,
+    )
+    .unwrap();
     let before = [adapter_bytes(&fx), adapter_bytes(&second)];
-    let cfg = TrainConfig { epochs: 2, batch_size: 8, seed: 3, ..Default::default() };
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        seed: 3,
+        ..Default::default()
+    };
     let fcfg = FusionConfig::new(384, 2, 2);
     let refs = [&fx, &second];
-    let cache = block_on(FusionCache::build(&engine.encoder, &engine.tokenizer, &refs, &texts, &engine.device)).unwrap();
-    let mut cached = FusionTrainer::new(VectorSource::Cached(cache.clone()), &labels, &fcfg, &cfg, &engine.device).unwrap();
+    let cache = block_on(FusionCache::build(
+        &engine.encoder,
+        &engine.tokenizer,
+        &refs,
+        &texts,
+        &engine.device,
+    ))
+    .unwrap();
+    let mut cached = FusionTrainer::new(
+        VectorSource::Cached(cache.clone()),
+        &labels,
+        &fcfg,
+        &cfg,
+        &engine.device,
+    )
+    .unwrap();
     let (mut l1, mut l2) = (vec![], vec![]);
     while let Some(p) = block_on(cached.step()).unwrap() {
         l1.push(p.loss);
     }
     // Created after the cached run: creating a trainer re-seeds the device's dropout generator.
-    let live_src = VectorSource::Live { encoder: engine.encoder.clone(), tokenizer: engine.tokenizer.clone(), adapters: vec![fx.clone(), second.clone()], texts: texts.clone() };
+    let live_src = VectorSource::Live {
+        encoder: engine.encoder.clone(),
+        tokenizer: engine.tokenizer.clone(),
+        adapters: vec![fx.clone(), second.clone()],
+        texts: texts.clone(),
+    };
     let mut live = FusionTrainer::new(live_src, &labels, &fcfg, &cfg, &engine.device).unwrap();
     while let Some(p) = block_on(live.step()).unwrap() {
         l2.push(p.loss);
     }
     assert_eq!(l1.len(), l2.len());
-    assert!(common::max_abs_diff(&l1, &l2) < 1e-4, "cached {l1:?} vs live {l2:?}");
+    assert!(
+        common::max_abs_diff(&l1, &l2) < 1e-4,
+        "cached {l1:?} vs live {l2:?}"
+    );
     let (f1, f2) = (cached.finish(), live.finish());
-    let o1 = host2(f1.forward(cache.base.clone(), cache.adapters.clone(), None, false).logits).0;
-    let o2 = host2(f2.forward(cache.base.clone(), cache.adapters.clone(), None, false).logits).0;
+    let o1 = host2(
+        f1.forward(cache.base.clone(), cache.adapters.clone(), None, false)
+            .logits,
+    )
+    .0;
+    let o2 = host2(
+        f2.forward(cache.base.clone(), cache.adapters.clone(), None, false)
+            .logits,
+    )
+    .0;
     assert!(common::max_abs_diff(&o1, &o2) < 1e-3);
-    assert_eq!(before, [adapter_bytes(&fx), adapter_bytes(&second)], "stage 2 changed an adapter");
+    assert_eq!(
+        before,
+        [adapter_bytes(&fx), adapter_bytes(&second)],
+        "stage 2 changed an adapter"
+    );
 }
 
 #[test]
 fn fused_model_files_reproduce_predictions_exactly() {
     let device = Device::flex();
-    let layers = vec![FusionConfig::new(32, 3, 2).init(1, &device), FusionConfig::new(32, 3, 4).init(2, &device)];
+    let layers = vec![
+        FusionConfig::new(32, 3, 2).init(1, &device),
+        FusionConfig::new(32, 3, 4).init(2, &device),
+    ];
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: "x".into(),
         d_model: 32,
         heads: 4,
-        adapters: ["a", "b", "c"].iter().map(|t| FusedAdapter { task: t.to_string(), adapter_sha256: format!("{t}-sha") }).collect(),
-        tasks: vec![FusedTask { task: "a".into(), labels: vec!["x".into(), "y".into()] }, FusedTask { task: "b".into(), labels: ["1", "2", "3", "4"].map(String::from).to_vec() }],
+        adapters: ["a", "b", "c"]
+            .iter()
+            .map(|t| FusedAdapter {
+                task: t.to_string(),
+                adapter_sha256: format!("{t}-sha"),
+            })
+            .collect(),
+        tasks: vec![
+            FusedTask {
+                task: "a".into(),
+                labels: vec!["x".into(), "y".into()],
+            },
+            FusedTask {
+                task: "b".into(),
+                labels: ["1", "2", "3", "4"].map(String::from).to_vec(),
+            },
+        ],
     };
     let out = block_on(files::to_files(&manifest, &layers)).unwrap();
     let (m2, back) = files::from_files(&out, &device).unwrap();
@@ -199,12 +330,34 @@ fn fused_model_files_reproduce_predictions_exactly() {
     bad.remove(files::MANIFEST);
     assert!(files::from_files(&bad, &device).is_err());
     let mut bad: BTreeMap<String, Vec<u8>> = out;
-    bad.insert(files::MANIFEST.into(), serde_json::to_vec(&FusionManifest { d_model: 30, ..manifest }).unwrap());
+    bad.insert(
+        files::MANIFEST.into(),
+        serde_json::to_vec(&FusionManifest {
+            d_model: 30,
+            ..manifest
+        })
+        .unwrap(),
+    );
     assert!(files::from_files(&bad, &device).is_err());
 }
 
-fn train(engine: &Engine, texts: &[String], labels: &[usize], cfg: &TrainConfig) -> lorafuse::train::TaskModel {
-    let mut t = LoraTrainer::new(&engine.encoder, &engine.tokenizer, texts, labels, 2, &LoraConfig::default(), cfg, &engine.device).unwrap();
+fn train(
+    engine: &Engine,
+    texts: &[String],
+    labels: &[usize],
+    cfg: &TrainConfig,
+) -> lorafuse::train::TaskModel {
+    let mut t = LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        texts,
+        labels,
+        2,
+        &LoraConfig::default(),
+        cfg,
+        &engine.device,
+    )
+    .unwrap();
     while block_on(t.step()).unwrap().is_some() {}
     t.finish()
 }
@@ -218,7 +371,16 @@ fn knowledge_sharing_helps_the_small_task() {
     let engine = common::engine();
     let all = load("data/sst2_train_600.csv");
     let rename = |rows: &[data::Example]| -> Vec<data::Example> {
-        rows.iter().map(|e| data::Example { text: e.text.clone(), label: if e.label == "positive" { "thumbs-up".into() } else { "thumbs-down".into() } }).collect()
+        rows.iter()
+            .map(|e| data::Example {
+                text: e.text.clone(),
+                label: if e.label == "positive" {
+                    "thumbs-up".into()
+                } else {
+                    "thumbs-down".into()
+                },
+            })
+            .collect()
     };
     let big_rows = data::stratified_subset(&all[..400], 400, 1);
     let small_rows = rename(&data::stratified_subset(&all[400..], 12, 1));
@@ -229,32 +391,101 @@ fn knowledge_sharing_helps_the_small_task() {
     let small = engine::labelled(&small_rows, &small_vocab).unwrap();
     let test = engine::labelled(&test_rows, &small_vocab).unwrap();
 
-    let cfg = TrainConfig { epochs: 3, ..Default::default() };
+    let cfg = TrainConfig {
+        epochs: 3,
+        ..Default::default()
+    };
     let big_model = train(&engine, &big.0, &big.1, &cfg);
-    let small_model = train(&engine, &small.0, &small.1, &TrainConfig { epochs: 10, ..cfg.clone() });
+    let small_model = train(
+        &engine,
+        &small.0,
+        &small.1,
+        &TrainConfig {
+            epochs: 10,
+            ..cfg.clone()
+        },
+    );
 
     // single-task LoRA of the small task
-    let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&small_model.adapter), &small_model.head, &test.0, &engine.device)).unwrap();
+    let probs = block_on(predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        Some(&small_model.adapter),
+        &small_model.head,
+        &test.0,
+        &engine.device,
+    ))
+    .unwrap();
     let single = predict::evaluate(&probs, &test.1, 2).0.accuracy;
 
     // hybrid of the small task over both adapters, trained on its 12 rows
     let adapters = [&big_model.adapter, &small_model.adapter];
-    let cache = block_on(FusionCache::build(&engine.encoder, &engine.tokenizer, &adapters, &small.0, &engine.device)).unwrap();
+    let cache = block_on(FusionCache::build(
+        &engine.encoder,
+        &engine.tokenizer,
+        &adapters,
+        &small.0,
+        &engine.device,
+    ))
+    .unwrap();
     let fcfg = FusionConfig::new(384, 2, 2);
-    let mut ft = FusionTrainer::new(VectorSource::Cached(cache), &small.1, &fcfg, &lorafuse::train::stage2::default_config(&cfg), &engine.device).unwrap();
+    let mut ft = FusionTrainer::new(
+        VectorSource::Cached(cache),
+        &small.1,
+        &fcfg,
+        &lorafuse::train::stage2::default_config(&cfg),
+        &engine.device,
+    )
+    .unwrap();
     while block_on(ft.step()).unwrap().is_some() {}
     let fusion = ft.finish();
     let labels = [big_vocab.names().to_vec(), small_vocab.names().to_vec()];
     let parts = [
-        TaskParts { name: "big", labels: &labels[0], adapter: &big_model.adapter, head: &big_model.head, fusion: None },
-        TaskParts { name: "small", labels: &labels[1], adapter: &small_model.adapter, head: &small_model.head, fusion: Some(&fusion) },
+        TaskParts {
+            name: "big",
+            labels: &labels[0],
+            adapter: &big_model.adapter,
+            head: &big_model.head,
+            fusion: None,
+        },
+        TaskParts {
+            name: "small",
+            labels: &labels[1],
+            adapter: &small_model.adapter,
+            head: &small_model.head,
+            fusion: Some(&fusion),
+        },
     ];
-    let out = block_on(predict_all(&engine.encoder, &engine.tokenizer, &parts, &test.0, &engine.device)).unwrap();
-    assert!((out.encoder_passes_per_text - 3.0).abs() < 1e-9, "K + 1 = 3 passes, got {}", out.encoder_passes_per_text);
-    let hybrid_pred: Vec<Vec<f32>> = out.predictions.iter().map(|p| p[1].hybrid.as_ref().unwrap().probabilities.clone()).collect();
+    let out = block_on(predict_all(
+        &engine.encoder,
+        &engine.tokenizer,
+        &parts,
+        &test.0,
+        &engine.device,
+    ))
+    .unwrap();
+    assert!(
+        (out.encoder_passes_per_text - 3.0).abs() < 1e-9,
+        "K + 1 = 3 passes, got {}",
+        out.encoder_passes_per_text
+    );
+    let hybrid_pred: Vec<Vec<f32>> = out
+        .predictions
+        .iter()
+        .map(|p| p[1].hybrid.as_ref().unwrap().probabilities.clone())
+        .collect();
     let hybrid = predict::evaluate(&hybrid_pred, &test.1, 2).0.accuracy;
-    let att: Vec<f32> = out.predictions.iter().map(|p| p[1].attention.as_ref().unwrap()[0]).collect();
+    let att: Vec<f32> = out
+        .predictions
+        .iter()
+        .map(|p| p[1].attention.as_ref().unwrap()[0])
+        .collect();
     let mean_att_big = att.iter().sum::<f32>() / att.len() as f32;
-    eprintln!("small task (12 rows): single-task LoRA {single:.4}, hybrid {hybrid:.4}; mean attention on the big task's adapter {mean_att_big:.3}");
-    assert!(hybrid > single + 0.02, "hybrid {hybrid:.4} does not beat single-task LoRA {single:.4}");
+    eprintln!(
+        "small task (12 rows): single-task LoRA {single:.4}, hybrid {hybrid:.4}; mean attention on the big task's adapter {mean_att_big:.3}"
+    );
+    assert!(
+        hybrid > single + 0.02,
+        "hybrid {hybrid:.4} does not beat single-task LoRA {single:.4}"
+    );
 }

@@ -13,7 +13,12 @@ use lorafuse::train::TaskModel;
 use lorafuse::workspace::task_files::{self, TaskMeta};
 
 fn peft_fixture() -> (Vec<u8>, Vec<u8>) {
-    (common::read(&common::fixture("minilm/peft_lora/adapter_config.json")), common::read(&common::fixture("minilm/peft_lora/adapter_model.safetensors")))
+    (
+        common::read(&common::fixture("minilm/peft_lora/adapter_config.json")),
+        common::read(&common::fixture(
+            "minilm/peft_lora/adapter_model.safetensors",
+        )),
+    )
 }
 
 #[test]
@@ -25,9 +30,15 @@ fn peft_fixture_reproduces_pytorch_embeddings() {
     let fx = common::json("minilm/peft_lora_embeddings.json");
     for s in fx["sentences"].as_array().unwrap() {
         let text = s["text"].as_str().unwrap();
-        let got = block_on(engine.embed(&[text], Some(&adapter))).unwrap().remove(0);
+        let got = block_on(engine.embed(&[text], Some(&adapter)))
+            .unwrap()
+            .remove(0);
         let d = common::max_abs_diff(&got, &common::floats(&s["sentence_embedding"]));
-        assert!(d < 1e-4, "{}: embedding with the PEFT adapter differs by {d}", s["name"]);
+        assert!(
+            d < 1e-4,
+            "{}: embedding with the PEFT adapter differs by {d}",
+            s["name"]
+        );
         // And it is really different from the base (the adapter is applied).
         let base = block_on(engine.embed(&[text], None)).unwrap().remove(0);
         assert!(common::max_abs_diff(&got, &base) > 1e-3);
@@ -56,12 +67,31 @@ fn written_adapter_uses_peft_names_and_round_trips() {
         assert_eq!(x.data(), y.data(), "{n}: values changed in the round trip");
     }
     let (_, meta) = safetensors::SafeTensors::read_metadata(&our_weights).unwrap();
-    assert_eq!(meta.metadata().as_ref().and_then(|m| m.get("format")).map(String::as_str), Some("pt"));
+    assert_eq!(
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .map(String::as_str),
+        Some("pt")
+    );
 
     // Every config key our reader relies on, with the fixture's values.
     let theirs: serde_json::Value = serde_json::from_slice(&cfg).unwrap();
     let ours: serde_json::Value = serde_json::from_str(&our_cfg).unwrap();
-    for k in ["peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "base_model_name_or_path", "bias", "fan_in_fan_out", "use_dora", "use_rslora", "task_type", "inference_mode"] {
+    for k in [
+        "peft_type",
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "base_model_name_or_path",
+        "bias",
+        "fan_in_fan_out",
+        "use_dora",
+        "use_rslora",
+        "task_type",
+        "inference_mode",
+    ] {
         assert_eq!(ours[k].as_f64().or(None), theirs[k].as_f64(), "{k}");
         if !theirs[k].is_number() {
             assert_eq!(ours[k], theirs[k], "{k}");
@@ -69,8 +99,17 @@ fn written_adapter_uses_peft_names_and_round_trips() {
     }
 
     // Read back: identical outputs.
-    let back = peft::load(our_cfg.as_bytes(), &our_weights, &engine.encoder.config, &engine.device).unwrap();
-    let texts = ["Hello world", "The movie was a delight from start to finish."];
+    let back = peft::load(
+        our_cfg.as_bytes(),
+        &our_weights,
+        &engine.encoder.config,
+        &engine.device,
+    )
+    .unwrap();
+    let texts = [
+        "Hello world",
+        "The movie was a delight from start to finish.",
+    ];
     let e1 = block_on(engine.embed(&texts, Some(&adapter))).unwrap();
     let e2 = block_on(engine.embed(&texts, Some(&back))).unwrap();
     assert_eq!(e1, e2);
@@ -79,12 +118,39 @@ fn written_adapter_uses_peft_names_and_round_trips() {
 #[test]
 fn fresh_adapter_is_bit_identical_to_base() {
     let engine = common::engine();
-    let cfg = LoraConfig { target_modules: ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"].map(String::from).to_vec(), ..Default::default() };
+    let cfg = LoraConfig {
+        target_modules: [
+            "query",
+            "key",
+            "value",
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    };
     let adapter = LoraAdapter::init(&cfg, &engine.encoder.config, 7, &engine.device).unwrap();
-    let input = engine.tokenizer.batch(&["Hello world", "A second, longer sentence to pad against."]).unwrap();
+    let input = engine
+        .tokenizer
+        .batch(&["Hello world", "A second, longer sentence to pad against."])
+        .unwrap();
     let mode = ForwardMode::eval(Some(&adapter));
-    let with = block_on(floats(engine.encoder.forward(&input, Some(&adapter), &mode, &engine.device).0)).unwrap();
-    let without = block_on(floats(engine.encoder.forward(&input, None, &ForwardMode::eval(None), &engine.device).0)).unwrap();
+    let with = block_on(floats(
+        engine
+            .encoder
+            .forward(&input, Some(&adapter), &mode, &engine.device)
+            .0,
+    ))
+    .unwrap();
+    let without = block_on(floats(
+        engine
+            .encoder
+            .forward(&input, None, &ForwardMode::eval(None), &engine.device)
+            .0,
+    ))
+    .unwrap();
     assert_eq!(with, without);
 }
 
@@ -110,8 +176,24 @@ fn task_folder_round_trips_with_head_and_meta() {
     let files = block_on(task_files::to_files(&model, &meta)).unwrap();
     let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();
     let texts = ["one", "two three"];
-    let p1 = block_on(lorafuse::train::predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&model.adapter), &model.head, &texts, &engine.device)).unwrap();
-    let p2 = block_on(lorafuse::train::predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&loaded.adapter), loaded.head.as_ref().unwrap(), &texts, &engine.device)).unwrap();
+    let p1 = block_on(lorafuse::train::predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        Some(&model.adapter),
+        &model.head,
+        &texts,
+        &engine.device,
+    ))
+    .unwrap();
+    let p2 = block_on(lorafuse::train::predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        Some(&loaded.adapter),
+        loaded.head.as_ref().unwrap(),
+        &texts,
+        &engine.device,
+    ))
+    .unwrap();
     assert_eq!(p1, p2);
     assert_eq!(loaded.meta.unwrap().labels.len(), 3);
 }
@@ -122,14 +204,25 @@ fn wrong_adapter_files_give_clear_errors() {
     let c = &engine.encoder.config;
     let d = &engine.device;
     let (cfg, weights) = peft_fixture();
-    let err = |cfg: &[u8], w: &[u8]| peft::load(cfg, w, c, d).err().expect("must fail").to_string();
+    let err = |cfg: &[u8], w: &[u8]| {
+        peft::load(cfg, w, c, d)
+            .err()
+            .expect("must fail")
+            .to_string()
+    };
     assert!(err(&cfg, b"garbage").contains("not a safetensors file"));
     assert!(err(b"{", &weights).contains("not valid JSON"));
-    let r4 = String::from_utf8(cfg.clone()).unwrap().replace("\"r\": 8", "\"r\": 4");
+    let r4 = String::from_utf8(cfg.clone())
+        .unwrap()
+        .replace("\"r\": 8", "\"r\": 4");
     assert!(err(r4.as_bytes(), &weights).contains("shape"));
-    let only_q = String::from_utf8(cfg.clone()).unwrap().replace("\"value\"", "\"query\"");
+    let only_q = String::from_utf8(cfg.clone())
+        .unwrap()
+        .replace("\"value\"", "\"query\"");
     assert!(err(only_q.as_bytes(), &weights).contains("does not select"));
-    let with_key = String::from_utf8(cfg.clone()).unwrap().replace("\"value\"", "\"value\", \"key\"");
+    let with_key = String::from_utf8(cfg.clone())
+        .unwrap()
+        .replace("\"value\"", "\"value\", \"key\"");
     assert!(err(with_key.as_bytes(), &weights).contains("lacks"));
     // A head file with the wrong width.
     let mut files = BTreeMap::new();
@@ -138,5 +231,11 @@ fn wrong_adapter_files_give_clear_errors() {
     files.insert(task_files::HEAD.to_string(), weights.clone());
     assert!(task_files::from_files(&files, c, d).is_err());
     files.remove(task_files::ADAPTER_WEIGHTS);
-    assert!(task_files::from_files(&files, c, d).err().unwrap().to_string().contains("adapter_model.safetensors"));
+    assert!(
+        task_files::from_files(&files, c, d)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("adapter_model.safetensors")
+    );
 }

@@ -13,7 +13,9 @@ use lorafuse::train::{LoraTrainer, TrainConfig, predict, probe};
 
 fn load(rel: &str) -> Vec<data::Example> {
     let bytes = common::read(&common::fixture(rel));
-    data::parse(&bytes, rel, &ParseOptions::default()).unwrap().examples
+    data::parse(&bytes, rel, &ParseOptions::default())
+        .unwrap()
+        .examples
 }
 
 /// Dropout draws from the device's random generator, which burn keeps per process: tests that
@@ -25,15 +27,42 @@ struct Run {
     losses: Vec<f32>,
 }
 
-fn train_lora(engine: &Engine, texts: &[String], labels: &[usize], cfg: &TrainConfig, test: &(Vec<String>, Vec<usize>)) -> Run {
-    let mut t = LoraTrainer::new(&engine.encoder, &engine.tokenizer, texts, labels, 2, &LoraConfig::default(), cfg, &engine.device).unwrap();
+fn train_lora(
+    engine: &Engine,
+    texts: &[String],
+    labels: &[usize],
+    cfg: &TrainConfig,
+    test: &(Vec<String>, Vec<usize>),
+) -> Run {
+    let mut t = LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        texts,
+        labels,
+        2,
+        &LoraConfig::default(),
+        cfg,
+        &engine.device,
+    )
+    .unwrap();
     let mut losses = vec![];
     while let Some(p) = block_on(t.step()).unwrap() {
         losses.push(p.loss);
     }
     let m = t.finish();
-    let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&m.adapter), &m.head, &test.0, &engine.device)).unwrap();
-    Run { accuracy: predict::evaluate(&probs, &test.1, 2).0.accuracy, losses }
+    let probs = block_on(predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        Some(&m.adapter),
+        &m.head,
+        &test.0,
+        &engine.device,
+    ))
+    .unwrap();
+    Run {
+        accuracy: predict::evaluate(&probs, &test.1, 2).0.accuracy,
+        losses,
+    }
 }
 
 #[test]
@@ -44,38 +73,82 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
     let vocab = data::validate_for_training(&train).unwrap();
     let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
     let test = engine::labelled(&load("data/sst2_test_300.csv"), &vocab).unwrap();
-    let cfg = TrainConfig { epochs: 4, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 4,
+        ..TrainConfig::default()
+    };
 
     // frozen: linear head on cached base vectors
-    let feats = block_on(predict::pooled_vectors(&engine.encoder, &engine.tokenizer, None, &texts, &engine.device)).unwrap();
-    let mut p = probe::ProbeTrainer::new(feats, &labels, 2, &probe::default_config(&cfg), &engine.device).unwrap();
+    let feats = block_on(predict::pooled_vectors(
+        &engine.encoder,
+        &engine.tokenizer,
+        None,
+        &texts,
+        &engine.device,
+    ))
+    .unwrap();
+    let mut p = probe::ProbeTrainer::new(
+        feats,
+        &labels,
+        2,
+        &probe::default_config(&cfg),
+        &engine.device,
+    )
+    .unwrap();
     while block_on(p.step()).unwrap().is_some() {}
     let head = p.finish();
-    let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, None, &head, &test.0, &engine.device)).unwrap();
+    let probs = block_on(predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        None,
+        &head,
+        &test.0,
+        &engine.device,
+    ))
+    .unwrap();
     let frozen = predict::evaluate(&probs, &test.1, 2).0.accuracy;
 
     let lora = train_lora(&engine, &texts, &labels, &cfg, &test);
     let n = lora.losses.len();
     let first: f32 = lora.losses[..n / 4].iter().sum::<f32>() / (n / 4) as f32;
     let last: f32 = lora.losses[n - n / 4..].iter().sum::<f32>() / (n / 4) as f32;
-    eprintln!("sst2 (600 train rows, 300 test rows): frozen accuracy {frozen:.4}, lora accuracy {:.4}; loss first quarter {first:.4} → last quarter {last:.4}", lora.accuracy);
+    eprintln!(
+        "sst2 (600 train rows, 300 test rows): frozen accuracy {frozen:.4}, lora accuracy {:.4}; loss first quarter {first:.4} → last quarter {last:.4}",
+        lora.accuracy
+    );
     assert!(last < first * 0.8, "loss did not go down: {first} → {last}");
-    assert!(lora.accuracy > frozen + 0.02, "LoRA {:.4} is not clearly better than frozen {frozen:.4}", lora.accuracy);
+    assert!(
+        lora.accuracy > frozen + 0.02,
+        "LoRA {:.4} is not clearly better than frozen {frozen:.4}",
+        lora.accuracy
+    );
 }
 
 #[test]
 fn training_is_reproducible_per_seed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
-    let train: Vec<_> = load("data/sst2_train_600.csv").into_iter().take(48).collect();
+    let train: Vec<_> = load("data/sst2_train_600.csv")
+        .into_iter()
+        .take(48)
+        .collect();
     let vocab = data::validate_for_training(&train).unwrap();
     let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
     let test = (texts[..8].to_vec(), labels[..8].to_vec());
-    let cfg = TrainConfig { epochs: 1, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
     let a = train_lora(&engine, &texts, &labels, &cfg, &test);
     let b = train_lora(&engine, &texts, &labels, &cfg, &test);
     assert_eq!(a.losses, b.losses, "same seed, different losses");
-    let c = train_lora(&engine, &texts, &labels, &TrainConfig { seed: 2, ..cfg }, &test);
+    let c = train_lora(
+        &engine,
+        &texts,
+        &labels,
+        &TrainConfig { seed: 2, ..cfg },
+        &test,
+    );
     assert_ne!(a.losses, c.losses, "different seeds, same losses");
 }
 
@@ -85,15 +158,60 @@ fn bad_training_input_is_an_error_not_a_panic() {
     let cfg = TrainConfig::default();
     let lora = LoraConfig::default();
     let t = |texts: &[String], labels: &[usize], classes: usize| {
-        LoraTrainer::new(&engine.encoder, &engine.tokenizer, texts, labels, classes, &lora, &cfg, &engine.device).err().map(|e| e.to_string())
+        LoraTrainer::new(
+            &engine.encoder,
+            &engine.tokenizer,
+            texts,
+            labels,
+            classes,
+            &lora,
+            &cfg,
+            &engine.device,
+        )
+        .err()
+        .map(|e| e.to_string())
     };
     assert!(t(&[], &[], 2).unwrap().contains("no training examples"));
-    assert!(t(&["a".into()], &[0], 1).unwrap().contains("at least 2 classes"));
+    assert!(
+        t(&["a".into()], &[0], 1)
+            .unwrap()
+            .contains("at least 2 classes")
+    );
     assert!(t(&["a".into()], &[5], 2).is_some());
-    let bad = TrainConfig { batch_size: 0, ..TrainConfig::default() };
-    assert!(LoraTrainer::new(&engine.encoder, &engine.tokenizer, &["a".into()], &[0], 2, &lora, &bad, &engine.device).is_err());
-    let bad_lora = LoraConfig { target_modules: vec!["nope".into()], ..Default::default() };
-    assert!(LoraTrainer::new(&engine.encoder, &engine.tokenizer, &["a".into()], &[0], 2, &bad_lora, &cfg, &engine.device).is_err());
+    let bad = TrainConfig {
+        batch_size: 0,
+        ..TrainConfig::default()
+    };
+    assert!(
+        LoraTrainer::new(
+            &engine.encoder,
+            &engine.tokenizer,
+            &["a".into()],
+            &[0],
+            2,
+            &lora,
+            &bad,
+            &engine.device
+        )
+        .is_err()
+    );
+    let bad_lora = LoraConfig {
+        target_modules: vec!["nope".into()],
+        ..Default::default()
+    };
+    assert!(
+        LoraTrainer::new(
+            &engine.encoder,
+            &engine.tokenizer,
+            &["a".into()],
+            &[0],
+            2,
+            &bad_lora,
+            &cfg,
+            &engine.device
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -101,26 +219,54 @@ fn cancelling_keeps_what_was_trained() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
-    let train: Vec<_> = load("data/sst2_train_600.csv").into_iter().take(64).collect();
+    let train: Vec<_> = load("data/sst2_train_600.csv")
+        .into_iter()
+        .take(64)
+        .collect();
     let vocab = data::validate_for_training(&train).unwrap();
     let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
-    let cfg = TrainConfig { epochs: 2, batch_size: 8, ..TrainConfig::default() };
-    let mut t = LoraTrainer::new(&engine.encoder, &engine.tokenizer, &texts, &labels, 2, &LoraConfig::default(), &cfg, &engine.device).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        ..TrainConfig::default()
+    };
+    let mut t = LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        &texts,
+        &labels,
+        2,
+        &LoraConfig::default(),
+        &cfg,
+        &engine.device,
+    )
+    .unwrap();
     let fresh = t.snapshot();
     let cancel = AtomicBool::new(false);
     let mut seen = 0;
-    let outcome = block_on(lorafuse::train::drive(&mut t, |p| {
-        seen = p.step;
-        if p.step == 3 {
-            cancel.store(true, Ordering::Relaxed);
-        }
-    }, &cancel)).unwrap();
+    let outcome = block_on(lorafuse::train::drive(
+        &mut t,
+        |p| {
+            seen = p.step;
+            if p.step == 3 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        },
+        &cancel,
+    ))
+    .unwrap();
     assert_eq!(outcome, lorafuse::train::Outcome::Cancelled);
     assert_eq!((seen, t.steps_done(), t.total_steps()), (3, 3, 16));
     let trained = t.finish();
     // B moved away from zero: the three steps are kept.
-    let b0 = block_on(lorafuse::host::floats(fresh.adapter.layers[0].query.as_ref().unwrap().b.val())).unwrap();
-    let b1 = block_on(lorafuse::host::floats(trained.adapter.layers[0].query.as_ref().unwrap().b.val())).unwrap();
+    let b0 = block_on(lorafuse::host::floats(
+        fresh.adapter.layers[0].query.as_ref().unwrap().b.val(),
+    ))
+    .unwrap();
+    let b1 = block_on(lorafuse::host::floats(
+        trained.adapter.layers[0].query.as_ref().unwrap().b.val(),
+    ))
+    .unwrap();
     assert!(b0.iter().all(|&x| x == 0.0));
     assert!(b1.iter().any(|&x| x != 0.0));
 }

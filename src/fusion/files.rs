@@ -90,64 +90,131 @@ fn named_tensors(f: &AttentionFusion, p: &str) -> Vec<(String, Tensor<2>)> {
 }
 
 /// Serialises fusion layers (one per task of `manifest.tasks`) to the two files.
-pub async fn to_files(manifest: &FusionManifest, layers: &[AttentionFusion]) -> Result<BTreeMap<String, Vec<u8>>> {
+pub async fn to_files(
+    manifest: &FusionManifest,
+    layers: &[AttentionFusion],
+) -> Result<BTreeMap<String, Vec<u8>>> {
     if layers.len() != manifest.tasks.len() {
-        return Err(Error::Fusion("one fusion layer per task is required".into()));
+        return Err(Error::Fusion(
+            "one fusion layer per task is required".into(),
+        ));
     }
     let mut host_tensors = Vec::new();
     for (i, f) in layers.iter().enumerate() {
         for (name, t) in named_tensors(f, &format!("task.{i}")) {
             let dims = t.dims();
-            let shape = if dims[0] == 1 { vec![dims[1]] } else { dims.to_vec() };
-            let bytes: Vec<u8> = host::floats(t).await?.iter().flat_map(|x| x.to_le_bytes()).collect();
+            let shape = if dims[0] == 1 {
+                vec![dims[1]]
+            } else {
+                dims.to_vec()
+            };
+            let bytes: Vec<u8> = host::floats(t)
+                .await?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
             host_tensors.push((name, shape, bytes));
         }
     }
     let views = host_tensors
         .iter()
-        .map(|(n, s, b)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| Error::Fusion(e.to_string())))
+        .map(|(n, s, b)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Fusion(e.to_string()))
+        })
         .collect::<Result<Vec<_>>>()?;
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let weights = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Fusion(e.to_string()))?;
+    let weights =
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Fusion(e.to_string()))?;
     let manifest = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Fusion(e.to_string()))?;
-    Ok(BTreeMap::from([(MANIFEST.to_string(), manifest), (WEIGHTS.to_string(), weights)]))
+    Ok(BTreeMap::from([
+        (MANIFEST.to_string(), manifest),
+        (WEIGHTS.to_string(), weights),
+    ]))
 }
 
 /// Rebuilds the manifest and the fusion layers from the two files.
-pub fn from_files(files: &BTreeMap<String, Vec<u8>>, device: &Device) -> Result<(FusionManifest, Vec<AttentionFusion>)> {
-    let manifest = files.get(MANIFEST).ok_or_else(|| Error::Fusion(format!("no {MANIFEST}")))?;
-    let manifest: FusionManifest = serde_json::from_slice(manifest).map_err(|e| Error::Fusion(format!("{MANIFEST}: {e}")))?;
+pub fn from_files(
+    files: &BTreeMap<String, Vec<u8>>,
+    device: &Device,
+) -> Result<(FusionManifest, Vec<AttentionFusion>)> {
+    let manifest = files
+        .get(MANIFEST)
+        .ok_or_else(|| Error::Fusion(format!("no {MANIFEST}")))?;
+    let manifest: FusionManifest =
+        serde_json::from_slice(manifest).map_err(|e| Error::Fusion(format!("{MANIFEST}: {e}")))?;
     if manifest.format != FUSION_FORMAT {
-        return Err(Error::Fusion(format!("{MANIFEST} has format {:?}, expected {FUSION_FORMAT:?}", manifest.format)));
+        return Err(Error::Fusion(format!(
+            "{MANIFEST} has format {:?}, expected {FUSION_FORMAT:?}",
+            manifest.format
+        )));
     }
-    if manifest.adapters.is_empty() || manifest.heads == 0 || manifest.d_model % manifest.heads != 0 {
-        return Err(Error::Fusion(format!("{MANIFEST}: needs at least one adapter and d_model divisible by heads")));
+    if manifest.adapters.is_empty() || manifest.heads == 0 || manifest.d_model % manifest.heads != 0
+    {
+        return Err(Error::Fusion(format!(
+            "{MANIFEST}: needs at least one adapter and d_model divisible by heads"
+        )));
     }
-    let weights = files.get(WEIGHTS).ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;
-    let st = SafeTensors::deserialize(weights).map_err(|e| Error::Fusion(format!("{WEIGHTS}: {e}")))?;
+    let weights = files
+        .get(WEIGHTS)
+        .ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;
+    let st =
+        SafeTensors::deserialize(weights).map_err(|e| Error::Fusion(format!("{WEIGHTS}: {e}")))?;
     let mut layers = Vec::new();
     for (i, task) in manifest.tasks.iter().enumerate() {
         if task.labels.len() < 2 {
-            return Err(Error::Fusion(format!("task {:?} has fewer than 2 labels", task.task)));
+            return Err(Error::Fusion(format!(
+                "task {:?} has fewer than 2 labels",
+                task.task
+            )));
         }
-        let cfg = FusionConfig::new(manifest.d_model, manifest.adapters.len(), task.labels.len()).with_heads(manifest.heads);
+        let cfg = FusionConfig::new(manifest.d_model, manifest.adapters.len(), task.labels.len())
+            .with_heads(manifest.heads);
         let mut f = cfg.init(0, device);
-        let expected: Vec<(String, Vec<usize>)> =
-            named_tensors(&f, &format!("task.{i}")).into_iter().map(|(n, t)| { let d = t.dims(); (n, if d[0] == 1 { vec![d[1]] } else { d.to_vec() }) }).collect();
+        let expected: Vec<(String, Vec<usize>)> = named_tensors(&f, &format!("task.{i}"))
+            .into_iter()
+            .map(|(n, t)| {
+                let d = t.dims();
+                (n, if d[0] == 1 { vec![d[1]] } else { d.to_vec() })
+            })
+            .collect();
         let mut values: HashMap<String, Tensor<2>> = HashMap::new();
         for (name, shape) in expected {
-            let view = st.tensor(&name).map_err(|_| Error::Fusion(format!("{WEIGHTS} lacks {name}")))?;
+            let view = st
+                .tensor(&name)
+                .map_err(|_| Error::Fusion(format!("{WEIGHTS} lacks {name}")))?;
             if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
-                return Err(Error::Fusion(format!("{name}: expected F32 {shape:?}, found {:?} {:?}", view.dtype(), view.shape())));
+                return Err(Error::Fusion(format!(
+                    "{name}: expected F32 {shape:?}, found {:?} {:?}",
+                    view.dtype(),
+                    view.shape()
+                )));
             }
-            let shape2 = if shape.len() == 1 { [1, shape[0]] } else { [shape[0], shape[1]] };
-            values.insert(name, Tensor::from_data(TensorData::new(f32_from_le_bytes(view.data()), shape2), device));
+            let shape2 = if shape.len() == 1 {
+                [1, shape[0]]
+            } else {
+                [shape[0], shape[1]]
+            };
+            values.insert(
+                name,
+                Tensor::from_data(
+                    TensorData::new(f32_from_le_bytes(view.data()), shape2),
+                    device,
+                ),
+            );
         }
         let p = format!("task.{i}");
-        let mut take = |n: String| values.remove(&n).ok_or_else(|| Error::Fusion(format!("missing {n}")));
+        let mut take = |n: String| {
+            values
+                .remove(&n)
+                .ok_or_else(|| Error::Fusion(format!("missing {n}")))
+        };
         let mut set_norm = |l: &mut LayerNorm, n: &str| -> Result<()> {
             l.gamma = Param::from_tensor(take(format!("{n}.weight"))?.squeeze_dim(0));
-            l.beta = Some(Param::from_tensor(take(format!("{n}.bias"))?.squeeze_dim(0)));
+            l.beta = Some(Param::from_tensor(
+                take(format!("{n}.bias"))?.squeeze_dim(0),
+            ));
             Ok(())
         };
         for (s, n) in f.adapter_norms.iter_mut().enumerate() {
@@ -156,10 +223,16 @@ pub fn from_files(files: &BTreeMap<String, Vec<u8>>, device: &Device) -> Result<
         set_norm(&mut f.base_norm, &format!("{p}.base_norm"))?;
         set_norm(&mut f.attention_norm, &format!("{p}.attention_norm"))?;
         set_norm(&mut f.fused_norm, &format!("{p}.fused_norm"))?;
-        let mut take = |n: String| values.remove(&n).ok_or_else(|| Error::Fusion(format!("missing {n}")));
+        let mut take = |n: String| {
+            values
+                .remove(&n)
+                .ok_or_else(|| Error::Fusion(format!("missing {n}")))
+        };
         let mut set_linear = |l: &mut Linear, n: &str| -> Result<()> {
             l.weight = Param::from_tensor(take(format!("{n}.weight"))?.transpose());
-            l.bias = Some(Param::from_tensor(take(format!("{n}.bias"))?.squeeze_dim(0)));
+            l.bias = Some(Param::from_tensor(
+                take(format!("{n}.bias"))?.squeeze_dim(0),
+            ));
             Ok(())
         };
         set_linear(&mut f.query, &format!("{p}.attention.query"))?;

@@ -88,11 +88,20 @@ pub struct FusionOutput {
 /// A `Linear` initialised like PyTorch's `nn.Linear` from a seeded host generator.
 fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Linear {
     let bound = 1.0 / (d_in as f64).sqrt();
-    let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.random_range(-bound..bound) as f32).collect();
-    let b: Vec<f32> = (0..d_out).map(|_| rng.random_range(-bound..bound) as f32).collect();
+    let w: Vec<f32> = (0..d_in * d_out)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect();
+    let b: Vec<f32> = (0..d_out)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect();
     let mut l = LinearConfig::new(d_in, d_out).init(device);
-    l.weight = Param::from_tensor(Tensor::<2>::from_data(TensorData::new(w, [d_out, d_in]), device).transpose());
-    l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)));
+    l.weight = Param::from_tensor(
+        Tensor::<2>::from_data(TensorData::new(w, [d_out, d_in]), device).transpose(),
+    );
+    l.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b, [d_out]),
+        device,
+    )));
     l
 }
 
@@ -101,7 +110,11 @@ impl FusionConfig {
     pub fn init(&self, seed: u64, device: &Device) -> AttentionFusion {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf0_5e_d0);
         let d = self.d_model;
-        let ln = || LayerNormConfig::new(d).with_epsilon(self.epsilon).init(device);
+        let ln = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(self.epsilon)
+                .init(device)
+        };
         AttentionFusion {
             adapter_norms: (0..self.adapters).map(|_| ln()).collect(),
             base_norm: ln(),
@@ -140,7 +153,13 @@ impl AttentionFusion {
     /// - adapters: `[batch, K, d]` raw mean-pooled vectors of the K adapters
     /// - mask: `[K]`, `true` = use this adapter (`None`: all); at least one must be `true`
     /// - output: logits `[batch, classes]`, weights `[batch, K]`
-    pub fn forward(&self, base: Tensor<2>, adapters: Tensor<3>, mask: Option<&[bool]>, train: bool) -> FusionOutput {
+    pub fn forward(
+        &self,
+        base: Tensor<2>,
+        adapters: Tensor<3>,
+        mask: Option<&[bool]>,
+        train: bool,
+    ) -> FusionOutput {
         let [b, k, d] = adapters.dims();
         let device = adapters.device();
         let normed: Vec<Tensor<3>> = self
@@ -155,11 +174,15 @@ impl AttentionFusion {
         let q = split(self.query.forward(h.clone()));
         let kk = split(self.key.forward(h.clone()));
         let v = split(self.value.forward(h));
-        let mut scores = q.matmul(kk.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()); // [b, heads, k, k]
+        let mut scores = q
+            .matmul(kk.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, heads, k, k]
         let keep: Vec<bool> = mask.map_or(vec![true; k], <[bool]>::to_vec);
         if keep.iter().any(|&m| !m) {
             let off: Vec<bool> = keep.iter().map(|&m| !m).collect();
-            let off = Tensor::<1, Bool>::from_data(TensorData::new(off, [k]), &device).reshape([1, 1, 1, k]).expand([b, self.heads, k, k]);
+            let off = Tensor::<1, Bool>::from_data(TensorData::new(off, [k]), &device)
+                .reshape([1, 1, 1, k])
+                .expand([b, self.heads, k, k]);
             scores = scores.mask_fill(off, -1e9);
         }
         let probs = softmax(scores, 3); // over keys
@@ -169,13 +192,19 @@ impl AttentionFusion {
         let used = keep.iter().filter(|&&m| m).count().max(1) as f64;
         let qmask: Vec<f32> = keep.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
         let qmask = Tensor::<1>::from_data(TensorData::new(qmask, [k]), &device);
-        let a = (attended * qmask.clone().reshape([1, k, 1])).sum_dim(1).squeeze_dim::<2>(1).div_scalar(used);
+        let a = (attended * qmask.clone().reshape([1, k, 1]))
+            .sum_dim(1)
+            .squeeze_dim::<2>(1)
+            .div_scalar(used);
         let a = self.attention_norm.forward(a);
         let u0 = self.base_norm.forward(base);
         let z = self.fused_norm.forward(a + self.base_proj.forward(u0));
         let logits = self.classifier.forward(dropout(z, self.dropout, train));
         // Attention weights averaged over heads and kept query positions: [b, k].
-        let weights = (probs.mean_dim(1).squeeze_dim::<3>(1) * qmask.reshape([1, k, 1])).sum_dim(1).squeeze_dim::<2>(1).div_scalar(used);
+        let weights = (probs.mean_dim(1).squeeze_dim::<3>(1) * qmask.reshape([1, k, 1]))
+            .sum_dim(1)
+            .squeeze_dim::<2>(1)
+            .div_scalar(used);
         FusionOutput { logits, weights }
     }
 }

@@ -63,11 +63,20 @@ fn rows(v: &[f32], width: usize) -> Vec<Vec<f32>> {
 }
 
 fn prediction(labels: &[String], p: Vec<f32>) -> Prediction {
-    Prediction { label: labels.get(argmax(&p)).cloned().unwrap_or_default(), probabilities: p }
+    Prediction {
+        label: labels.get(argmax(&p)).cloned().unwrap_or_default(),
+        probabilities: p,
+    }
 }
 
 /// Predicts every task for every text.
-pub async fn predict_all<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextTokenizer, tasks: &[TaskParts<'_>], texts: &[S], device: &Device) -> Result<MultiTaskOutput> {
+pub async fn predict_all<S: AsRef<str>>(
+    encoder: &Encoder,
+    tokenizer: &TextTokenizer,
+    tasks: &[TaskParts<'_>],
+    texts: &[S],
+    device: &Device,
+) -> Result<MultiTaskOutput> {
     if tasks.is_empty() {
         return Err(Error::Fusion("no trained task to predict with".into()));
     }
@@ -76,7 +85,11 @@ pub async fn predict_all<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextToken
         if let Some(f) = t.fusion
             && f.adapters() != k
         {
-            return Err(Error::Fusion(format!("the fusion of task {:?} expects {} adapters, but {k} tasks are loaded", t.name, f.adapters())));
+            return Err(Error::Fusion(format!(
+                "the fusion of task {:?} expects {} adapters, but {k} tasks are loaded",
+                t.name,
+                f.adapters()
+            )));
         }
     }
     let n = texts.len();
@@ -88,17 +101,27 @@ pub async fn predict_all<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextToken
         }
         v
     };
-    let base = if tasks.iter().any(|t| t.fusion.is_some()) { Some(pooled_vectors(encoder, tokenizer, None, texts, device).await?) } else { None };
+    let base = if tasks.iter().any(|t| t.fusion.is_some()) {
+        Some(pooled_vectors(encoder, tokenizer, None, texts, device).await?)
+    } else {
+        None
+    };
     let passes = (crate::model::encoder::rows_encoded() - before) as f64 / n.max(1) as f64;
     let stacked = Tensor::stack::<3>(vectors.clone(), 1); // [n, K, d]
     let mut per_task = Vec::with_capacity(k);
     for (s, t) in tasks.iter().enumerate() {
         let c = t.labels.len();
-        let single = rows(&host::floats(softmax(t.head.forward(vectors[s].clone(), false), 1)).await?, c);
+        let single = rows(
+            &host::floats(softmax(t.head.forward(vectors[s].clone(), false), 1)).await?,
+            c,
+        );
         let (hybrid, attention) = match (t.fusion, &base) {
             (Some(f), Some(b)) => {
                 let out = f.forward(b.clone(), stacked.clone(), None, false);
-                (Some(rows(&host::floats(softmax(out.logits, 1)).await?, c)), Some(rows(&host::floats(out.weights).await?, k)))
+                (
+                    Some(rows(&host::floats(softmax(out.logits, 1)).await?, c)),
+                    Some(rows(&host::floats(out.weights).await?, k)),
+                )
             }
             _ => (None, None),
         };
@@ -118,5 +141,8 @@ pub async fn predict_all<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextToken
                 .collect()
         })
         .collect();
-    Ok(MultiTaskOutput { predictions, encoder_passes_per_text: passes })
+    Ok(MultiTaskOutput {
+        predictions,
+        encoder_passes_per_text: passes,
+    })
 }

@@ -78,7 +78,14 @@ impl LayerLora {
     }
 
     fn empty() -> Self {
-        Self { query: None, key: None, value: None, attention_output: None, intermediate: None, output: None }
+        Self {
+            query: None,
+            key: None,
+            value: None,
+            attention_output: None,
+            intermediate: None,
+            output: None,
+        }
     }
 }
 
@@ -98,7 +105,12 @@ pub struct LoraAdapter {
 
 impl LoraAdapter {
     /// A fresh adapter (A random, B zero) for `model`, seeded.
-    pub fn init(config: &LoraConfig, model: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
+    pub fn init(
+        config: &LoraConfig,
+        model: &BertConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
         let sites = config.sites()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -109,15 +121,25 @@ impl LoraAdapter {
                 let (d_in, d_out) = site.dims(model.hidden_size, model.intermediate_size);
                 let bound = 1.0 / (d_in as f64).sqrt();
                 // Drawn in PyTorch's [r, in] order so a given seed means the same A everywhere.
-                let a_rows: Vec<f32> =
-                    (0..config.r * d_in).map(|_| rng.random_range(-bound..bound) as f32).collect();
-                let a = Tensor::<2>::from_data(TensorData::new(a_rows, [config.r, d_in]), device).transpose();
+                let a_rows: Vec<f32> = (0..config.r * d_in)
+                    .map(|_| rng.random_range(-bound..bound) as f32)
+                    .collect();
+                let a = Tensor::<2>::from_data(TensorData::new(a_rows, [config.r, d_in]), device)
+                    .transpose();
                 let b = Tensor::<2>::zeros([config.r, d_out], device);
-                *layer.slot(site) = Some(LoraPair { a: Param::from_tensor(a), b: Param::from_tensor(b) });
+                *layer.slot(site) = Some(LoraPair {
+                    a: Param::from_tensor(a),
+                    b: Param::from_tensor(b),
+                });
             }
             layers.push(layer);
         }
-        Ok(Self { layers, scaling: config.scaling(), dropout: config.dropout, config: config.clone() })
+        Ok(Self {
+            layers,
+            scaling: config.scaling(),
+            dropout: config.dropout,
+            config: config.clone(),
+        })
     }
 
     /// Builds an adapter from given `(layer, site) → (A [r,in], B [out,r])` PyTorch-layout values.
@@ -132,10 +154,18 @@ impl LoraAdapter {
             if let Some(layer) = layers.get_mut(i) {
                 let a = Tensor::<2>::from_data(a, device).transpose();
                 let b = Tensor::<2>::from_data(b, device).transpose();
-                *layer.slot(site) = Some(LoraPair { a: Param::from_tensor(a), b: Param::from_tensor(b) });
+                *layer.slot(site) = Some(LoraPair {
+                    a: Param::from_tensor(a),
+                    b: Param::from_tensor(b),
+                });
             }
         }
-        Self { layers, scaling: config.scaling(), dropout: config.dropout, config: config.clone() }
+        Self {
+            layers,
+            scaling: config.scaling(),
+            dropout: config.dropout,
+            config: config.clone(),
+        }
     }
 
     /// The pair of layer `layer` at `site`, if any.

@@ -130,13 +130,22 @@ impl LoraConfig {
     /// Checks the settings; the error names the bad one.
     pub fn validate(&self) -> Result<()> {
         if self.r == 0 || self.r > 1024 {
-            return Err(Error::Adapter(format!("r must be in 1..=1024, got {}", self.r)));
+            return Err(Error::Adapter(format!(
+                "r must be in 1..=1024, got {}",
+                self.r
+            )));
         }
         if !self.alpha.is_finite() || self.alpha <= 0.0 {
-            return Err(Error::Adapter(format!("lora_alpha must be positive, got {}", self.alpha)));
+            return Err(Error::Adapter(format!(
+                "lora_alpha must be positive, got {}",
+                self.alpha
+            )));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Adapter(format!("lora_dropout must be in [0, 1), got {}", self.dropout)));
+            return Err(Error::Adapter(format!(
+                "lora_dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
         }
         if self.target_modules.is_empty() {
             return Err(Error::Adapter("target_modules is empty".into()));
@@ -190,11 +199,10 @@ impl LoraConfig {
                 "adapter_config.json has peft_type {peft_type:?}; only \"LORA\" is supported"
             )));
         }
-        let r = m
-            .get("r")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| Error::Adapter("adapter_config.json lacks an integer \"r\"".into()))?
-            as usize;
+        let r =
+            m.get("r").and_then(Value::as_u64).ok_or_else(|| {
+                Error::Adapter("adapter_config.json lacks an integer \"r\"".into())
+            })? as usize;
         let alpha = m.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
         let dropout = m.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
         let target_modules = match m.get("target_modules") {
@@ -211,21 +219,48 @@ impl LoraConfig {
                     "target_modules is a regular expression ({s:?}); only a list of names is supported"
                 )));
             }
-            _ => return Err(Error::Adapter("adapter_config.json lacks target_modules".into())),
+            _ => {
+                return Err(Error::Adapter(
+                    "adapter_config.json lacks target_modules".into(),
+                ));
+            }
         };
-        reject_if(m, "use_dora", |v| v.as_bool() == Some(true), "DoRA adapters")?;
-        reject_if(m, "bias", |v| v.as_str().is_some_and(|s| s != "none"), "LoRA biases")?;
+        reject_if(
+            m,
+            "use_dora",
+            |v| v.as_bool() == Some(true),
+            "DoRA adapters",
+        )?;
+        reject_if(
+            m,
+            "bias",
+            |v| v.as_str().is_some_and(|s| s != "none"),
+            "LoRA biases",
+        )?;
         reject_if(m, "lora_bias", |v| v.as_bool() == Some(true), "LoRA biases")?;
         reject_if(m, "rank_pattern", non_empty, "per-module rank_pattern")?;
         reject_if(m, "alpha_pattern", non_empty, "per-module alpha_pattern")?;
-        reject_if(m, "layers_to_transform", |v| !v.is_null(), "layers_to_transform")?;
-        reject_if(m, "fan_in_fan_out", |v| v.as_bool() == Some(true), "fan_in_fan_out")?;
+        reject_if(
+            m,
+            "layers_to_transform",
+            |v| !v.is_null(),
+            "layers_to_transform",
+        )?;
+        reject_if(
+            m,
+            "fan_in_fan_out",
+            |v| v.as_bool() == Some(true),
+            "fan_in_fan_out",
+        )?;
         let cfg = LoraConfig {
             r,
             alpha,
             dropout,
             target_modules,
-            use_rslora: m.get("use_rslora").and_then(Value::as_bool).unwrap_or(false),
+            use_rslora: m
+                .get("use_rslora")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             base_model_name_or_path: m
                 .get("base_model_name_or_path")
                 .and_then(Value::as_str)
@@ -241,7 +276,12 @@ fn non_empty(v: &Value) -> bool {
     v.as_object().is_some_and(|o| !o.is_empty())
 }
 
-fn reject_if(m: &Map<String, Value>, key: &str, bad: impl Fn(&Value) -> bool, what: &str) -> Result<()> {
+fn reject_if(
+    m: &Map<String, Value>,
+    key: &str,
+    bad: impl Fn(&Value) -> bool,
+    what: &str,
+) -> Result<()> {
     match m.get(key) {
         Some(v) if bad(v) => Err(Error::Adapter(format!(
             "adapter_config.json uses {what} ({key} = {v}), which lorafuse does not support"
@@ -257,11 +297,20 @@ mod tests {
     #[test]
     fn peft_suffix_rule() {
         let mut c = LoraConfig::default();
-        assert_eq!(c.sites().unwrap(), vec![Site::Query, Site::Key, Site::Value]);
+        assert_eq!(
+            c.sites().unwrap(),
+            vec![Site::Query, Site::Key, Site::Value]
+        );
         c.target_modules = vec!["output.dense".into()];
-        assert_eq!(c.sites().unwrap(), vec![Site::AttentionOutput, Site::Output]);
+        assert_eq!(
+            c.sites().unwrap(),
+            vec![Site::AttentionOutput, Site::Output]
+        );
         c.target_modules = vec!["dense".into()];
-        assert_eq!(c.sites().unwrap(), vec![Site::AttentionOutput, Site::Intermediate, Site::Output]);
+        assert_eq!(
+            c.sites().unwrap(),
+            vec![Site::AttentionOutput, Site::Intermediate, Site::Output]
+        );
         c.target_modules = vec!["attention.output.dense".into()];
         assert_eq!(c.sites().unwrap(), vec![Site::AttentionOutput]);
         c.target_modules = vec!["qery".into()];
@@ -270,12 +319,24 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_rejections() {
-        let c = LoraConfig { r: 8, alpha: 16.0, dropout: 0.05, ..Default::default() };
+        let c = LoraConfig {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            ..Default::default()
+        };
         let back = LoraConfig::from_peft_json(c.to_peft_json().as_bytes()).unwrap();
         assert_eq!(back, c);
         assert_eq!(c.scaling(), 2.0);
-        let dora = c.to_peft_json().replace("\"use_dora\": false", "\"use_dora\": true");
-        assert!(LoraConfig::from_peft_json(dora.as_bytes()).unwrap_err().to_string().contains("DoRA"));
+        let dora = c
+            .to_peft_json()
+            .replace("\"use_dora\": false", "\"use_dora\": true");
+        assert!(
+            LoraConfig::from_peft_json(dora.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("DoRA")
+        );
         assert!(LoraConfig::from_peft_json(b"[1,2]").is_err());
         assert!(LoraConfig::from_peft_json(b"{\"peft_type\":\"IA3\"}").is_err());
         assert!(LoraConfig::from_peft_json(b"not json").is_err());

@@ -11,5 +11,5 @@ pub mod adapter;
 pub mod config;
 pub mod peft;
 
-pub use adapter::{LoraAdapter, LoraPair, LayerLora};
+pub use adapter::{LayerLora, LoraAdapter, LoraPair};
 pub use config::{LoraConfig, Site};

@@ -20,7 +20,10 @@ use crate::model::weights::f32_from_le_bytes;
 
 /// The safetensors key of one LoRA matrix, as PEFT writes it.
 pub fn key(layer: usize, site: Site, which: char) -> String {
-    format!("base_model.model.encoder.layer.{layer}.{}.lora_{which}.weight", site.path())
+    format!(
+        "base_model.model.encoder.layer.{layer}.{}.lora_{which}.weight",
+        site.path()
+    )
 }
 
 /// Parses a PEFT key into `(layer, site, 'A' | 'B')`.
@@ -70,7 +73,13 @@ impl PeftTensors {
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(k, (shape, v))| (k.clone(), shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .map(|(k, (shape, v))| {
+                (
+                    k.clone(),
+                    shape.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let views = bytes
             .iter()
@@ -93,12 +102,21 @@ pub async fn save(adapter: &LoraAdapter) -> Result<(String, Vec<u8>)> {
 }
 
 /// Loads a PEFT adapter from its two files' bytes, checking it against the base model's shapes.
-pub fn load(config_json: &[u8], safetensors: &[u8], model: &BertConfig, device: &Device) -> Result<LoraAdapter> {
+pub fn load(
+    config_json: &[u8],
+    safetensors: &[u8],
+    model: &BertConfig,
+    device: &Device,
+) -> Result<LoraAdapter> {
     let config = LoraConfig::from_peft_json(config_json)?;
     let sites = config.sites()?;
-    let st = SafeTensors::deserialize(safetensors)
-        .map_err(|e| Error::Adapter(format!("adapter_model.safetensors is not a safetensors file: {e}")))?;
-    let mut found: BTreeMap<(usize, Site), (Option<TensorData>, Option<TensorData>)> = BTreeMap::new();
+    let st = SafeTensors::deserialize(safetensors).map_err(|e| {
+        Error::Adapter(format!(
+            "adapter_model.safetensors is not a safetensors file: {e}"
+        ))
+    })?;
+    let mut found: BTreeMap<(usize, Site), (Option<TensorData>, Option<TensorData>)> =
+        BTreeMap::new();
     for (name, view) in st.tensors() {
         let (layer, site, which) = parse_key(&name).ok_or_else(|| {
             Error::Adapter(format!("unexpected tensor {name:?} in adapter_model.safetensors (not a LoRA A/B of a BERT encoder layer)"))
@@ -117,10 +135,17 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &BertConfig, device: 
             )));
         }
         if view.dtype() != Dtype::F32 {
-            return Err(Error::Adapter(format!("tensor {name:?} has dtype {:?}; only F32 is supported", view.dtype())));
+            return Err(Error::Adapter(format!(
+                "tensor {name:?} has dtype {:?}; only F32 is supported",
+                view.dtype()
+            )));
         }
         let (d_in, d_out) = site.dims(model.hidden_size, model.intermediate_size);
-        let expected = if which == 'A' { [config.r, d_in] } else { [d_out, config.r] };
+        let expected = if which == 'A' {
+            [config.r, d_in]
+        } else {
+            [d_out, config.r]
+        };
         if view.shape() != expected {
             return Err(Error::Adapter(format!(
                 "tensor {name:?} has shape {:?}, expected {expected:?} (r = {})",
@@ -130,7 +155,11 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &BertConfig, device: 
         }
         let data = TensorData::new(f32_from_le_bytes(view.data()), expected);
         let slot = found.entry((layer, site)).or_default();
-        if which == 'A' { slot.0 = Some(data) } else { slot.1 = Some(data) }
+        if which == 'A' {
+            slot.0 = Some(data)
+        } else {
+            slot.1 = Some(data)
+        }
     }
     let mut pairs = Vec::new();
     for layer in 0..model.num_hidden_layers {
@@ -147,7 +176,12 @@ pub fn load(config_json: &[u8], safetensors: &[u8], model: &BertConfig, device: 
             }
         }
     }
-    Ok(LoraAdapter::from_pairs(&config, model.num_hidden_layers, pairs, device))
+    Ok(LoraAdapter::from_pairs(
+        &config,
+        model.num_hidden_layers,
+        pairs,
+        device,
+    ))
 }
 
 #[cfg(test)]
@@ -162,10 +196,18 @@ mod tests {
             }
         }
         assert_eq!(
-            parse_key("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"),
+            parse_key(
+                "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"
+            ),
             Some((0, Site::Query, 'A'))
         );
-        assert_eq!(parse_key("base_model.model.pooler.dense.lora_A.weight"), None);
-        assert_eq!(parse_key("encoder.layer.0.attention.self.query.weight"), None);
+        assert_eq!(
+            parse_key("base_model.model.pooler.dense.lora_A.weight"),
+            None
+        );
+        assert_eq!(
+            parse_key("encoder.layer.0.attention.self.query.weight"),
+            None
+        );
     }
 }

@@ -42,7 +42,12 @@ impl SelfAttention {
             key: w.linear(&format!("{prefix}.self.key"), d, d, device)?,
             value: w.linear(&format!("{prefix}.self.value"), d, d, device)?,
             output: w.linear(&format!("{prefix}.output.dense"), d, d, device)?,
-            norm: w.layer_norm(&format!("{prefix}.output.LayerNorm"), d, c.layer_norm_eps, device)?,
+            norm: w.layer_norm(
+                &format!("{prefix}.output.LayerNorm"),
+                d,
+                c.layer_norm_eps,
+                device,
+            )?,
             heads: c.num_attention_heads,
             attention_dropout: c.attention_probs_dropout_prob,
             hidden_dropout: c.hidden_dropout_prob,
@@ -53,17 +58,47 @@ impl SelfAttention {
     /// - x: `[batch, seq, d]`
     /// - mask_bias: `[batch, 1, 1, seq]`, 0 for real tokens and a large negative value for padding
     /// - output: `[batch, seq, d]`
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>, lora: Option<&LayerLora>, mode: &ForwardMode) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask_bias: Tensor<4>,
+        lora: Option<&LayerLora>,
+        mode: &ForwardMode,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.heads;
         let split = |y: Tensor<3>| y.reshape([b, t, self.heads, hd]).swap_dims(1, 2);
-        let q = split(lora_linear(&self.query, lora.and_then(|l| l.query.as_ref()), x.clone(), mode));
-        let k = split(lora_linear(&self.key, lora.and_then(|l| l.key.as_ref()), x.clone(), mode));
-        let v = split(lora_linear(&self.value, lora.and_then(|l| l.value.as_ref()), x.clone(), mode));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask_bias;
+        let q = split(lora_linear(
+            &self.query,
+            lora.and_then(|l| l.query.as_ref()),
+            x.clone(),
+            mode,
+        ));
+        let k = split(lora_linear(
+            &self.key,
+            lora.and_then(|l| l.key.as_ref()),
+            x.clone(),
+            mode,
+        ));
+        let v = split(lora_linear(
+            &self.value,
+            lora.and_then(|l| l.value.as_ref()),
+            x.clone(),
+            mode,
+        ));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            + mask_bias;
         let probs = dropout(softmax(scores, 3), self.attention_dropout, mode.train);
         let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        let out = lora_linear(&self.output, lora.and_then(|l| l.attention_output.as_ref()), ctx, mode);
-        self.norm.forward(dropout(out, self.hidden_dropout, mode.train) + x)
+        let out = lora_linear(
+            &self.output,
+            lora.and_then(|l| l.attention_output.as_ref()),
+            ctx,
+            mode,
+        );
+        self.norm
+            .forward(dropout(out, self.hidden_dropout, mode.train) + x)
     }
 }

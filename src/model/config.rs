@@ -78,8 +78,11 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             )));
         }
-        if self.num_hidden_layers == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 {
-            return Err(Error::Model("config has zero layers, vocabulary or positions".into()));
+        if self.num_hidden_layers == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0
+        {
+            return Err(Error::Model(
+                "config has zero layers, vocabulary or positions".into(),
+            ));
         }
         Ok(())
     }

@@ -39,11 +39,22 @@ impl EncoderInput {
     pub fn rows(&self, start: usize, end: usize) -> EncoderInput {
         let end = end.min(self.batch);
         let len = (start..end)
-            .map(|r| self.mask[r * self.seq..(r + 1) * self.seq].iter().map(|&m| m as usize).sum::<usize>())
+            .map(|r| {
+                self.mask[r * self.seq..(r + 1) * self.seq]
+                    .iter()
+                    .map(|&m| m as usize)
+                    .sum::<usize>()
+            })
             .max()
             .unwrap_or(0)
             .max(1);
-        let mut out = EncoderInput { ids: vec![], type_ids: vec![], mask: vec![], batch: end - start, seq: len };
+        let mut out = EncoderInput {
+            ids: vec![],
+            type_ids: vec![],
+            mask: vec![],
+            batch: end - start,
+            seq: len,
+        };
         for r in start..end {
             let o = r * self.seq;
             out.ids.extend_from_slice(&self.ids[o..o + len]);
@@ -68,12 +79,20 @@ pub struct ForwardMode {
 impl ForwardMode {
     /// Inference (no dropout).
     pub fn eval(adapter: Option<&LoraAdapter>) -> Self {
-        Self { train: false, lora_scaling: adapter.map_or(0.0, |a| a.scaling), lora_dropout: 0.0 }
+        Self {
+            train: false,
+            lora_scaling: adapter.map_or(0.0, |a| a.scaling),
+            lora_dropout: 0.0,
+        }
     }
 
     /// Training: the adapter's dropout on, the encoder's own dropout when `encoder_dropout`.
     pub fn train(adapter: Option<&LoraAdapter>, encoder_dropout: bool) -> Self {
-        Self { train: encoder_dropout, lora_scaling: adapter.map_or(0.0, |a| a.scaling), lora_dropout: adapter.map_or(0.0, |a| a.dropout) }
+        Self {
+            train: encoder_dropout,
+            lora_scaling: adapter.map_or(0.0, |a| a.scaling),
+            lora_dropout: adapter.map_or(0.0, |a| a.dropout),
+        }
     }
 }
 
@@ -98,14 +117,23 @@ impl Encoder {
         let layers = (0..config.num_hidden_layers)
             .map(|i| BertLayer::load(&w, &config, i, device))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { embeddings, layers, config }.no_grad())
+        Ok(Self {
+            embeddings,
+            layers,
+            config,
+        }
+        .no_grad())
     }
 
     /// Uploads a host batch: `(ids, type_ids, mask as float)`.
-    pub fn tensors(input: &EncoderInput, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    pub fn tensors(
+        input: &EncoderInput,
+        device: &Device,
+    ) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
         let shape = [input.batch, input.seq];
         let ids = Tensor::<2, Int>::from_data(TensorData::new(input.ids.clone(), shape), device);
-        let types = Tensor::<2, Int>::from_data(TensorData::new(input.type_ids.clone(), shape), device);
+        let types =
+            Tensor::<2, Int>::from_data(TensorData::new(input.type_ids.clone(), shape), device);
         let mask: Vec<f32> = input.mask.iter().map(|&m| m as f32).collect();
         let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), device);
         (ids, types, mask)
@@ -115,7 +143,13 @@ impl Encoder {
     ///
     /// # Shapes
     /// - each output: `[batch, seq, d]`
-    pub fn hidden_states(&self, input: &EncoderInput, adapter: Option<&LoraAdapter>, mode: &ForwardMode, device: &Device) -> (Vec<Tensor<3>>, Tensor<2>) {
+    pub fn hidden_states(
+        &self,
+        input: &EncoderInput,
+        adapter: Option<&LoraAdapter>,
+        mode: &ForwardMode,
+        device: &Device,
+    ) -> (Vec<Tensor<3>>, Tensor<2>) {
         let (ids, types, mask) = Self::tensors(input, device);
         let [b, t] = mask.dims();
         // 0 where mask = 1, -1e9 where mask = 0 (HF uses the dtype's minimum; the softmax is the same).
@@ -135,7 +169,13 @@ impl Encoder {
     ///
     /// # Shapes
     /// - output: `([batch, seq, d], [batch, seq])`
-    pub fn forward(&self, input: &EncoderInput, adapter: Option<&LoraAdapter>, mode: &ForwardMode, device: &Device) -> (Tensor<3>, Tensor<2>) {
+    pub fn forward(
+        &self,
+        input: &EncoderInput,
+        adapter: Option<&LoraAdapter>,
+        mode: &ForwardMode,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<2>) {
         ROWS_ENCODED.fetch_add(input.batch, std::sync::atomic::Ordering::Relaxed);
         let (ids, types, mask) = Self::tensors(input, device);
         let [b, t] = mask.dims();
@@ -151,7 +191,13 @@ impl Encoder {
     ///
     /// # Shapes
     /// - output: `[batch, d]`
-    pub fn pooled(&self, input: &EncoderInput, adapter: Option<&LoraAdapter>, mode: &ForwardMode, device: &Device) -> Tensor<2> {
+    pub fn pooled(
+        &self,
+        input: &EncoderInput,
+        adapter: Option<&LoraAdapter>,
+        mode: &ForwardMode,
+        device: &Device,
+    ) -> Tensor<2> {
         let (h, mask) = self.forward(input, adapter, mode, device);
         mean_pool(h, mask)
     }

@@ -32,16 +32,30 @@ impl ClassifierHead {
     pub fn init(d: usize, classes: usize, dropout: f64, seed: u64, device: &Device) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_4ead);
         let bound = 1.0 / (d as f64).sqrt();
-        let w: Vec<f32> = (0..classes * d).map(|_| rng.random_range(-bound..bound) as f32).collect();
-        let b: Vec<f32> = (0..classes).map(|_| rng.random_range(-bound..bound) as f32).collect();
+        let w: Vec<f32> = (0..classes * d)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        let b: Vec<f32> = (0..classes)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
         Self::from_torch(w, b, d, classes, dropout, device)
     }
 
-    fn from_torch(w: Vec<f32>, b: Vec<f32>, d: usize, classes: usize, dropout: f64, device: &Device) -> Self {
+    fn from_torch(
+        w: Vec<f32>,
+        b: Vec<f32>,
+        d: usize,
+        classes: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
         let mut linear = LinearConfig::new(d, classes).init(device);
         let w = Tensor::<2>::from_data(TensorData::new(w, [classes, d]), device).transpose();
         linear.weight = Param::from_tensor(w);
-        linear.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [classes]), device)));
+        linear.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [classes]),
+            device,
+        )));
         Self { linear, dropout }
     }
 
@@ -68,8 +82,16 @@ impl ClassifierHead {
         let wb: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
         let bb: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
         let views = vec![
-            ("weight".to_string(), TensorView::new(Dtype::F32, shape_w.clone(), &wb).map_err(|e| Error::Model(e.to_string()))?),
-            ("bias".to_string(), TensorView::new(Dtype::F32, vec![shape_w[0]], &bb).map_err(|e| Error::Model(e.to_string()))?),
+            (
+                "weight".to_string(),
+                TensorView::new(Dtype::F32, shape_w.clone(), &wb)
+                    .map_err(|e| Error::Model(e.to_string()))?,
+            ),
+            (
+                "bias".to_string(),
+                TensorView::new(Dtype::F32, vec![shape_w[0]], &bb)
+                    .map_err(|e| Error::Model(e.to_string()))?,
+            ),
         ];
         let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
         safetensors::serialize(views, Some(meta)).map_err(|e| Error::Model(e.to_string()))
@@ -79,15 +101,28 @@ impl ClassifierHead {
     pub fn from_safetensors(bytes: &[u8], d: usize, dropout: f64, device: &Device) -> Result<Self> {
         let bad = |m: String| Error::Adapter(format!("head.safetensors: {m}"));
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
-        let w = st.tensor("weight").map_err(|_| bad("no \"weight\" tensor".into()))?;
-        let b = st.tensor("bias").map_err(|_| bad("no \"bias\" tensor".into()))?;
+        let w = st
+            .tensor("weight")
+            .map_err(|_| bad("no \"weight\" tensor".into()))?;
+        let b = st
+            .tensor("bias")
+            .map_err(|_| bad("no \"bias\" tensor".into()))?;
         if w.dtype() != Dtype::F32 || b.dtype() != Dtype::F32 {
             return Err(bad("tensors must be F32".into()));
         }
         let (ws, bs) = (w.shape().to_vec(), b.shape().to_vec());
         if ws.len() != 2 || ws[1] != d || ws[0] == 0 || bs != [ws[0]] {
-            return Err(bad(format!("weight {ws:?} / bias {bs:?} do not fit a [classes, {d}] head")));
+            return Err(bad(format!(
+                "weight {ws:?} / bias {bs:?} do not fit a [classes, {d}] head"
+            )));
         }
-        Ok(Self::from_torch(f32_from_le_bytes(w.data()), f32_from_le_bytes(b.data()), d, ws[0], dropout, device))
+        Ok(Self::from_torch(
+            f32_from_le_bytes(w.data()),
+            f32_from_le_bytes(b.data()),
+            d,
+            ws[0],
+            dropout,
+            device,
+        ))
     }
 }

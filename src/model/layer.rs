@@ -37,7 +37,12 @@ impl BertLayer {
             attention: SelfAttention::load(w, c, &format!("{p}.attention"), device)?,
             intermediate: w.linear(&format!("{p}.intermediate.dense"), d, f, device)?,
             output: w.linear(&format!("{p}.output.dense"), f, d, device)?,
-            norm: w.layer_norm(&format!("{p}.output.LayerNorm"), d, c.layer_norm_eps, device)?,
+            norm: w.layer_norm(
+                &format!("{p}.output.LayerNorm"),
+                d,
+                c.layer_norm_eps,
+                device,
+            )?,
             hidden_dropout: c.hidden_dropout_prob,
         })
     }
@@ -45,10 +50,27 @@ impl BertLayer {
     /// # Shapes
     /// - x: `[batch, seq, d]`, mask_bias: `[batch, 1, 1, seq]`
     /// - output: `[batch, seq, d]`
-    pub fn forward(&self, x: Tensor<3>, mask_bias: Tensor<4>, lora: Option<&LayerLora>, mode: &ForwardMode) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        mask_bias: Tensor<4>,
+        lora: Option<&LayerLora>,
+        mode: &ForwardMode,
+    ) -> Tensor<3> {
         let h = self.attention.forward(x, mask_bias, lora, mode);
-        let inter = gelu(lora_linear(&self.intermediate, lora.and_then(|l| l.intermediate.as_ref()), h.clone(), mode));
-        let out = lora_linear(&self.output, lora.and_then(|l| l.output.as_ref()), inter, mode);
-        self.norm.forward(dropout(out, self.hidden_dropout, mode.train) + h)
+        let inter = gelu(lora_linear(
+            &self.intermediate,
+            lora.and_then(|l| l.intermediate.as_ref()),
+            h.clone(),
+            mode,
+        ));
+        let out = lora_linear(
+            &self.output,
+            lora.and_then(|l| l.output.as_ref()),
+            inter,
+            mode,
+        );
+        self.norm
+            .forward(dropout(out, self.hidden_dropout, mode.train) + h)
     }
 }

@@ -46,7 +46,12 @@ pub(crate) fn dropout<const D: usize>(x: Tensor<D>, p: f64, active: bool) -> Ten
 /// # Shapes
 /// - x: `[batch, seq, d_in]`
 /// - output: `[batch, seq, d_out]`
-pub(crate) fn lora_linear(base: &Linear, lora: Option<&LoraPair>, x: Tensor<3>, mode: &ForwardMode) -> Tensor<3> {
+pub(crate) fn lora_linear(
+    base: &Linear,
+    lora: Option<&LoraPair>,
+    x: Tensor<3>,
+    mode: &ForwardMode,
+) -> Tensor<3> {
     match lora {
         None => base.forward(x),
         Some(pair) => {

@@ -19,6 +19,11 @@ pub fn mean_pool(hidden: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 /// # Shapes
 /// - x: `[batch, d]` → `[batch, d]`
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    let norm = x
+        .clone()
+        .powf_scalar(2.0)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
     x / norm
 }

@@ -36,7 +36,8 @@ impl TextTokenizer {
     pub fn from_bytes(bytes: &[u8], max_len: usize) -> Result<Self> {
         #[cfg(target_arch = "wasm32")]
         tokenizers::utils::parallelism::set_parallelism(false);
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let mut inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {
@@ -47,7 +48,11 @@ impl TextTokenizer {
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0) as i64;
-        Ok(Self { inner, max_len, pad_id })
+        Ok(Self {
+            inner,
+            max_len,
+            pad_id,
+        })
     }
 
     /// Maximum sequence length.
@@ -57,25 +62,58 @@ impl TextTokenizer {
 
     /// Tokenises one text with [CLS]/[SEP], truncated.
     pub fn encode(&self, text: &str) -> Result<Tokens> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Tokens { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), tokens: enc.get_tokens().to_vec() })
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Tokens {
+            ids: enc.get_ids().to_vec(),
+            type_ids: enc.get_type_ids().to_vec(),
+            tokens: enc.get_tokens().to_vec(),
+        })
     }
 
     /// Tokenises and right-pads a batch to its longest sequence.
     pub fn batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<EncoderInput> {
-        let encoded = texts.iter().map(|t| self.encode(t.as_ref())).collect::<Result<Vec<_>>>()?;
+        let encoded = texts
+            .iter()
+            .map(|t| self.encode(t.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         Ok(self.pad(&encoded))
     }
 
     /// Right-pads already tokenised texts into one batch.
     pub fn pad(&self, encoded: &[Tokens]) -> EncoderInput {
-        let seq = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(1);
-        let mut input = EncoderInput { ids: vec![], type_ids: vec![], mask: vec![], batch: encoded.len(), seq };
+        let seq = encoded
+            .iter()
+            .map(|e| e.ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut input = EncoderInput {
+            ids: vec![],
+            type_ids: vec![],
+            mask: vec![],
+            batch: encoded.len(),
+            seq,
+        };
         for e in encoded {
             let n = e.ids.len();
-            input.ids.extend(e.ids.iter().map(|&i| i as i64).chain(std::iter::repeat_n(self.pad_id, seq - n)));
-            input.type_ids.extend(e.type_ids.iter().map(|&i| i as i64).chain(std::iter::repeat_n(0, seq - n)));
-            input.mask.extend(std::iter::repeat_n(1u8, n).chain(std::iter::repeat_n(0, seq - n)));
+            input.ids.extend(
+                e.ids
+                    .iter()
+                    .map(|&i| i as i64)
+                    .chain(std::iter::repeat_n(self.pad_id, seq - n)),
+            );
+            input.type_ids.extend(
+                e.type_ids
+                    .iter()
+                    .map(|&i| i as i64)
+                    .chain(std::iter::repeat_n(0, seq - n)),
+            );
+            input
+                .mask
+                .extend(std::iter::repeat_n(1u8, n).chain(std::iter::repeat_n(0, seq - n)));
         }
         input
     }

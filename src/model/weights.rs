@@ -20,8 +20,9 @@ pub struct Weights<'a> {
 impl<'a> Weights<'a> {
     /// Parses the safetensors header; tensor data are read lazily by name.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| Error::Model(format!("model.safetensors is not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+            Error::Model(format!("model.safetensors is not a safetensors file: {e}"))
+        })?;
         let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) {
             "bert."
         } else {
@@ -63,7 +64,13 @@ impl<'a> Weights<'a> {
     }
 
     /// Builds a burn `Linear` from `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
-    pub fn linear(&self, prefix: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Linear> {
+    pub fn linear(
+        &self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        device: &Device,
+    ) -> Result<Linear> {
         let w: Tensor<2> = self.tensor(&format!("{prefix}.weight"), [d_out, d_in], device)?;
         let b: Tensor<1> = self.tensor(&format!("{prefix}.bias"), [d_out], device)?;
         let mut linear = LinearConfig::new(d_in, d_out).init(device);
@@ -73,17 +80,34 @@ impl<'a> Weights<'a> {
     }
 
     /// Builds a burn `LayerNorm` from `{prefix}.weight` and `{prefix}.bias`.
-    pub fn layer_norm(&self, prefix: &str, d: usize, eps: f64, device: &Device) -> Result<LayerNorm> {
+    pub fn layer_norm(
+        &self,
+        prefix: &str,
+        d: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<LayerNorm> {
         let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(device);
         ln.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [d], device)?);
-        ln.beta = Some(Param::from_tensor(self.tensor(&format!("{prefix}.bias"), [d], device)?));
+        ln.beta = Some(Param::from_tensor(self.tensor(
+            &format!("{prefix}.bias"),
+            [d],
+            device,
+        )?));
         Ok(ln)
     }
 
     /// Builds a burn `Embedding` from `{prefix}.weight` `[n, d]`.
-    pub fn embedding(&self, prefix: &str, n: usize, d: usize, device: &Device) -> Result<Embedding> {
+    pub fn embedding(
+        &self,
+        prefix: &str,
+        n: usize,
+        d: usize,
+        device: &Device,
+    ) -> Result<Embedding> {
         let mut emb = EmbeddingConfig::new(n, d).init(device);
-        emb.weight = Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [n, d], device)?);
+        emb.weight =
+            Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [n, d], device)?);
         Ok(emb)
     }
 }

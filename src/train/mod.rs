@@ -76,7 +76,11 @@ pub enum Outcome {
 
 /// Drives `trainer` to the end, reporting each step to `on_progress` and checking `cancel`
 /// before every step. A cancelled run keeps what it trained: call the trainer's `finish`.
-pub async fn drive<T: Trainer>(trainer: &mut T, mut on_progress: impl FnMut(&Progress), cancel: &std::sync::atomic::AtomicBool) -> crate::Result<Outcome> {
+pub async fn drive<T: Trainer>(
+    trainer: &mut T,
+    mut on_progress: impl FnMut(&Progress),
+    cancel: &std::sync::atomic::AtomicBool,
+) -> crate::Result<Outcome> {
     loop {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(Outcome::Cancelled);
@@ -107,7 +111,10 @@ pub(crate) fn now_sec() -> f64 {
 ///
 /// # Shapes
 /// - logits: `[batch, classes]`, targets: `[batch]` → `[1]`
-pub fn cross_entropy(logits: burn::tensor::Tensor<2>, targets: burn::tensor::Tensor<1, burn::tensor::Int>) -> burn::tensor::Tensor<1> {
+pub fn cross_entropy(
+    logits: burn::tensor::Tensor<2>,
+    targets: burn::tensor::Tensor<1, burn::tensor::Int>,
+) -> burn::tensor::Tensor<1> {
     let [b, _] = logits.dims();
     let logp = burn::tensor::activation::log_softmax(logits, 1);
     logp.gather(1, targets.reshape([b, 1])).mean().neg()

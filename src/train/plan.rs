@@ -70,7 +70,15 @@ impl BatchPlan {
         self.step += 1;
         self.seen += n;
         let elapsed = now_sec() - self.start;
-        Progress { step: self.step, total_steps: self.total, epoch, loss, lr, examples_per_sec: self.seen as f64 / elapsed.max(1e-9), elapsed_sec: elapsed }
+        Progress {
+            step: self.step,
+            total_steps: self.total,
+            epoch,
+            loss,
+            lr,
+            examples_per_sec: self.seen as f64 / elapsed.max(1e-9),
+            elapsed_sec: elapsed,
+        }
     }
 
     /// Total steps planned.

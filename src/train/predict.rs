@@ -17,8 +17,15 @@ use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
 pub const EVAL_BATCH: usize = 32;
 
 /// Tokenises `texts` and yields `(original indices, padded batch)` in length order.
-fn length_sorted_batches<S: AsRef<str>>(tokenizer: &TextTokenizer, texts: &[S], batch: usize) -> Result<Vec<(Vec<usize>, crate::model::EncoderInput)>> {
-    let tokens = texts.iter().map(|t| tokenizer.encode(t.as_ref())).collect::<Result<Vec<_>>>()?;
+fn length_sorted_batches<S: AsRef<str>>(
+    tokenizer: &TextTokenizer,
+    texts: &[S],
+    batch: usize,
+) -> Result<Vec<(Vec<usize>, crate::model::EncoderInput)>> {
+    let tokens = texts
+        .iter()
+        .map(|t| tokenizer.encode(t.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
     let mut order: Vec<usize> = (0..texts.len()).collect();
     order.sort_by_key(|&i| tokens[i].ids.len());
     Ok(order
@@ -50,7 +57,10 @@ pub async fn pooled_vectors<S: AsRef<str>>(
             out[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
         }
     }
-    Ok(Tensor::from_data(burn::tensor::TensorData::new(out, [texts.len(), d]), device))
+    Ok(Tensor::from_data(
+        burn::tensor::TensorData::new(out, [texts.len(), d]),
+        device,
+    ))
 }
 
 /// Class probabilities of `texts` for a task (adapter + head), in input order.
@@ -77,11 +87,20 @@ pub async fn probabilities<S: AsRef<str>>(
 
 /// Index of the largest probability.
 pub fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
 }
 
 /// Metrics and confusion matrix of predicted probabilities against true class indices.
-pub fn evaluate(probs: &[Vec<f32>], labels: &[usize], classes: usize) -> (Metrics, ConfusionMatrix) {
+pub fn evaluate(
+    probs: &[Vec<f32>],
+    labels: &[usize],
+    classes: usize,
+) -> (Metrics, ConfusionMatrix) {
     let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let cm = ConfusionMatrix::from_predictions(labels, &pred, classes);
     (Metrics::from_confusion(&cm), cm)

@@ -2,15 +2,15 @@
 //! over the training texts, its mean-pooled vectors cached, and only a classifier head is trained
 //! on them — by the same AdamW + schedule as stage 1, one step per batch.
 
-use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::model::ClassifierHead;
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// A head trained on cached vectors, one batch per [`step`](ProbeTrainer::step).
 pub struct ProbeTrainer {
@@ -26,14 +26,22 @@ pub struct ProbeTrainer {
 impl ProbeTrainer {
     /// `features`: `[n, d]` cached pooled vectors (plain device); `labels[i]` in `0..classes`.
     /// The head learns at `cfg.head_lr`.
-    pub fn new(features: Tensor<2>, labels: &[usize], classes: usize, cfg: &TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        features: Tensor<2>,
+        labels: &[usize],
+        classes: usize,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let [n, d] = features.dims();
         if n == 0 || n != labels.len() {
             return Err(Error::Train("no training examples".into()));
         }
         if classes < 2 || labels.iter().any(|&l| l >= classes) {
-            return Err(Error::Train(format!("labels must be class indices below {classes} (at least 2 classes)")));
+            return Err(Error::Train(format!(
+                "labels must be class indices below {classes} (at least 2 classes)"
+            )));
         }
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
@@ -78,5 +86,8 @@ impl ProbeTrainer {
 /// The probe's settings derived from a stage-1 config: the head sees cached vectors, so steps are
 /// almost free and it gets more epochs (40) to converge; learning rate = the config's `head_lr`.
 pub fn default_config(stage1: &TrainConfig) -> TrainConfig {
-    TrainConfig { epochs: 40, ..stage1.clone() }
+    TrainConfig {
+        epochs: 40,
+        ..stage1.clone()
+    }
 }

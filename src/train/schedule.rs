@@ -58,7 +58,10 @@ impl TrainConfig {
             return bad(format!("epochs must be in 1..=1000, got {}", self.epochs));
         }
         if self.batch_size == 0 || self.batch_size > 4096 {
-            return bad(format!("batch size must be in 1..=4096, got {}", self.batch_size));
+            return bad(format!(
+                "batch size must be in 1..=4096, got {}",
+                self.batch_size
+            ));
         }
         for (name, v) in [("lr", self.lr), ("head lr", self.head_lr)] {
             if !v.is_finite() || v <= 0.0 || v > 1.0 {
@@ -66,22 +69,35 @@ impl TrainConfig {
             }
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad(format!("warm-up ratio must be in [0, 1), got {}", self.warmup_ratio));
+            return bad(format!(
+                "warm-up ratio must be in [0, 1), got {}",
+                self.warmup_ratio
+            ));
         }
         if !(0.0..1.0).contains(&self.head_dropout) {
-            return bad(format!("head dropout must be in [0, 1), got {}", self.head_dropout));
+            return bad(format!(
+                "head dropout must be in [0, 1), got {}",
+                self.head_dropout
+            ));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!("weight decay must be >= 0, got {}", self.weight_decay));
+            return bad(format!(
+                "weight decay must be >= 0, got {}",
+                self.weight_decay
+            ));
         }
         Ok(())
     }
 
     /// An AdamW optimiser with these settings (betas 0.9/0.999, eps 1e-8 as PyTorch).
     pub fn optimizer(&self) -> ModuleOptimizer {
-        let mut c = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(self.weight_decay as f32);
+        let mut c = AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(self.weight_decay as f32);
         if self.max_grad_norm > 0.0 {
-            c = c.with_grad_clipping(Some(GradientClippingConfig::Norm(self.max_grad_norm as f32)));
+            c = c.with_grad_clipping(Some(GradientClippingConfig::Norm(
+                self.max_grad_norm as f32,
+            )));
         }
         c.init()
     }
@@ -116,7 +132,10 @@ mod tests {
 
     #[test]
     fn validation_names_the_setting() {
-        let c = TrainConfig { epochs: 0, ..Default::default() };
+        let c = TrainConfig {
+            epochs: 0,
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("epochs"));
         assert!(TrainConfig::default().validate().is_ok());
     }

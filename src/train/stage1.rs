@@ -6,9 +6,6 @@
 //! Texts are tokenised once; each [`LoraTrainer::step`] pads one shuffled batch, runs forward,
 //! backward and both optimiser steps, and reads the loss back asynchronously.
 
-use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy};
@@ -17,6 +14,9 @@ use crate::host;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::tokenizer::Tokens;
 use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// What stage 1 trains: one task's adapter and head.
 #[derive(Module, Debug)]
@@ -32,7 +32,14 @@ impl TaskModel {
     ///
     /// # Shapes
     /// - output: `[batch, classes]`
-    pub fn logits(&self, encoder: &Encoder, input: &crate::model::EncoderInput, mode: &ForwardMode, train: bool, device: &Device) -> Tensor<2> {
+    pub fn logits(
+        &self,
+        encoder: &Encoder,
+        input: &crate::model::EncoderInput,
+        mode: &ForwardMode,
+        train: bool,
+        device: &Device,
+    ) -> Tensor<2> {
         let pooled = encoder.pooled(input, Some(&self.adapter), mode, device);
         self.head.forward(pooled, train)
     }
@@ -71,13 +78,24 @@ impl LoraTrainer {
             return Err(Error::Train("no training examples".into()));
         }
         if classes < 2 || labels.iter().any(|&l| l >= classes) {
-            return Err(Error::Train(format!("labels must be class indices below {classes} (at least 2 classes)")));
+            return Err(Error::Train(format!(
+                "labels must be class indices below {classes} (at least 2 classes)"
+            )));
         }
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
         let adapter = LoraAdapter::init(lora, &encoder.config, cfg.seed, &ad)?;
-        let head = ClassifierHead::init(encoder.config.hidden_size, classes, cfg.head_dropout, cfg.seed, &ad);
-        let tokens = texts.iter().map(|t| tokenizer.encode(t)).collect::<Result<Vec<_>>>()?;
+        let head = ClassifierHead::init(
+            encoder.config.hidden_size,
+            classes,
+            cfg.head_dropout,
+            cfg.seed,
+            &ad,
+        );
+        let tokens = texts
+            .iter()
+            .map(|t| tokenizer.encode(t))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             model: TaskModel { adapter, head },
             encoder: encoder.clone(),
@@ -119,12 +137,17 @@ impl LoraTrainer {
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
 
         let mode = ForwardMode::train(Some(&self.model.adapter), self.cfg.encoder_dropout);
-        let logits = self.model.logits(&self.encoder, &input, &mode, true, &self.device);
+        let logits = self
+            .model
+            .logits(&self.encoder, &input, &mode, true, &self.device);
         let loss = cross_entropy(logits, targets);
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
-            return Err(Error::Train(format!("loss became {loss} at step {}; lower the learning rate", self.plan.steps_done() + 1)));
+            return Err(Error::Train(format!(
+                "loss became {loss} at step {}; lower the learning rate",
+                self.plan.steps_done() + 1
+            )));
         }
         let g_adapter = GradientsParams::from_module(&mut grads, &self.model.adapter);
         let g_head = GradientsParams::from_module(&mut grads, &self.model.head);

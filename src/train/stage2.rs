@@ -5,9 +5,6 @@
 //! no result. [`FusionTrainer`] can also run uncached ([`VectorSource::Live`]), encoding each batch
 //! anew — slower, and used to check that caching does not change the outcome.
 
-use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::plan::BatchPlan;
 use super::predict::pooled_vectors;
 use super::schedule::TrainConfig;
@@ -17,6 +14,9 @@ use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::{Encoder, TextTokenizer};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// The K+1 pooled vectors of a set of texts.
 #[derive(Debug, Clone)]
@@ -29,16 +29,29 @@ pub struct FusionCache {
 
 impl FusionCache {
     /// Runs the K+1 encoder passes over `texts` (base, then each adapter).
-    pub async fn build<S: AsRef<str>>(encoder: &Encoder, tokenizer: &TextTokenizer, adapters: &[&LoraAdapter], texts: &[S], device: &Device) -> Result<Self> {
+    pub async fn build<S: AsRef<str>>(
+        encoder: &Encoder,
+        tokenizer: &TextTokenizer,
+        adapters: &[&LoraAdapter],
+        texts: &[S],
+        device: &Device,
+    ) -> Result<Self> {
         let base = pooled_vectors(encoder, tokenizer, None, texts, device).await?;
         let mut per = Vec::with_capacity(adapters.len());
         for a in adapters {
-            per.push(pooled_vectors(encoder, tokenizer, Some(a), texts, device).await?.unsqueeze_dim::<3>(1));
+            per.push(
+                pooled_vectors(encoder, tokenizer, Some(a), texts, device)
+                    .await?
+                    .unsqueeze_dim::<3>(1),
+            );
         }
         if per.is_empty() {
             return Err(Error::Fusion("fusion needs at least one adapter".into()));
         }
-        Ok(Self { base, adapters: Tensor::cat(per, 1) })
+        Ok(Self {
+            base,
+            adapters: Tensor::cat(per, 1),
+        })
     }
 
     /// Number of examples.
@@ -54,8 +67,14 @@ impl FusionCache {
     /// Rows `idx` of the cache.
     pub fn select(&self, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<3>) {
         let n = idx.len();
-        let i = Tensor::<1, Int>::from_data(TensorData::new(idx.iter().map(|&x| x as i64).collect::<Vec<_>>(), [n]), device);
-        (self.base.clone().select(0, i.clone()), self.adapters.clone().select(0, i))
+        let i = Tensor::<1, Int>::from_data(
+            TensorData::new(idx.iter().map(|&x| x as i64).collect::<Vec<_>>(), [n]),
+            device,
+        );
+        (
+            self.base.clone().select(0, i.clone()),
+            self.adapters.clone().select(0, i),
+        )
     }
 }
 
@@ -90,7 +109,13 @@ pub struct FusionTrainer {
 
 impl FusionTrainer {
     /// `labels[i]` is the class of example `i` of the source; the fusion learns at `cfg.head_lr`.
-    pub fn new(source: VectorSource, labels: &[usize], fusion: &FusionConfig, cfg: &TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        source: VectorSource,
+        labels: &[usize],
+        fusion: &FusionConfig,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
         cfg.validate()?;
         let n = match &source {
             VectorSource::Cached(c) => c.len(),
@@ -100,15 +125,24 @@ impl FusionTrainer {
             return Err(Error::Train("no training examples for the fusion".into()));
         }
         if fusion.classes < 2 || labels.iter().any(|&l| l >= fusion.classes) {
-            return Err(Error::Train(format!("labels must be class indices below {} (at least 2 classes)", fusion.classes)));
+            return Err(Error::Train(format!(
+                "labels must be class indices below {} (at least 2 classes)",
+                fusion.classes
+            )));
         }
         if fusion.heads == 0 || fusion.d_model % fusion.heads != 0 {
-            return Err(Error::Train(format!("d_model {} is not divisible by {} heads", fusion.d_model, fusion.heads)));
+            return Err(Error::Train(format!(
+                "d_model {} is not divisible by {} heads",
+                fusion.d_model, fusion.heads
+            )));
         }
         let ad = device.clone().autodiff();
         ad.seed(cfg.seed);
         if !(0.0..1.0).contains(&fusion.adapter_dropout) {
-            return Err(Error::Train(format!("adapter dropout must be in [0, 1), got {}", fusion.adapter_dropout)));
+            return Err(Error::Train(format!(
+                "adapter dropout must be in [0, 1), got {}",
+                fusion.adapter_dropout
+            )));
         }
         Ok(Self {
             fusion: fusion.init(cfg.seed, &ad),
@@ -130,7 +164,12 @@ impl FusionTrainer {
     async fn vectors(&self, idx: &[usize]) -> Result<(Tensor<2>, Tensor<3>)> {
         match &self.source {
             VectorSource::Cached(c) => Ok(c.select(idx, &self.device)),
-            VectorSource::Live { encoder, tokenizer, adapters, texts } => {
+            VectorSource::Live {
+                encoder,
+                tokenizer,
+                adapters,
+                texts,
+            } => {
                 let batch: Vec<&str> = idx.iter().map(|&i| texts[i].as_str()).collect();
                 let refs: Vec<&LoraAdapter> = adapters.iter().collect();
                 let c = FusionCache::build(encoder, tokenizer, &refs, &batch, &self.device).await?;
@@ -154,7 +193,9 @@ impl FusionTrainer {
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
-            return Err(Error::Train(format!("fusion loss became {loss}; lower the learning rate")));
+            return Err(Error::Train(format!(
+                "fusion loss became {loss}; lower the learning rate"
+            )));
         }
         let g = GradientsParams::from_module(&mut grads, &self.fusion);
         let lr = self.plan.lr(self.cfg.head_lr);
@@ -168,7 +209,9 @@ impl FusionTrainer {
         if self.adapter_dropout <= 0.0 || k < 2 {
             return None;
         }
-        let mut keep: Vec<bool> = (0..k).map(|_| self.plan.rng.random::<f64>() >= self.adapter_dropout).collect();
+        let mut keep: Vec<bool> = (0..k)
+            .map(|_| self.plan.rng.random::<f64>() >= self.adapter_dropout)
+            .collect();
         if !keep.iter().any(|&x| x) {
             let i = self.plan.rng.random_range(0..k);
             keep[i] = true;
@@ -190,5 +233,8 @@ impl FusionTrainer {
 /// The fusion settings derived from a stage-1 config: cached steps are cheap, so 30 epochs;
 /// learning rate = `head_lr`.
 pub fn default_config(stage1: &TrainConfig) -> TrainConfig {
-    TrainConfig { epochs: 30, ..stage1.clone() }
+    TrainConfig {
+        epochs: 30,
+        ..stage1.clone()
+    }
 }

@@ -78,7 +78,8 @@ struct Manifest {
 fn jsonl(examples: &[Example]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in examples {
-        if let Ok(line) = serde_json::to_vec(&serde_json::json!({"text": e.text, "label": e.label})) {
+        if let Ok(line) = serde_json::to_vec(&serde_json::json!({"text": e.text, "label": e.label}))
+        {
             out.extend_from_slice(&line);
             out.push(b'\n');
         }
@@ -90,10 +91,16 @@ fn read_jsonl(bytes: &[u8], what: &str) -> Result<Vec<Example>> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let opts = ParseOptions { format: Some(Format::Jsonl), ..Default::default() };
+    let opts = ParseOptions {
+        format: Some(Format::Jsonl),
+        ..Default::default()
+    };
     let parsed = data::parse(bytes, what, &opts)?;
     if let Some(r) = parsed.rejected.first() {
-        return Err(Error::Bundle(format!("{what}, line {}: {}", r.line, r.reason)));
+        return Err(Error::Bundle(format!(
+            "{what}, line {}: {}",
+            r.line, r.reason
+        )));
     }
     Ok(parsed.examples)
 }
@@ -107,11 +114,20 @@ impl Workspace {
             tasks: self
                 .tasks
                 .iter()
-                .map(|t| ManifestTask { name: t.name.clone(), settings: t.settings.clone(), examples: t.examples.len(), test_examples: t.test_examples.len(), has_adapter: t.adapter.is_some() })
+                .map(|t| ManifestTask {
+                    name: t.name.clone(),
+                    settings: t.settings.clone(),
+                    examples: t.examples.len(),
+                    test_examples: t.test_examples.len(),
+                    has_adapter: t.adapter.is_some(),
+                })
                 .collect(),
             has_fusion: self.fusion.is_some(),
         };
-        files.insert("manifest.json".to_string(), serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Bundle(e.to_string()))?);
+        files.insert(
+            "manifest.json".to_string(),
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Bundle(e.to_string()))?,
+        );
         for (i, t) in self.tasks.iter().enumerate() {
             files.insert(format!("tasks/{i}/train.jsonl"), jsonl(&t.examples));
             files.insert(format!("tasks/{i}/test.jsonl"), jsonl(&t.test_examples));
@@ -132,25 +148,58 @@ impl Workspace {
 
     /// Rebuilds a workspace from a bundle's files.
     pub fn from_files(files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
-        let manifest = files.get("manifest.json").ok_or_else(|| Error::Bundle("not a workspace bundle: no manifest.json".into()))?;
-        let manifest: Manifest = serde_json::from_slice(manifest).map_err(|e| Error::Bundle(format!("manifest.json: {e}")))?;
+        let manifest = files
+            .get("manifest.json")
+            .ok_or_else(|| Error::Bundle("not a workspace bundle: no manifest.json".into()))?;
+        let manifest: Manifest = serde_json::from_slice(manifest)
+            .map_err(|e| Error::Bundle(format!("manifest.json: {e}")))?;
         if manifest.format != BUNDLE_FORMAT {
-            return Err(Error::Bundle(format!("manifest.json has format {:?}, expected {BUNDLE_FORMAT:?}", manifest.format)));
+            return Err(Error::Bundle(format!(
+                "manifest.json has format {:?}, expected {BUNDLE_FORMAT:?}",
+                manifest.format
+            )));
         }
         let mut tasks = Vec::new();
         for (i, mt) in manifest.tasks.into_iter().enumerate() {
-            let get = |n: &str| files.get(&format!("tasks/{i}/{n}")).map(Vec::as_slice).unwrap_or_default();
+            let get = |n: &str| {
+                files
+                    .get(&format!("tasks/{i}/{n}"))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+            };
             let examples = read_jsonl(get("train.jsonl"), &format!("tasks/{i}/train.jsonl"))?;
             let test_examples = read_jsonl(get("test.jsonl"), &format!("tasks/{i}/test.jsonl"))?;
             let prefix = format!("tasks/{i}/adapter/");
-            let adapter: BTreeMap<String, Vec<u8>> = files.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|n| (n.to_string(), v.clone()))).collect();
+            let adapter: BTreeMap<String, Vec<u8>> = files
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|n| (n.to_string(), v.clone())))
+                .collect();
             if mt.has_adapter && !adapter.contains_key(task_files::ADAPTER_WEIGHTS) {
-                return Err(Error::Bundle(format!("task {:?} should have an adapter, but {prefix}{} is missing", mt.name, task_files::ADAPTER_WEIGHTS)));
+                return Err(Error::Bundle(format!(
+                    "task {:?} should have an adapter, but {prefix}{} is missing",
+                    mt.name,
+                    task_files::ADAPTER_WEIGHTS
+                )));
             }
-            tasks.push(TaskState { name: mt.name, examples, test_examples, settings: mt.settings, adapter: (!adapter.is_empty()).then_some(adapter) });
+            tasks.push(TaskState {
+                name: mt.name,
+                examples,
+                test_examples,
+                settings: mt.settings,
+                adapter: (!adapter.is_empty()).then_some(adapter),
+            });
         }
-        let fusion: BTreeMap<String, Vec<u8>> = files.iter().filter_map(|(k, v)| k.strip_prefix("fusion/").map(|n| (n.to_string(), v.clone()))).collect();
-        Ok(Self { tasks, fusion: (manifest.has_fusion && !fusion.is_empty()).then_some(fusion) })
+        let fusion: BTreeMap<String, Vec<u8>> = files
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("fusion/")
+                    .map(|n| (n.to_string(), v.clone()))
+            })
+            .collect();
+        Ok(Self {
+            tasks,
+            fusion: (manifest.has_fusion && !fusion.is_empty()).then_some(fusion),
+        })
     }
 }
 
@@ -169,7 +218,9 @@ pub fn classify(zip_bytes: &[u8]) -> Result<Upload> {
     if files.contains_key("manifest.json") {
         return Ok(Upload::Workspace(Workspace::from_files(&files)?));
     }
-    if files.contains_key(task_files::ADAPTER_CONFIG) && files.contains_key(task_files::ADAPTER_WEIGHTS) {
+    if files.contains_key(task_files::ADAPTER_CONFIG)
+        && files.contains_key(task_files::ADAPTER_WEIGHTS)
+    {
         return Ok(Upload::Task(files));
     }
     Err(Error::Bundle(format!(
@@ -185,7 +236,10 @@ mod tests {
     use super::*;
 
     fn ex(t: &str, l: &str) -> Example {
-        Example { text: t.into(), label: l.into() }
+        Example {
+            text: t.into(),
+            label: l.into(),
+        }
     }
 
     #[test]
@@ -197,9 +251,19 @@ mod tests {
                     examples: vec![ex("good, \"really\"\nnice", "pos"), ex("bad", "neg")],
                     test_examples: vec![ex("fine", "pos")],
                     settings: TaskSettings::default(),
-                    adapter: Some([(task_files::ADAPTER_CONFIG.to_string(), b"{}".to_vec()), (task_files::ADAPTER_WEIGHTS.to_string(), vec![1, 2, 3])].into()),
+                    adapter: Some(
+                        [
+                            (task_files::ADAPTER_CONFIG.to_string(), b"{}".to_vec()),
+                            (task_files::ADAPTER_WEIGHTS.to_string(), vec![1, 2, 3]),
+                        ]
+                        .into(),
+                    ),
                 },
-                TaskState { name: "topic".into(), examples: vec![ex("a", "x"), ex("b", "y")], ..Default::default() },
+                TaskState {
+                    name: "topic".into(),
+                    examples: vec![ex("a", "x"), ex("b", "y")],
+                    ..Default::default()
+                },
             ],
             fusion: Some([("fusion_manifest.json".to_string(), b"{}".to_vec())].into()),
         };
@@ -212,11 +276,27 @@ mod tests {
 
     #[test]
     fn adapter_zips_and_junk_are_told_apart() {
-        let files: BTreeMap<String, Vec<u8>> = [(task_files::ADAPTER_CONFIG.to_string(), b"{}".to_vec()), (task_files::ADAPTER_WEIGHTS.to_string(), vec![0])].into();
-        assert!(matches!(classify(&zipfile::write(&files).unwrap()).unwrap(), Upload::Task(_)));
+        let files: BTreeMap<String, Vec<u8>> = [
+            (task_files::ADAPTER_CONFIG.to_string(), b"{}".to_vec()),
+            (task_files::ADAPTER_WEIGHTS.to_string(), vec![0]),
+        ]
+        .into();
+        assert!(matches!(
+            classify(&zipfile::write(&files).unwrap()).unwrap(),
+            Upload::Task(_)
+        ));
         let junk: BTreeMap<String, Vec<u8>> = [("readme.txt".to_string(), b"hi".to_vec())].into();
-        assert!(classify(&zipfile::write(&junk).unwrap()).unwrap_err().to_string().contains("neither"));
-        let bad_manifest: BTreeMap<String, Vec<u8>> = [("manifest.json".to_string(), b"{\"format\":\"other\",\"tasks\":[],\"has_fusion\":false}".to_vec())].into();
+        assert!(
+            classify(&zipfile::write(&junk).unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("neither")
+        );
+        let bad_manifest: BTreeMap<String, Vec<u8>> = [(
+            "manifest.json".to_string(),
+            b"{\"format\":\"other\",\"tasks\":[],\"has_fusion\":false}".to_vec(),
+        )]
+        .into();
         assert!(classify(&zipfile::write(&bad_manifest).unwrap()).is_err());
         assert!(classify(b"not a zip").is_err());
     }

@@ -92,16 +92,26 @@ pub async fn to_files(model: &TaskModel, meta: &TaskMeta) -> Result<BTreeMap<Str
 
 /// Reads a task folder's files (PEFT's two are required; head and metadata optional, but a head
 /// without metadata or with a different class count is an error).
-pub fn from_files(files: &BTreeMap<String, Vec<u8>>, model: &BertConfig, device: &Device) -> Result<LoadedTask> {
+pub fn from_files(
+    files: &BTreeMap<String, Vec<u8>>,
+    model: &BertConfig,
+    device: &Device,
+) -> Result<LoadedTask> {
     let get = |name: &str| files.get(name).map(Vec::as_slice);
-    let config = get(ADAPTER_CONFIG).ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_CONFIG}")))?;
-    let weights = get(ADAPTER_WEIGHTS).ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_WEIGHTS}")))?;
+    let config = get(ADAPTER_CONFIG)
+        .ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_CONFIG}")))?;
+    let weights = get(ADAPTER_WEIGHTS)
+        .ok_or_else(|| Error::Adapter(format!("the adapter has no {ADAPTER_WEIGHTS}")))?;
     let adapter = peft::load(config, weights, model, device)?;
     let meta = match get(META) {
         Some(bytes) => {
-            let m: TaskMeta = serde_json::from_slice(bytes).map_err(|e| Error::Adapter(format!("{META}: {e}")))?;
+            let m: TaskMeta = serde_json::from_slice(bytes)
+                .map_err(|e| Error::Adapter(format!("{META}: {e}")))?;
             if m.format != TASK_FORMAT {
-                return Err(Error::Adapter(format!("{META} has format {:?}, expected {TASK_FORMAT:?}", m.format)));
+                return Err(Error::Adapter(format!(
+                    "{META} has format {:?}, expected {TASK_FORMAT:?}",
+                    m.format
+                )));
             }
             Some(m)
         }
@@ -122,5 +132,10 @@ pub fn from_files(files: &BTreeMap<String, Vec<u8>>, model: &BertConfig, device:
         }
         None => None,
     };
-    Ok(LoadedTask { adapter, head, meta, adapter_sha256: sha256_hex(weights) })
+    Ok(LoadedTask {
+        adapter,
+        head,
+        meta,
+        adapter_sha256: sha256_hex(weights),
+    })
 }

@@ -12,7 +12,9 @@ pub fn root() -> PathBuf {
 
 /// The default model folder (installed by `scripts/setup`).
 pub fn model_dir() -> PathBuf {
-    std::env::var_os("LORAFUSE_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("public/models/all-MiniLM-L6-v2"))
+    std::env::var_os("LORAFUSE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("public/models/all-MiniLM-L6-v2"))
 }
 
 pub fn fixture(rel: &str) -> PathBuf {
@@ -20,7 +22,12 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 pub fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {} ({e}); run ./scripts/setup first", p.display()))
+    std::fs::read(p).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}); run ./scripts/setup first",
+            p.display()
+        )
+    })
 }
 
 pub fn json(rel: &str) -> serde_json::Value {
@@ -37,7 +44,11 @@ pub fn model_bytes() -> &'static ModelBytes {
     static M: OnceLock<ModelBytes> = OnceLock::new();
     M.get_or_init(|| {
         let d = model_dir();
-        ModelBytes { config: read(&d.join("config.json")), weights: read(&d.join("model.safetensors")), tokenizer: read(&d.join("tokenizer.json")) }
+        ModelBytes {
+            config: read(&d.join("config.json")),
+            weights: read(&d.join("model.safetensors")),
+            tokenizer: read(&d.join("tokenizer.json")),
+        }
     })
 }
 
@@ -53,10 +64,17 @@ pub fn engine_on(backend: &str) -> Engine {
 }
 
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -22,12 +22,18 @@ use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::predict::{TaskParts, predict_all};
 use lorafuse::host::block_on;
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
-use lorafuse::train::{LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer, stage2};
+use lorafuse::train::{
+    LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer, stage2,
+};
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Task names; each resolves to `<data-dir>/<name>/{train,test}.csv`.
-    #[arg(long, default_value = "sst2,cr,subj,trec,ag_news", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "sst2,cr,subj,trec,ag_news",
+        value_delimiter = ','
+    )]
     tasks: Vec<String>,
     /// Folder holding the task folders.
     #[arg(long, default_value = "../shared/datasets")]
@@ -106,13 +112,18 @@ struct SeedTimes {
 
 fn read_csv(path: &Path) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let parsed = data::parse(&bytes, &path.to_string_lossy(), &ParseOptions::default()).with_context(|| path.display().to_string())?;
+    let parsed = data::parse(&bytes, &path.to_string_lossy(), &ParseOptions::default())
+        .with_context(|| path.display().to_string())?;
     Ok(parsed.examples)
 }
 
 fn bar(total: usize, prefix: String) -> ProgressBar {
     let pb = ProgressBar::new(total as u64);
-    pb.set_style(ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     pb.set_prefix(prefix);
     pb
 }
@@ -124,7 +135,9 @@ fn eval(probs: &[Vec<f32>], labels: &[usize], classes: usize) -> Metrics {
 /// Softmax rows of a `[n, classes]` logits tensor.
 fn probs_of(logits: burn::tensor::Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let c = logits.dims()[1];
-    let v = block_on(lorafuse::host::floats(burn::tensor::activation::softmax(logits, 1)))?;
+    let v = block_on(lorafuse::host::floats(burn::tensor::activation::softmax(
+        logits, 1,
+    )))?;
     Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
 }
 
@@ -142,9 +155,17 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         let dir = a.data_dir.join(name);
         let train = read_csv(&dir.join("train.csv"))?;
         let test = read_csv(&dir.join("test.csv"))?;
-        tasks.push(TaskData { name: name.clone(), train, test, removed: 0 });
+        tasks.push(TaskData {
+            name: name.clone(),
+            train,
+            test,
+            removed: 0,
+        });
     }
-    let forbidden: HashSet<String> = tasks.iter().flat_map(|t| t.test.iter().map(|e| data::normalise_for_overlap(&e.text))).collect();
+    let forbidden: HashSet<String> = tasks
+        .iter()
+        .flat_map(|t| t.test.iter().map(|e| data::normalise_for_overlap(&e.text)))
+        .collect();
     for t in &mut tasks {
         let (kept, removed) = data::remove_overlap(&t.train, &forbidden);
         t.train = kept;
@@ -153,7 +174,12 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     }
     println!("Overlap removal (train texts whose normalised form is in any task's test split):");
     for t in &tasks {
-        println!("- {}: {} rows removed, {} train rows left", t.name, t.removed, t.train.len());
+        println!(
+            "- {}: {} rows removed, {} train rows left",
+            t.name,
+            t.removed,
+            t.train.len()
+        );
     }
 
     let base_cfg = a.training.train(1);
@@ -165,51 +191,103 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     let mut times: Vec<SeedTimes> = Vec::new();
     let mut passes_per_text = 0.0;
     for &seed in &a.seeds {
-        let cfg = TrainConfig { seed, ..base_cfg.clone() };
+        let cfg = TrainConfig {
+            seed,
+            ..base_cfg.clone()
+        };
         // Splits.
-        struct Split { vocab: LabelVocab, train: (Vec<String>, Vec<usize>), dev: (Vec<String>, Vec<usize>), test: (Vec<String>, Vec<usize>) }
+        struct Split {
+            vocab: LabelVocab,
+            train: (Vec<String>, Vec<usize>),
+            dev: (Vec<String>, Vec<usize>),
+            test: (Vec<String>, Vec<usize>),
+        }
         let mut splits = Vec::new();
         for t in &tasks {
             let subset = data::stratified_subset(&t.train, a.train_per_task, seed);
             let (tr, dev) = data::stratified_split(&subset, 0.1, seed);
-            let vocab = data::validate_for_training(&tr).with_context(|| format!("task {}", t.name))?;
-            let test: Vec<Example> = t.test.iter().filter(|e| vocab.index_of(&e.label).is_some()).cloned().collect();
-            splits.push(Split { train: engine::labelled(&tr, &vocab)?, dev: engine::labelled(&dev, &vocab)?, test: engine::labelled(&test, &vocab)?, vocab });
+            let vocab =
+                data::validate_for_training(&tr).with_context(|| format!("task {}", t.name))?;
+            let test: Vec<Example> = t
+                .test
+                .iter()
+                .filter(|e| vocab.index_of(&e.label).is_some())
+                .cloned()
+                .collect();
+            splits.push(Split {
+                train: engine::labelled(&tr, &vocab)?,
+                dev: engine::labelled(&dev, &vocab)?,
+                test: engine::labelled(&test, &vocab)?,
+                vocab,
+            });
         }
         // Stage 1.
         let mut models: Vec<TaskModel> = Vec::new();
         let mut stage1_secs = Vec::new();
         for (t, s) in tasks.iter().zip(&splits) {
             let t0 = Instant::now();
-            let mut tr = LoraTrainer::new(&engine.encoder, &engine.tokenizer, &s.train.0, &s.train.1, s.vocab.len(), &lora, &cfg, &engine.device)?;
+            let mut tr = LoraTrainer::new(
+                &engine.encoder,
+                &engine.tokenizer,
+                &s.train.0,
+                &s.train.1,
+                s.vocab.len(),
+                &lora,
+                &cfg,
+                &engine.device,
+            )?;
             let pb = bar(tr.total_steps(), format!("seed {seed} lora {}", t.name));
             while let Some(p) = block_on(tr.step())? {
                 pb.set_position(p.step as u64);
-                pb.set_message(format!("loss {:.3}, {:.1} ex/s", p.loss, p.examples_per_sec));
+                pb.set_message(format!(
+                    "loss {:.3}, {:.1} ex/s",
+                    p.loss, p.examples_per_sec
+                ));
             }
             pb.finish_and_clear();
             models.push(tr.finish());
             stage1_secs.push(t0.elapsed().as_secs_f64());
-            eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "seed {seed} stage 1 {}: {:.1} s",
+                t.name,
+                t0.elapsed().as_secs_f64()
+            );
         }
         // Caching: K+1 vectors of every text, once.
         let t0 = Instant::now();
-        let adapters: Vec<&lorafuse::lora::LoraAdapter> = models.iter().map(|m| &m.adapter).collect();
+        let adapters: Vec<&lorafuse::lora::LoraAdapter> =
+            models.iter().map(|m| &m.adapter).collect();
         let mut caches = Vec::new();
-        let total_texts: usize = splits.iter().map(|s| s.train.0.len() + s.dev.0.len() + s.test.0.len()).sum();
+        let total_texts: usize = splits
+            .iter()
+            .map(|s| s.train.0.len() + s.dev.0.len() + s.test.0.len())
+            .sum();
         let pb = bar(tasks.len() * 3, format!("seed {seed} caching"));
-        pb.set_message(format!("{} texts x {} passes", total_texts, adapters.len() + 1));
+        pb.set_message(format!(
+            "{} texts x {} passes",
+            total_texts,
+            adapters.len() + 1
+        ));
         for s in &splits {
             let mut c = Vec::new();
             for texts in [&s.train.0, &s.dev.0, &s.test.0] {
-                c.push(block_on(FusionCache::build(&engine.encoder, &engine.tokenizer, &adapters, texts, &engine.device))?);
+                c.push(block_on(FusionCache::build(
+                    &engine.encoder,
+                    &engine.tokenizer,
+                    &adapters,
+                    texts,
+                    &engine.device,
+                ))?);
                 pb.inc(1);
             }
             caches.push(c);
         }
         pb.finish_and_clear();
         let caching_secs = t0.elapsed().as_secs_f64();
-        eprintln!("seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s", adapters.len() + 1);
+        eprintln!(
+            "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
+            adapters.len() + 1
+        );
 
         let mut frozen_total = 0.0;
         let mut fusion_total = 0.0;
@@ -218,20 +296,47 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             let [train_c, dev_c, test_c] = [&caches[i][0], &caches[i][1], &caches[i][2]];
             // frozen
             let t0 = Instant::now();
-            let mut p = ProbeTrainer::new(train_c.base.clone(), &s.train.1, classes, &lorafuse::train::probe::default_config(&cfg), &engine.device)?;
+            let mut p = ProbeTrainer::new(
+                train_c.base.clone(),
+                &s.train.1,
+                classes,
+                &lorafuse::train::probe::default_config(&cfg),
+                &engine.device,
+            )?;
             while block_on(p.step())?.is_some() {}
             let probe = p.finish();
             let frozen_secs = t0.elapsed().as_secs_f64();
             let frozen = MethodScores {
-                test: eval(&probs_of(probe.forward(test_c.base.clone(), false))?, &s.test.1, classes),
-                dev: eval(&probs_of(probe.forward(dev_c.base.clone(), false))?, &s.dev.1, classes),
+                test: eval(
+                    &probs_of(probe.forward(test_c.base.clone(), false))?,
+                    &s.test.1,
+                    classes,
+                ),
+                dev: eval(
+                    &probs_of(probe.forward(dev_c.base.clone(), false))?,
+                    &s.dev.1,
+                    classes,
+                ),
             };
             // lora: the task's own head on its own adapter's cached vectors
-            let own = |c: &FusionCache| c.adapters.clone().slice([0..c.len(), i..i + 1, 0..d]).squeeze_dim::<2>(1);
+            let own = |c: &FusionCache| {
+                c.adapters
+                    .clone()
+                    .slice([0..c.len(), i..i + 1, 0..d])
+                    .squeeze_dim::<2>(1)
+            };
             let head = &models[i].head;
             let lora_scores = MethodScores {
-                test: eval(&probs_of(head.forward(own(test_c), false))?, &s.test.1, classes),
-                dev: eval(&probs_of(head.forward(own(dev_c), false))?, &s.dev.1, classes),
+                test: eval(
+                    &probs_of(head.forward(own(test_c), false))?,
+                    &s.test.1,
+                    classes,
+                ),
+                dev: eval(
+                    &probs_of(head.forward(own(dev_c), false))?,
+                    &s.dev.1,
+                    classes,
+                ),
             };
             // hybrid
             let t0 = Instant::now();
@@ -243,15 +348,30 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 fcfg.head_lr = lr;
             }
             let fusion_cfg = FusionConfig::new(d, tasks.len(), classes).with_heads(a.fusion_heads);
-            let mut ft = FusionTrainer::new(VectorSource::Cached(train_c.clone()), &s.train.1, &fusion_cfg, &fcfg, &engine.device)?;
+            let mut ft = FusionTrainer::new(
+                VectorSource::Cached(train_c.clone()),
+                &s.train.1,
+                &fusion_cfg,
+                &fcfg,
+                &engine.device,
+            )?;
             while block_on(ft.step())?.is_some() {}
             let fusion = ft.finish();
             let fusion_secs = t0.elapsed().as_secs_f64();
-            let out_test = fusion.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
+            let out_test =
+                fusion.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
             let att = block_on(lorafuse::host::floats(out_test.weights.mean_dim(0)))?;
             let hybrid = MethodScores {
                 test: eval(&probs_of(out_test.logits)?, &s.test.1, classes),
-                dev: eval(&probs_of(fusion.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false).logits)?, &s.dev.1, classes),
+                dev: eval(
+                    &probs_of(
+                        fusion
+                            .forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
+                            .logits,
+                    )?,
+                    &s.dev.1,
+                    classes,
+                ),
             };
             // Optional grid over fusion settings, selected on dev.
             let mut grid = Vec::new();
@@ -261,28 +381,85 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     for epochs in [10, 30] {
                         for adapter_dropout in [0.0, 0.5] {
                             let dropout = 0.1;
-                            let gcfg = TrainConfig { head_lr: lr, epochs, ..stage2::default_config(&cfg) };
-                            let fc = FusionConfig::new(d, tasks.len(), classes).with_heads(a.fusion_heads).with_dropout(dropout).with_adapter_dropout(adapter_dropout);
-                            let mut g = FusionTrainer::new(VectorSource::Cached(train_c.clone()), &s.train.1, &fc, &gcfg, &engine.device)?;
+                            let gcfg = TrainConfig {
+                                head_lr: lr,
+                                epochs,
+                                ..stage2::default_config(&cfg)
+                            };
+                            let fc = FusionConfig::new(d, tasks.len(), classes)
+                                .with_heads(a.fusion_heads)
+                                .with_dropout(dropout)
+                                .with_adapter_dropout(adapter_dropout);
+                            let mut g = FusionTrainer::new(
+                                VectorSource::Cached(train_c.clone()),
+                                &s.train.1,
+                                &fc,
+                                &gcfg,
+                                &engine.device,
+                            )?;
                             while block_on(g.step())?.is_some() {}
                             let f = g.finish();
-                            let dev = eval(&probs_of(f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false).logits)?, &s.dev.1, classes);
-                            let test = eval(&probs_of(f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false).logits)?, &s.test.1, classes);
-                            let name = format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
-                            if selected.as_ref().is_none_or(|(_, m)| dev.accuracy > m.dev.accuracy) {
-                                selected = Some((name.clone(), MethodScores { test: test.clone(), dev: dev.clone() }));
+                            let dev = eval(
+                                &probs_of(
+                                    f.forward(
+                                        dev_c.base.clone(),
+                                        dev_c.adapters.clone(),
+                                        None,
+                                        false,
+                                    )
+                                    .logits,
+                                )?,
+                                &s.dev.1,
+                                classes,
+                            );
+                            let test = eval(
+                                &probs_of(
+                                    f.forward(
+                                        test_c.base.clone(),
+                                        test_c.adapters.clone(),
+                                        None,
+                                        false,
+                                    )
+                                    .logits,
+                                )?,
+                                &s.test.1,
+                                classes,
+                            );
+                            let name = format!(
+                                "lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}"
+                            );
+                            if selected
+                                .as_ref()
+                                .is_none_or(|(_, m)| dev.accuracy > m.dev.accuracy)
+                            {
+                                selected = Some((
+                                    name.clone(),
+                                    MethodScores {
+                                        test: test.clone(),
+                                        dev: dev.clone(),
+                                    },
+                                ));
                             }
                             grid.push((name, dev, test));
                         }
                     }
                 }
                 if let Some((name, m)) = &selected {
-                    eprintln!("seed {seed} {:>10}: dev-selected fusion ({name}): test {:.4}, dev {:.4}", t.name, m.test.accuracy, m.dev.accuracy);
+                    eprintln!(
+                        "seed {seed} {:>10}: dev-selected fusion ({name}): test {:.4}, dev {:.4}",
+                        t.name, m.test.accuracy, m.dev.accuracy
+                    );
                 }
             }
             eprintln!(
                 "seed {seed} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
-                t.name, frozen.test.accuracy, lora_scores.test.accuracy, hybrid.test.accuracy, frozen.dev.accuracy, lora_scores.dev.accuracy, hybrid.dev.accuracy
+                t.name,
+                frozen.test.accuracy,
+                lora_scores.test.accuracy,
+                hybrid.test.accuracy,
+                frozen.dev.accuracy,
+                lora_scores.dev.accuracy,
+                hybrid.dev.accuracy
             );
             frozen_total += frozen_secs;
             fusion_total += fusion_secs;
@@ -306,16 +483,36 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             if i == 0 {
                 // Multi-task prediction cost, measured: encoder passes per text with every task fused.
                 let sample: Vec<&str> = s.test.0.iter().take(16).map(String::as_str).collect();
-                let labels: Vec<Vec<String>> = splits.iter().map(|s| s.vocab.names().to_vec()).collect();
+                let labels: Vec<Vec<String>> =
+                    splits.iter().map(|s| s.vocab.names().to_vec()).collect();
                 let parts: Vec<TaskParts> = tasks
                     .iter()
                     .enumerate()
-                    .map(|(j, t)| TaskParts { name: &t.name, labels: &labels[j], adapter: &models[j].adapter, head: &models[j].head, fusion: if j == 0 { Some(&fusion) } else { None } })
+                    .map(|(j, t)| TaskParts {
+                        name: &t.name,
+                        labels: &labels[j],
+                        adapter: &models[j].adapter,
+                        head: &models[j].head,
+                        fusion: if j == 0 { Some(&fusion) } else { None },
+                    })
                     .collect();
-                passes_per_text = block_on(predict_all(&engine.encoder, &engine.tokenizer, &parts, &sample, &engine.device))?.encoder_passes_per_text;
+                passes_per_text = block_on(predict_all(
+                    &engine.encoder,
+                    &engine.tokenizer,
+                    &parts,
+                    &sample,
+                    &engine.device,
+                ))?
+                .encoder_passes_per_text;
             }
         }
-        times.push(SeedTimes { seed, stage1_seconds: stage1_secs.iter().sum(), caching_seconds: caching_secs, frozen_seconds: frozen_total, fusion_seconds: fusion_total });
+        times.push(SeedTimes {
+            seed,
+            stage1_seconds: stage1_secs.iter().sum(),
+            caching_seconds: caching_secs,
+            frozen_seconds: frozen_total,
+            fusion_seconds: fusion_total,
+        });
     }
 
     // Report.
@@ -324,7 +521,11 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     let stats = |v: &[f64]| {
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
-        let sd = if v.len() > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+        let sd = if v.len() > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
         (mean, sd)
     };
     println!();
@@ -335,13 +536,18 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         let rs: Vec<&TaskSeedResult> = results.iter().filter(|r| r.task == t.name).collect();
         let mut cells = Vec::new();
         for (key, get) in [
-            ("frozen", (|r: &TaskSeedResult| r.frozen.test.clone()) as fn(&TaskSeedResult) -> Metrics),
+            (
+                "frozen",
+                (|r: &TaskSeedResult| r.frozen.test.clone()) as fn(&TaskSeedResult) -> Metrics,
+            ),
             ("lora", |r| r.lora.test.clone()),
             ("hybrid", |r| r.hybrid.test.clone()),
         ] {
             let main: Vec<f64> = rs.iter().map(|r| pick(&get(r), &t.name)).collect();
             let f1: Vec<f64> = rs.iter().map(|r| get(r).macro_f1).collect();
-            let e = avg.entry(key).or_insert_with(|| vec![vec![0.0; a.seeds.len()], vec![0.0; a.seeds.len()]]);
+            let e = avg
+                .entry(key)
+                .or_insert_with(|| vec![vec![0.0; a.seeds.len()], vec![0.0; a.seeds.len()]]);
             for (j, (m, f)) in main.iter().zip(&f1).enumerate() {
                 e[0][j] += m / tasks.len() as f64;
                 e[1][j] += f / tasks.len() as f64;
@@ -349,36 +555,94 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             cells.push((stats(&main), stats(&f1)));
         }
         let f = |(m, s): (f64, f64)| format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s);
-        println!("| {} | {} | {} | {} | {} | {} | {} | {} |", t.name, metric_name(&t.name), f(cells[0].0), f(cells[1].0), f(cells[2].0), f(cells[0].1), f(cells[1].1), f(cells[2].1));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            t.name,
+            metric_name(&t.name),
+            f(cells[0].0),
+            f(cells[1].0),
+            f(cells[2].0),
+            f(cells[0].1),
+            f(cells[1].1),
+            f(cells[2].1)
+        );
     }
-    let f = |v: &Vec<f64>| { let (m, s) = stats(v); format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s) };
+    let f = |v: &Vec<f64>| {
+        let (m, s) = stats(v);
+        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
+    };
     if a.fusion_grid {
         let mut all = vec![0.0; a.seeds.len()];
         for t in &tasks {
-            let v: Vec<f64> = results.iter().filter(|r| r.task == t.name).filter_map(|r| r.hybrid_selected.as_ref().map(|m| pick(&m.test, &t.name))).collect();
+            let v: Vec<f64> = results
+                .iter()
+                .filter(|r| r.task == t.name)
+                .filter_map(|r| r.hybrid_selected.as_ref().map(|m| pick(&m.test, &t.name)))
+                .collect();
             for (j, x) in v.iter().enumerate() {
                 all[j] += x / tasks.len() as f64;
             }
-            println!("| {} (hybrid, fusion settings selected on dev) | {} | | | {} | | | |", t.name, metric_name(&t.name), f(&v));
+            println!(
+                "| {} (hybrid, fusion settings selected on dev) | {} | | | {} | | | |",
+                t.name,
+                metric_name(&t.name),
+                f(&v)
+            );
         }
-        println!("| **average** (hybrid, dev-selected) | | | | {} | | | |", f(&all));
+        println!(
+            "| **average** (hybrid, dev-selected) | | | | {} | | | |",
+            f(&all)
+        );
     }
-    println!("| **average** | | {} | {} | {} | {} | {} | {} |", f(&avg["frozen"][0]), f(&avg["lora"][0]), f(&avg["hybrid"][0]), f(&avg["frozen"][1]), f(&avg["lora"][1]), f(&avg["hybrid"][1]));
-    println!("\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)", a.seeds);
+    println!(
+        "| **average** | | {} | {} | {} | {} | {} | {} |",
+        f(&avg["frozen"][0]),
+        f(&avg["lora"][0]),
+        f(&avg["hybrid"][0]),
+        f(&avg["frozen"][1]),
+        f(&avg["lora"][1]),
+        f(&avg["hybrid"][1])
+    );
+    println!(
+        "\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)",
+        a.seeds
+    );
 
-    println!("\n| seed | stage 1 (s) | caching (s) | frozen probe (s) | fusion (s) | fusion share of training |");
+    println!(
+        "\n| seed | stage 1 (s) | caching (s) | frozen probe (s) | fusion (s) | fusion share of training |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for t in &times {
         let total = t.stage1_seconds + t.caching_seconds + t.frozen_seconds + t.fusion_seconds;
-        println!("| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |", t.seed, t.stage1_seconds, t.caching_seconds, t.frozen_seconds, t.fusion_seconds, 100.0 * t.fusion_seconds / total);
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
+            t.seed,
+            t.stage1_seconds,
+            t.caching_seconds,
+            t.frozen_seconds,
+            t.fusion_seconds,
+            100.0 * t.fusion_seconds / total
+        );
     }
     println!("\nStage 1 per task (s, mean over seeds):");
     for t in &tasks {
-        let v: Vec<f64> = results.iter().filter(|r| r.task == t.name).map(|r| r.stage1_seconds).collect();
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.task == t.name)
+            .map(|r| r.stage1_seconds)
+            .collect();
         println!("- {}: {:.1}", t.name, stats(&v).0);
     }
-    println!("\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).", tasks.len(), passes_per_text, tasks.len() + 1);
-    println!("Total wall time: {:.1} min.", wall.elapsed().as_secs_f64() / 60.0);
+    println!(
+        "\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).",
+        tasks.len(),
+        passes_per_text,
+        tasks.len() + 1
+    );
+    println!(
+        "Total wall time: {:.1} min.",
+        wall.elapsed().as_secs_f64() / 60.0
+    );
 
     if let Some(p) = &a.out {
         let json = serde_json::json!({
@@ -388,7 +652,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             "results": results, "times": times, "encoder_passes_per_text": passes_per_text,
             "wall_seconds": wall.elapsed().as_secs_f64(),
         });
-        std::fs::write(p, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

@@ -46,12 +46,20 @@ fn synthetic_batch(seed: u64, t: usize) -> EncoderInput {
     for _ in 0..b {
         ids.push(101);
         for _ in 1..t - 1 {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ids.push(1996 + ((s >> 33) % 20000) as i64);
         }
         ids.push(102);
     }
-    EncoderInput { ids, type_ids: vec![0; b * t], mask: vec![1; b * t], batch: b, seq: t }
+    EncoderInput {
+        ids,
+        type_ids: vec![0; b * t],
+        mask: vec![1; b * t],
+        batch: b,
+        seq: t,
+    }
 }
 
 pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
@@ -61,12 +69,25 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
     if !(2..=512).contains(&args.seq) {
         anyhow::bail!("--seq must be in 2..=512 (the model's positions)");
     }
-    let read = |n: &str| std::fs::read(model_dir.join(n)).with_context(|| format!("reading {}", model_dir.join(n).display()));
-    let (config, weights, tok) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
+    let read = |n: &str| {
+        std::fs::read(model_dir.join(n))
+            .with_context(|| format!("reading {}", model_dir.join(n).display()))
+    };
+    let (config, weights, tok) = (
+        read("config.json")?,
+        read("model.safetensors")?,
+        read("tokenizer.json")?,
+    );
     let mut results = Vec::new();
     let mut breakdown = Vec::new();
-    println!("batch 32, sequence length {}, {} rayon threads", args.seq, rayon_threads());
-    println!("| backend | inference (sentences/s) | LoRA training (examples/s) | ms per train step |");
+    println!(
+        "batch 32, sequence length {}, {} rayon threads",
+        args.seq,
+        rayon_threads()
+    );
+    println!(
+        "| backend | inference (sentences/s) | LoRA training (examples/s) | ms per train step |"
+    );
     println!("| --- | ---: | ---: | ---: |");
     for name in &args.backends {
         let device = lorafuse::backend::device(name)?;
@@ -74,18 +95,31 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
         // Inference.
         let mode = ForwardMode::eval(None);
         let warm = synthetic_batch(0, args.seq);
-        block_on(lorafuse::host::floats(engine.encoder.pooled(&warm, None, &mode, &device)))?;
+        block_on(lorafuse::host::floats(
+            engine.encoder.pooled(&warm, None, &mode, &device),
+        ))?;
         let t0 = Instant::now();
         for i in 0..args.infer_batches {
             let x = synthetic_batch(i as u64 + 1, args.seq);
-            block_on(lorafuse::host::floats(engine.encoder.pooled(&x, None, &mode, &device)))?;
+            block_on(lorafuse::host::floats(
+                engine.encoder.pooled(&x, None, &mode, &device),
+            ))?;
         }
         let infer = (args.infer_batches * 32) as f64 / t0.elapsed().as_secs_f64();
 
         // LoRA training steps, the torch baseline's set-up.
         let ad = device.clone().autodiff();
-        let lora = LoraConfig { r: 8, alpha: 16.0, dropout: 0.0, target_modules: vec!["query".into(), "value".into()], ..Default::default() };
-        let cfg = TrainConfig { max_grad_norm: 0.0, ..Default::default() };
+        let lora = LoraConfig {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            target_modules: vec!["query".into(), "value".into()],
+            ..Default::default()
+        };
+        let cfg = TrainConfig {
+            max_grad_norm: 0.0,
+            ..Default::default()
+        };
         let mut model = TaskModel {
             adapter: LoraAdapter::init(&lora, &engine.encoder.config, 1, &ad)?,
             head: ClassifierHead::init(engine.encoder.config.hidden_size, 2, 0.1, 1, &ad),
@@ -96,10 +130,16 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
         for step in 0..args.train_steps + 2 {
             let x = synthetic_batch(100 + step as u64, args.seq);
             let targets: Vec<i64> = (0..32).map(|i| (i % 2) as i64).collect();
-            let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(targets, [32]), &device);
+            let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(targets, [32]),
+                &device,
+            );
             let t0 = Instant::now();
             let mode = ForwardMode::train(Some(&model.adapter), true);
-            let loss = cross_entropy(model.logits(&engine.encoder, &x, &mode, true, &device), targets);
+            let loss = cross_entropy(
+                model.logits(&engine.encoder, &x, &mode, true, &device),
+                targets,
+            );
             // Reading the loss forces the forward pass to run (backends may be lazy).
             block_on(lorafuse::host::scalar(loss.clone()))?;
             let t1 = Instant::now();
@@ -117,13 +157,24 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
                 parts[2].push((t3 - t2).as_secs_f64());
             }
         }
-        let med = |v: &mut Vec<f64>| { v.sort_by(f64::total_cmp); v[v.len() / 2] };
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
         let (f, b, o) = (med(&mut parts[0]), med(&mut parts[1]), med(&mut parts[2]));
-        breakdown.push(format!("{name}: forward {:.0} ms, backward {:.0} ms, optimiser {:.0} ms per step", f * 1000.0, b * 1000.0, o * 1000.0));
+        breakdown.push(format!(
+            "{name}: forward {:.0} ms, backward {:.0} ms, optimiser {:.0} ms per step",
+            f * 1000.0,
+            b * 1000.0,
+            o * 1000.0
+        ));
         step_times.sort_by(f64::total_cmp);
         let median = step_times[step_times.len() / 2];
         let train = 32.0 / median;
-        println!("| {name} | {infer:.1} | {train:.2} | {:.0} |", median * 1000.0);
+        println!(
+            "| {name} | {infer:.1} | {train:.2} | {:.0} |",
+            median * 1000.0
+        );
         results.push(serde_json::json!({"seq": args.seq, "backend": name, "inference_sentences_per_s": infer, "lora_train_examples_per_s": train, "train_step_seconds_median": median}));
     }
     println!("\nWhere a LoRA training step's time goes (medians):");
@@ -137,5 +188,9 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
 }
 
 fn rayon_threads() -> String {
-    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| std::thread::available_parallelism().map(|n| n.to_string()).unwrap_or_else(|_| "?".into()))
+    std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
+        std::thread::available_parallelism()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into())
+    })
 }

@@ -12,15 +12,17 @@ use clap::Args;
 
 use lorafuse::data::LabelVocab;
 use lorafuse::engine::{self, Engine};
-use lorafuse::fusion::files::{self as fusion_files, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest};
-use lorafuse::fusion::predict::{TaskParts, predict_all};
 use lorafuse::fusion::FusionConfig;
+use lorafuse::fusion::files::{
+    self as fusion_files, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest,
+};
+use lorafuse::fusion::predict::{TaskParts, predict_all};
 use lorafuse::host::block_on;
 use lorafuse::train::TrainConfig;
 use lorafuse::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use lorafuse::workspace::task_files::{self, LoadedTask};
 
-use crate::{Columns, read_examples, read_task, step_bar, spinner};
+use crate::{Columns, read_examples, read_task, spinner, step_bar};
 
 #[derive(Args)]
 pub struct FuseArgs {
@@ -50,7 +52,12 @@ pub struct FuseArgs {
 }
 
 fn task_name(t: &LoadedTask, dir: &Path) -> Result<String> {
-    t.meta.as_ref().map(|m| m.task.clone()).with_context(|| format!("{} has no lorafuse_task.json: train it with `lorafuse train`", dir.display()))
+    t.meta.as_ref().map(|m| m.task.clone()).with_context(|| {
+        format!(
+            "{} has no lorafuse_task.json: train it with `lorafuse train`",
+            dir.display()
+        )
+    })
 }
 
 pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
@@ -66,27 +73,55 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         }
         loaded.push((name, dir.clone(), t));
     }
-    let adapters: Vec<&lorafuse::lora::LoraAdapter> = loaded.iter().map(|(_, _, t)| &t.adapter).collect();
+    let adapters: Vec<&lorafuse::lora::LoraAdapter> =
+        loaded.iter().map(|(_, _, t)| &t.adapter).collect();
     let mut fused_tasks = Vec::new();
     let mut layers = Vec::new();
     for spec in &a.data {
-        let (task, file) = spec.split_once('=').with_context(|| format!("--data entry {spec:?} is not task=file"))?;
-        let (_, _, t) = loaded.iter().find(|(n, _, _)| n == task).with_context(|| format!("--data names task {task:?}, which none of the adapters is"))?;
-        let labels = t.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        let (task, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--data entry {spec:?} is not task=file"))?;
+        let (_, _, t) = loaded.iter().find(|(n, _, _)| n == task).with_context(|| {
+            format!("--data names task {task:?}, which none of the adapters is")
+        })?;
+        let labels = t
+            .meta
+            .as_ref()
+            .map(|m| m.labels.clone())
+            .unwrap_or_default();
         let vocab = LabelVocab::from_names(labels.clone());
         let examples = read_examples(Path::new(file), &a.columns)?;
         let (texts, y) = engine::labelled(&examples, &vocab)?;
-        let pb = spinner(&format!("{task}: encoding {} texts with the base and {} adapters", texts.len(), adapters.len()));
-        let cache = block_on(FusionCache::build(&engine.encoder, &engine.tokenizer, &adapters, &texts, &engine.device))?;
+        let pb = spinner(&format!(
+            "{task}: encoding {} texts with the base and {} adapters",
+            texts.len(),
+            adapters.len()
+        ));
+        let cache = block_on(FusionCache::build(
+            &engine.encoder,
+            &engine.tokenizer,
+            &adapters,
+            &texts,
+            &engine.device,
+        ))?;
         pb.finish_and_clear();
-        let defaults = TrainConfig { seed: a.seed, ..TrainConfig::default() };
+        let defaults = TrainConfig {
+            seed: a.seed,
+            ..TrainConfig::default()
+        };
         let mut cfg = stage2::default_config(&defaults);
         cfg.epochs = a.epochs;
         if let Some(lr) = a.lr {
             cfg.head_lr = lr;
         }
-        let fcfg = FusionConfig::new(engine.encoder.config.hidden_size, adapters.len(), labels.len()).with_heads(a.heads);
-        let mut tr = FusionTrainer::new(VectorSource::Cached(cache), &y, &fcfg, &cfg, &engine.device)?;
+        let fcfg = FusionConfig::new(
+            engine.encoder.config.hidden_size,
+            adapters.len(),
+            labels.len(),
+        )
+        .with_heads(a.heads);
+        let mut tr =
+            FusionTrainer::new(VectorSource::Cached(cache), &y, &fcfg, &cfg, &engine.device)?;
         let bar = step_bar(tr.total_steps(), &format!("fusion {task}"));
         while let Some(p) = block_on(tr.step())? {
             bar.set_position(p.step as u64);
@@ -94,7 +129,10 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         }
         bar.finish_and_clear();
         layers.push(tr.finish());
-        fused_tasks.push(FusedTask { task: task.to_string(), labels });
+        fused_tasks.push(FusedTask {
+            task: task.to_string(),
+            labels,
+        });
         eprintln!("trained the fusion of {task}");
     }
     let manifest = FusionManifest {
@@ -102,7 +140,13 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         base_model_sha256: engine.model_sha256.clone(),
         d_model: engine.encoder.config.hidden_size,
         heads: a.heads,
-        adapters: loaded.iter().map(|(n, _, t)| FusedAdapter { task: n.clone(), adapter_sha256: t.adapter_sha256.clone() }).collect(),
+        adapters: loaded
+            .iter()
+            .map(|(n, _, t)| FusedAdapter {
+                task: n.clone(),
+                adapter_sha256: t.adapter_sha256.clone(),
+            })
+            .collect(),
         tasks: fused_tasks,
     };
     let files = block_on(fusion_files::to_files(&manifest, &layers))?;
@@ -113,8 +157,14 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     for (name, dir, _) in &loaded {
         let dst = a.out.join("adapters").join(name);
         std::fs::create_dir_all(&dst)?;
-        for f in [task_files::ADAPTER_CONFIG, task_files::ADAPTER_WEIGHTS, task_files::HEAD, task_files::META] {
-            std::fs::copy(dir.join(f), dst.join(f)).with_context(|| format!("copying {}", dir.join(f).display()))?;
+        for f in [
+            task_files::ADAPTER_CONFIG,
+            task_files::ADAPTER_WEIGHTS,
+            task_files::HEAD,
+            task_files::META,
+        ] {
+            std::fs::copy(dir.join(f), dst.join(f))
+                .with_context(|| format!("copying {}", dir.join(f).display()))?;
         }
     }
     eprintln!("wrote {}", a.out.display());
@@ -124,32 +174,67 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
 pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
     let mut files = BTreeMap::new();
     for name in [fusion_files::MANIFEST, fusion_files::WEIGHTS] {
-        files.insert(name.to_string(), std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))?);
+        files.insert(
+            name.to_string(),
+            std::fs::read(dir.join(name))
+                .with_context(|| format!("reading {}", dir.join(name).display()))?,
+        );
     }
     let (manifest, layers) = fusion_files::from_files(&files, &engine.device)?;
     let mut tasks = Vec::new();
     for fa in &manifest.adapters {
         let t = read_task(engine, &dir.join("adapters").join(&fa.task))?;
         if t.adapter_sha256 != fa.adapter_sha256 {
-            bail!("adapter {:?} in {} does not match the one the fusion was trained with (sha256 differs)", fa.task, dir.display());
+            bail!(
+                "adapter {:?} in {} does not match the one the fusion was trained with (sha256 differs)",
+                fa.task,
+                dir.display()
+            );
         }
         tasks.push(t);
     }
-    let labels: Vec<Vec<String>> = tasks.iter().map(|t| t.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default()).collect();
+    let labels: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            t.meta
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default()
+        })
+        .collect();
     let parts: Vec<TaskParts> = manifest
         .adapters
         .iter()
         .zip(&tasks)
         .zip(&labels)
         .map(|((fa, t), l)| {
-            let fusion = manifest.tasks.iter().position(|ft| ft.task == fa.task).map(|i| &layers[i]);
-            Ok(TaskParts { name: &fa.task, labels: l, adapter: &t.adapter, head: t.head.as_ref().context("adapter without head")?, fusion })
+            let fusion = manifest
+                .tasks
+                .iter()
+                .position(|ft| ft.task == fa.task)
+                .map(|i| &layers[i]);
+            Ok(TaskParts {
+                name: &fa.task,
+                labels: l,
+                adapter: &t.adapter,
+                head: t.head.as_ref().context("adapter without head")?,
+                fusion,
+            })
         })
         .collect::<Result<_>>()?;
-    let out = block_on(predict_all(&engine.encoder, &engine.tokenizer, &parts, texts, &engine.device))?;
+    let out = block_on(predict_all(
+        &engine.encoder,
+        &engine.tokenizer,
+        &parts,
+        texts,
+        &engine.device,
+    ))?;
     for (t, preds) in texts.iter().zip(&out.predictions) {
         println!("{}", serde_json::json!({"text": t, "tasks": preds}));
     }
-    eprintln!("encoder passes per text: {:.1}", out.encoder_passes_per_text);
+    eprintln!(
+        "encoder passes per text: {:.1}",
+        out.encoder_passes_per_text
+    );
     Ok(())
 }

@@ -15,7 +15,9 @@ use lorafuse::data::{self, Example, LabelVocab, ParseOptions};
 use lorafuse::engine::{self, DEFAULT_MODEL_NAME, Engine};
 use lorafuse::host::block_on;
 use lorafuse::lora::LoraConfig;
-use lorafuse::train::{self, LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer};
+use lorafuse::train::{
+    self, LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer,
+};
 use lorafuse::workspace::task_files::{self, LoadedTask, TASK_FORMAT, TaskMeta};
 
 mod bench;
@@ -23,7 +25,11 @@ mod bench_speed;
 mod fuse;
 
 #[derive(Parser)]
-#[command(name = "lorafuse", version, about = "LoRA adapters and attention fusion for text classification (native CLI)")]
+#[command(
+    name = "lorafuse",
+    version,
+    about = "LoRA adapters and attention fusion for text classification (native CLI)"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -34,7 +40,12 @@ struct Cli {
 #[derive(Args, Clone)]
 struct Common {
     /// Folder with config.json, model.safetensors and tokenizer.json of a BERT-family encoder.
-    #[arg(long, global = true, env = "LORAFUSE_MODEL_DIR", default_value = "public/models/all-MiniLM-L6-v2")]
+    #[arg(
+        long,
+        global = true,
+        env = "LORAFUSE_MODEL_DIR",
+        default_value = "public/models/all-MiniLM-L6-v2"
+    )]
     model_dir: PathBuf,
     /// Compute backend: flex or ndarray (CPU), or wgpu when built with the `wgpu` feature.
     #[arg(long, global = true, default_value = lorafuse::backend::DEFAULT_CPU)]
@@ -162,7 +173,13 @@ pub(crate) struct TrainingArgs {
 impl TrainingArgs {
     /// The LoRA settings.
     pub(crate) fn lora(&self) -> LoraConfig {
-        LoraConfig { r: self.r, alpha: self.alpha, dropout: self.lora_dropout, target_modules: self.targets.clone(), ..Default::default() }
+        LoraConfig {
+            r: self.r,
+            alpha: self.alpha,
+            dropout: self.lora_dropout,
+            target_modules: self.targets.clone(),
+            ..Default::default()
+        }
     }
 
     /// The training settings, library defaults where not given.
@@ -196,7 +213,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&v[0])?);
         }
         Command::Train(args) => train_cmd(&cli.common, args)?,
-        Command::Predict { fused: Some(dir), text, .. } => {
+        Command::Predict {
+            fused: Some(dir),
+            text,
+            ..
+        } => {
             let engine = load_engine(&cli.common)?;
             fuse::predict(&engine, &dir, &text)?;
         }
@@ -205,14 +226,33 @@ fn run(cli: Cli) -> Result<()> {
             let adapter = adapter.context("--adapter or --fused is required")?;
             let task = read_task(&engine, &adapter)?;
             let (head, meta) = head_and_meta(task.head.as_ref(), task.meta.as_ref(), &adapter)?;
-            let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&task.adapter), head, &text, &engine.device))?;
+            let probs = block_on(predict::probabilities(
+                &engine.encoder,
+                &engine.tokenizer,
+                Some(&task.adapter),
+                head,
+                &text,
+                &engine.device,
+            ))?;
             for (t, p) in text.iter().zip(&probs) {
                 let best = predict::argmax(p);
-                let probs: BTreeMap<&str, f32> = meta.labels.iter().map(String::as_str).zip(p.iter().copied()).collect();
-                println!("{}", serde_json::json!({"text": t, "label": meta.labels[best], "probabilities": probs}));
+                let probs: BTreeMap<&str, f32> = meta
+                    .labels
+                    .iter()
+                    .map(String::as_str)
+                    .zip(p.iter().copied())
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"text": t, "label": meta.labels[best], "probabilities": probs})
+                );
             }
         }
-        Command::Eval { adapter, data, columns } => {
+        Command::Eval {
+            adapter,
+            data,
+            columns,
+        } => {
             let engine = load_engine(&cli.common)?;
             let task = read_task(&engine, &adapter)?;
             let (head, meta) = head_and_meta(task.head.as_ref(), task.meta.as_ref(), &adapter)?;
@@ -220,10 +260,22 @@ fn run(cli: Cli) -> Result<()> {
             let examples = read_examples(&data, &columns)?;
             let (texts, labels) = engine::labelled(&examples, &vocab)?;
             let pb = spinner(&format!("evaluating {} examples", texts.len()));
-            let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&task.adapter), head, &texts, &engine.device))?;
+            let probs = block_on(predict::probabilities(
+                &engine.encoder,
+                &engine.tokenizer,
+                Some(&task.adapter),
+                head,
+                &texts,
+                &engine.device,
+            ))?;
             pb.finish_and_clear();
             let (m, cm) = predict::evaluate(&probs, &labels, vocab.len());
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"metrics": m, "labels": vocab.names(), "confusion_matrix": cm.counts}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"metrics": m, "labels": vocab.names(), "confusion_matrix": cm.counts})
+                )?
+            );
         }
         Command::BenchSpeed(args) => bench_speed::run(&cli.common.model_dir, args)?,
         Command::Fuse(args) => fuse::run(&load_engine(&cli.common)?, args)?,
@@ -239,7 +291,11 @@ pub(crate) fn load_engine(common: &Common) -> Result<Engine> {
             format!("cannot read {} (run ./scripts/setup to install the default model, or pass --model-dir)", dir.join(name).display())
         })
     };
-    let (config, weights, tokenizer) = (read("config.json")?, read("model.safetensors")?, read("tokenizer.json")?);
+    let (config, weights, tokenizer) = (
+        read("config.json")?,
+        read("model.safetensors")?,
+        read("tokenizer.json")?,
+    );
     let device = lorafuse::backend::device(&common.backend)?;
     Ok(Engine::load(&config, &weights, &tokenizer, &device)?)
 }
@@ -249,10 +305,18 @@ pub(crate) fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
         bail!("adapter folder {} does not exist", dir.display());
     }
     let mut files = BTreeMap::new();
-    for name in [task_files::ADAPTER_CONFIG, task_files::ADAPTER_WEIGHTS, task_files::HEAD, task_files::META] {
+    for name in [
+        task_files::ADAPTER_CONFIG,
+        task_files::ADAPTER_WEIGHTS,
+        task_files::HEAD,
+        task_files::META,
+    ] {
         let p = dir.join(name);
         if p.exists() {
-            files.insert(name.to_string(), std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?);
+            files.insert(
+                name.to_string(),
+                std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            );
         }
     }
     let task = task_files::from_files(&files, &engine.encoder.config, &engine.device)
@@ -261,25 +325,47 @@ pub(crate) fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
         && !meta.base_model_sha256.is_empty()
         && meta.base_model_sha256 != engine.model_sha256
     {
-        eprintln!("warning: this adapter was trained on a base model with sha256 {}, not the loaded one", meta.base_model_sha256);
+        eprintln!(
+            "warning: this adapter was trained on a base model with sha256 {}, not the loaded one",
+            meta.base_model_sha256
+        );
     }
     Ok(task)
 }
 
-fn head_and_meta<'a>(head: Option<&'a lorafuse::model::ClassifierHead>, meta: Option<&'a TaskMeta>, dir: &Path) -> Result<(&'a lorafuse::model::ClassifierHead, &'a TaskMeta)> {
+fn head_and_meta<'a>(
+    head: Option<&'a lorafuse::model::ClassifierHead>,
+    meta: Option<&'a TaskMeta>,
+    dir: &Path,
+) -> Result<(&'a lorafuse::model::ClassifierHead, &'a TaskMeta)> {
     match (head, meta) {
         (Some(h), Some(m)) => Ok((h, m)),
-        _ => bail!("{} has no classifier head (a plain PEFT adapter?): train one with `lorafuse train`", dir.display()),
+        _ => bail!(
+            "{} has no classifier head (a plain PEFT adapter?): train one with `lorafuse train`",
+            dir.display()
+        ),
     }
 }
 
 pub(crate) fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let opts = ParseOptions { text_column: columns.text_column.clone(), label_column: columns.label_column.clone(), ..Default::default() };
-    let parsed = data::parse(&bytes, &name, &opts).with_context(|| format!("{}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let opts = ParseOptions {
+        text_column: columns.text_column.clone(),
+        label_column: columns.label_column.clone(),
+        ..Default::default()
+    };
+    let parsed =
+        data::parse(&bytes, &name, &opts).with_context(|| format!("{}", path.display()))?;
     if !parsed.rejected.is_empty() {
-        eprintln!("{}: {} row(s) rejected:", path.display(), parsed.rejected.len());
+        eprintln!(
+            "{}: {} row(s) rejected:",
+            path.display(),
+            parsed.rejected.len()
+        );
         for r in parsed.rejected.iter().take(10) {
             eprintln!("  line {}: {}", r.line, r.reason);
         }
@@ -300,9 +386,11 @@ pub(crate) fn spinner(msg: &str) -> ProgressBar {
 pub(crate) fn step_bar(total: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(total as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} < {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} steps, {elapsed} < {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_prefix(what.to_string());
     pb
@@ -332,7 +420,13 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
         "task {:?}: {} training rows ({}), {} evaluation rows ({test_name})",
         a.task,
         train_rows.len(),
-        vocab.names().iter().zip(&counts).map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "),
+        vocab
+            .names()
+            .iter()
+            .zip(&counts)
+            .map(|(n, c)| format!("{n}: {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         test_rows.len()
     );
     let (texts, labels) = engine::labelled(&train_rows, &vocab)?;
@@ -346,26 +440,63 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
     if a.compare_frozen {
         let t0 = Instant::now();
         let pb = spinner("frozen baseline: encoding training rows once");
-        let feats = block_on(predict::pooled_vectors(&engine.encoder, &engine.tokenizer, None, &texts, &engine.device))?;
+        let feats = block_on(predict::pooled_vectors(
+            &engine.encoder,
+            &engine.tokenizer,
+            None,
+            &texts,
+            &engine.device,
+        ))?;
         pb.finish_and_clear();
         let probe_cfg = train::probe::default_config(&cfg);
-        let mut trainer = ProbeTrainer::new(feats, &labels, vocab.len(), &probe_cfg, &engine.device)?;
+        let mut trainer =
+            ProbeTrainer::new(feats, &labels, vocab.len(), &probe_cfg, &engine.device)?;
         while block_on(trainer.step())?.is_some() {}
         let head = trainer.finish();
-        let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, None, &head, &test_texts, &engine.device))?;
+        let probs = block_on(predict::probabilities(
+            &engine.encoder,
+            &engine.tokenizer,
+            None,
+            &head,
+            &test_texts,
+            &engine.device,
+        ))?;
         let (m, _) = predict::evaluate(&probs, &test_labels, vocab.len());
-        eprintln!("frozen: {} ({:.1} s)", fmt_metrics(&m), t0.elapsed().as_secs_f64());
+        eprintln!(
+            "frozen: {} ({:.1} s)",
+            fmt_metrics(&m),
+            t0.elapsed().as_secs_f64()
+        );
         report.insert("frozen".into(), serde_json::to_value(m)?);
     }
 
     let t0 = Instant::now();
-    let mut trainer = LoraTrainer::new(&engine.encoder, &engine.tokenizer, &texts, &labels, vocab.len(), &lora, &cfg, &engine.device)?;
+    let mut trainer = LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        &texts,
+        &labels,
+        vocab.len(),
+        &lora,
+        &cfg,
+        &engine.device,
+    )?;
     let pb = step_bar(trainer.total_steps(), "lora");
-    let mut log = a.loss_log.as_ref().map(std::fs::File::create).transpose().context("creating the loss log")?;
+    let mut log = a
+        .loss_log
+        .as_ref()
+        .map(std::fs::File::create)
+        .transpose()
+        .context("creating the loss log")?;
     let mut losses = Vec::new();
     while let Some(p) = block_on(trainer.step())? {
         pb.set_position(p.step as u64);
-        pb.set_message(format!("epoch {} loss {:.4} ({:.1} ex/s)", p.epoch + 1, p.loss, p.examples_per_sec));
+        pb.set_message(format!(
+            "epoch {} loss {:.4} ({:.1} ex/s)",
+            p.epoch + 1,
+            p.loss,
+            p.examples_per_sec
+        ));
         losses.push(p.loss);
         if let Some(f) = log.as_mut() {
             use std::io::Write;
@@ -375,14 +506,27 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
     pb.finish_and_clear();
     let model: TaskModel = trainer.finish();
     let train_secs = t0.elapsed().as_secs_f64();
-    let probs = block_on(predict::probabilities(&engine.encoder, &engine.tokenizer, Some(&model.adapter), &model.head, &test_texts, &engine.device))?;
+    let probs = block_on(predict::probabilities(
+        &engine.encoder,
+        &engine.tokenizer,
+        Some(&model.adapter),
+        &model.head,
+        &test_texts,
+        &engine.device,
+    ))?;
     let (m, cm) = predict::evaluate(&probs, &test_labels, vocab.len());
     eprintln!(
         "lora:   {} (trained {:.1} s; loss first epoch {:.4} → last epoch {:.4})",
         fmt_metrics(&m),
         train_secs,
-        mean_head(&losses, trainer_steps_per_epoch(texts.len(), cfg.batch_size)),
-        mean_tail(&losses, trainer_steps_per_epoch(texts.len(), cfg.batch_size))
+        mean_head(
+            &losses,
+            trainer_steps_per_epoch(texts.len(), cfg.batch_size)
+        ),
+        mean_tail(
+            &losses,
+            trainer_steps_per_epoch(texts.len(), cfg.batch_size)
+        )
     );
     report.insert("lora".into(), serde_json::to_value(&m)?);
     report.insert("confusion_matrix".into(), serde_json::to_value(&cm.counts)?);
@@ -404,7 +548,8 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
     let files = block_on(task_files::to_files(&model, &meta))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, bytes) in &files {
-        std::fs::write(a.out.join(name), bytes).with_context(|| format!("writing {}", a.out.join(name).display()))?;
+        std::fs::write(a.out.join(name), bytes)
+            .with_context(|| format!("writing {}", a.out.join(name).display()))?;
     }
     eprintln!("wrote {}", a.out.display());
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -426,5 +571,8 @@ fn mean_tail(v: &[f32], n: usize) -> f32 {
 }
 
 fn fmt_metrics(m: &Metrics) -> String {
-    format!("accuracy {:.4}, macro-F1 {:.4}, MCC {:.4} (n = {})", m.accuracy, m.macro_f1, m.mcc, m.n)
+    format!(
+        "accuracy {:.4}, macro-F1 {:.4}, MCC {:.4} (n = {})",
+        m.accuracy, m.macro_f1, m.mcc, m.n
+    )
 }
