@@ -6,9 +6,6 @@ use burn::tensor::Device;
 
 use crate::error::{Error, Result};
 
-/// Names accepted by [`cpu_device`].
-pub const CPU_BACKENDS: &[&str] = &["flex", "ndarray"];
-
 /// The default CPU backend's name.
 pub const DEFAULT_CPU: &str = if cfg!(feature = "flex") {
     "flex"

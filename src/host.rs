@@ -3,7 +3,7 @@
 //! On wasm + WebGPU a synchronous read fails, so every read in the engine goes through these
 //! async helpers. Native callers drive them with [`block_on`].
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
 
@@ -14,16 +14,6 @@ pub async fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .await
         .map_err(|e| Error::Device(format!("{e:?}")))?;
     data.try_into_vec_as::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))
-}
-
-/// Reads an int tensor as a flat `Vec<i64>`.
-pub async fn ints<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    data.try_into_vec_as::<i64>()
         .map_err(|e| Error::Device(format!("{e:?}")))
 }
 

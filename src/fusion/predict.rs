@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::{ClassifierHead, Encoder, TextTokenizer};
-use crate::train::predict::{argmax, pooled_vectors};
+use crate::train::predict::{EVAL_BATCH, SortedBatches, argmax};
 
 /// One task as the predictor needs it. Tasks are given in fusion order (adapter `s` = task `s`).
 pub struct TaskParts<'a> {
@@ -94,17 +94,14 @@ pub async fn predict_all<S: AsRef<str>>(
     }
     let n = texts.len();
     let before = crate::model::encoder::rows_encoded();
-    let vectors: Vec<Tensor<2>> = {
-        let mut v = Vec::with_capacity(k);
-        for t in tasks {
-            v.push(pooled_vectors(encoder, tokenizer, Some(t.adapter), texts, device).await?);
-        }
-        v
-    };
-    let base = if tasks.iter().any(|t| t.fusion.is_some()) {
-        Some(pooled_vectors(encoder, tokenizer, None, texts, device).await?)
-    } else {
-        None
+    let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
+    let mut vectors: Vec<Tensor<2>> = Vec::with_capacity(k);
+    for t in tasks {
+        vectors.push(batches.pooled(encoder, Some(t.adapter), device).await?);
+    }
+    let base = match tasks.iter().any(|t| t.fusion.is_some()) {
+        true => Some(batches.pooled(encoder, None, device).await?),
+        false => None,
     };
     let passes = (crate::model::encoder::rows_encoded() - before) as f64 / n.max(1) as f64;
     let stacked = Tensor::stack::<3>(vectors.clone(), 1); // [n, K, d]

@@ -167,14 +167,4 @@ impl LoraAdapter {
             config: config.clone(),
         }
     }
-
-    /// The pair of layer `layer` at `site`, if any.
-    pub fn pair(&self, layer: usize, site: Site) -> Option<&LoraPair> {
-        self.layers.get(layer).and_then(|l| l.get(site))
-    }
-
-    /// Number of trainable values (A and B of every pair).
-    pub fn num_trainable(&self) -> usize {
-        self.num_params()
-    }
 }

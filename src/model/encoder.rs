@@ -34,37 +34,6 @@ pub struct EncoderInput {
     pub seq: usize,
 }
 
-impl EncoderInput {
-    /// The rows `start..end` of this batch, re-padded to their own longest sequence.
-    pub fn rows(&self, start: usize, end: usize) -> EncoderInput {
-        let end = end.min(self.batch);
-        let len = (start..end)
-            .map(|r| {
-                self.mask[r * self.seq..(r + 1) * self.seq]
-                    .iter()
-                    .map(|&m| m as usize)
-                    .sum::<usize>()
-            })
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut out = EncoderInput {
-            ids: vec![],
-            type_ids: vec![],
-            mask: vec![],
-            batch: end - start,
-            seq: len,
-        };
-        for r in start..end {
-            let o = r * self.seq;
-            out.ids.extend_from_slice(&self.ids[o..o + len]);
-            out.type_ids.extend_from_slice(&self.type_ids[o..o + len]);
-            out.mask.extend_from_slice(&self.mask[o..o + len]);
-        }
-        out
-    }
-}
-
 /// How a forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ForwardMode {
@@ -150,18 +119,9 @@ impl Encoder {
         mode: &ForwardMode,
         device: &Device,
     ) -> (Vec<Tensor<3>>, Tensor<2>) {
-        let (ids, types, mask) = Self::tensors(input, device);
-        let [b, t] = mask.dims();
-        // 0 where mask = 1, -1e9 where mask = 0 (HF uses the dtype's minimum; the softmax is the same).
-        let bias = (mask.clone() - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
-        let mut x = self.embeddings.forward(ids, types, mode);
         let mut all = Vec::with_capacity(self.layers.len() + 1);
-        all.push(x.clone());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let lora = adapter.and_then(|a| a.layers.get(i));
-            x = layer.forward(x, bias.clone(), lora, mode);
-            all.push(x.clone());
-        }
+        let (last, mask) = self.run(input, adapter, mode, device, Some(&mut all));
+        all.push(last);
         (all, mask)
     }
 
@@ -176,12 +136,29 @@ impl Encoder {
         mode: &ForwardMode,
         device: &Device,
     ) -> (Tensor<3>, Tensor<2>) {
+        self.run(input, adapter, mode, device, None)
+    }
+
+    /// The forward pass; `earlier`, when given, receives the embedding output and every layer's
+    /// output but the last.
+    fn run(
+        &self,
+        input: &EncoderInput,
+        adapter: Option<&LoraAdapter>,
+        mode: &ForwardMode,
+        device: &Device,
+        mut earlier: Option<&mut Vec<Tensor<3>>>,
+    ) -> (Tensor<3>, Tensor<2>) {
         ROWS_ENCODED.fetch_add(input.batch, std::sync::atomic::Ordering::Relaxed);
         let (ids, types, mask) = Self::tensors(input, device);
         let [b, t] = mask.dims();
+        // 0 where mask = 1, -1e9 where mask = 0 (HF uses the dtype's minimum; the softmax is the same).
         let bias = (mask.clone() - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
         let mut x = self.embeddings.forward(ids, types, mode);
         for (i, layer) in self.layers.iter().enumerate() {
+            if let Some(v) = earlier.as_deref_mut() {
+                v.push(x.clone());
+            }
             x = layer.forward(x, bias.clone(), adapter.and_then(|a| a.layers.get(i)), mode);
         }
         (x, mask)

@@ -90,9 +90,4 @@ impl BatchPlan {
     pub(crate) fn steps_done(&self) -> usize {
         self.step
     }
-
-    /// Whether the last batch closed an epoch (or the run).
-    pub(crate) fn at_epoch_end(&self) -> bool {
-        self.cursor >= self.order.len() || self.step >= self.total
-    }
 }

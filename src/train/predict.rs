@@ -11,30 +11,70 @@ use crate::error::Result;
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::tokenizer::Tokens;
-use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
+use crate::model::{ClassifierHead, Encoder, EncoderInput, ForwardMode, TextTokenizer};
 
 /// Default inference batch size.
 pub const EVAL_BATCH: usize = 32;
 
-/// Tokenises `texts` and yields `(original indices, padded batch)` in length order.
-fn length_sorted_batches<S: AsRef<str>>(
-    tokenizer: &TextTokenizer,
-    texts: &[S],
-    batch: usize,
-) -> Result<Vec<(Vec<usize>, crate::model::EncoderInput)>> {
-    let tokens = texts
-        .iter()
-        .map(|t| tokenizer.encode(t.as_ref()))
-        .collect::<Result<Vec<_>>>()?;
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| tokens[i].ids.len());
-    Ok(order
-        .chunks(batch.max(1))
-        .map(|idx| {
-            let b: Vec<Tokens> = idx.iter().map(|&i| tokens[i].clone()).collect();
-            (idx.to_vec(), tokenizer.pad(&b))
+/// Texts tokenised once and grouped into length-sorted padded batches, so several encoder passes
+/// (base, each adapter) over the same texts do not tokenise them again.
+pub struct SortedBatches {
+    /// `(original indices, padded batch)` in length order.
+    batches: Vec<(Vec<usize>, EncoderInput)>,
+    /// Number of texts.
+    len: usize,
+}
+
+impl SortedBatches {
+    /// Tokenises `texts` and batches them by length, `batch` per batch.
+    pub fn new<S: AsRef<str>>(
+        tokenizer: &TextTokenizer,
+        texts: &[S],
+        batch: usize,
+    ) -> Result<Self> {
+        let tokens = texts
+            .iter()
+            .map(|t| tokenizer.encode(t.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| tokens[i].ids.len());
+        let batches = order
+            .chunks(batch.max(1))
+            .map(|idx| {
+                let b: Vec<Tokens> = idx.iter().map(|&i| tokens[i].clone()).collect();
+                (idx.to_vec(), tokenizer.pad(&b))
+            })
+            .collect();
+        Ok(Self {
+            batches,
+            len: texts.len(),
         })
-        .collect())
+    }
+
+    /// Mean-pooled vectors of the texts through the encoder (with `adapter` if given), in input order.
+    ///
+    /// # Shapes
+    /// - output: `[texts, d]` on `device`
+    pub async fn pooled(
+        &self,
+        encoder: &Encoder,
+        adapter: Option<&LoraAdapter>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let d = encoder.config.hidden_size;
+        let mut out = vec![0f32; self.len * d];
+        let mode = ForwardMode::eval(adapter);
+        for (idx, input) in &self.batches {
+            let v = host::floats(encoder.pooled(input, adapter, &mode, device)).await?;
+            for (row, &i) in idx.iter().enumerate() {
+                out[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
+            }
+        }
+        Ok(Tensor::from_data(
+            burn::tensor::TensorData::new(out, [self.len, d]),
+            device,
+        ))
+    }
 }
 
 /// Mean-pooled vectors of `texts` through the encoder (with `adapter` if given), in input order.
@@ -48,19 +88,9 @@ pub async fn pooled_vectors<S: AsRef<str>>(
     texts: &[S],
     device: &Device,
 ) -> Result<Tensor<2>> {
-    let d = encoder.config.hidden_size;
-    let mut out = vec![0f32; texts.len() * d];
-    let mode = ForwardMode::eval(adapter);
-    for (idx, input) in length_sorted_batches(tokenizer, texts, EVAL_BATCH)? {
-        let v = host::floats(encoder.pooled(&input, adapter, &mode, device)).await?;
-        for (row, &i) in idx.iter().enumerate() {
-            out[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
-        }
-    }
-    Ok(Tensor::from_data(
-        burn::tensor::TensorData::new(out, [texts.len(), d]),
-        device,
-    ))
+    SortedBatches::new(tokenizer, texts, EVAL_BATCH)?
+        .pooled(encoder, adapter, device)
+        .await
 }
 
 /// Class probabilities of `texts` for a task (adapter + head), in input order.
@@ -75,7 +105,7 @@ pub async fn probabilities<S: AsRef<str>>(
     let classes = head.classes();
     let mut out = vec![Vec::new(); texts.len()];
     let mode = ForwardMode::eval(adapter);
-    for (idx, input) in length_sorted_batches(tokenizer, texts, EVAL_BATCH)? {
+    for (idx, input) in SortedBatches::new(tokenizer, texts, EVAL_BATCH)?.batches {
         let logits = head.forward(encoder.pooled(&input, adapter, &mode, device), false);
         let p = host::floats(softmax(logits, 1)).await?;
         for (row, &i) in idx.iter().enumerate() {

@@ -120,11 +120,6 @@ impl LoraTrainer {
         self.plan.steps_done()
     }
 
-    /// Whether the step just taken ended an epoch.
-    pub fn at_epoch_end(&self) -> bool {
-        self.plan.at_epoch_end()
-    }
-
     /// Runs one batch; `Ok(None)` once all steps are done.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
         let Some((idx, epoch)) = self.plan.next_batch() else {

@@ -6,7 +6,7 @@
 //! anew — slower, and used to check that caching does not change the outcome.
 
 use super::plan::BatchPlan;
-use super::predict::pooled_vectors;
+use super::predict::{EVAL_BATCH, SortedBatches};
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
@@ -36,11 +36,13 @@ impl FusionCache {
         texts: &[S],
         device: &Device,
     ) -> Result<Self> {
-        let base = pooled_vectors(encoder, tokenizer, None, texts, device).await?;
+        let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
+        let base = batches.pooled(encoder, None, device).await?;
         let mut per = Vec::with_capacity(adapters.len());
         for a in adapters {
             per.push(
-                pooled_vectors(encoder, tokenizer, Some(a), texts, device)
+                batches
+                    .pooled(encoder, Some(a), device)
                     .await?
                     .unsqueeze_dim::<3>(1),
             );
@@ -217,11 +219,6 @@ impl FusionTrainer {
             keep[i] = true;
         }
         Some(keep)
-    }
-
-    /// The fusion as trained so far, for inference.
-    pub fn snapshot(&self) -> AttentionFusion {
-        self.fusion.valid()
     }
 
     /// Ends the run and returns the fusion for inference.
