@@ -15,7 +15,7 @@ use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
 use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
-use lorafuse::train::{LoraTrainer, TrainConfig, predict};
+use lorafuse::train::{TrainConfig, predict};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -347,19 +347,7 @@ fn train(
     labels: &[usize],
     cfg: &TrainConfig,
 ) -> lorafuse::train::TaskModel {
-    let mut t = LoraTrainer::new(
-        &engine.encoder,
-        &engine.tokenizer,
-        texts,
-        labels,
-        2,
-        &LoraConfig::default(),
-        cfg,
-        &engine.device,
-    )
-    .unwrap();
-    while block_on(t.step()).unwrap().is_some() {}
-    t.finish()
+    common::train_lora_task(engine, texts, labels, cfg).0
 }
 
 /// Two tasks driven by the same signal (movie-review sentiment): "big" has 400 labelled rows,

@@ -34,22 +34,7 @@ fn train_lora(
     cfg: &TrainConfig,
     test: &(Vec<String>, Vec<usize>),
 ) -> Run {
-    let mut t = LoraTrainer::new(
-        &engine.encoder,
-        &engine.tokenizer,
-        texts,
-        labels,
-        2,
-        &LoraConfig::default(),
-        cfg,
-        &engine.device,
-    )
-    .unwrap();
-    let mut losses = vec![];
-    while let Some(p) = block_on(t.step()).unwrap() {
-        losses.push(p.loss);
-    }
-    let m = t.finish();
+    let (m, losses) = common::train_lora_task(engine, texts, labels, cfg);
     let probs = block_on(predict::probabilities(
         &engine.encoder,
         &engine.tokenizer,

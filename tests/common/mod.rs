@@ -78,3 +78,29 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Trains a 2-class task with the paper's LoRA settings; returns the model and each step's loss.
+pub fn train_lora_task(
+    engine: &Engine,
+    texts: &[String],
+    labels: &[usize],
+    cfg: &lorafuse::train::TrainConfig,
+) -> (lorafuse::train::TaskModel, Vec<f32>) {
+    let lora = lorafuse::lora::LoraConfig::default();
+    let mut t = lorafuse::train::LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        texts,
+        labels,
+        2,
+        &lora,
+        cfg,
+        &engine.device,
+    )
+    .unwrap();
+    let mut losses = vec![];
+    while let Some(p) = lorafuse::host::block_on(t.step()).unwrap() {
+        losses.push(p.loss);
+    }
+    (t.finish(), losses)
+}
