@@ -29,6 +29,9 @@ pub enum Error {
     /// A zip or workspace bundle is unusable.
     #[error("bundle: {0}")]
     Bundle(String),
+    /// A request the workspace cannot carry out (unknown task, duplicate name, ...).
+    #[error("{0}")]
+    Invalid(String),
     /// Reading a tensor back from the device failed.
     #[error("device: {0}")]
     Device(String),

@@ -7,10 +7,15 @@
 //! - [`train`]: step-wise training loops (stage 1, frozen probe), metrics, inference;
 //! - [`data`]: parsing and validating uploads, label vocabularies, subsets and splits;
 //! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
-//! - [`backend`]: choosing the burn device at run time.
+//! - [`backend`]: choosing the burn device at run time;
+//! - [`fusion`]: the attention fusion over task adapters (stage 2) and multi-task prediction;
+//! - [`worker`]: the web page's engine: message protocol and session (plain Rust), Web Worker glue;
+//! - `app` (wasm32 only): the web page's UI (Leptos), which knows nothing of tensors.
 //!
 //! The engine never touches the DOM; the UI never touches tensors.
 
+#[cfg(target_arch = "wasm32")]
+pub mod app;
 pub mod backend;
 pub mod data;
 pub mod engine;
@@ -20,6 +25,7 @@ pub mod host;
 pub mod lora;
 pub mod model;
 pub mod train;
+pub mod worker;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 //! - [`metrics`]: accuracy, macro-F1, Matthews correlation, confusion matrix;
 //! - [`predict`]: batched inference and evaluation of a trained task.
 
+pub mod crossfit;
 pub mod metrics;
 mod plan;
 pub mod predict;

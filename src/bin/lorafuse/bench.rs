@@ -21,6 +21,7 @@ use lorafuse::engine::{self, Engine};
 use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::predict::{TaskParts, predict_all};
 use lorafuse::host::block_on;
+use lorafuse::train::crossfit::crossfit_cache;
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use lorafuse::train::{
     LoraTrainer, Metrics, TaskModel, TrainConfig, predict, probe::ProbeTrainer, stage2,
@@ -62,6 +63,11 @@ pub struct BenchArgs {
     /// report, per task, the one with the best dev accuracy as `hybrid (dev-selected)`.
     #[arg(long)]
     fusion_grid: bool,
+    /// Also train the fusion on cross-fitted vectors (the own adapter's vector of each training row
+    /// comes from an adapter trained on the other half of the task's data; `train::crossfit`) and
+    /// report it as `hybrid (cross-fit)`.
+    #[arg(long)]
+    fusion_crossfit: bool,
     /// Write every number as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -95,6 +101,10 @@ struct TaskSeedResult {
     hybrid_selected_settings: Option<String>,
     /// With `--fusion-grid`: every candidate's (settings, dev, test).
     fusion_grid: Vec<(String, Metrics, Metrics)>,
+    /// With `--fusion-crossfit`: the fusion trained on cross-fitted vectors.
+    hybrid_crossfit: Option<MethodScores>,
+    crossfit_seconds: f64,
+    crossfit_attention_on_test: Vec<f32>,
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
@@ -451,6 +461,53 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     );
                 }
             }
+            // Optional: the fusion trained on cross-fitted own-adapter vectors.
+            let mut crossfit = None;
+            let mut crossfit_secs = 0.0;
+            let mut crossfit_att = Vec::new();
+            if a.fusion_crossfit {
+                let t0 = Instant::now();
+                let cf = block_on(crossfit_cache(
+                    &engine.encoder,
+                    &engine.tokenizer,
+                    &s.train.0,
+                    &s.train.1,
+                    classes,
+                    i,
+                    &lora,
+                    &cfg,
+                    train_c,
+                    &engine.device,
+                ))?;
+                let mut g = FusionTrainer::new(
+                    VectorSource::Cached(cf),
+                    &s.train.1,
+                    &fusion_cfg,
+                    &fcfg,
+                    &engine.device,
+                )?;
+                while block_on(g.step())?.is_some() {}
+                let f = g.finish();
+                crossfit_secs = t0.elapsed().as_secs_f64();
+                let out = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
+                crossfit_att = block_on(lorafuse::host::floats(out.weights.mean_dim(0)))?;
+                let m = MethodScores {
+                    test: eval(&probs_of(out.logits)?, &s.test.1, classes),
+                    dev: eval(
+                        &probs_of(
+                            f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
+                                .logits,
+                        )?,
+                        &s.dev.1,
+                        classes,
+                    ),
+                };
+                eprintln!(
+                    "seed {seed} {:>10}: cross-fit fusion: test {:.4}, dev {:.4}, attention {:?} ({crossfit_secs:.1} s)",
+                    t.name, m.test.accuracy, m.dev.accuracy, crossfit_att
+                );
+                crossfit = Some(m);
+            }
             eprintln!(
                 "seed {seed} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
                 t.name,
@@ -475,6 +532,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 hybrid_selected: selected.as_ref().map(|(_, m)| m.clone()),
                 hybrid_selected_settings: selected.map(|(n, _)| n),
                 fusion_grid: grid,
+                hybrid_crossfit: crossfit,
+                crossfit_seconds: crossfit_secs,
+                crossfit_attention_on_test: crossfit_att,
                 stage1_seconds: stage1_secs[i],
                 frozen_seconds: frozen_secs,
                 fusion_seconds: fusion_secs,
@@ -591,6 +651,29 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         }
         println!(
             "| **average** (hybrid, dev-selected) | | | | {} | | | |",
+            f(&all)
+        );
+    }
+    if a.fusion_crossfit {
+        let mut all = vec![0.0; a.seeds.len()];
+        for t in &tasks {
+            let v: Vec<f64> = results
+                .iter()
+                .filter(|r| r.task == t.name)
+                .filter_map(|r| r.hybrid_crossfit.as_ref().map(|m| pick(&m.test, &t.name)))
+                .collect();
+            for (j, x) in v.iter().enumerate() {
+                all[j] += x / tasks.len() as f64;
+            }
+            println!(
+                "| {} (hybrid, cross-fit) | {} | | | {} | | | |",
+                t.name,
+                metric_name(&t.name),
+                f(&v)
+            );
+        }
+        println!(
+            "| **average** (hybrid, cross-fit) | | | | {} | | | |",
             f(&all)
         );
     }

@@ -1,0 +1,135 @@
+//! The UI's side of the worker: starts the engine worker, sends [`Request`]s, and hands each
+//! [`Event`] to the page. If the worker dies (a WebGPU device lost, or any crash), it is started
+//! again on the CPU backend with the last saved workspace, so trained adapters are kept.
+
+use std::cell::{Cell, RefCell};
+
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::worker::protocol::{BackendChoice, Event, Request};
+
+/// The worker script Trunk writes next to the page (`data-loader-shim`; a classic worker that
+/// loads the `no-modules` wasm-bindgen output).
+const WORKER_SCRIPT: &str = "./worker_loader.js";
+/// Restarts after a crash before the page gives up (so a worker that cannot start does not loop).
+const MAX_RESTARTS: u32 = 2;
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    static HANDLER: RefCell<Option<Box<dyn Fn(Event)>>> = const { RefCell::new(None) };
+    /// Whether the worker has said [`Event::Started`].
+    static STARTED: Cell<bool> = const { Cell::new(false) };
+    /// Requests waiting for the worker to start.
+    static PENDING: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
+    static RESTARTS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Starts the worker and asks it to load the model (and restore `bundle`); `on_event` receives
+/// every event, also after a restart.
+pub fn start(backend: BackendChoice, bundle: Option<Vec<u8>>, on_event: impl Fn(Event) + 'static) {
+    HANDLER.with(|h| *h.borrow_mut() = Some(Box::new(on_event)));
+    spawn(backend, bundle);
+}
+
+fn deliver(ev: Event) {
+    HANDLER.with(|h| {
+        if let Some(f) = h.borrow().as_ref() {
+            f(ev);
+        }
+    });
+}
+
+fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
+    STARTED.with(|s| s.set(false));
+    let opts = WorkerOptions::new();
+    opts.set_type(WorkerType::Classic);
+    opts.set_name("lorafuse-engine");
+    let worker = match Worker::new_with_options(WORKER_SCRIPT, &opts) {
+        Ok(w) => w,
+        Err(e) => {
+            deliver(Event::Error {
+                context: "starting the engine worker".into(),
+                message: format!("{e:?}"),
+            });
+            return;
+        }
+    };
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
+        match serde_wasm_bindgen::from_value::<Event>(ev.data()) {
+            Ok(Event::Started) => {
+                STARTED.with(|s| s.set(true));
+                for req in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+                    post(&req);
+                }
+            }
+            Ok(e) => deliver(e),
+            Err(e) => deliver(Event::Error {
+                context: "reading a message from the engine".into(),
+                message: e.to_string(),
+            }),
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|ev: web_sys::ErrorEvent| {
+        ev.prevent_default();
+        if let Some(w) = WORKER.with(|w| w.borrow_mut().take()) {
+            w.terminate();
+        }
+        let restarts = RESTARTS.with(|r| {
+            r.set(r.get() + 1);
+            r.get()
+        });
+        if restarts > MAX_RESTARTS {
+            deliver(Event::Error {
+                context: "loading the model".into(),
+                message: format!(
+                    "the engine stopped: {} (reload the page to try again)",
+                    ev.message()
+                ),
+            });
+            return;
+        }
+        deliver(Event::Error {
+            context: "the engine stopped".into(),
+            message: format!(
+                "{} — restarting it on the CPU backend with the saved workspace",
+                ev.message()
+            ),
+        });
+        PENDING.with(|p| p.borrow_mut().clear());
+        wasm_bindgen_futures::spawn_local(async {
+            let bundle = super::storage::load().await.ok().flatten();
+            spawn(BackendChoice::Cpu, bundle);
+        });
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    WORKER.with(|w| *w.borrow_mut() = Some(worker));
+    send(&Request::Init { backend, bundle });
+}
+
+/// Sends a request to the worker (queued until the worker has started).
+pub fn send(req: &Request) {
+    if !STARTED.with(Cell::get) {
+        PENDING.with(|p| p.borrow_mut().push(req.clone()));
+        return;
+    }
+    post(req);
+}
+
+fn post(req: &Request) {
+    let sent = WORKER.with(|w| -> Result<(), String> {
+        let w = w.borrow();
+        let w = w.as_ref().ok_or("the engine is not running")?;
+        let v = serde_wasm_bindgen::to_value(req).map_err(|e| e.to_string())?;
+        w.post_message(&v).map_err(|e| format!("{e:?}"))
+    });
+    if let Err(message) = sent {
+        deliver(Event::Error {
+            context: "sending a request to the engine".into(),
+            message,
+        });
+    }
+}

@@ -1,0 +1,134 @@
+//! Try it live: predictions of every task as the user types (debounced), single-task and hybrid
+//! side by side, with the fusion's attention over the task adapters.
+
+use leptos::leptos_dom::helpers::{TimeoutHandle, set_timeout_with_handle};
+use leptos::prelude::*;
+
+use super::{Ui, send};
+use crate::fusion::predict::Prediction;
+use crate::worker::protocol::Request;
+
+/// Wait after the last keystroke before predicting.
+const DEBOUNCE_MS: u64 = 250;
+
+fn bars(labels: Vec<String>, p: Prediction) -> impl IntoView {
+    labels
+        .into_iter()
+        .zip(p.probabilities)
+        .map(|(l, v)| {
+            let pct = (v * 100.0).clamp(0.0, 100.0);
+            let top = l == p.label;
+            view! {
+                <div class=if top { "bar-row top" } else { "bar-row" }>
+                    <span class="bar-label">{l.clone()}</span>
+                    <span class="bar" role="meter" aria-label=format!("probability of {l}")
+                        aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
+                        <span class="fill" style=format!("width:{pct:.1}%")></span>
+                    </span>
+                    <span class="bar-value">{format!("{pct:.1} %")}</span>
+                </div>
+            }
+        })
+        .collect_view()
+}
+
+#[component]
+pub fn LivePanel() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let text = RwSignal::new(String::new());
+    let timer: StoredValue<Option<TimeoutHandle>, LocalStorage> = StoredValue::new_local(None);
+    let on_input = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev);
+        text.set(v.clone());
+        if let Some(h) = timer.get_value() {
+            h.clear();
+        }
+        if v.trim().is_empty() {
+            ui.live.set(None);
+            return;
+        }
+        let h = set_timeout_with_handle(
+            move || {
+                let id = ui.predict_id.get_untracked() + 1;
+                ui.predict_id.set(id);
+                send(Request::Predict {
+                    id,
+                    text: v.clone(),
+                });
+            },
+            std::time::Duration::from_millis(DEBOUNCE_MS),
+        )
+        .ok();
+        timer.set_value(h);
+    };
+    let labels_of = move |task: &str| {
+        ui.ws.with(|w| {
+            w.tasks
+                .iter()
+                .find(|t| t.name == task)
+                .map(|t| t.labels.clone())
+                .unwrap_or_default()
+        })
+    };
+    let task_names = move || {
+        ui.ws.with(|w| {
+            w.tasks
+                .iter()
+                .filter(|t| t.has_head)
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <section id="live" class="panel">
+            <h2>"Try it live"</h2>
+            <label for="live-text">"Text to classify with every task"</label>
+            <textarea id="live-text" rows="3" placeholder="Type a sentence…"
+                prop:value=move || text.get() on:input=on_input></textarea>
+            <div data-testid="live-results">
+                {move || ui.live.get().map(|(out, ms)| {
+                    let row = out.predictions.into_iter().next().unwrap_or_default();
+                    let names = task_names();
+                    view! {
+                        <p class="hint">{format!("{} tasks · {:.0} ms in the engine · {:.0} encoder passes per text",
+                            row.len(), ms, out.encoder_passes_per_text)}</p>
+                        <table class="live">
+                            <thead><tr><th>"task"</th><th>"single-task LoRA"</th><th>"hybrid (fusion)"</th><th>"attention over adapters"</th></tr></thead>
+                            <tbody>
+                            {row.into_iter().map(|tp| {
+                                let labels = labels_of(&tp.task);
+                                let names = names.clone();
+                                view! {
+                                    <tr data-testid="prediction" data-task=tp.task.clone()>
+                                        <th scope="row">{tp.task.clone()}</th>
+                                        <td><strong>{tp.single.label.clone()}</strong>{bars(labels.clone(), tp.single.clone())}</td>
+                                        <td>{match tp.hybrid.clone() {
+                                            Some(h) => view! { <strong>{h.label.clone()}</strong>{bars(labels.clone(), h)} }.into_any(),
+                                            None => view! { <em>"train the fusion"</em> }.into_any(),
+                                        }}</td>
+                                        <td>{tp.attention.clone().map(|a| a.into_iter().enumerate().map(|(i, w)| {
+                                            let pct = (w * 100.0).clamp(0.0, 100.0);
+                                            let src = names.get(i).cloned().unwrap_or_else(|| format!("adapter {i}"));
+                                            view! {
+                                                <div class="bar-row">
+                                                    <span class="bar-label">{src.clone()}</span>
+                                                    <span class="bar attention" data-testid="attention-bar" role="meter"
+                                                        aria-label=format!("attention on the {src} adapter")
+                                                        aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
+                                                        <span class="fill" style=format!("width:{pct:.1}%")></span>
+                                                    </span>
+                                                    <span class="bar-value">{format!("{pct:.1} %")}</span>
+                                                </div>
+                                            }
+                                        }).collect_view())}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                            </tbody>
+                        </table>
+                    }
+                })}
+            </div>
+        </section>
+    }
+}

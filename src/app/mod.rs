@@ -1,0 +1,454 @@
+//! The web page (Leptos, client-side rendered). It holds only view state; everything with tensors
+//! runs in the engine worker, reached through [`bridge`] with the messages of
+//! [`crate::worker::protocol`].
+//!
+//! Layout: the model status bar, then the tasks (upload, settings, training, curves), the fusion,
+//! the live try-out, the evaluation report and the workspace's files. Element ids and
+//! `data-testid`s are what the browser test (`tests/e2e/`) drives.
+
+mod bridge;
+mod chart;
+mod files;
+mod live;
+mod report;
+mod storage;
+mod tasks;
+
+use std::collections::BTreeMap;
+
+use leptos::prelude::*;
+
+use crate::fusion::predict::MultiTaskOutput;
+use crate::worker::protocol::{BackendChoice, Event, Job, Request, TaskReport, WorkspaceView};
+
+/// Where the model is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    /// Loading, with the file and its bytes.
+    Loading {
+        file: String,
+        loaded: u64,
+        total: Option<u64>,
+        cached: bool,
+    },
+    /// Ready on a backend.
+    Ready {
+        backend: String,
+        fallback_reason: Option<String>,
+        load_sec: f64,
+    },
+    /// Loading failed.
+    Failed(String),
+}
+
+/// The running job's last progress report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobProgress {
+    pub job: Job,
+    pub step: usize,
+    pub total_steps: usize,
+    pub epoch: usize,
+    pub loss: f32,
+    pub examples_per_sec: f64,
+    pub eta_sec: f64,
+}
+
+/// A line in the message area.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: u64,
+    pub error: bool,
+    pub text: String,
+}
+
+/// The page's state, shared by the components through the context.
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub model: RwSignal<ModelState>,
+    pub ws: RwSignal<WorkspaceView>,
+    pub job: RwSignal<Option<JobProgress>>,
+    /// Step losses of the last stage-1 run per task.
+    pub losses: RwSignal<BTreeMap<String, Vec<(usize, f32)>>>,
+    pub live: RwSignal<Option<(MultiTaskOutput, f64)>>,
+    pub predict_id: RwSignal<u64>,
+    pub report: RwSignal<Option<Vec<TaskReport>>>,
+    pub evaluating: RwSignal<bool>,
+    pub messages: RwSignal<Vec<Message>>,
+    pub check: RwSignal<Option<String>>,
+}
+
+impl Ui {
+    fn new() -> Self {
+        Self {
+            model: RwSignal::new(ModelState::Loading {
+                file: String::new(),
+                loaded: 0,
+                total: None,
+                cached: false,
+            }),
+            ws: RwSignal::new(WorkspaceView::default()),
+            job: RwSignal::new(None),
+            losses: RwSignal::new(BTreeMap::new()),
+            live: RwSignal::new(None),
+            predict_id: RwSignal::new(0),
+            report: RwSignal::new(None),
+            evaluating: RwSignal::new(false),
+            messages: RwSignal::new(Vec::new()),
+            check: RwSignal::new(None),
+        }
+    }
+
+    /// Adds a line to the message area (the newest 6 are kept).
+    pub fn say(&self, error: bool, text: String) {
+        self.messages.update(|m| {
+            let id = m.last().map_or(0, |x| x.id + 1);
+            m.push(Message { id, error, text });
+            let n = m.len();
+            if n > 6 {
+                m.drain(..n - 6);
+            }
+        });
+    }
+
+    /// Whether the engine is ready and idle.
+    pub fn idle(&self) -> bool {
+        matches!(self.model.get(), ModelState::Ready { .. }) && self.job.get().is_none()
+    }
+
+    fn on_event(&self, ev: Event) {
+        match ev {
+            Event::Started => {}
+            Event::ModelProgress {
+                file,
+                loaded,
+                total,
+                cached,
+            } => self.model.set(ModelState::Loading {
+                file,
+                loaded,
+                total,
+                cached,
+            }),
+            Event::Ready {
+                backend,
+                fallback_reason,
+                load_sec,
+                ..
+            } => self.model.set(ModelState::Ready {
+                backend,
+                fallback_reason,
+                load_sec,
+            }),
+            Event::Workspace(v) => self.ws.set(v),
+            Event::Persist { bundle } => {
+                let ui = *self;
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(e) = storage::save(&bundle).await {
+                        ui.say(
+                            true,
+                            format!("the workspace could not be saved in the browser: {e}"),
+                        );
+                    }
+                });
+            }
+            Event::Progress {
+                job,
+                step,
+                total_steps,
+                epoch,
+                loss,
+                examples_per_sec,
+                eta_sec,
+            } => {
+                if let Job::Task(name) = &job {
+                    self.losses.update(|l| {
+                        let v = l.entry(name.clone()).or_default();
+                        if step <= 1 {
+                            v.clear();
+                        }
+                        v.push((step, loss));
+                    });
+                }
+                self.job.set(Some(JobProgress {
+                    job,
+                    step,
+                    total_steps,
+                    epoch,
+                    loss,
+                    examples_per_sec,
+                    eta_sec,
+                }));
+            }
+            Event::JobDone {
+                job,
+                cancelled,
+                seconds,
+            } => {
+                self.job.set(None);
+                let what = match job {
+                    Job::Task(t) => format!("the adapter of {t:?}"),
+                    Job::Fusion(_) => "the fusion".to_string(),
+                };
+                let how = if cancelled {
+                    "cancelled; what was trained is kept"
+                } else {
+                    "done"
+                };
+                self.say(false, format!("Training {what}: {how} ({seconds:.1} s)"));
+            }
+            Event::Predictions { id, output, ms } => {
+                if id == self.predict_id.get_untracked() {
+                    self.live.set(Some((output, ms)));
+                }
+            }
+            Event::Report(r) => {
+                self.evaluating.set(false);
+                self.report.set(Some(r));
+            }
+            Event::File { name, bytes } => {
+                if let Err(e) = files::download(&name, &bytes, "application/zip") {
+                    self.say(true, format!("download of {name} failed: {e}"));
+                }
+            }
+            Event::Error { context, message } => {
+                if context == "evaluating" {
+                    self.evaluating.set(false);
+                }
+                if context == "predicting" {
+                    self.live.set(None);
+                }
+                if context == "loading the model" {
+                    self.model.set(ModelState::Failed(message.clone()));
+                }
+                self.say(true, format!("Error {context}: {message}"));
+            }
+            Event::Notice(text) => self.say(false, text),
+            Event::BackendCheck {
+                max_abs_diff,
+                step_loss,
+                embed_ms,
+                step_ms,
+            } => self.check.set(Some(format!(
+                "max |Δ| vs CPU = {max_abs_diff:.2e}; one LoRA step: loss {step_loss:.4} in \
+                 {step_ms:.0} ms; embedding {embed_ms:.0} ms"
+            ))),
+        }
+    }
+}
+
+/// Sends a request to the engine.
+pub fn send(req: Request) {
+    bridge::send(&req);
+}
+
+fn backend_from_url() -> BackendChoice {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
+    match params.and_then(|p| p.get("backend")).as_deref() {
+        Some("cpu") => BackendChoice::Cpu,
+        Some("webgpu") => BackendChoice::WebGpu,
+        _ => BackendChoice::Auto,
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+#[component]
+fn ModelBar() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let status = move || match ui.model.get() {
+        ModelState::Loading {
+            file,
+            loaded,
+            total,
+            cached,
+        } => {
+            let src = if cached { "browser cache" } else { "network" };
+            if file.is_empty() {
+                "Starting the engine…".to_string()
+            } else {
+                match total {
+                    Some(t) => {
+                        format!("Loading {file} from the {src}: {} of {}", mb(loaded), mb(t))
+                    }
+                    None => format!("Loading {file} from the {src}: {}", mb(loaded)),
+                }
+            }
+        }
+        ModelState::Ready { load_sec, .. } => format!("Model ready ({load_sec:.1} s)"),
+        ModelState::Failed(e) => format!("The model could not be loaded: {e}"),
+    };
+    let progress = move || match ui.model.get() {
+        ModelState::Loading {
+            loaded,
+            total: Some(t),
+            ..
+        } if t > 0 => Some((loaded as f64 / t as f64).min(1.0)),
+        _ => None,
+    };
+    let backend = move || match ui.model.get() {
+        ModelState::Ready { backend, .. } => backend,
+        _ => "…".into(),
+    };
+    let fallback = move || match ui.model.get() {
+        ModelState::Ready {
+            fallback_reason: Some(r),
+            ..
+        } => format!("({r})"),
+        _ => String::new(),
+    };
+    let check = move |_| {
+        ui.check.set(Some("checking…".into()));
+        send(Request::BackendCheck {
+            text: "A short sentence to compare the backends.".into(),
+        });
+    };
+    view! {
+        <header class="bar">
+            <h1>"lorafuse"</h1>
+            <p class="tagline">"Multi-task text classification with LoRA adapters and attention fusion, trained in your browser."</p>
+            <div class="model">
+                <span data-testid="model-status" role="status" aria-live="polite">{status}</span>
+                <Show when=move || progress().is_some()>
+                    <progress data-testid="model-progress" aria-label="Model download"
+                        max="1" value=move || progress().unwrap_or(0.0)></progress>
+                </Show>
+                <span class="backend">"Backend: "<strong data-testid="backend">{backend}</strong>" "<small>{fallback}</small></span>
+                <button id="backend-check" on:click=check disabled=move || !ui.idle()
+                    title="Compare this backend's embedding with the CPU backend's and run one training step">
+                    "Check backend"</button>
+                <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
+            </div>
+        </header>
+    }
+}
+
+#[component]
+fn Messages() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <div class="messages" aria-live="polite">
+            <For each=move || ui.messages.get() key=|m| m.id let:m>
+                <p class=if m.error { "msg error" } else { "msg notice" }
+                    data-testid=if m.error { "error" } else { "notice" }>{m.text.clone()}</p>
+            </For>
+        </div>
+    }
+}
+
+#[component]
+fn FusionPanel() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let trained_tasks = move || {
+        ui.ws
+            .with(|w| w.tasks.iter().filter(|t| t.has_head).count())
+    };
+    let running = move || ui.job.get().filter(|j| matches!(j.job, Job::Fusion(_)));
+    let status = move || {
+        let w = ui.ws.get();
+        if w.fused {
+            format!("Fusion trained over {}", w.fused_tasks.join(", "))
+        } else if trained_tasks() < 2 {
+            "Train at least two tasks' adapters first.".into()
+        } else {
+            "Not trained yet.".into()
+        }
+    };
+    view! {
+        <section id="fusion" class="panel" data-trained=move || ui.ws.get().fused.to_string()>
+            <h2>"Fusion (stage 2)"</h2>
+            <p class="hint">"Every task's adapter encodes the input; an attention layer over those task vectors, plus the frozen base model, feeds each task's head. Adapters stay frozen."</p>
+            <button id="train-fusion" on:click=move |_| send(Request::TrainFusion)
+                disabled=move || !ui.idle() || trained_tasks() < 2>"Train fusion"</button>
+            <Show when=move || running().is_some()>
+                <button data-testid="cancel-fusion" on:click=move |_| send(Request::Cancel)>"Cancel"</button>
+            </Show>
+            <p data-testid="fusion-status">{status}</p>
+            {move || running().map(|j| view! { <tasks::ProgressLine job=j/> })}
+        </section>
+    }
+}
+
+#[component]
+fn WorkspacePanel() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let import = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|f| f.get(0)) else {
+            return;
+        };
+        input.set_value("");
+        // Zips unpack to at most 1 GiB in the engine; refuse larger files before reading them.
+        const MAX_ZIP: f64 = 512.0 * 1024.0 * 1024.0;
+        if file.size() > MAX_ZIP {
+            ui.say(
+                true,
+                format!(
+                    "{} is {:.0} MB; zips are limited to 512 MiB",
+                    file.name(),
+                    file.size() / 1e6
+                ),
+            );
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            match files::read(&file).await {
+                Ok(bytes) => send(Request::Import {
+                    file_name: file.name(),
+                    bytes,
+                }),
+                Err(e) => ui.say(true, e),
+            }
+        });
+    };
+    view! {
+        <section id="workspace" class="panel">
+            <h2>"Files"</h2>
+            <p class="hint">"Download the whole workspace (data, settings, adapters, fusion) as one zip, or load a workspace zip or one adapter zip (ours, or PEFT's adapter_config.json + adapter_model.safetensors) back. The workspace is also kept in this browser and restored on reload."</p>
+            <button id="download-bundle" on:click=move |_| send(Request::ExportWorkspace)
+                disabled=move || !ui.idle()>"Download workspace"</button>
+            <label class="file">"Load a zip "
+                <input id="import-file" type="file" accept=".zip" on:change=import
+                    disabled=move || !ui.idle()/>
+            </label>
+        </section>
+    }
+}
+
+#[component]
+fn App(ui: Ui) -> impl IntoView {
+    provide_context(ui);
+    view! {
+        <ModelBar/>
+        <main>
+            <Messages/>
+            <tasks::TasksPanel/>
+            <FusionPanel/>
+            <live::LivePanel/>
+            <report::ReportPanel/>
+            <WorkspacePanel/>
+        </main>
+    }
+}
+
+/// Mounts the page and starts the engine with the workspace saved in this browser.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    // The state lives as long as the page: created outside any owner, passed to the root.
+    let ui = Ui::new();
+    leptos::mount::mount_to_body(move || view! { <App ui=ui/> });
+    wasm_bindgen_futures::spawn_local(async move {
+        let bundle = match storage::load().await {
+            Ok(b) => b,
+            Err(e) => {
+                ui.say(true, format!("the saved workspace could not be read: {e}"));
+                None
+            }
+        };
+        bridge::start(backend_from_url(), bundle, move |ev| ui.on_event(ev));
+    });
+}

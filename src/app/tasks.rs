@@ -1,0 +1,401 @@
+//! The tasks: create one, upload its examples (file picker or drop), choose columns, see counts,
+//! a preview and rejected rows, edit settings, train with progress, loss curve and validation
+//! accuracy, cancel, download the adapter.
+
+use leptos::prelude::*;
+use web_sys::{DragEvent, File, HtmlInputElement};
+
+use super::{JobProgress, Ui, chart, files, send};
+use crate::worker::protocol::{DataRole, Job, Request, TaskView};
+use crate::workspace::bundle::TaskSettings;
+
+/// An example data file in the shared datasets' format, offered as a download.
+const EXAMPLE_CSV: &str = include_str!("example_sentiment.csv");
+
+/// LoRA targets offered (PEFT's `target_modules` names; a name matches every linear whose path
+/// ends with it, so `output.dense` also matches `attention.output.dense`).
+const TARGETS: [&str; 6] = [
+    "query",
+    "key",
+    "value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
+fn fmt_eta(sec: f64) -> String {
+    if !sec.is_finite() {
+        return "…".into();
+    }
+    let s = sec.round() as u64;
+    if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// A progress bar with step, loss, speed and ETA.
+#[component]
+pub fn ProgressLine(job: JobProgress) -> impl IntoView {
+    let what = match &job.job {
+        Job::Task(_) => "Training".to_string(),
+        Job::Fusion(t) => format!("Fusion for {t}"),
+    };
+    view! {
+        <div class="progress-line">
+            <progress data-testid="progress" aria-label="Training progress"
+                max=job.total_steps value=job.step></progress>
+            <span>{format!(
+                "{what}: step {} / {} · epoch {} · loss {:.4} · {:.1} examples/s · ETA {}",
+                job.step, job.total_steps, job.epoch + 1, job.loss, job.examples_per_sec,
+                fmt_eta(job.eta_sec)
+            )}</span>
+        </div>
+    }
+}
+
+#[component]
+pub fn TasksPanel() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let name = RwSignal::new(String::new());
+    let add = move || {
+        let n = name.get_untracked();
+        if n.trim().is_empty() {
+            ui.say(true, "Give the task a name first.".into());
+            return;
+        }
+        send(Request::AddTask { name: n });
+        name.set(String::new());
+    };
+    let example = move |_| {
+        if let Err(e) = files::download("example-sentiment.csv", EXAMPLE_CSV.as_bytes(), "text/csv")
+        {
+            ui.say(true, e);
+        }
+    };
+    let names = move || {
+        ui.ws
+            .with(|w| w.tasks.iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+    };
+    view! {
+        <section id="tasks" class="panel">
+            <h2>"Tasks"</h2>
+            <p class="hint">"One task per labelled data set (CSV, TSV or JSONL with a text and a label column). Each task gets its own LoRA adapter and classifier head (stage 1). "
+                <button class="link" on:click=example>"Download an example file"</button>
+                " to try it in a minute."</p>
+            <form class="new-task" on:submit=move |ev| { ev.prevent_default(); add(); }>
+                <label for="new-task-name">"New task name"</label>
+                <input id="new-task-name" type="text" maxlength="64" placeholder="e.g. sentiment"
+                    prop:value=move || name.get()
+                    on:input=move |ev| name.set(event_target_value(&ev))/>
+                <button id="add-task" type="submit" disabled=move || !ui.idle()>"Add task"</button>
+            </form>
+            <For each=names key=|n| n.clone() let:n>
+                <TaskCard name=n/>
+            </For>
+        </section>
+    }
+}
+
+#[component]
+fn TaskCard(name: String) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let key = name.clone();
+    let task = Memo::new(move |_| {
+        ui.ws
+            .with(|w| w.tasks.iter().find(|t| t.name == key).cloned())
+    });
+    let get = move || task.get().unwrap_or_else(|| empty_view());
+    let text_col = RwSignal::new("text".to_string());
+    let label_col = RwSignal::new("label".to_string());
+    // The last picked file, kept so a change of columns can re-read it.
+    let last_file: StoredValue<Option<(String, Vec<u8>, DataRole)>, LocalStorage> =
+        StoredValue::new_local(None);
+    let dragging = RwSignal::new(false);
+
+    let n = name.clone();
+    let upload_bytes = move |file_name: String, bytes: Vec<u8>, role: DataRole| {
+        last_file.set_value(Some((file_name.clone(), bytes.clone(), role)));
+        send(Request::Upload {
+            task: n.clone(),
+            role,
+            file_name,
+            bytes,
+            text_column: text_col.get_untracked(),
+            label_column: label_col.get_untracked(),
+        });
+    };
+    let upload_file = {
+        let upload_bytes = upload_bytes.clone();
+        move |file: File, role: DataRole| {
+            let limit = crate::data::ParseOptions::default().max_bytes as f64;
+            if file.size() > limit {
+                ui.say(
+                    true,
+                    format!(
+                        "{} is {:.0} MB; uploads are limited to {:.0} MB",
+                        file.name(),
+                        file.size() / 1e6,
+                        limit / 1e6
+                    ),
+                );
+                return;
+            }
+            let upload_bytes = upload_bytes.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                match files::read(&file).await {
+                    Ok(b) => upload_bytes(file.name(), b, role),
+                    Err(e) => ui.say(true, e),
+                }
+            });
+        }
+    };
+    let on_pick = {
+        let upload_file = upload_file.clone();
+        move |role: DataRole| {
+            let upload_file = upload_file.clone();
+            move |ev: leptos::ev::Event| {
+                let input: HtmlInputElement = event_target(&ev);
+                if let Some(f) = input.files().and_then(|f| f.get(0)) {
+                    upload_file(f, role);
+                }
+                input.set_value("");
+            }
+        }
+    };
+    let on_drop = {
+        let upload_file = upload_file.clone();
+        move |ev: DragEvent| {
+            ev.prevent_default();
+            dragging.set(false);
+            if let Some(f) = ev
+                .data_transfer()
+                .and_then(|d| d.files())
+                .and_then(|f| f.get(0))
+            {
+                upload_file(f, DataRole::Train);
+            }
+        }
+    };
+    let reupload = {
+        let upload_bytes = upload_bytes.clone();
+        move || {
+            if let Some((f, b, r)) = last_file.get_value() {
+                upload_bytes(f, b, r);
+            }
+        }
+    };
+
+    let n = name.clone();
+    let set = move |f: &dyn Fn(&mut TaskSettings) -> Result<(), String>| {
+        let Some(t) = task.get_untracked() else {
+            return;
+        };
+        let mut s = t.settings.clone();
+        match f(&mut s) {
+            Ok(()) => send(Request::Settings {
+                task: n.clone(),
+                settings: s,
+            }),
+            Err(e) => ui.say(true, e),
+        }
+    };
+    let set_t = set.clone();
+    let num = move |label: &'static str,
+                    field: &'static str,
+                    value: Box<dyn Fn(&TaskSettings) -> String + Send + Sync>,
+                    apply: fn(&mut TaskSettings, &str) -> Result<(), String>| {
+        let set = set.clone();
+        let value = std::sync::Arc::new(value);
+        view! {
+            <label>{label}
+                <input type="text" inputmode="decimal" name=field
+                    prop:value={ let value = value.clone(); move || value(&get().settings) }
+                    on:change=move |ev| { let v = event_target_value(&ev); set(&|s| apply(s, v.trim())) }/>
+            </label>
+        }
+    };
+    let my_job = {
+        let name = name.clone();
+        move || ui.job.get().filter(|j| j.job == Job::Task(name.clone()))
+    };
+    let running = {
+        let my_job = my_job.clone();
+        move || my_job().is_some()
+    };
+    let n_train = name.clone();
+    let n_dl = name.clone();
+    let n_rm = name.clone();
+    let n_chart = name.clone();
+    let reupload2 = reupload.clone();
+
+    view! {
+        <section class="task" data-task=name.clone()
+            data-trained=move || get().has_head.to_string()
+            aria-label=format!("Task {name}")>
+            <header class="task-head">
+                <h3>{name.clone()}</h3>
+                <span class="badge">{move || {
+                    let t = get();
+                    if t.has_head { "trained".to_string() }
+                    else if t.has_adapter { "adapter without head".into() }
+                    else { "not trained".into() }
+                }}</span>
+                <button class="remove" aria-label=format!("Delete task {name}")
+                    disabled=move || !ui.idle()
+                    on:click=move |_| send(Request::RemoveTask { task: n_rm.clone() })>"Delete"</button>
+            </header>
+            <div class="grid">
+                <div class="data">
+                    <h4>"Data"</h4>
+                    <div class=move || if dragging.get() { "drop dragging" } else { "drop" }
+                        on:dragover=move |ev: DragEvent| { ev.prevent_default(); dragging.set(true); }
+                        on:dragleave=move |_| dragging.set(false)
+                        on:drop=on_drop>
+                        <label>"Training examples (drop a file here or pick one) "
+                            <input type="file" data-testid="train-file" accept=".csv,.tsv,.jsonl,.json,.txt"
+                                on:change=on_pick(DataRole::Train)/>
+                        </label>
+                    </div>
+                    <label class="small">"Test examples (optional; otherwise 20 % are held out) "
+                        <input type="file" data-testid="test-file" accept=".csv,.tsv,.jsonl,.json,.txt"
+                            on:change=on_pick(DataRole::Test)/>
+                    </label>
+                    <div class="columns">
+                        <label>"Text column "
+                            <select aria-label="Text column"
+                                on:change=move |ev| { text_col.set(event_target_value(&ev)); reupload(); }>
+                                {move || column_options(get().columns, text_col.get())}
+                            </select>
+                        </label>
+                        <label>"Label column "
+                            <select aria-label="Label column"
+                                on:change=move |ev| { label_col.set(event_target_value(&ev)); reupload2(); }>
+                                {move || column_options(get().columns, label_col.get())}
+                            </select>
+                        </label>
+                    </div>
+                    <p>{move || {
+                        let t = get();
+                        let file = t.file_name.clone().map(|f| format!(" from {f}")).unwrap_or_default();
+                        format!("{} training examples{file}; {} test examples", t.examples, t.test_examples)
+                    }}</p>
+                    <ul data-testid="class-counts" class="counts">
+                        {move || get().class_counts.into_iter().map(|(l, c)| view! {
+                            <li><span class="label">{l}</span>" "<span class="count">{c}</span></li>
+                        }).collect_view()}
+                    </ul>
+                    <table data-testid="preview" class="preview">
+                        <thead><tr><th>"text"</th><th>"label"</th></tr></thead>
+                        <tbody>{move || get().preview.into_iter().map(|(t, l)| view! {
+                            <tr><td>{t}</td><td>{l}</td></tr>
+                        }).collect_view()}</tbody>
+                    </table>
+                    <Show when=move || !get().rejected.is_empty()>
+                        <details open>
+                            <summary>{move || format!("{} rejected rows", get().rejected.len())}</summary>
+                            <ul data-testid="rejected" class="rejected">
+                                {move || get().rejected.into_iter().take(200).map(|r| view! {
+                                    <li>{format!("line {}: {}", r.line, r.reason)}</li>
+                                }).collect_view()}
+                            </ul>
+                        </details>
+                    </Show>
+                </div>
+                <div class="settings">
+                    <h4>"Settings"</h4>
+                    {num("Rank r", "r", Box::new(|s| s.lora.r.to_string()),
+                        |s, v| { s.lora.r = v.parse().map_err(|_| format!("r must be a whole number, not {v:?}"))?; s.lora.validate().map_err(|e| e.to_string()) })}
+                    {num("Alpha", "alpha", Box::new(|s| s.lora.alpha.to_string()),
+                        |s, v| { s.lora.alpha = v.parse().map_err(|_| format!("alpha must be a number, not {v:?}"))?; s.lora.validate().map_err(|e| e.to_string()) })}
+                    {num("Epochs", "epochs", Box::new(|s| s.train.epochs.to_string()),
+                        |s, v| { s.train.epochs = v.parse().map_err(|_| format!("epochs must be a whole number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    {num("Adapter learning rate", "lr", Box::new(|s| s.train.lr.to_string()),
+                        |s, v| { s.train.lr = v.parse().map_err(|_| format!("the learning rate must be a number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    {num("Head learning rate", "head_lr", Box::new(|s| s.train.head_lr.to_string()),
+                        |s, v| { s.train.head_lr = v.parse().map_err(|_| format!("the learning rate must be a number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    {num("Batch size", "batch", Box::new(|s| s.train.batch_size.to_string()),
+                        |s, v| { s.train.batch_size = v.parse().map_err(|_| format!("the batch size must be a whole number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    <fieldset class="targets">
+                        <legend>"LoRA targets"</legend>
+                        {TARGETS.into_iter().map(|target| {
+                            let set_t = set_t.clone();
+                            view! {
+                                <label><input type="checkbox" name=format!("target-{target}")
+                                    prop:checked=move || get().settings.lora.target_modules.iter().any(|m| m == target)
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        set_t(&|s| {
+                                            s.lora.target_modules.retain(|m| m != target);
+                                            if on { s.lora.target_modules.push(target.to_string()); }
+                                            if s.lora.target_modules.is_empty() {
+                                                return Err("keep at least one LoRA target".into());
+                                            }
+                                            Ok(())
+                                        })
+                                    }/>" "{target}</label>
+                            }
+                        }).collect_view()}
+                    </fieldset>
+                </div>
+                <div class="training">
+                    <h4>"Training"</h4>
+                    <button data-testid="train" disabled=move || !ui.idle() || get().examples == 0
+                        on:click=move |_| send(Request::Train { task: n_train.clone() })>
+                        {move || if get().has_adapter { "Train again" } else { "Train adapter" }}</button>
+                    <Show when=running.clone()>
+                        <button data-testid="cancel" on:click=move |_| send(Request::Cancel)>"Cancel"</button>
+                    </Show>
+                    <button data-testid="download-adapter" disabled=move || !get().has_adapter || !ui.idle()
+                        on:click=move |_| send(Request::ExportTask { task: n_dl.clone() })>"Download adapter"</button>
+                    {move || my_job().map(|j| view! { <ProgressLine job=j/> })}
+                    <div class="chart" data-testid="loss-chart"
+                        inner_html=move || {
+                            let steps = ui.losses.with(|l| l.get(&n_chart).cloned().unwrap_or_default());
+                            chart::loss_svg(&steps)
+                        }></div>
+                    <table data-testid="epochs" class="epochs">
+                        <thead><tr><th>"epoch"</th><th>"mean loss"</th><th>"held-out accuracy"</th></tr></thead>
+                        <tbody>{move || get().curve.into_iter().map(|p| view! {
+                            <tr><td>{p.epoch}</td><td>{format!("{:.4}", p.loss)}</td>
+                                <td>{p.val_accuracy.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "–".into())}</td></tr>
+                        }).collect_view()}</tbody>
+                    </table>
+                </div>
+            </div>
+        </section>
+    }
+}
+
+fn column_options(columns: Vec<String>, chosen: String) -> impl IntoView {
+    let mut cols = columns;
+    if !cols.iter().any(|c| *c == chosen) {
+        cols.insert(0, chosen.clone());
+    }
+    cols.into_iter()
+        .map(|c| {
+            let selected = c == chosen;
+            view! { <option value=c.clone() selected=selected>{c.clone()}</option> }
+        })
+        .collect_view()
+}
+
+fn empty_view() -> TaskView {
+    TaskView {
+        name: String::new(),
+        examples: 0,
+        test_examples: 0,
+        class_counts: Vec::new(),
+        preview: Vec::new(),
+        rejected: Vec::new(),
+        columns: Vec::new(),
+        file_name: None,
+        settings: TaskSettings::default(),
+        has_adapter: false,
+        has_head: false,
+        labels: Vec::new(),
+        curve: Vec::new(),
+        adapter_sha256: None,
+    }
+}

@@ -1,0 +1,114 @@
+//! Cross-fitted training vectors for stage 2 (stacking).
+//!
+//! A task's own adapter was trained on the very rows the fusion then trains on, so on those rows its
+//! vector is better than it will ever be on new text, and the fusion learns to trust it alone (the
+//! attention collapses onto the own adapter; docs/results.md). Cross-fitting replaces, in the
+//! fusion's training cache, the own-adapter vector of each row by the vector of an adapter trained
+//! on the *other* fold of the task's data (two folds, stratified by class), as in stacked
+//! generalisation. The other tasks' adapters never saw the task's rows and are left as they are;
+//! at prediction time the full adapter is used. Costs one more stage-1 run per task (two half-size
+//! runs) and one more encoder pass over its training texts.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::predict::pooled_vectors;
+use super::schedule::TrainConfig;
+use super::stage1::LoraTrainer;
+use super::stage2::FusionCache;
+use crate::error::{Error, Result};
+use crate::host;
+use crate::lora::LoraConfig;
+use crate::model::{Encoder, TextTokenizer};
+
+/// Fold (0 or 1) of each row: classes alternate between folds in row order, so both folds hold
+/// every class that has at least two rows.
+pub fn folds(labels: &[usize]) -> Vec<usize> {
+    let mut seen = std::collections::HashMap::new();
+    labels
+        .iter()
+        .map(|&l| {
+            let c = seen.entry(l).or_insert(0usize);
+            *c += 1;
+            (*c - 1) % 2
+        })
+        .collect()
+}
+
+/// `cache` (the fusion's training cache of task `own`'s `texts`) with the own-adapter slot
+/// replaced by cross-fitted vectors: rows of fold `f` get the vector of an adapter trained on the
+/// other fold with `lora` and `cfg`.
+#[allow(clippy::too_many_arguments)]
+pub async fn crossfit_cache(
+    encoder: &Encoder,
+    tokenizer: &TextTokenizer,
+    texts: &[String],
+    labels: &[usize],
+    classes: usize,
+    own: usize,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    cache: &FusionCache,
+    device: &Device,
+) -> Result<FusionCache> {
+    let n = texts.len();
+    let [rows, k, d] = cache.adapters.dims();
+    if rows != n || own >= k || labels.len() != n {
+        return Err(Error::Fusion(
+            "cross-fitting: the cache does not match the texts".into(),
+        ));
+    }
+    let fold = folds(labels);
+    let mut own_rows = vec![0f32; n * d];
+    for f in 0..2 {
+        let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
+        let out: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
+        if out.is_empty() {
+            continue;
+        }
+        let fit_texts: Vec<String> = fit.iter().map(|&i| texts[i].clone()).collect();
+        let fit_labels: Vec<usize> = fit.iter().map(|&i| labels[i]).collect();
+        let mut tr = LoraTrainer::new(
+            encoder,
+            tokenizer,
+            &fit_texts,
+            &fit_labels,
+            classes,
+            lora,
+            cfg,
+            device,
+        )?;
+        while tr.step().await?.is_some() {}
+        let adapter = tr.finish().adapter;
+        let out_texts: Vec<&str> = out.iter().map(|&i| texts[i].as_str()).collect();
+        let v = host::floats(
+            pooled_vectors(encoder, tokenizer, Some(&adapter), &out_texts, device).await?,
+        )
+        .await?;
+        for (j, &i) in out.iter().enumerate() {
+            own_rows[i * d..(i + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
+        }
+    }
+    let own_t = Tensor::<2>::from_data(TensorData::new(own_rows, [n, d]), device).unsqueeze_dim(1);
+    let mut parts = Vec::new();
+    if own > 0 {
+        parts.push(cache.adapters.clone().slice([0..n, 0..own, 0..d]));
+    }
+    parts.push(own_t);
+    if own + 1 < k {
+        parts.push(cache.adapters.clone().slice([0..n, own + 1..k, 0..d]));
+    }
+    Ok(FusionCache {
+        base: cache.base.clone(),
+        adapters: Tensor::cat(parts, 1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::folds;
+
+    #[test]
+    fn folds_alternate_within_each_class() {
+        assert_eq!(folds(&[0, 0, 1, 0, 1, 1]), [0, 1, 0, 0, 1, 0]);
+    }
+}

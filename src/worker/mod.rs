@@ -1,0 +1,8 @@
+//! The engine worker of the web page: the message protocol ([`protocol`]), the session that
+//! handles it ([`session`], plain Rust, tested natively) and, in the browser, the Web Worker glue
+//! (`web`).
+
+pub mod protocol;
+pub mod session;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,312 @@
+//! The messages between the page (UI thread) and the engine worker, as plain serde data.
+//!
+//! The UI sends [`Request`]s and receives [`Event`]s; neither side sees the other's types beyond
+//! these. Byte payloads (uploads, zips) are `serde_bytes`, so in the browser they cross
+//! `postMessage` as `Uint8Array`s rather than arrays of numbers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::RejectedRow;
+use crate::fusion::predict::MultiTaskOutput;
+use crate::workspace::bundle::TaskSettings;
+
+/// Which backend the worker should try first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum BackendChoice {
+    /// WebGPU when the browser gives an adapter and a device, the CPU backend otherwise.
+    #[default]
+    Auto,
+    /// The CPU backend (WebAssembly) only.
+    Cpu,
+    /// WebGPU only; failing to get it is an error.
+    WebGpu,
+}
+
+/// Which part of an upload a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataRole {
+    /// Training examples (a part is held out for evaluation unless a test file is given).
+    Train,
+    /// Test examples used by the evaluation report instead of the held-out part.
+    Test,
+}
+
+/// What the UI asks of the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Load the model from the page's `models/` folder and restore `bundle` (the saved workspace),
+    /// if given.
+    Init {
+        /// Backend preference.
+        backend: BackendChoice,
+        /// The workspace saved by a previous visit.
+        #[serde(with = "serde_bytes")]
+        bundle: Option<Vec<u8>>,
+    },
+    /// Create an empty task.
+    AddTask {
+        /// Its name (unique, not empty).
+        name: String,
+    },
+    /// Delete a task (and the fusion, which was trained over it).
+    RemoveTask {
+        /// Task name.
+        task: String,
+    },
+    /// Parse an uploaded data file into a task.
+    Upload {
+        /// Task name.
+        task: String,
+        /// Train or test data.
+        role: DataRole,
+        /// File name (used to detect CSV/TSV/JSONL).
+        file_name: String,
+        /// File content.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        /// Column/key holding the text (default `text`).
+        text_column: String,
+        /// Column/key holding the label (default `label`).
+        label_column: String,
+    },
+    /// Change a task's settings.
+    Settings {
+        /// Task name.
+        task: String,
+        /// New settings.
+        settings: TaskSettings,
+    },
+    /// Train a task's adapter and head (stage 1).
+    Train {
+        /// Task name.
+        task: String,
+    },
+    /// Train the fusion over every task's adapter (stage 2).
+    TrainFusion,
+    /// Stop the running training, keeping what it has trained.
+    Cancel,
+    /// Predict every task for a text.
+    Predict {
+        /// Caller's id, echoed in the answer (answers to stale ids can be dropped).
+        id: u64,
+        /// The text.
+        text: String,
+    },
+    /// Evaluate frozen probe, LoRA and hybrid on every task's held-out data.
+    Evaluate,
+    /// Build one task's adapter zip.
+    ExportTask {
+        /// Task name.
+        task: String,
+    },
+    /// Build the whole workspace as one zip.
+    ExportWorkspace,
+    /// Load a zip: a workspace bundle (replaces the workspace) or one adapter (becomes a task).
+    Import {
+        /// File name.
+        file_name: String,
+        /// Zip content.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Check the running backend against the CPU backend: the sentence embedding of `text` on
+    /// both, and one LoRA training step on the running backend.
+    BackendCheck {
+        /// A short sentence.
+        text: String,
+    },
+}
+
+/// A training job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Job {
+    /// Stage 1 of one task.
+    Task(String),
+    /// Stage 2 (all tasks); the string is the task whose fusion is training now.
+    Fusion(String),
+}
+
+/// A point of a training curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub loss: f32,
+    /// Accuracy on the held-out examples at the end of the epoch, when there are some.
+    pub val_accuracy: Option<f64>,
+}
+
+/// What the UI shows of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Name.
+    pub name: String,
+    /// Training examples.
+    pub examples: usize,
+    /// Uploaded test examples.
+    pub test_examples: usize,
+    /// `(label, count)` over the training examples, labels sorted.
+    pub class_counts: Vec<(String, usize)>,
+    /// The first rows of the training data.
+    pub preview: Vec<(String, String)>,
+    /// Rows of the last upload that were left out.
+    pub rejected: Vec<RejectedRow>,
+    /// Columns seen in the last upload.
+    pub columns: Vec<String>,
+    /// Name of the last uploaded file.
+    pub file_name: Option<String>,
+    /// Settings.
+    pub settings: TaskSettings,
+    /// Whether an adapter is trained or loaded.
+    pub has_adapter: bool,
+    /// Whether it has a classifier head (a PEFT adapter alone has none).
+    pub has_head: bool,
+    /// Label names of the trained head.
+    pub labels: Vec<String>,
+    /// Training curve of the last run.
+    pub curve: Vec<EpochPoint>,
+    /// sha256 of the adapter weights.
+    pub adapter_sha256: Option<String>,
+}
+
+/// What the UI shows of the workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WorkspaceView {
+    /// Tasks in order.
+    pub tasks: Vec<TaskView>,
+    /// Whether the fusion is trained (and matches the current adapters).
+    pub fused: bool,
+    /// Tasks covered by the fusion, in order.
+    pub fused_tasks: Vec<String>,
+}
+
+/// One method's result on one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    /// `frozen`, `lora` or `hybrid`.
+    pub method: String,
+    /// Fraction correct.
+    pub accuracy: f64,
+    /// Macro-averaged F1.
+    pub macro_f1: f64,
+    /// `confusion[truth][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+/// One task's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// Task name.
+    pub task: String,
+    /// Labels in class order.
+    pub labels: Vec<String>,
+    /// Examples evaluated.
+    pub n: usize,
+    /// Where they came from.
+    pub source: String,
+    /// Results, frozen → lora → hybrid.
+    pub results: Vec<MethodResult>,
+}
+
+/// What the worker tells the UI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The worker's code is loaded and listens; requests sent before this are queued by the page.
+    Started,
+    /// Model download progress.
+    ModelProgress {
+        /// File being read.
+        file: String,
+        /// Bytes read so far (all files).
+        loaded: u64,
+        /// Total bytes, when known.
+        total: Option<u64>,
+        /// Whether the bytes come from the browser's cache.
+        cached: bool,
+    },
+    /// The model is loaded.
+    Ready {
+        /// Backend in words, e.g. `WebGPU (…)` or `CPU (WebAssembly)`.
+        backend: String,
+        /// Why WebGPU is not used, when it is not.
+        fallback_reason: Option<String>,
+        /// Model name.
+        model: String,
+        /// Seconds from the start of loading.
+        load_sec: f64,
+    },
+    /// The workspace changed.
+    Workspace(WorkspaceView),
+    /// The workspace as one zip, to be saved for the next visit.
+    Persist {
+        /// Bundle bytes.
+        #[serde(with = "serde_bytes")]
+        bundle: Vec<u8>,
+    },
+    /// Training progress.
+    Progress {
+        /// Which job.
+        job: Job,
+        /// Step done.
+        step: usize,
+        /// Steps planned.
+        total_steps: usize,
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Batch loss.
+        loss: f32,
+        /// Examples per second.
+        examples_per_sec: f64,
+        /// Seconds left at the current speed.
+        eta_sec: f64,
+    },
+    /// A training job ended.
+    JobDone {
+        /// Which job.
+        job: Job,
+        /// Whether it was cancelled (what was trained is kept).
+        cancelled: bool,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// Answer to [`Request::Predict`].
+    Predictions {
+        /// The request's id.
+        id: u64,
+        /// Predictions for the one text.
+        output: MultiTaskOutput,
+        /// Milliseconds the prediction took in the worker.
+        ms: f64,
+    },
+    /// Answer to [`Request::Evaluate`].
+    Report(Vec<TaskReport>),
+    /// A file for the user to save.
+    File {
+        /// Suggested name.
+        name: String,
+        /// Content.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Something went wrong; nothing was lost.
+    Error {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Answer to [`Request::BackendCheck`].
+    BackendCheck {
+        /// Largest absolute difference between the two backends' sentence embeddings.
+        max_abs_diff: f32,
+        /// Loss of the one training step on the running backend.
+        step_loss: f32,
+        /// Milliseconds of the embedding on the running backend.
+        embed_ms: f64,
+        /// Milliseconds of the training step.
+        step_ms: f64,
+    },
+    /// An informational note (e.g. the fusion was dropped because an adapter changed).
+    Notice(String),
+}

@@ -1,0 +1,395 @@
+//! The Web Worker's glue: receives [`Request`]s with `postMessage`, runs them one at a time on the
+//! [`Session`], and posts [`Event`]s back. It also loads the model: picks the backend (WebGPU with
+//! an async init and a smoke test, else the CPU backend), fetches the model files from the page's
+//! own `models/` folder with byte progress, and keeps them in the browser's Cache Storage so a
+//! second visit reads them locally.
+//!
+//! A Cancel is applied at once (it only sets a flag the training loop checks between steps); other
+//! requests queue, and of several queued predictions only the newest runs.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::Device;
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{
+    Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response,
+};
+
+use super::protocol::{BackendChoice, Event, Request};
+use super::session::{Host, Session};
+use crate::engine::{DEFAULT_MODEL_NAME, Engine};
+use crate::train::now_sec;
+
+/// Where the page serves the default model, relative to the worker script.
+pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2/";
+/// Cache Storage bucket of the model files.
+const CACHE_NAME: &str = "lorafuse-model-v1";
+
+/// The three model files, kept when running on WebGPU so a CPU engine can be built without
+/// fetching them again (backend check).
+struct ModelBytes {
+    config: Vec<u8>,
+    weights: Vec<u8>,
+    tokenizer: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    session: RefCell<Option<Session>>,
+    queue: RefCell<VecDeque<Request>>,
+    busy: Cell<bool>,
+    cancel: RefCell<Option<Arc<AtomicBool>>>,
+    bytes: RefCell<Option<Rc<ModelBytes>>>,
+}
+
+struct WebHost {
+    scope: DedicatedWorkerGlobalScope,
+}
+
+impl Host for WebHost {
+    fn emit(&self, event: Event) {
+        post(&self.scope, &event);
+    }
+
+    async fn pause(&self) {
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+}
+
+fn post(scope: &DedicatedWorkerGlobalScope, event: &Event) {
+    match serde_wasm_bindgen::to_value(event) {
+        Ok(v) => {
+            if let Err(e) = scope.post_message(&v) {
+                web_sys::console::error_2(&"lorafuse worker: postMessage failed".into(), &e);
+            }
+        }
+        Err(e) => web_sys::console::error_1(&format!("lorafuse worker: {e}").into()),
+    }
+}
+
+fn js_err(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            e.dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+        })
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Starts the worker: installs the message handler.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let state = Rc::new(State::default());
+    let host = Rc::new(WebHost {
+        scope: scope.clone(),
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let req: Request = match serde_wasm_bindgen::from_value(ev.data()) {
+            Ok(r) => r,
+            Err(e) => {
+                host.emit(Event::Error {
+                    context: "reading a message from the page".into(),
+                    message: e.to_string(),
+                });
+                return;
+            }
+        };
+        if req == Request::Cancel {
+            if let Some(c) = state.cancel.borrow().as_ref() {
+                c.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        state.queue.borrow_mut().push_back(req);
+        if !state.busy.get() {
+            spawn_local(drain(state.clone(), host.clone()));
+        }
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    // Messages sent before the handler existed are lost: the page waits for this.
+    post(&scope, &Event::Started);
+}
+
+async fn drain(state: Rc<State>, host: Rc<WebHost>) {
+    state.busy.set(true);
+    loop {
+        let next = {
+            let mut q = state.queue.borrow_mut();
+            let req = q.pop_front();
+            // Only the newest of several waiting predictions is worth running.
+            match req {
+                Some(Request::Predict { .. })
+                    if q.iter().any(|r| matches!(r, Request::Predict { .. })) =>
+                {
+                    continue;
+                }
+                other => other,
+            }
+        };
+        let Some(req) = next else { break };
+        match req {
+            Request::Init { backend, bundle } => init(&state, &host, backend, bundle).await,
+            Request::BackendCheck { text } => backend_check(&state, &host, &text).await,
+            req => {
+                let taken = state.session.borrow_mut().take();
+                match taken {
+                    Some(mut session) => {
+                        session.handle(req, host.as_ref()).await;
+                        *state.session.borrow_mut() = Some(session);
+                    }
+                    None => host.emit(Event::Error {
+                        context: "handling a request".into(),
+                        message: "the model is not loaded yet".into(),
+                    }),
+                }
+            }
+        }
+    }
+    state.busy.set(false);
+}
+
+async fn init(state: &State, host: &WebHost, choice: BackendChoice, bundle: Option<Vec<u8>>) {
+    let start = now_sec();
+    let result = async {
+        let (device, backend, fallback_reason) = pick_device(choice).await?;
+        let bytes = fetch_model(host).await?;
+        let engine = Engine::load(&bytes.config, &bytes.weights, &bytes.tokenizer, &device)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((engine, backend, fallback_reason, bytes))
+    }
+    .await;
+    match result {
+        Ok((engine, backend, fallback_reason, bytes)) => {
+            let mut session = Session::new(engine);
+            *state.cancel.borrow_mut() = Some(session.cancel_flag());
+            host.emit(Event::Ready {
+                backend: backend.clone(),
+                fallback_reason,
+                model: DEFAULT_MODEL_NAME.into(),
+                load_sec: now_sec() - start,
+            });
+            session
+                .handle(
+                    Request::Init {
+                        backend: choice,
+                        bundle,
+                    },
+                    host,
+                )
+                .await;
+            *state.session.borrow_mut() = Some(session);
+            *state.bytes.borrow_mut() = Some(Rc::new(bytes));
+        }
+        Err(message) => host.emit(Event::Error {
+            context: "loading the model".into(),
+            message,
+        }),
+    }
+}
+
+async fn backend_check(state: &State, host: &WebHost, text: &str) {
+    let bytes = state.bytes.borrow().clone();
+    let taken = state.session.borrow_mut().take();
+    let (Some(session), Some(bytes)) = (taken, bytes) else {
+        host.emit(Event::Error {
+            context: "checking the backend".into(),
+            message: "the model is not loaded yet".into(),
+        });
+        return;
+    };
+    let result = async {
+        let cpu = Engine::load(
+            &bytes.config,
+            &bytes.weights,
+            &bytes.tokenizer,
+            &crate::backend::cpu_device(crate::backend::DEFAULT_CPU).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        session
+            .backend_check(&cpu, text)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(ev) => host.emit(ev),
+        Err(message) => host.emit(Event::Error {
+            context: "checking the backend".into(),
+            message,
+        }),
+    }
+    *state.session.borrow_mut() = Some(session);
+}
+
+const CPU_NAME: &str = "CPU (WebAssembly)";
+
+/// `(device, backend in words, why not WebGPU)`.
+async fn pick_device(choice: BackendChoice) -> Result<(Device, String, Option<String>), String> {
+    let cpu = || crate::backend::cpu_device(crate::backend::DEFAULT_CPU).map_err(|e| e.to_string());
+    if choice == BackendChoice::Cpu {
+        return Ok((
+            cpu()?,
+            CPU_NAME.into(),
+            Some("CPU chosen in the URL".into()),
+        ));
+    }
+    match webgpu().await {
+        Ok((d, name)) => Ok((d, name, None)),
+        Err(reason) if choice == BackendChoice::Auto => Ok((cpu()?, CPU_NAME.into(), Some(reason))),
+        Err(reason) => Err(format!(
+            "WebGPU was asked for but is not available: {reason}"
+        )),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+async fn webgpu() -> Result<(Device, String), String> {
+    let has_gpu = Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"gpu".into()))
+        .map(|g| !g.is_undefined() && !g.is_null())
+        .unwrap_or(false);
+    if !has_gpu {
+        return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
+    }
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
+        .await
+        .map_err(|e| format!("no WebGPU device: {e}"))?;
+    // A smoke test: one kernel and one async read.
+    let t = burn::tensor::Tensor::<1>::ones([4], &device)
+        .mul_scalar(2.0)
+        .sum();
+    let v = crate::host::scalar(t).await.map_err(|e| e.to_string())?;
+    if v != 8.0 {
+        return Err(format!("WebGPU computed 4 × 2 = {v}"));
+    }
+    let info = setup.adapter.get_info();
+    let name = [info.name, info.driver, info.driver_info]
+        .into_iter()
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| format!("{:?}", info.backend));
+    Ok((device, format!("WebGPU ({name})")))
+}
+
+#[cfg(not(feature = "wgpu"))]
+async fn webgpu() -> Result<(Device, String), String> {
+    Err("this build has no WebGPU backend".into())
+}
+
+async fn fetch_model(host: &WebHost) -> Result<ModelBytes, String> {
+    let cache = open_cache(&host.scope).await;
+    let cache = cache.as_ref();
+    Ok(ModelBytes {
+        config: fetch_cached(host, cache, "config.json").await?,
+        tokenizer: fetch_cached(host, cache, "tokenizer.json").await?,
+        weights: fetch_cached(host, cache, "model.safetensors").await?,
+    })
+}
+
+async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {
+    let caches = scope.caches().ok()?;
+    JsFuture::from(caches.open(CACHE_NAME))
+        .await
+        .ok()
+        .map(JsCast::unchecked_into)
+}
+
+/// One model file, from the cache when it is there, else from the network (then cached).
+async fn fetch_cached(
+    host: &WebHost,
+    cache: Option<&Cache>,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    let url = format!("{MODEL_DIR}{name}");
+    let hit = match cache {
+        Some(c) => JsFuture::from(c.match_with_str(&url)).await.ok(),
+        None => None,
+    }
+    .filter(|v| v.is_instance_of::<Response>());
+    let (resp, cached): (Response, bool) = match hit {
+        Some(r) => (r.unchecked_into(), true),
+        None => {
+            let r = JsFuture::from(host.scope.fetch_with_str(&url))
+                .await
+                .map_err(|e| format!("{url}: {}", js_err(e)))?;
+            let r: Response = r.unchecked_into();
+            if !r.ok() {
+                return Err(format!(
+                    "{url}: the server answered {} {} (run ./scripts/setup to install the model)",
+                    r.status(),
+                    r.status_text()
+                ));
+            }
+            (r, false)
+        }
+    };
+    let total = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u64>().ok());
+    let mut out = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let body = resp
+        .body()
+        .ok_or_else(|| format!("{url}: empty response"))?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut last = 0.0;
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("{url}: {}", js_err(e)))?;
+        let done = Reflect::get(&chunk, &"done".into())
+            .map(|d| d.is_truthy())
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        if let Ok(v) = Reflect::get(&chunk, &"value".into()) {
+            out.extend_from_slice(&Uint8Array::new(&v).to_vec());
+        }
+        let now = now_sec();
+        if now - last > 0.1 {
+            last = now;
+            host.emit(Event::ModelProgress {
+                file: name.into(),
+                loaded: out.len() as u64,
+                total,
+                cached,
+            });
+        }
+    }
+    host.emit(Event::ModelProgress {
+        file: name.into(),
+        loaded: out.len() as u64,
+        total: Some(out.len() as u64),
+        cached,
+    });
+    if !cached && let Some(c) = cache {
+        let stored = Response::new_with_opt_u8_array(Some(&mut out.clone()))
+            .map(|r| c.put_with_str(&url, &r));
+        match stored {
+            Ok(p) => {
+                if let Err(e) = JsFuture::from(p).await {
+                    host.emit(Event::Notice(format!(
+                        "the model could not be cached for the next visit: {}",
+                        js_err(e)
+                    )));
+                }
+            }
+            Err(e) => host.emit(Event::Notice(format!(
+                "the model could not be cached for the next visit: {}",
+                js_err(e)
+            ))),
+        }
+    }
+    Ok(out)
+}

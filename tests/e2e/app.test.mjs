@@ -1,0 +1,542 @@
+// Browser end-to-end test of the lorafuse page, in headless Debian chromium driven by playwright-core.
+//
+//   node tests/e2e/app.test.mjs [dist-folder]     (default: dist; scripts/e2e builds it first)
+//
+// A plain Node script, no test runner: it serves the built page itself (node:http on 127.0.0.1, a free
+// port), walks through the page (steps a–k below), saves a full-page screenshot after each step to
+// tests/e2e/artifacts/NN-step.png, prints one timing line per step, and exits with status 1 and the
+// name of the failing step on the first failure. It fails on any request that leaves the page's own
+// origin, on an uncaught page error, and on a Rust panic message in the page's or a worker's console.
+//
+// Environment:
+//   LORAFUSE_E2E_TIMEOUT_SCALE=2   multiply every timeout (slow machines)
+//   LORAFUSE_E2E_WEBGPU=1          add --enable-unsafe-webgpu (SwiftShader WebGPU adapter)
+//   LORAFUSE_E2E_CHROMIUM=path     browser binary (default /usr/bin/chromium)
+//   LORAFUSE_E2E_VERBOSE=1         list every request the page made
+//
+// The page's selector contract is listed with each step.
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import zlib from 'node:zlib';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const FIXTURES = path.join(ROOT, 'tests', 'fixtures', 'data');
+const ARTIFACTS = path.join(HERE, 'artifacts');
+
+const SCALE = Number(process.env.LORAFUSE_E2E_TIMEOUT_SCALE || 1) || 1;
+const T = {
+  modelLoad: 180_000 * SCALE,
+  training: 400_000 * SCALE,
+  ui: 30_000 * SCALE,
+  live: 120_000 * SCALE,
+  evaluate: 400_000 * SCALE,
+  restore: 180_000 * SCALE,
+  responsive: 2_000, // the page must answer page.evaluate within this while training
+};
+
+// The two tasks of the test, their upload files and class names (as in the CSV files).
+const TASKS = [
+  { name: 'sentiment', file: 'e2e_sentiment.csv', classes: ['negative', 'positive'] },
+  { name: 'subjectivity', file: 'e2e_subjectivity.csv', classes: ['objective', 'subjective'] },
+];
+// e2e_malformed.csv: empty text on line 6, three fields on line 8, empty label on line 10.
+const MALFORMED_LINES = [6, 8, 10];
+const LIVE_TEXT = 'a wonderful, moving film that I loved';
+const PEFT_KEY =
+  /^base_model\.model\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.weight$/;
+
+// ---------------------------------------------------------------------------------------------
+// Static file server for the built page.
+
+export const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.csv': 'text/csv; charset=utf-8',
+  '.safetensors': 'application/octet-stream',
+  '.bin': 'application/octet-stream',
+};
+
+/** Serves `root` on 127.0.0.1 (a free port). Resolves to { server, origin, log }. */
+export function startServer(root, { headers = {} } = {}) {
+  const base = path.resolve(root);
+  const log = []; // { method, path, status }
+  const server = http.createServer((req, res) => {
+    const send = (status, body, type = 'text/plain; charset=utf-8') => {
+      log.push({ method: req.method, path: req.url, status });
+      res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-cache', ...headers });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
+    let rel;
+    try {
+      rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch {
+      return send(400, 'bad request\n');
+    }
+    if (rel.endsWith('/')) rel += 'index.html';
+    const file = path.resolve(base, '.' + rel);
+    if (file !== base && !file.startsWith(base + path.sep)) return send(403, 'forbidden\n');
+    fs.stat(file, (err, st) => {
+      if (err || !st.isFile()) return send(404, 'not found\n');
+      const type = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+      log.push({ method: req.method, path: req.url, status: 200 });
+      res.writeHead(200, {
+        'Content-Type': type,
+        'Content-Length': st.size,
+        'Cache-Control': 'no-cache',
+        ...headers,
+      });
+      if (req.method === 'HEAD') return res.end();
+      fs.createReadStream(file).pipe(res);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      resolve({ server, origin: `http://127.0.0.1:${port}`, log });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zip and safetensors readers (no extra npm packages).
+
+/** Reads a zip archive (stored or deflated entries, no zip64) into Map<name, Buffer>. */
+export function readZip(buf) {
+  const EOCD = 0x06054b50, CEN = 0x02014b50, LOC = 0x04034b50;
+  let eocd = -1;
+  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 22 - 0xffff); i--) {
+    if (buf.readUInt32LE(i) === EOCD) { eocd = i; break; }
+  }
+  if (eocd < 0) throw new Error('not a zip file (no end-of-central-directory record)');
+  const count = buf.readUInt16LE(eocd + 10);
+  let p = buf.readUInt32LE(eocd + 16);
+  if (count === 0xffff || p === 0xffffffff) throw new Error('zip64 archives are not supported');
+  const out = new Map();
+  for (let n = 0; n < count; n++) {
+    if (buf.readUInt32LE(p) !== CEN) throw new Error(`bad central directory entry ${n}`);
+    const method = buf.readUInt16LE(p + 10);
+    const csize = buf.readUInt32LE(p + 20);
+    const usize = buf.readUInt32LE(p + 24);
+    const nlen = buf.readUInt16LE(p + 28), xlen = buf.readUInt16LE(p + 30), clen = buf.readUInt16LE(p + 32);
+    const local = buf.readUInt32LE(p + 42);
+    const name = buf.subarray(p + 46, p + 46 + nlen).toString('utf8');
+    p += 46 + nlen + xlen + clen;
+    if (name.endsWith('/')) continue; // a folder
+    if (buf.readUInt32LE(local) !== LOC) throw new Error(`bad local header for ${name}`);
+    const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const raw = buf.subarray(start, start + csize);
+    let data;
+    if (method === 0) data = Buffer.from(raw);
+    else if (method === 8) data = zlib.inflateRawSync(raw);
+    else throw new Error(`${name}: unsupported compression method ${method}`);
+    if (data.length !== usize) throw new Error(`${name}: ${data.length} bytes, expected ${usize}`);
+    out.set(name, data);
+  }
+  return out;
+}
+
+/** Parses a safetensors file: { header, tensors: [{ name, dtype, shape, bytes }] }; checks offsets. */
+export function readSafetensorsHeader(buf) {
+  if (buf.length < 8) throw new Error('safetensors file shorter than 8 bytes');
+  const n = buf.readBigUInt64LE(0);
+  if (n > BigInt(buf.length - 8)) throw new Error(`safetensors header length ${n} > file size`);
+  const header = JSON.parse(buf.subarray(8, 8 + Number(n)).toString('utf8'));
+  const dataLen = buf.length - 8 - Number(n);
+  const tensors = [];
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const [a, b] = t.data_offsets;
+    if (!(0 <= a && a <= b && b <= dataLen)) throw new Error(`${name}: data_offsets ${a}..${b} outside ${dataLen} bytes`);
+    tensors.push({ name, dtype: t.dtype, shape: t.shape, bytes: b - a });
+  }
+  return { header, tensors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser.
+
+export function chromiumArgs() {
+  const args = [
+    '--no-sandbox',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-dev-shm-usage', // containers often have a small /dev/shm
+    // Nothing but the test server may be reached: any other host name fails to resolve at once
+    // (the request is still recorded and fails the network check).
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+  ];
+  if (process.env.LORAFUSE_E2E_WEBGPU === '1') args.push('--enable-unsafe-webgpu');
+  return args;
+}
+
+/** A persistent context in a fresh user-data dir (IndexedDB/Cache storage survive a reload). */
+export async function launchBrowser() {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lorafuse-e2e-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.LORAFUSE_E2E_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: chromiumArgs(),
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+  });
+  const close = async () => {
+    await context.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test.
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const secs = (ms) => (ms / 1000).toFixed(1) + ' s';
+const q = (name) => `section[data-task="${name}"]`;
+
+class StepError extends Error {}
+const check = (cond, msg) => { if (!cond) throw new StepError(msg); };
+
+async function main() {
+  const dist = path.resolve(process.argv[2] ?? 'dist');
+  if (!fs.existsSync(path.join(dist, 'index.html'))) {
+    console.error(`error: ${dist}/index.html not found (build the page: trunk build --offline --release)`);
+    process.exit(1);
+  }
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of fs.readdirSync(ARTIFACTS)) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
+
+  const { server, origin, log: serverLog } = await startServer(dist);
+  console.log(`serving ${dist} at ${origin}`);
+  const { context, close } = await launchBrowser();
+  console.log(`chromium ${context.browser()?.version() ?? '(persistent context)'}, args: ${chromiumArgs().join(' ')}`);
+
+  // -- everything the page does that the test watches
+  const requests = [];
+  const consoleLines = []; // all console messages, page and workers
+  const consoleErrors = [];
+  const pageErrors = [];
+  let rejectFatal;
+  const fatal = new Promise((_, reject) => { rejectFatal = reject; });
+  fatal.catch(() => {});
+  const onConsole = (where) => (msg) => {
+    const line = `[${where} ${msg.type()}] ${msg.text()}`;
+    consoleLines.push(line);
+    if (msg.type() === 'error') consoleErrors.push(line);
+    if (/panicked at|RuntimeError: unreachable/.test(msg.text())) {
+      rejectFatal(new StepError(`Rust panic in the ${where}: ${msg.text()}`));
+    }
+  };
+  context.on('request', (r) => requests.push(r.url()));
+  const page = context.pages()[0] ?? (await context.newPage());
+  // The page's console also carries its workers' messages (msg.worker() tells them apart).
+  page.on('console', (msg) => onConsole(msg.worker?.() ? 'worker' : 'page')(msg));
+  page.on('worker', (w) => consoleLines.push(`[worker] started ${w.url()}`));
+  page.on('pageerror', (err) => {
+    pageErrors.push(String(err.stack || err));
+    rejectFatal(new StepError(`uncaught page error: ${err.message}`));
+  });
+  page.on('crash', () => rejectFatal(new StepError('the page crashed')));
+
+  // -- helpers
+  let stepNo = 0;
+  const started = Date.now();
+  async function step(name, fn) {
+    stepNo += 1;
+    const tag = `${String(stepNo).padStart(2, '0')}-${name}`;
+    const t0 = Date.now();
+    try {
+      await Promise.race([fn(), fatal]);
+    } catch (err) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `${tag}-FAILED.png`), fullPage: true }).catch(() => {});
+      err.step = tag;
+      throw err;
+    }
+    await page.screenshot({ path: path.join(ARTIFACTS, `${tag}.png`), fullPage: true }).catch(() => {});
+    console.log(`ok   ${tag.padEnd(24)} ${secs(Date.now() - t0).padStart(8)}   (total ${secs(Date.now() - started)})`);
+  }
+  const text = async (sel) => ((await page.locator(sel).first().textContent({ timeout: T.ui })) ?? '').trim();
+
+  async function waitModelReady() {
+    const handle = await page.waitForFunction(
+      () => {
+        const t = document.querySelector('[data-testid=model-status]')?.textContent ?? '';
+        if (/\b(error|failed)\b/i.test(t)) return 'error: ' + t;
+        return /\bready\b/i.test(t) && !/not ready/i.test(t) ? 'ready' : false;
+      },
+      null,
+      { timeout: T.modelLoad, polling: 250 },
+    ).catch(async (e) => {
+      throw new StepError(`model not ready after ${secs(T.modelLoad)}: status is ` +
+        JSON.stringify(await page.locator('[data-testid=model-status]').first().textContent({ timeout: 1000 }).catch(() => null)) +
+        ` (${e.message.split('\n')[0]})`);
+    });
+    const state = await handle.jsonValue();
+    check(state === 'ready', `model status shows an error: ${state}`);
+  }
+
+  async function addTask(name) {
+    await page.fill('#new-task-name', name, { timeout: T.ui });
+    await page.click('#add-task', { timeout: T.ui });
+    await page.waitForSelector(q(name), { state: 'attached', timeout: T.ui })
+      .catch(() => { throw new StepError(`${q(name)} did not appear after clicking #add-task`); });
+  }
+
+  // Watches (inside the page, so a short-lived element is not missed) whether `selector` ever exists.
+  async function watchFor(key, selector) {
+    await page.evaluate(([key, selector]) => {
+      window.__e2eSeen ??= {};
+      window.__e2eSeen[key] = !!document.querySelector(selector);
+      const obs = new MutationObserver(() => {
+        if (document.querySelector(selector)) { window.__e2eSeen[key] = true; obs.disconnect(); }
+      });
+      obs.observe(document, { subtree: true, childList: true, attributes: true });
+    }, [key, selector]);
+  }
+
+  // Waits for `selector` to have data-trained="true", checking every second that the page answers.
+  async function waitTrained(selector, progressSel, what) {
+    const t0 = Date.now();
+    let lastReport = t0, maxLatency = 0;
+    for (;;) {
+      const p0 = Date.now();
+      const r = await Promise.race([page.evaluate(() => 1 + 1), sleep(T.responsive).then(() => 'timeout')]);
+      const latency = Date.now() - p0;
+      maxLatency = Math.max(maxLatency, latency);
+      check(r === 2, `${what}: the page did not answer page.evaluate within ${T.responsive} ms (main thread blocked?)`);
+      const trained = await page.getAttribute(selector, 'data-trained', { timeout: T.ui });
+      if (trained === 'true') break;
+      if (Date.now() - t0 > T.training) {
+        const body = await page.locator(selector).first().innerText().catch(() => '');
+        throw new StepError(`${what}: ${selector} not data-trained="true" after ${secs(T.training)} ` +
+          `(data-trained=${JSON.stringify(trained)}); it shows: ${body.slice(0, 600)}`);
+      }
+      if (Date.now() - lastReport > 15_000) {
+        lastReport = Date.now();
+        const prog = progressSel
+          ? await page.locator(progressSel).first().textContent({ timeout: 1000 }).catch(() => null) : null;
+        console.log(`     ${what}: ${secs(Date.now() - t0)}${prog ? ', progress: ' + prog.trim().slice(0, 120) : ''}`);
+      }
+      await sleep(1000);
+    }
+    console.log(`     ${what}: done in ${secs(Date.now() - t0)}, slowest page.evaluate ${maxLatency} ms`);
+  }
+
+  let failed = null;
+  try {
+    // a. open the page; [data-testid=model-status] says "ready"; [data-testid=backend] names the backend
+    await step('open', async () => {
+      await page.goto(origin + '/', { waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+      await waitModelReady();
+      console.log(`     backend: ${await text('[data-testid=backend]')}`);
+    });
+
+    // b. #new-task-name + #add-task create section[data-task=NAME]
+    await step('create-tasks', async () => {
+      for (const t of TASKS) await addTask(t.name);
+    });
+
+    // c. input[data-testid=train-file] in the section; [data-testid=class-counts] names every class
+    await step('upload', async () => {
+      for (const t of TASKS) {
+        await page.setInputFiles(`${q(t.name)} input[data-testid=train-file]`, path.join(FIXTURES, t.file), { timeout: T.ui });
+        const sel = `${q(t.name)} [data-testid=class-counts]`;
+        await page.waitForFunction(
+          ([sel, classes]) => {
+            const txt = (el) => { if (!el) return ''; const w = document.createTreeWalker(el, NodeFilter.SHOW_TEXT); let s = '', n; while ((n = w.nextNode())) s += n.nodeValue + ' '; return s; };
+            const s = txt(document.querySelector(sel));
+            return classes.every((c) => new RegExp(`\\b${c}\\b`, 'i').test(s));
+          },
+          [sel, t.classes],
+          { timeout: T.ui, polling: 250 },
+        ).catch(async () => {
+          throw new StepError(`${sel} does not list ${t.classes.join(', ')}; it shows ` +
+            JSON.stringify(await page.locator(sel).first().textContent({ timeout: 1000 }).catch(() => null)));
+        });
+        console.log(`     ${t.name}: ${(await text(sel)).replace(/\s+/g, ' ')}`);
+      }
+    });
+
+    // d. input[name=epochs] = 2; [data-testid=train]; [data-testid=progress] shows; data-trained="true"
+    for (const t of TASKS) {
+      await step(`train-${t.name}`, async () => {
+        for (const u of TASKS) {
+          const epochs = page.locator(`${q(u.name)} input[name=epochs]`);
+          await epochs.fill('2', { timeout: T.ui });
+          await epochs.dispatchEvent('change');
+          check((await epochs.inputValue()) === '2', `${u.name}: input[name=epochs] did not take the value 2`);
+        }
+        const progressSel = `${q(t.name)} [data-testid=progress]`;
+        await watchFor(`progress-${t.name}`, progressSel);
+        await page.click(`${q(t.name)} [data-testid=train]`, { timeout: T.ui });
+        await waitTrained(q(t.name), progressSel, `training ${t.name}`);
+        const seen = await page.evaluate((k) => window.__e2eSeen?.[k], `progress-${t.name}`);
+        check(seen, `${progressSel} never appeared during training`);
+      });
+    }
+
+    // e. #train-fusion; #fusion gets data-trained="true"
+    await step('fusion', async () => {
+      await page.click('#train-fusion', { timeout: T.ui });
+      await waitTrained('#fusion', '#fusion [data-testid=progress]', 'fusion training');
+    });
+
+    // f. #live-text; [data-testid=live-results] [data-testid=prediction][data-task=NAME] with
+    //    [data-testid=attention-bar] inside
+    await step('live', async () => {
+      await page.fill('#live-text', LIVE_TEXT, { timeout: T.ui });
+      const sels = TASKS.map((t) => `[data-testid=live-results] [data-testid=prediction][data-task="${t.name}"]`);
+      await page.waitForFunction(
+        (sels) => sels.every((s) => document.querySelector(s)?.querySelector('[data-testid=attention-bar]')),
+        sels,
+        { timeout: T.live, polling: 250 },
+      ).catch(async () => {
+        const shown = await page.locator('[data-testid=live-results]').first().innerHTML({ timeout: 1000 }).catch(() => '(no [data-testid=live-results])');
+        throw new StepError(`no prediction with an attention bar for every task; live results: ${shown.slice(0, 800)}`);
+      });
+      for (const s of sels) {
+        const bars = await page.locator(`${s} [data-testid=attention-bar]`).count();
+        console.log(`     ${s.match(/data-task="(.*)"/)[1]}: ${(await text(s)).replace(/\s+/g, ' ').slice(0, 160)} (${bars} attention bars)`);
+      }
+    });
+
+    // g. #evaluate; [data-testid=report] has rows for both tasks and frozen/lora/hybrid
+    await step('evaluate', async () => {
+      await page.click('#evaluate', { timeout: T.ui });
+      const words = [...TASKS.map((t) => t.name), 'frozen', 'lora', 'hybrid'];
+      await page.waitForFunction(
+        (words) => {
+          const r = document.querySelector('[data-testid=report]');
+          if (!r) return false;
+          const s = r.textContent.toLowerCase();
+          return words.every((w) => s.includes(w));
+        },
+        words,
+        { timeout: T.evaluate, polling: 500 },
+      ).catch(async () => {
+        const shown = await page.locator('[data-testid=report]').first().innerText({ timeout: 1000 }).catch(() => '(no [data-testid=report])');
+        throw new StepError(`the report does not name ${words.join(', ')}; it shows: ${shown.slice(0, 800)}`);
+      });
+      const rows = page.locator('[data-testid=report] tr');
+      for (const t of TASKS) {
+        const n = await rows.filter({ hasText: t.name }).count();
+        check(n > 0, `[data-testid=report] has no table row (tr) naming ${t.name}`);
+      }
+      console.log('     ' + (await page.locator('[data-testid=report]').first().innerText()).replace(/\n/g, '\n     '));
+    });
+
+    // h. [data-testid=download-adapter] in the sentiment section downloads a PEFT adapter zip
+    await step('download', async () => {
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: T.ui * 2 }),
+        page.click(`${q('sentiment')} [data-testid=download-adapter]`, { timeout: T.ui }),
+      ]);
+      const zipPath = path.join(ARTIFACTS, 'sentiment-adapter.zip');
+      await download.saveAs(zipPath);
+      const entries = readZip(fs.readFileSync(zipPath));
+      const names = [...entries.keys()];
+      console.log(`     ${download.suggestedFilename()}: ${names.join(', ')}`);
+      const find = (base) => names.find((n) => n === base || n.endsWith('/' + base));
+      const cfgName = find('adapter_config.json'), stName = find('adapter_model.safetensors');
+      check(cfgName, 'the zip has no adapter_config.json');
+      check(stName, 'the zip has no adapter_model.safetensors');
+      const cfg = JSON.parse(entries.get(cfgName).toString('utf8'));
+      check(cfg.peft_type === 'LORA', `adapter_config.json: peft_type is ${JSON.stringify(cfg.peft_type)}, not "LORA"`);
+      const { tensors } = readSafetensorsHeader(entries.get(stName));
+      check(tensors.length > 0, 'adapter_model.safetensors holds no tensors');
+      const bad = tensors.filter((t) => !PEFT_KEY.test(t.name)).map((t) => t.name);
+      check(bad.length === 0, `adapter_model.safetensors keys not in PEFT's naming: ${bad.join(', ')}`);
+      const a = tensors.filter((t) => t.name.endsWith('lora_A.weight')).length;
+      const b = tensors.filter((t) => t.name.endsWith('lora_B.weight')).length;
+      check(a === b && a > 0, `lora_A/lora_B tensors unpaired: ${a} A, ${b} B`);
+      if (Number.isInteger(cfg.r)) {
+        const rank = (t) => (t.name.endsWith('lora_A.weight') ? t.shape[0] : t.shape[1]); // A [r,in], B [out,r]
+        const wrong = tensors.filter((t) => t.shape.length !== 2 || rank(t) !== cfg.r);
+        check(wrong.length === 0, `tensor shapes do not match r=${cfg.r}: ${wrong.map((t) => `${t.name} ${JSON.stringify(t.shape)}`).join(', ')}`);
+      }
+      console.log(`     peft_type LORA, r=${cfg.r}, lora_alpha=${cfg.lora_alpha}, target_modules=${JSON.stringify(cfg.target_modules)}, ${tensors.length} tensors`);
+    });
+
+    // i. reload: the model is ready again, both tasks and the fusion come back trained
+    await step('reload', async () => {
+      await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+      await waitModelReady();
+      for (const sel of [...TASKS.map((t) => `${q(t.name)}[data-trained="true"]`), '#fusion[data-trained="true"]']) {
+        await page.waitForSelector(sel, { state: 'attached', timeout: T.restore })
+          .catch(() => { throw new StepError(`after the reload, ${sel} is missing`); });
+      }
+    });
+
+    // j. a malformed upload in a third task: [data-testid=rejected] lists each bad row with its line
+    await step('malformed-upload', async () => {
+      await addTask('broken');
+      await page.setInputFiles(`${q('broken')} input[data-testid=train-file]`, path.join(FIXTURES, 'e2e_malformed.csv'), { timeout: T.ui });
+      const sel = `${q('broken')} [data-testid=rejected]`;
+      await page.waitForFunction(
+        ([sel, lines]) => {
+          const txt = (el) => { if (!el) return ''; const w = document.createTreeWalker(el, NodeFilter.SHOW_TEXT); let s = '', n; while ((n = w.nextNode())) s += n.nodeValue + ' '; return s; };
+          const s = txt(document.querySelector(sel));
+          return (s.match(/\bline\b/gi) ?? []).length >= lines.length &&
+            lines.every((n) => new RegExp(`\\bline\\D{0,3}${n}\\b`, 'i').test(s));
+        },
+        [sel, MALFORMED_LINES],
+        { timeout: T.ui, polling: 250 },
+      ).catch(async () => {
+        const shown = await page.locator(sel).first().innerText({ timeout: 1000 }).catch(() => `(no ${sel})`);
+        throw new StepError(`${sel} does not list lines ${MALFORMED_LINES.join(', ')} (each as "line N"); it shows: ${shown.slice(0, 800)}`);
+      });
+      console.log('     ' + (await page.locator(sel).first().innerText()).replace(/\n/g, '\n     '));
+    });
+
+    // k. no request left the page's own origin
+    await step('network', async () => {
+      const foreign = requests.filter((u) => !/^(data|blob):/.test(u) && new URL(u).origin !== origin);
+      console.log(`     ${requests.length} requests, ${foreign.length} to other origins`);
+      if (process.env.LORAFUSE_E2E_VERBOSE === '1') for (const u of requests) console.log(`       ${u.slice(0, 150)}`);
+      check(foreign.length === 0, `requests to other origins:\n  ${[...new Set(foreign)].join('\n  ')}`);
+      check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);
+    });
+  } catch (err) {
+    failed = err;
+  }
+
+  const missing = serverLog.filter((r) => r.status !== 200);
+  if (missing.length) console.log(`server answered non-200 to:\n  ${missing.map((r) => `${r.status} ${r.path}`).join('\n  ')}`);
+  if (consoleErrors.length) console.log(`console errors (${consoleErrors.length}):\n  ${consoleErrors.slice(0, 30).join('\n  ')}`);
+  if (pageErrors.length) console.log(`page errors (${pageErrors.length}):\n  ${pageErrors.join('\n  ')}`);
+  await close();
+  server.close();
+
+  if (failed) {
+    console.log(`last console lines:\n  ${consoleLines.slice(-40).join('\n  ') || '(none)'}`);
+    console.error(`\nFAILED at step ${failed.step ?? '(set-up)'}: ${failed instanceof StepError ? failed.message : failed.stack}`);
+    console.error(`screenshots: ${ARTIFACTS}`);
+    process.exit(1);
+  }
+  console.log(`\nbrowser end-to-end test passed in ${secs(Date.now() - started)} (screenshots: ${ARTIFACTS})`);
+}
+
+if (import.meta.url === pathToFileURL(path.resolve(process.argv[1] ?? '')).href) {
+  main().catch((err) => {
+    console.error(`FAILED: ${err.stack || err}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,463 @@
+//! The page's engine session, driven natively with the same messages the browser sends: tasks,
+//! uploads (good and bad), stage 1 with cancellation, fusion, live prediction, evaluation, adapter
+//! export in PEFT's format, and the workspace restored from the bundle the page saves.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use lorafuse::host::block_on;
+use lorafuse::worker::protocol::{DataRole, Event, Request, WorkspaceView};
+use lorafuse::worker::session::{Host, Session};
+use lorafuse::workspace::zipfile;
+
+/// Training seeds burn's global RNG: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Records events; can raise the cancel flag after a number of pauses.
+#[derive(Default)]
+struct Recorder {
+    events: RefCell<Vec<Event>>,
+    pauses: Cell<usize>,
+    cancel_after: Cell<Option<usize>>,
+    cancel: RefCell<Option<Arc<AtomicBool>>>,
+}
+
+impl Host for Recorder {
+    fn emit(&self, event: Event) {
+        self.events.borrow_mut().push(event);
+    }
+    async fn pause(&self) {
+        self.pauses.set(self.pauses.get() + 1);
+        if let Some(n) = self.cancel_after.get()
+            && self.pauses.get() >= n
+            && let Some(c) = self.cancel.borrow().as_ref()
+        {
+            c.store(true, Ordering::Relaxed);
+            self.cancel_after.set(None);
+        }
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.borrow_mut())
+    }
+}
+
+fn errors(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Error { context, message } => Some(format!("{context}: {message}")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_view(events: &[Event]) -> WorkspaceView {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Workspace(v) => Some(v.clone()),
+            _ => None,
+        })
+        .expect("a workspace view")
+}
+
+fn last_bundle(events: &[Event]) -> Option<Vec<u8>> {
+    events.iter().rev().find_map(|e| match e {
+        Event::Persist { bundle } => Some(bundle.clone()),
+        _ => None,
+    })
+}
+
+/// Runs a request and returns its events, failing on an error event.
+fn ok(s: &mut Session, h: &Recorder, req: Request) -> Vec<Event> {
+    block_on(s.handle(req, h));
+    let ev = h.take();
+    let errs = errors(&ev);
+    assert!(errs.is_empty(), "unexpected errors: {errs:?}");
+    ev
+}
+
+/// Runs a request that must fail; returns the error message.
+fn fails(s: &mut Session, h: &Recorder, req: Request) -> String {
+    block_on(s.handle(req, h));
+    let ev = h.take();
+    let errs = errors(&ev);
+    assert_eq!(errs.len(), 1, "expected one error, got {ev:?}");
+    assert!(last_bundle(&ev).is_none(), "a failed request must not save");
+    errs[0].clone()
+}
+
+fn upload(task: &str, file: &str) -> Request {
+    Request::Upload {
+        task: task.into(),
+        role: DataRole::Train,
+        file_name: file.into(),
+        bytes: common::read(&common::fixture(&format!("data/{file}"))),
+        text_column: String::new(),
+        label_column: String::new(),
+    }
+}
+
+fn with_epochs(view: &WorkspaceView, task: &str, epochs: usize) -> Request {
+    let mut settings = view
+        .tasks
+        .iter()
+        .find(|t| t.name == task)
+        .unwrap()
+        .settings
+        .clone();
+    settings.train.epochs = epochs;
+    Request::Settings {
+        task: task.into(),
+        settings,
+    }
+}
+
+#[test]
+fn the_page_workflow_runs_end_to_end_on_the_session() {
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let h = Recorder::default();
+    let mut s = Session::new(common::engine());
+    *h.cancel.borrow_mut() = Some(s.cancel_flag());
+
+    // Tasks: names are checked.
+    ok(
+        &mut s,
+        &h,
+        Request::AddTask {
+            name: "sentiment".into(),
+        },
+    );
+    ok(
+        &mut s,
+        &h,
+        Request::AddTask {
+            name: " subjectivity ".into(),
+        },
+    );
+    assert!(
+        fails(
+            &mut s,
+            &h,
+            Request::AddTask {
+                name: "sentiment".into()
+            }
+        )
+        .contains("already")
+    );
+    assert!(fails(&mut s, &h, Request::AddTask { name: "  ".into() }).contains("name"));
+
+    // Uploads: good files, then a bad one that must not replace the good data.
+    ok(&mut s, &h, upload("sentiment", "e2e_sentiment.csv"));
+    let ev = ok(&mut s, &h, upload("subjectivity", "e2e_subjectivity.csv"));
+    let v = last_view(&ev);
+    assert_eq!(v.tasks[1].name, "subjectivity");
+    assert_eq!(v.tasks[0].examples, 40);
+    assert_eq!(v.tasks[0].class_counts.len(), 2);
+    let msg = fails(
+        &mut s,
+        &h,
+        Request::Upload {
+            task: "sentiment".into(),
+            role: DataRole::Train,
+            file_name: "x.csv".into(),
+            bytes: b"\xff\xfe\x00garbage".to_vec(),
+            text_column: String::new(),
+            label_column: String::new(),
+        },
+    );
+    assert!(msg.contains("UTF-8"), "{msg}");
+    ok(
+        &mut s,
+        &h,
+        Request::AddTask {
+            name: "broken".into(),
+        },
+    );
+    let ev = ok(&mut s, &h, upload("broken", "e2e_malformed.csv"));
+    let v = last_view(&ev);
+    assert_eq!(v.tasks[0].examples, 40, "the failed upload lost data");
+    let broken = v.tasks.iter().find(|t| t.name == "broken").unwrap();
+    assert!(broken.rejected.len() >= 3, "{:?}", broken.rejected);
+    assert!(broken.rejected.iter().all(|r| r.line >= 2));
+    ok(
+        &mut s,
+        &h,
+        Request::RemoveTask {
+            task: "broken".into(),
+        },
+    );
+
+    // Nothing to predict or fuse yet: clear errors.
+    assert!(
+        fails(
+            &mut s,
+            &h,
+            Request::Predict {
+                id: 1,
+                text: "hi".into()
+            }
+        )
+        .contains("no task")
+    );
+    assert!(fails(&mut s, &h, Request::TrainFusion).contains("no adapter"));
+    // Bad settings are refused.
+    let mut bad = v.tasks[0].settings.clone();
+    bad.train.epochs = 0;
+    assert!(
+        fails(
+            &mut s,
+            &h,
+            Request::Settings {
+                task: "sentiment".into(),
+                settings: bad
+            }
+        )
+        .contains("epochs")
+    );
+
+    // Stage 1, with a cancellation first: what was trained is kept.
+    let v = last_view(&ok(&mut s, &h, with_epochs(&v, "sentiment", 2)));
+    let v = last_view(&ok(&mut s, &h, with_epochs(&v, "subjectivity", 2)));
+    assert_eq!(v.tasks[0].settings.train.epochs, 2);
+    h.pauses.set(0);
+    h.cancel_after.set(Some(3));
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::Train {
+            task: "sentiment".into(),
+        },
+    );
+    let steps = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Progress { .. }))
+        .count();
+    assert_eq!(steps, 2, "cancelled before the third step");
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::JobDone {
+            cancelled: true,
+            ..
+        }
+    )));
+    assert!(
+        last_view(&ev).tasks[0].has_head,
+        "the cancelled run's adapter is kept"
+    );
+
+    for task in ["sentiment", "subjectivity"] {
+        let ev = ok(&mut s, &h, Request::Train { task: task.into() });
+        let total = ev
+            .iter()
+            .find_map(|e| match e {
+                Event::Progress { total_steps, .. } => Some(*total_steps),
+                _ => None,
+            })
+            .unwrap();
+        // 40 examples, 20 % held out -> 32, batch 16 -> 2 steps per epoch, 2 epochs.
+        assert_eq!(total, 4);
+        assert!(ev.iter().any(|e| matches!(
+            e,
+            Event::JobDone {
+                cancelled: false,
+                ..
+            }
+        )));
+        let v = last_view(&ev);
+        let t = v.tasks.iter().find(|t| t.name == task).unwrap();
+        assert!(t.has_head && t.has_adapter);
+        assert_eq!(t.curve.len(), 2, "one point per epoch");
+        assert!(t.curve.iter().all(|p| p.val_accuracy.is_some()));
+        assert!(last_bundle(&ev).is_some(), "training saves the workspace");
+    }
+
+    // Fusion.
+    let ev = ok(&mut s, &h, Request::TrainFusion);
+    let v = last_view(&ev);
+    assert!(v.fused);
+    assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
+
+    // Live prediction: every task, hybrid and attention, K + 1 = 3 encoder passes.
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::Predict {
+            id: 7,
+            text: "a wonderful, moving film".into(),
+        },
+    );
+    let (id, out) = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { id, output, .. } => Some((*id, output.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(id, 7);
+    assert_eq!(out.encoder_passes_per_text, 3.0);
+    let row = &out.predictions[0];
+    assert_eq!(row.len(), 2);
+    for tp in row {
+        let a = tp.attention.as_ref().expect("attention");
+        assert_eq!(a.len(), 2);
+        assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!(tp.hybrid.is_some());
+    }
+
+    // Evaluation: frozen, lora, hybrid per task, on the held-out 20 %.
+    let ev = ok(&mut s, &h, Request::Evaluate);
+    let report = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Report(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(report.len(), 2);
+    for r in &report {
+        assert_eq!(r.n, 8);
+        let methods: Vec<&str> = r.results.iter().map(|m| m.method.as_str()).collect();
+        assert_eq!(methods, ["frozen", "lora", "hybrid"]);
+        for m in &r.results {
+            assert_eq!(m.confusion.iter().flatten().sum::<usize>(), 8);
+        }
+    }
+
+    // The adapter download is PEFT's format.
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::ExportTask {
+            task: "sentiment".into(),
+        },
+    );
+    let zip = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::File { name, bytes } => Some((name.clone(), bytes.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(zip.0, "sentiment-adapter.zip");
+    let files = zipfile::read(&zip.1).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&files["adapter_model.safetensors"]).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(names.len(), 6 * 3 * 2);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("base_model.model.encoder.layer.")
+                && (n.ends_with(".lora_A.weight") || n.ends_with(".lora_B.weight")))
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&files["adapter_config.json"]).unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+
+    // A reload: a new session restores the saved bundle and predicts the same.
+    let bundle = last_bundle(&h.take()).or_else(|| {
+        block_on(s.handle(Request::ExportWorkspace, &h));
+        h.take().into_iter().find_map(|e| match e {
+            Event::File { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+    });
+    let bundle = bundle.unwrap();
+    let h2 = Recorder::default();
+    let mut s2 = Session::new(common::engine());
+    let ev = ok(
+        &mut s2,
+        &h2,
+        Request::Init {
+            backend: Default::default(),
+            bundle: Some(bundle),
+        },
+    );
+    let v2 = last_view(&ev);
+    assert!(v2.fused);
+    assert_eq!(v2.tasks.len(), 2);
+    assert!(v2.tasks.iter().all(|t| t.has_head && t.examples == 40));
+    let ev = ok(
+        &mut s2,
+        &h2,
+        Request::Predict {
+            id: 1,
+            text: "a wonderful, moving film".into(),
+        },
+    );
+    let out2 = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        out2.predictions, out.predictions,
+        "restored predictions differ"
+    );
+
+    // Importing: the adapter zip becomes a task of an empty session; garbage changes nothing.
+    let h3 = Recorder::default();
+    let mut s3 = Session::new(common::engine());
+    let ev = ok(
+        &mut s3,
+        &h3,
+        Request::Import {
+            file_name: zip.0.clone(),
+            bytes: zip.1.clone(),
+        },
+    );
+    let v3 = last_view(&ev);
+    assert_eq!(v3.tasks.len(), 1);
+    assert_eq!(v3.tasks[0].name, "sentiment");
+    assert!(v3.tasks[0].has_head);
+    let msg = fails(
+        &mut s3,
+        &h3,
+        Request::Import {
+            file_name: "x.zip".into(),
+            bytes: b"PK nope".to_vec(),
+        },
+    );
+    assert!(!msg.is_empty());
+    let mut wrong = files.clone();
+    wrong.remove("adapter_model.safetensors");
+    wrong.insert("notes.txt".into(), b"hi".to_vec());
+    let msg = fails(
+        &mut s3,
+        &h3,
+        Request::Import {
+            file_name: "w.zip".into(),
+            bytes: zipfile::write(&wrong).unwrap(),
+        },
+    );
+    assert!(msg.contains("neither"), "{msg}");
+    block_on(s3.handle(Request::ExportWorkspace, &h3));
+    assert!(h3.take().iter().any(|e| matches!(e, Event::File { .. })));
+}
+
+#[test]
+fn the_backend_check_compares_with_the_cpu_and_trains_a_step() {
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let s = Session::new(common::engine());
+    let cpu = common::engine();
+    match block_on(s.backend_check(&cpu, "A short sentence.")).unwrap() {
+        Event::BackendCheck {
+            max_abs_diff,
+            step_loss,
+            ..
+        } => {
+            assert!(max_abs_diff < 1e-6, "{max_abs_diff}");
+            assert!(step_loss.is_finite() && step_loss > 0.0);
+        }
+        other => panic!("{other:?}"),
+    }
+}
