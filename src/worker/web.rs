@@ -272,11 +272,14 @@ async fn webgpu() -> Result<(Device, String), String> {
         return Err(format!("WebGPU computed 4 × 2 = {v}"));
     }
     let info = setup.adapter.get_info();
+    // Browsers often withhold the adapter's name.
     let name = [info.name, info.driver, info.driver_info]
         .into_iter()
-        .find(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| format!("{:?}", info.backend));
-    Ok((device, format!("WebGPU ({name})")))
+        .find(|s| !s.trim().is_empty());
+    Ok((
+        device,
+        name.map_or("WebGPU".into(), |n| format!("WebGPU ({n})")),
+    ))
 }
 
 #[cfg(not(feature = "wgpu"))]
