@@ -308,7 +308,7 @@ fn ModelBar() -> impl IntoView {
         });
     };
     view! {
-        <header class="bar">
+        <header class="topbar">
             <h1>"lorafuse"</h1>
             <p class="tagline">"Multi-task text classification with LoRA adapters and attention fusion, trained in your browser."</p>
             <div class="model">

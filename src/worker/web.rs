@@ -262,7 +262,14 @@ async fn webgpu() -> Result<(Device, String), String> {
     let (device, setup) = Device::wgpu_options()
         .init_with_setup_async()
         .await
-        .map_err(|e| format!("no WebGPU device: {e}"))?;
+        .map_err(|e| {
+            let e = e.to_string();
+            if e.to_lowercase().contains("no adapter") {
+                "the browser offers no WebGPU adapter".to_string()
+            } else {
+                format!("no WebGPU device: {e}")
+            }
+        })?;
     // A smoke test: one kernel and one async read.
     let t = burn::tensor::Tensor::<1>::ones([4], &device)
         .mul_scalar(2.0)

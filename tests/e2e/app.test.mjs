@@ -506,6 +506,20 @@ async function main() {
       console.log('     ' + (await page.locator(sel).first().innerText()).replace(/\n/g, '\n     '));
     });
 
+    // j2. a narrow window (a phone): nothing wider than the window, the controls still there
+    await step('narrow-window', async () => {
+      await page.setViewportSize({ width: 390, height: 800 });
+      await page.waitForTimeout(300);
+      const { scroll, inner } = await page.evaluate(() => ({
+        scroll: document.documentElement.scrollWidth,
+        inner: window.innerWidth,
+      }));
+      console.log(`     page width ${scroll} px in a ${inner} px window`);
+      check(scroll <= inner + 1, `the page is ${scroll} px wide in a ${inner} px window`);
+      check(await page.isVisible('#live-text'), '#live-text is not visible in a narrow window');
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+
     // k. no request left the page's own origin
     await step('network', async () => {
       const foreign = requests.filter((u) => !/^(data|blob):/.test(u) && new URL(u).origin !== origin);
