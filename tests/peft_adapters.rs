@@ -172,6 +172,7 @@ fn task_folder_round_trips_with_head_and_meta() {
         train_examples: 0,
         metrics: None,
         adapter_sha256: String::new(),
+        history: Vec::new(),
     };
     let files = block_on(task_files::to_files(&model, &meta)).unwrap();
     let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();

@@ -384,6 +384,10 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     assert!(v2.fused);
     assert_eq!(v2.tasks.len(), 2);
     assert!(v2.tasks.iter().all(|t| t.has_head && t.examples == 40));
+    assert!(
+        v2.tasks.iter().all(|t| t.curve.len() == 2),
+        "the curves come back"
+    );
     let ev = ok(
         &mut s2,
         &h2,

@@ -126,16 +126,8 @@ pub enum Job {
     Fusion(String),
 }
 
-/// A point of a training curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochPoint {
-    /// Epoch (1-based).
-    pub epoch: usize,
-    /// Mean training loss over the epoch.
-    pub loss: f32,
-    /// Accuracy on the held-out examples at the end of the epoch, when there are some.
-    pub val_accuracy: Option<f64>,
-}
+/// A point of a training curve (also kept in the adapter's `lorafuse_task.json`).
+pub use crate::workspace::task_files::EpochRecord as EpochPoint;
 
 /// What the UI shows of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

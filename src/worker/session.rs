@@ -61,6 +61,7 @@ struct Trained {
     head: Option<ClassifierHead>,
     labels: Vec<String>,
     sha256: String,
+    history: Vec<EpochPoint>,
 }
 
 /// One task: its persistent state and what is loaded in memory.
@@ -377,6 +378,10 @@ impl Session {
                 None => None,
             };
             let mut t = Task::new(state.name.clone());
+            t.curve = trained
+                .as_ref()
+                .map(|x| x.history.clone())
+                .unwrap_or_default();
             t.state = state;
             t.trained = trained;
             tasks.push(t);
@@ -402,6 +407,11 @@ impl Session {
                 .meta
                 .as_ref()
                 .map(|m| m.labels.clone())
+                .unwrap_or_default(),
+            history: loaded
+                .meta
+                .as_ref()
+                .map(|m| m.history.clone())
                 .unwrap_or_default(),
             adapter: loaded.adapter,
             head: loaded.head,
@@ -477,8 +487,8 @@ impl Session {
             };
         }
         t.state.adapter = Some(files);
+        t.curve = trained.history.clone();
         t.trained = Some(trained);
-        t.curve.clear();
         self.drop_fusion(host, "an adapter was replaced");
         Ok(())
     }
@@ -586,6 +596,7 @@ impl Session {
                 train_examples: texts.len(),
                 metrics: None,
                 adapter_sha256: String::new(),
+                history: self.tasks[i].curve.clone(),
             };
             let files = task_files::to_files(&model, &meta).await?;
             let sha256 = task_files::sha256_hex(&files[task_files::ADAPTER_WEIGHTS]);
@@ -596,6 +607,7 @@ impl Session {
                 head: Some(model.head),
                 labels: vocab.names().to_vec(),
                 sha256,
+                history: t.curve.clone(),
             });
             self.drop_fusion(host, &format!("the adapter of {task:?} changed"));
         }

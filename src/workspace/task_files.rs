@@ -55,6 +55,20 @@ pub struct TaskMeta {
     pub metrics: Option<Metrics>,
     /// sha256 of `adapter_model.safetensors` (identifies the adapter in a fused model).
     pub adapter_sha256: String,
+    /// The training curve, one record per epoch (empty in files written before it existed).
+    #[serde(default)]
+    pub history: Vec<EpochRecord>,
+}
+
+/// One epoch of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub loss: f32,
+    /// Accuracy on held-out examples at the end of the epoch, when there were some.
+    pub val_accuracy: Option<f64>,
 }
 
 /// A task read back from its folder.

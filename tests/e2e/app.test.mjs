@@ -524,6 +524,10 @@ async function main() {
     await step('network', async () => {
       const foreign = requests.filter((u) => !/^(data|blob):/.test(u) && new URL(u).origin !== origin);
       console.log(`     ${requests.length} requests, ${foreign.length} to other origins`);
+      // The reload read the model from Cache Storage, not from the server.
+      const weights = serverLog.filter((r) => r.path.endsWith('/model.safetensors'));
+      console.log(`     model.safetensors served ${weights.length} time(s) over two visits`);
+      check(weights.length === 1, `model.safetensors was fetched ${weights.length} times; the second visit should read it from the browser's cache`);
       if (process.env.LORAFUSE_E2E_VERBOSE === '1') for (const u of requests) console.log(`       ${u.slice(0, 150)}`);
       check(foreign.length === 0, `requests to other origins:\n  ${[...new Set(foreign)].join('\n  ')}`);
       check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);

@@ -533,6 +533,7 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
     report.insert("labels".into(), serde_json::to_value(vocab.names())?);
     report.insert("train_seconds".into(), serde_json::to_value(train_secs)?);
 
+    let steps_per_epoch = trainer_steps_per_epoch(texts.len(), cfg.batch_size);
     let meta = TaskMeta {
         format: TASK_FORMAT.into(),
         task: a.task.clone(),
@@ -544,6 +545,15 @@ fn train_cmd(common: &Common, a: TrainArgs) -> Result<()> {
         train_examples: texts.len(),
         metrics: Some(m),
         adapter_sha256: String::new(),
+        history: losses
+            .chunks(steps_per_epoch)
+            .enumerate()
+            .map(|(e, c)| task_files::EpochRecord {
+                epoch: e + 1,
+                loss: c.iter().sum::<f32>() / c.len() as f32,
+                val_accuracy: None,
+            })
+            .collect(),
     };
     let files = block_on(task_files::to_files(&model, &meta))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
