@@ -174,6 +174,46 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         },
     );
     assert!(msg.contains("UTF-8"), "{msg}");
+    // Other column names: the error names them and the view lists them; picking them works.
+    ok(
+        &mut s,
+        &h,
+        Request::AddTask {
+            name: "columns".into(),
+        },
+    );
+    let csv = b"sentence,category\nfine work,positive\nbad work,negative\n".to_vec();
+    let up = |t: &str, l: &str| Request::Upload {
+        task: "columns".into(),
+        role: DataRole::Train,
+        file_name: "c.csv".into(),
+        bytes: csv.clone(),
+        text_column: t.into(),
+        label_column: l.into(),
+    };
+    block_on(s.handle(up("", ""), &h));
+    let ev = h.take();
+    assert!(errors(&ev)[0].contains("`sentence`"), "{:?}", errors(&ev));
+    let v = last_view(&ev);
+    let c = v.tasks.iter().find(|t| t.name == "columns").unwrap();
+    assert_eq!(c.columns, ["sentence", "category"]);
+    assert_eq!(c.examples, 0);
+    let v = last_view(&ok(&mut s, &h, up("sentence", "category")));
+    assert_eq!(
+        v.tasks
+            .iter()
+            .find(|t| t.name == "columns")
+            .unwrap()
+            .examples,
+        2
+    );
+    ok(
+        &mut s,
+        &h,
+        Request::RemoveTask {
+            task: "columns".into(),
+        },
+    );
     ok(
         &mut s,
         &h,

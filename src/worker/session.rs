@@ -175,7 +175,20 @@ impl Session {
                     label_column: non_empty(label_column, "label"),
                     ..ParseOptions::default()
                 };
-                let parsed = data::parse(&bytes, &file_name, &opts).map_err(Error::Data)?;
+                let parsed = match data::parse(&bytes, &file_name, &opts) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Show the file's columns so the user can pick the right ones; the
+                        // task's data stays as it was.
+                        if let data::DataError::MissingColumn { available, .. } = &e {
+                            let t = &mut self.tasks[i];
+                            t.columns = available.clone();
+                            t.file_name = Some(file_name);
+                            host.emit(Event::Workspace(self.view()));
+                        }
+                        return Err(Error::Data(e));
+                    }
+                };
                 let t = &mut self.tasks[i];
                 t.rejected = parsed.rejected;
                 t.columns = parsed.columns;
