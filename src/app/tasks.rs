@@ -294,7 +294,11 @@ fn TaskCard(name: String) -> impl IntoView {
                     </table>
                     <Show when=move || !get().rejected.is_empty()>
                         <details open>
-                            <summary>{move || format!("{} rejected rows", get().rejected.len())}</summary>
+                            <summary>{move || {
+                                let n = get().rejected.len();
+                                if n > 200 { format!("{n} rejected rows (the first 200 shown)") }
+                                else { format!("{n} rejected rows") }
+                            }}</summary>
                             <ul data-testid="rejected" class="rejected">
                                 {move || get().rejected.into_iter().take(200).map(|r| view! {
                                     <li>{format!("line {}: {}", r.line, r.reason)}</li>
