@@ -5,20 +5,21 @@ use plotters::prelude::*;
 /// Width and height of the chart in pixels.
 const SIZE: (u32, u32) = (360, 170);
 
-/// An SVG of the step losses, or an empty string when there are none.
-pub fn loss_svg(steps: &[(usize, f32)]) -> String {
+/// An SVG of a loss curve (`(step or epoch, loss)` points, `caption` above it), or an empty
+/// string when there are no points.
+pub fn loss_svg(steps: &[(usize, f32)], caption: &str) -> String {
     if steps.is_empty() {
         return String::new();
     }
     let mut svg = String::new();
-    let drawn = draw(&mut svg, steps);
+    let drawn = draw(&mut svg, steps, caption);
     match drawn {
         Ok(()) => svg,
         Err(e) => format!("<p>chart: {e}</p>"),
     }
 }
 
-fn draw(svg: &mut String, steps: &[(usize, f32)]) -> Result<(), String> {
+fn draw(svg: &mut String, steps: &[(usize, f32)], caption: &str) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -31,7 +32,7 @@ fn draw(svg: &mut String, steps: &[(usize, f32)]) -> Result<(), String> {
         * 1.05;
     let mut chart = ChartBuilder::on(&root)
         .margin(6)
-        .caption("training loss per step", ("sans-serif", 13))
+        .caption(caption, ("sans-serif", 13))
         .x_label_area_size(22)
         .y_label_area_size(36)
         .build_cartesian_2d(1f32..max_x, 0f32..max_y)

@@ -357,7 +357,14 @@ fn TaskCard(name: String) -> impl IntoView {
                     <div class="chart" data-testid="loss-chart"
                         inner_html=move || {
                             let steps = ui.losses.with(|l| l.get(&n_chart).cloned().unwrap_or_default());
-                            chart::loss_svg(&steps)
+                            if steps.is_empty() {
+                                // After a reload only the per-epoch history is known.
+                                let epochs: Vec<(usize, f32)> =
+                                    get().curve.iter().map(|p| (p.epoch, p.loss)).collect();
+                                chart::loss_svg(&epochs, "mean training loss per epoch")
+                            } else {
+                                chart::loss_svg(&steps, "training loss per step")
+                            }
                         }></div>
                     <table data-testid="epochs" class="epochs">
                         <thead><tr><th>"epoch"</th><th>"mean loss"</th><th>"held-out accuracy"</th></tr></thead>
