@@ -278,7 +278,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     );
     let steps = ev
         .iter()
-        .filter(|e| matches!(e, Event::Progress { .. }))
+        .filter(|e| matches!(e, Event::Progress(_)))
         .count();
     assert_eq!(steps, 2, "cancelled before the third step");
     assert!(ev.iter().any(|e| matches!(
@@ -298,7 +298,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         let total = ev
             .iter()
             .find_map(|e| match e {
-                Event::Progress { total_steps, .. } => Some(*total_steps),
+                Event::Progress(p) => Some(p.total_steps),
                 _ => None,
             })
             .unwrap();

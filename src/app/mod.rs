@@ -19,18 +19,15 @@ use std::collections::BTreeMap;
 use leptos::prelude::*;
 
 use crate::fusion::predict::MultiTaskOutput;
-use crate::worker::protocol::{BackendChoice, Event, Job, Request, TaskReport, WorkspaceView};
+use crate::worker::protocol::{
+    BackendChoice, Event, Job, JobProgress, ModelProgress, Request, TaskReport, WorkspaceView,
+};
 
 /// Where the model is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelState {
     /// Loading, with the file and its bytes.
-    Loading {
-        file: String,
-        loaded: u64,
-        total: Option<u64>,
-        cached: bool,
-    },
+    Loading(ModelProgress),
     /// Ready on a backend.
     Ready {
         backend: String,
@@ -39,18 +36,6 @@ pub enum ModelState {
     },
     /// Loading failed.
     Failed(String),
-}
-
-/// The running job's last progress report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobProgress {
-    pub job: Job,
-    pub step: usize,
-    pub total_steps: usize,
-    pub epoch: usize,
-    pub loss: f32,
-    pub examples_per_sec: f64,
-    pub eta_sec: f64,
 }
 
 /// A line in the message area.
@@ -80,12 +65,7 @@ pub struct Ui {
 impl Ui {
     fn new() -> Self {
         Self {
-            model: RwSignal::new(ModelState::Loading {
-                file: String::new(),
-                loaded: 0,
-                total: None,
-                cached: false,
-            }),
+            model: RwSignal::new(ModelState::Loading(ModelProgress::default())),
             ws: RwSignal::new(WorkspaceView::default()),
             job: RwSignal::new(None),
             losses: RwSignal::new(BTreeMap::new()),
@@ -118,17 +98,7 @@ impl Ui {
     fn on_event(&self, ev: Event) {
         match ev {
             Event::Started => {}
-            Event::ModelProgress {
-                file,
-                loaded,
-                total,
-                cached,
-            } => self.model.set(ModelState::Loading {
-                file,
-                loaded,
-                total,
-                cached,
-            }),
+            Event::ModelProgress(p) => self.model.set(ModelState::Loading(p)),
             Event::Ready {
                 backend,
                 fallback_reason,
@@ -151,33 +121,17 @@ impl Ui {
                     }
                 });
             }
-            Event::Progress {
-                job,
-                step,
-                total_steps,
-                epoch,
-                loss,
-                examples_per_sec,
-                eta_sec,
-            } => {
-                if let Job::Task(name) = &job {
+            Event::Progress(p) => {
+                if let Job::Task(name) = &p.job {
                     self.losses.update(|l| {
                         let v = l.entry(name.clone()).or_default();
-                        if step <= 1 {
+                        if p.step <= 1 {
                             v.clear();
                         }
-                        v.push((step, loss));
+                        v.push((p.step, p.loss));
                     });
                 }
-                self.job.set(Some(JobProgress {
-                    job,
-                    step,
-                    total_steps,
-                    epoch,
-                    loss,
-                    examples_per_sec,
-                    eta_sec,
-                }));
+                self.job.set(Some(p));
             }
             Event::JobDone {
                 job,
@@ -261,12 +215,12 @@ fn mb(bytes: u64) -> String {
 fn ModelBar() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let status = move || match ui.model.get() {
-        ModelState::Loading {
+        ModelState::Loading(ModelProgress {
             file,
             loaded,
             total,
             cached,
-        } => {
+        }) => {
             let src = if cached { "browser cache" } else { "network" };
             if file.is_empty() {
                 "Starting the engine…".to_string()
@@ -283,11 +237,11 @@ fn ModelBar() -> impl IntoView {
         ModelState::Failed(e) => format!("The model could not be loaded: {e}"),
     };
     let progress = move || match ui.model.get() {
-        ModelState::Loading {
+        ModelState::Loading(ModelProgress {
             loaded,
             total: Some(t),
             ..
-        } if t > 0 => Some((loaded as f64 / t as f64).min(1.0)),
+        }) if t > 0 => Some((loaded as f64 / t as f64).min(1.0)),
         _ => None,
     };
     let backend = move || match ui.model.get() {

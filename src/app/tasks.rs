@@ -5,8 +5,8 @@
 use leptos::prelude::*;
 use web_sys::{DragEvent, File, HtmlInputElement};
 
-use super::{JobProgress, Ui, chart, files, send};
-use crate::worker::protocol::{DataRole, Job, Request, TaskView};
+use super::{Ui, chart, files, send};
+use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
 use crate::workspace::bundle::TaskSettings;
 
 /// An example data file in the shared datasets' format, offered as a download.
@@ -106,7 +106,7 @@ fn TaskCard(name: String) -> impl IntoView {
         ui.ws
             .with(|w| w.tasks.iter().find(|t| t.name == key).cloned())
     });
-    let get = move || task.get().unwrap_or_else(|| empty_view());
+    let get = move || task.get().unwrap_or_default();
     let text_col = RwSignal::new("text".to_string());
     let label_col = RwSignal::new("label".to_string());
     // The last picked file, kept so a change of columns can re-read it.
@@ -390,23 +390,4 @@ fn column_options(columns: Vec<String>, chosen: String) -> impl IntoView {
             view! { <option value=c.clone() selected=selected>{c.clone()}</option> }
         })
         .collect_view()
-}
-
-fn empty_view() -> TaskView {
-    TaskView {
-        name: String::new(),
-        examples: 0,
-        test_examples: 0,
-        class_counts: Vec::new(),
-        preview: Vec::new(),
-        rejected: Vec::new(),
-        columns: Vec::new(),
-        file_name: None,
-        settings: TaskSettings::default(),
-        has_adapter: false,
-        has_head: false,
-        labels: Vec::new(),
-        curve: Vec::new(),
-        adapter_sha256: None,
-    }
 }

@@ -130,7 +130,7 @@ pub enum Job {
 pub use crate::workspace::task_files::EpochRecord as EpochPoint;
 
 /// What the UI shows of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TaskView {
     /// Name.
     pub name: String,
@@ -201,22 +201,45 @@ pub struct TaskReport {
     pub results: Vec<MethodResult>,
 }
 
+/// How far the model files have been read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModelProgress {
+    /// File being read (empty before the first).
+    pub file: String,
+    /// Bytes of it read so far.
+    pub loaded: u64,
+    /// Its size, when known.
+    pub total: Option<u64>,
+    /// Whether the bytes come from the browser's cache.
+    pub cached: bool,
+}
+
+/// A training job's progress after a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// Which job.
+    pub job: Job,
+    /// Step done.
+    pub step: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Batch loss.
+    pub loss: f32,
+    /// Examples per second.
+    pub examples_per_sec: f64,
+    /// Seconds left at the current speed.
+    pub eta_sec: f64,
+}
+
 /// What the worker tells the UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// The worker's code is loaded and listens; requests sent before this are queued by the page.
     Started,
     /// Model download progress.
-    ModelProgress {
-        /// File being read.
-        file: String,
-        /// Bytes read so far (all files).
-        loaded: u64,
-        /// Total bytes, when known.
-        total: Option<u64>,
-        /// Whether the bytes come from the browser's cache.
-        cached: bool,
-    },
+    ModelProgress(ModelProgress),
     /// The model is loaded.
     Ready {
         /// Backend in words, e.g. `WebGPU (…)` or `CPU (WebAssembly)`.
@@ -237,22 +260,7 @@ pub enum Event {
         bundle: Vec<u8>,
     },
     /// Training progress.
-    Progress {
-        /// Which job.
-        job: Job,
-        /// Step done.
-        step: usize,
-        /// Steps planned.
-        total_steps: usize,
-        /// Epoch (0-based).
-        epoch: usize,
-        /// Batch loss.
-        loss: f32,
-        /// Examples per second.
-        examples_per_sec: f64,
-        /// Seconds left at the current speed.
-        eta_sec: f64,
-    },
+    Progress(JobProgress),
     /// A training job ended.
     JobDone {
         /// Which job.

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{
-    DataRole, EpochPoint, Event, Job, MethodResult, Request, TaskReport, TaskView, WorkspaceView,
+    DataRole, EpochPoint, Event, Job, JobProgress, MethodResult, Request, TaskReport, TaskView,
+    WorkspaceView,
 };
 use crate::data::{self, Example, LabelVocab, ParseOptions, RejectedRow};
 use crate::engine::{self, DEFAULT_MODEL_NAME, Engine};
@@ -387,7 +388,7 @@ impl Session {
         let mut tasks = Vec::new();
         for state in ws.tasks {
             let trained = match &state.adapter {
-                Some(files) => Some(self.load_trained(files)?),
+                Some(files) => Some(self.load_trained(files)?.0),
                 None => None,
             };
             let mut t = Task::new(state.name.clone());
@@ -412,24 +413,22 @@ impl Session {
         Ok(())
     }
 
-    fn load_trained(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<Trained> {
+    /// A task's adapter folder loaded for use, with its metadata (if the folder has it).
+    fn load_trained(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(Trained, Option<TaskMeta>)> {
         let loaded =
             task_files::from_files(files, &self.engine.encoder.config, &self.engine.device)?;
-        Ok(Trained {
-            labels: loaded
-                .meta
-                .as_ref()
-                .map(|m| m.labels.clone())
-                .unwrap_or_default(),
-            history: loaded
-                .meta
-                .as_ref()
-                .map(|m| m.history.clone())
-                .unwrap_or_default(),
+        let meta = loaded.meta;
+        let trained = Trained {
+            labels: meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default(),
+            history: meta.as_ref().map(|m| m.history.clone()).unwrap_or_default(),
             adapter: loaded.adapter,
             head: loaded.head,
             sha256: loaded.adapter_sha256,
-        })
+        };
+        Ok((trained, meta))
     }
 
     fn load_fusion(&self, files: BTreeMap<String, Vec<u8>>) -> Result<Fusion> {
@@ -465,10 +464,7 @@ impl Session {
         files: BTreeMap<String, Vec<u8>>,
         host: &H,
     ) -> Result<()> {
-        let trained = self.load_trained(&files)?;
-        let loaded_meta: Option<TaskMeta> = files
-            .get(task_files::META)
-            .and_then(|b| serde_json::from_slice(b).ok());
+        let (trained, loaded_meta) = self.load_trained(&files)?;
         let name = loaded_meta
             .as_ref()
             .map(|m| m.task.clone())
@@ -664,6 +660,9 @@ impl Session {
         }
         let e = &self.engine;
         let adapters: Vec<&LoraAdapter> = ready.iter().map(|(_, tr, _)| &tr.adapter).collect();
+        // Every task's layer has the default settings; only the class count differs.
+        let fusion_config =
+            |classes| FusionConfig::new(e.encoder.config.hidden_size, adapters.len(), classes);
         let start = now_sec();
         self.cancel.store(false, Ordering::Relaxed);
         let mut layers = Vec::new();
@@ -688,7 +687,7 @@ impl Session {
             let cache =
                 FusionCache::build(&e.encoder, &e.tokenizer, &adapters, &texts, &e.device).await?;
             let cfg = stage2::default_config(&t.state.settings.train);
-            let fcfg = FusionConfig::new(e.encoder.config.hidden_size, adapters.len(), vocab.len());
+            let fcfg = fusion_config(vocab.len());
             let mut ft =
                 FusionTrainer::new(VectorSource::Cached(cache), &labels, &fcfg, &cfg, &e.device)?;
             loop {
@@ -715,7 +714,7 @@ impl Session {
             format: FUSION_FORMAT.into(),
             base_model_sha256: e.model_sha256.clone(),
             d_model: e.encoder.config.hidden_size,
-            heads: FusionConfig::new(1, 1, 2).heads, // the default, used for every layer above
+            heads: fusion_config(2).heads,
             adapters: ready
                 .iter()
                 .map(|(t, tr, _)| FusedAdapter {
@@ -845,31 +844,35 @@ impl Session {
                 .await?;
                 results.push(result("frozen", &probs));
             }
-            let probs = probabilities(
-                &e.encoder,
-                &e.tokenizer,
-                Some(&tr.adapter),
-                head,
-                &texts,
-                &e.device,
-            )
-            .await?;
-            results.push(result("lora", &probs));
             if self.fusion_for(name).is_some() {
+                // One multi-task pass gives this task's single-task and hybrid probabilities.
                 let out = self.predict(&texts).await?;
-                let probs: Vec<Vec<f32>> = out
+                let mine: Vec<_> = out
                     .predictions
                     .iter()
-                    .filter_map(|row| {
-                        row.iter()
-                            .find(|p| &p.task == name)
-                            .and_then(|p| p.hybrid.as_ref())
-                            .map(|h| h.probabilities.clone())
-                    })
+                    .filter_map(|row| row.iter().find(|p| &p.task == name))
                     .collect();
-                if probs.len() == texts.len() {
-                    results.push(result("hybrid", &probs));
-                }
+                let single: Vec<Vec<f32>> = mine
+                    .iter()
+                    .map(|p| p.single.probabilities.clone())
+                    .collect();
+                let hybrid: Vec<Vec<f32>> = mine
+                    .iter()
+                    .filter_map(|p| p.hybrid.as_ref().map(|h| h.probabilities.clone()))
+                    .collect();
+                results.push(result("lora", &single));
+                results.push(result("hybrid", &hybrid));
+            } else {
+                let probs = probabilities(
+                    &e.encoder,
+                    &e.tokenizer,
+                    Some(&tr.adapter),
+                    head,
+                    &texts,
+                    &e.device,
+                )
+                .await?;
+                results.push(result("lora", &probs));
             }
             reports.push(TaskReport {
                 task: name.clone(),
@@ -932,7 +935,7 @@ impl Task {
 
 fn progress_event(job: &Job, p: &Progress) -> Event {
     let per_step = p.elapsed_sec / p.step.max(1) as f64;
-    Event::Progress {
+    Event::Progress(JobProgress {
         job: job.clone(),
         step: p.step,
         total_steps: p.total_steps,
@@ -940,7 +943,7 @@ fn progress_event(job: &Job, p: &Progress) -> Event {
         loss: p.loss,
         examples_per_sec: p.examples_per_sec,
         eta_sec: per_step * p.total_steps.saturating_sub(p.step) as f64,
-    }
+    })
 }
 
 fn non_empty(s: String, default: &str) -> String {

@@ -21,7 +21,7 @@ use web_sys::{
     Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response,
 };
 
-use super::protocol::{BackendChoice, Event, Request};
+use super::protocol::{BackendChoice, Event, ModelProgress, Request};
 use super::session::{Host, Session};
 use crate::engine::{DEFAULT_MODEL_NAME, Engine};
 use crate::train::now_sec;
@@ -369,20 +369,20 @@ async fn fetch_cached(
         let now = now_sec();
         if now - last > 0.1 {
             last = now;
-            host.emit(Event::ModelProgress {
+            host.emit(Event::ModelProgress(ModelProgress {
                 file: name.into(),
                 loaded: out.len() as u64,
                 total,
                 cached,
-            });
+            }));
         }
     }
-    host.emit(Event::ModelProgress {
+    host.emit(Event::ModelProgress(ModelProgress {
         file: name.into(),
         loaded: out.len() as u64,
         total: Some(out.len() as u64),
         cached,
-    });
+    }));
     if !cached && let Some(c) = cache {
         let stored = Response::new_with_opt_u8_array(Some(&mut out.clone()))
             .map(|r| c.put_with_str(&url, &r));

@@ -631,51 +631,34 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         let (m, s) = stats(v);
         format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
     };
-    if a.fusion_grid {
+    // Extra hybrid variants: one row per task and their average, in the hybrid column.
+    let extra_rows = |label: &str, get: fn(&TaskSeedResult) -> Option<&MethodScores>| {
         let mut all = vec![0.0; a.seeds.len()];
         for t in &tasks {
             let v: Vec<f64> = results
                 .iter()
                 .filter(|r| r.task == t.name)
-                .filter_map(|r| r.hybrid_selected.as_ref().map(|m| pick(&m.test, &t.name)))
+                .filter_map(|r| get(r).map(|m| pick(&m.test, &t.name)))
                 .collect();
             for (j, x) in v.iter().enumerate() {
                 all[j] += x / tasks.len() as f64;
             }
             println!(
-                "| {} (hybrid, fusion settings selected on dev) | {} | | | {} | | | |",
+                "| {} ({label}) | {} | | | {} | | | |",
                 t.name,
                 metric_name(&t.name),
                 f(&v)
             );
         }
-        println!(
-            "| **average** (hybrid, dev-selected) | | | | {} | | | |",
-            f(&all)
-        );
+        println!("| **average** ({label}) | | | | {} | | | |", f(&all));
+    };
+    if a.fusion_grid {
+        extra_rows("hybrid, fusion settings selected on dev", |r| {
+            r.hybrid_selected.as_ref()
+        });
     }
     if a.fusion_crossfit {
-        let mut all = vec![0.0; a.seeds.len()];
-        for t in &tasks {
-            let v: Vec<f64> = results
-                .iter()
-                .filter(|r| r.task == t.name)
-                .filter_map(|r| r.hybrid_crossfit.as_ref().map(|m| pick(&m.test, &t.name)))
-                .collect();
-            for (j, x) in v.iter().enumerate() {
-                all[j] += x / tasks.len() as f64;
-            }
-            println!(
-                "| {} (hybrid, cross-fit) | {} | | | {} | | | |",
-                t.name,
-                metric_name(&t.name),
-                f(&v)
-            );
-        }
-        println!(
-            "| **average** (hybrid, cross-fit) | | | | {} | | | |",
-            f(&all)
-        );
+        extra_rows("hybrid, cross-fit", |r| r.hybrid_crossfit.as_ref());
     }
     println!(
         "| **average** | | {} | {} | {} | {} | {} | {} |",
