@@ -310,6 +310,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 labels: ["1", "2", "3", "4"].map(String::from).to_vec(),
             },
         ],
+        shared: false,
     };
     let out = block_on(files::to_files(&manifest, &layers)).unwrap();
     let (m2, back) = files::from_files(&out, &device).unwrap();
@@ -476,4 +477,109 @@ fn knowledge_sharing_helps_the_small_task() {
         hybrid > single + 0.02,
         "hybrid {hybrid:.4} does not beat single-task LoRA {single:.4}"
     );
+}
+
+/// The shared variant's joint classifier cut into per-task layers gives, for every task, exactly
+/// the joint layer's logits of that task's block, and the same attention.
+#[test]
+fn shared_fusion_heads_split_exactly() {
+    let device = Device::flex();
+    let (b, k, d) = (4, 3, 16);
+    let joint = FusionConfig::new(d, k, 5).init(9, &device);
+    assert!(
+        joint.split_heads(&[2, 2]).is_none(),
+        "class counts must add up"
+    );
+    assert!(
+        joint.split_heads(&[1, 4]).is_none(),
+        "every head needs 2 classes"
+    );
+    let parts = joint.split_heads(&[2, 3]).unwrap();
+    let base = Tensor::<2>::from_data(TensorData::new(random(b * d, 5), [b, d]), &device);
+    let ad = Tensor::<3>::from_data(TensorData::new(random(b * k * d, 6), [b, k, d]), &device);
+    let all = joint.forward(base.clone(), ad.clone(), None, false);
+    let (all_logits, _) = host2(all.logits);
+    let all_weights = host2(all.weights).0;
+    for (t, (part, range)) in parts.iter().zip([0..2, 2..5]).enumerate() {
+        let out = part.forward(base.clone(), ad.clone(), None, false);
+        let (logits, [_, c]) = host2(out.logits);
+        assert_eq!(c, range.len(), "task {t}");
+        for i in 0..b {
+            assert_eq!(
+                &logits[i * c..(i + 1) * c],
+                &all_logits[i * 5..(i + 1) * 5][range.clone()]
+            );
+        }
+        assert_eq!(host2(out.weights).0, all_weights);
+    }
+}
+
+/// One fusion shared by two tasks learns both, each row's loss taken on its own task's head:
+/// task 0 (2 classes) is readable from adapter 0's vectors, task 1 (3 classes) from adapter 1's.
+#[test]
+fn shared_fusion_learns_each_task_on_its_own_head() {
+    let device = Device::flex();
+    let (k, d, n) = (2, 16, 120);
+    let mut base = random(n * d, 21);
+    let mut ad = random(n * k * d, 22);
+    let task_of_row: Vec<usize> = (0..n).map(|r| r % 2).collect();
+    let labels: Vec<usize> = (0..n)
+        .map(|r| if r % 2 == 0 { (r / 2) % 2 } else { (r / 2) % 3 })
+        .collect();
+    for r in 0..n {
+        let (t, y) = (task_of_row[r], labels[r] as f32);
+        // The signal: one feature of the task's own adapter vector; the base carries none.
+        ad[(r * k + t) * d + t] = if t == 0 { 6.0 * y - 3.0 } else { 3.0 * y - 3.0 };
+        base[r * d] = 0.0;
+    }
+    let cache = FusionCache {
+        base: Tensor::from_data(TensorData::new(base, [n, d]), &device),
+        adapters: Tensor::from_data(TensorData::new(ad, [n, k, d]), &device),
+    };
+    let cfg = TrainConfig {
+        epochs: 40,
+        batch_size: 16,
+        head_lr: 3e-3,
+        ..Default::default()
+    };
+    let fcfg = FusionConfig::new(d, k, 2);
+    let bad = [0usize, 3].repeat(n / 2); // label 3 is not a class of task 1
+    assert!(
+        FusionTrainer::new_shared(
+            VectorSource::Cached(cache.clone()),
+            &task_of_row,
+            &bad,
+            &[2, 3],
+            &fcfg,
+            &cfg,
+            &device
+        )
+        .is_err()
+    );
+    let mut tr = FusionTrainer::new_shared(
+        VectorSource::Cached(cache.clone()),
+        &task_of_row,
+        &labels,
+        &[2, 3],
+        &fcfg,
+        &cfg,
+        &device,
+    )
+    .unwrap();
+    while block_on(tr.step()).unwrap().is_some() {}
+    let layers = tr.finish_shared().unwrap();
+    assert_eq!(layers.len(), 2);
+    for (t, layer) in layers.iter().enumerate() {
+        let rows: Vec<usize> = (0..n).filter(|&r| task_of_row[r] == t).collect();
+        let (b, a) = cache.select(&rows, &device);
+        let (logits, [m, c]) = host2(layer.forward(b, a, None, false).logits);
+        assert_eq!(c, [2, 3][t]);
+        let correct = (0..m)
+            .filter(|&i| predict::argmax(&logits[i * c..(i + 1) * c]) == labels[rows[i]])
+            .count();
+        assert!(
+            correct as f64 >= 0.9 * m as f64,
+            "task {t}: {correct}/{m} training rows right"
+        );
+    }
 }

@@ -56,6 +56,10 @@ pub struct FusionManifest {
     pub adapters: Vec<FusedAdapter>,
     /// One fusion layer per target task, in this order in `fusion.safetensors` (`task.{i}.…`).
     pub tasks: Vec<FusedTask>,
+    /// Whether the layers were trained as one shared fusion (DESIGN §1.3's option): then they
+    /// are equal but for their classifiers. Absent in older files: `false`.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 fn push_linear(out: &mut Vec<(String, Tensor<2>)>, name: &str, l: &Linear) {

@@ -12,6 +12,11 @@
 //! an output projection, scaled dot-product per head). The weights it reports are the attention
 //! probabilities averaged over heads and query positions: one distribution over the K adapters per
 //! input. An optional mask removes adapters from the attention (keys) and from the mean (queries).
+//!
+//! The shared variant (one fusion for all tasks, per-task heads; DESIGN §1.3's option) is an
+//! `AttentionFusion` whose classifier holds every task's head side by side: `classes` is the sum
+//! of the tasks' class counts, and [`AttentionFusion::split_heads`] cuts it into one layer per
+//! task that share everything but the classifier.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -146,6 +151,31 @@ impl AttentionFusion {
     /// Width `d`.
     pub fn d_model(&self) -> usize {
         self.query.weight.shape().dims::<2>()[0]
+    }
+
+    /// Cuts a shared fusion (classifier rows = the tasks' heads side by side, in task order) into
+    /// one layer per task: each a copy of this layer whose classifier is that task's block.
+    /// `classes[t]` is task `t`'s class count; they must add up to [`Self::classes`].
+    pub fn split_heads(&self, classes: &[usize]) -> Option<Vec<AttentionFusion>> {
+        if classes.iter().sum::<usize>() != self.classes() || classes.iter().any(|&c| c < 2) {
+            return None;
+        }
+        let d = self.d_model();
+        let weight = self.classifier.weight.val(); // [d, total]
+        let bias = self.classifier.bias.as_ref().map(|b| b.val());
+        let mut start = 0;
+        let mut out = Vec::with_capacity(classes.len());
+        for &c in classes {
+            let mut f = self.clone();
+            f.classifier.weight =
+                Param::from_tensor(weight.clone().slice([0..d, start..start + c]));
+            f.classifier.bias = bias
+                .as_ref()
+                .map(|b| Param::from_tensor(b.clone().slice([start..start + c])));
+            out.push(f);
+            start += c;
+        }
+        Some(out)
     }
 
     /// # Shapes

@@ -4,6 +4,9 @@
 //! adapter) are computed once into a [`FusionCache`] and the fusion epochs run on it; this changes
 //! no result. [`FusionTrainer`] can also run uncached ([`VectorSource::Live`]), encoding each batch
 //! anew — slower, and used to check that caching does not change the outcome.
+//!
+//! [`FusionTrainer::new_shared`] trains the shared variant instead: one fusion over the training
+//! rows of every task at once, each row's loss taken over its own task's head only.
 
 use super::plan::BatchPlan;
 use super::predict::{EVAL_BATCH, SortedBatches};
@@ -66,6 +69,23 @@ impl FusionCache {
         self.len() == 0
     }
 
+    /// The rows of several caches (over the same adapters, in the same order), one after another.
+    pub fn concat(caches: &[FusionCache]) -> Result<Self> {
+        if caches.is_empty() {
+            return Err(Error::Fusion("nothing to join".into()));
+        }
+        let k = caches[0].adapters.dims()[1];
+        if caches.iter().any(|c| c.adapters.dims()[1] != k) {
+            return Err(Error::Fusion(
+                "caches over different adapter sets cannot be joined".into(),
+            ));
+        }
+        Ok(Self {
+            base: Tensor::cat(caches.iter().map(|c| c.base.clone()).collect(), 0),
+            adapters: Tensor::cat(caches.iter().map(|c| c.adapters.clone()).collect(), 0),
+        })
+    }
+
     /// Rows `idx` of the cache.
     pub fn select(&self, idx: &[usize], device: &Device) -> (Tensor<2>, Tensor<3>) {
         let n = idx.len();
@@ -97,9 +117,23 @@ pub enum VectorSource {
     },
 }
 
-/// A stage-2 run for one target task, one batch per [`step`](FusionTrainer::step).
+/// For a shared fusion: where each task's head sits in the joint classifier, and the task of
+/// every training row.
+struct SharedHeads {
+    /// Classes per task, in task order.
+    classes: Vec<usize>,
+    /// First logit of each task's head.
+    offsets: Vec<usize>,
+    /// Task of every training row.
+    task_of_row: Vec<usize>,
+}
+
+/// A stage-2 run, one batch per [`step`](FusionTrainer::step): one target task's fusion
+/// ([`new`](FusionTrainer::new)), or one fusion shared by all tasks
+/// ([`new_shared`](FusionTrainer::new_shared)).
 pub struct FusionTrainer {
     fusion: AttentionFusion,
+    shared: Option<SharedHeads>,
     adapter_dropout: f64,
     source: VectorSource,
     labels: Vec<usize>,
@@ -148,6 +182,7 @@ impl FusionTrainer {
         }
         Ok(Self {
             fusion: fusion.init(cfg.seed, &ad),
+            shared: None,
             adapter_dropout: fusion.adapter_dropout,
             source,
             labels: labels.to_vec(),
@@ -156,6 +191,72 @@ impl FusionTrainer {
             plan: BatchPlan::new(n, cfg),
             cfg: cfg.clone(),
         })
+    }
+
+    /// The shared variant: one fusion trained on the rows of every task together, with one
+    /// classifier head per task. Row `i` of `source` belongs to task `task_of_row[i]` and has
+    /// class `labels[i]` of that task; `classes[t]` is task `t`'s class count. `fusion.classes`
+    /// is ignored (the joint classifier has `sum(classes)` outputs). Each row's loss is the
+    /// cross-entropy over its own task's head. Finish with [`finish_shared`](Self::finish_shared).
+    pub fn new_shared(
+        source: VectorSource,
+        task_of_row: &[usize],
+        labels: &[usize],
+        classes: &[usize],
+        fusion: &FusionConfig,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        if task_of_row.len() != labels.len() {
+            return Err(Error::Train("one task per training row is required".into()));
+        }
+        if classes.iter().any(|&c| c < 2) {
+            return Err(Error::Train("every task needs at least 2 classes".into()));
+        }
+        let offsets: Vec<usize> = classes
+            .iter()
+            .scan(0, |acc, &c| {
+                let o = *acc;
+                *acc += c;
+                Some(o)
+            })
+            .collect();
+        let mut joint = Vec::with_capacity(labels.len());
+        for (&t, &l) in task_of_row.iter().zip(labels) {
+            match classes.get(t) {
+                Some(&c) if l < c => joint.push(offsets[t] + l),
+                _ => {
+                    return Err(Error::Train(format!(
+                        "row label {l} of task {t} is not a class of that task"
+                    )));
+                }
+            }
+        }
+        let mut fc = fusion.clone();
+        fc.classes = classes.iter().sum();
+        let mut me = Self::new(source, &joint, &fc, cfg, device)?;
+        me.shared = Some(SharedHeads {
+            classes: classes.to_vec(),
+            offsets,
+            task_of_row: task_of_row.to_vec(),
+        });
+        Ok(me)
+    }
+
+    /// `[n, total]` additive mask keeping only each row's own task head (0 there, -1e4 elsewhere).
+    fn head_mask(&self, idx: &[usize], device: &Device) -> Option<Tensor<2>> {
+        let s = self.shared.as_ref()?;
+        let total: usize = s.classes.iter().sum();
+        let mut m = vec![-1e4f32; idx.len() * total];
+        for (r, &i) in idx.iter().enumerate() {
+            let t = s.task_of_row[i];
+            let start = r * total + s.offsets[t];
+            m[start..start + s.classes[t]].fill(0.0);
+        }
+        Some(Tensor::from_data(
+            TensorData::new(m, [idx.len(), total]),
+            device,
+        ))
     }
 
     /// Total steps of the run.
@@ -191,7 +292,11 @@ impl FusionTrainer {
         let (base, adapters) = self.vectors(&idx).await?;
         let keep = self.adapter_mask(adapters.dims()[1]);
         let out = self.fusion.forward(base, adapters, keep.as_deref(), true);
-        let loss = cross_entropy(out.logits, targets);
+        let logits = match self.head_mask(&idx, &out.logits.device()) {
+            Some(m) => out.logits + m,
+            None => out.logits,
+        };
+        let loss = cross_entropy(logits, targets);
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
@@ -221,9 +326,23 @@ impl FusionTrainer {
         Some(keep)
     }
 
-    /// Ends the run and returns the fusion for inference.
+    /// Ends the run and returns the fusion for inference (for a shared run: the joint layer,
+    /// whose classifier holds every task's head; see [`finish_shared`](Self::finish_shared)).
     pub fn finish(self) -> AttentionFusion {
         self.fusion.valid()
+    }
+
+    /// Ends a shared run and returns one layer per task (shared weights, the task's own head),
+    /// ready for prediction and saving like per-task layers. Errors on a per-task run.
+    pub fn finish_shared(self) -> Result<Vec<AttentionFusion>> {
+        let classes = match &self.shared {
+            Some(s) => s.classes.clone(),
+            None => return Err(Error::Fusion("not a shared fusion run".into())),
+        };
+        self.fusion
+            .valid()
+            .split_heads(&classes)
+            .ok_or_else(|| Error::Fusion("the joint classifier does not match the tasks".into()))
     }
 }
 

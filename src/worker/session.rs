@@ -723,6 +723,7 @@ impl Session {
                 })
                 .collect(),
             tasks: fused_tasks,
+            shared: false,
         };
         let files = fusion_files::to_files(&manifest, &layers).await?;
         let last = manifest

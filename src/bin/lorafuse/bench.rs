@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// report it as `hybrid (cross-fit)`.
     #[arg(long)]
     fusion_crossfit: bool,
+    /// Also train one fusion shared by all tasks (per-task heads, on every task's training rows
+    /// together; DESIGN §1.3's option) and report it as `hybrid (shared)`.
+    #[arg(long)]
+    fusion_shared: bool,
     /// Write every number as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -105,6 +109,9 @@ struct TaskSeedResult {
     hybrid_crossfit: Option<MethodScores>,
     crossfit_seconds: f64,
     crossfit_attention_on_test: Vec<f32>,
+    /// With `--fusion-shared`: the shared fusion's scores on this task, and its attention.
+    hybrid_shared: Option<MethodScores>,
+    shared_attention_on_test: Vec<f32>,
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
@@ -118,6 +125,8 @@ struct SeedTimes {
     caching_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
+    /// With `--fusion-shared`: training the one shared fusion.
+    shared_fusion_seconds: f64,
 }
 
 fn read_csv(path: &Path) -> Result<Vec<Example>> {
@@ -299,6 +308,48 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             adapters.len() + 1
         );
 
+        let mut fcfg = stage2::default_config(&cfg);
+        if let Some(e) = a.fusion_epochs {
+            fcfg.epochs = e;
+        }
+        if let Some(lr) = a.fusion_lr {
+            fcfg.head_lr = lr;
+        }
+        // Optional: one fusion shared by all tasks, trained on every task's rows together.
+        let mut shared_layers = Vec::new();
+        let mut shared_secs = 0.0;
+        if a.fusion_shared {
+            let t0 = Instant::now();
+            let train_caches: Vec<FusionCache> = caches.iter().map(|c| c[0].clone()).collect();
+            let task_of_row: Vec<usize> = splits
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| std::iter::repeat_n(i, s.train.1.len()))
+                .collect();
+            let y: Vec<usize> = splits
+                .iter()
+                .flat_map(|s| s.train.1.iter().copied())
+                .collect();
+            let classes: Vec<usize> = splits.iter().map(|s| s.vocab.len()).collect();
+            let mut g = FusionTrainer::new_shared(
+                VectorSource::Cached(FusionCache::concat(&train_caches)?),
+                &task_of_row,
+                &y,
+                &classes,
+                &FusionConfig::new(d, tasks.len(), 2).with_heads(a.fusion_heads),
+                &fcfg,
+                &engine.device,
+            )?;
+            let pb = bar(g.total_steps(), format!("seed {seed} shared fusion"));
+            while let Some(p) = block_on(g.step())? {
+                pb.set_position(p.step as u64);
+            }
+            pb.finish_and_clear();
+            shared_layers = g.finish_shared()?;
+            shared_secs = t0.elapsed().as_secs_f64();
+            eprintln!("seed {seed} shared fusion: {shared_secs:.1} s");
+        }
+
         let mut frozen_total = 0.0;
         let mut fusion_total = 0.0;
         for (i, (t, s)) in tasks.iter().zip(&splits).enumerate() {
@@ -350,13 +401,6 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             };
             // hybrid
             let t0 = Instant::now();
-            let mut fcfg = stage2::default_config(&cfg);
-            if let Some(e) = a.fusion_epochs {
-                fcfg.epochs = e;
-            }
-            if let Some(lr) = a.fusion_lr {
-                fcfg.head_lr = lr;
-            }
             let fusion_cfg = FusionConfig::new(d, tasks.len(), classes).with_heads(a.fusion_heads);
             let mut ft = FusionTrainer::new(
                 VectorSource::Cached(train_c.clone()),
@@ -508,6 +552,29 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 );
                 crossfit = Some(m);
             }
+            // Optional: this task's head of the shared fusion.
+            let mut shared = None;
+            let mut shared_att = Vec::new();
+            if let Some(f) = shared_layers.get(i) {
+                let out = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
+                shared_att = block_on(lorafuse::host::floats(out.weights.mean_dim(0)))?;
+                let m = MethodScores {
+                    test: eval(&probs_of(out.logits)?, &s.test.1, classes),
+                    dev: eval(
+                        &probs_of(
+                            f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
+                                .logits,
+                        )?,
+                        &s.dev.1,
+                        classes,
+                    ),
+                };
+                eprintln!(
+                    "seed {seed} {:>10}: shared fusion: test {:.4}, dev {:.4}, attention {:?}",
+                    t.name, m.test.accuracy, m.dev.accuracy, shared_att
+                );
+                shared = Some(m);
+            }
             eprintln!(
                 "seed {seed} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
                 t.name,
@@ -535,6 +602,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 hybrid_crossfit: crossfit,
                 crossfit_seconds: crossfit_secs,
                 crossfit_attention_on_test: crossfit_att,
+                hybrid_shared: shared,
+                shared_attention_on_test: shared_att,
                 stage1_seconds: stage1_secs[i],
                 frozen_seconds: frozen_secs,
                 fusion_seconds: fusion_secs,
@@ -572,6 +641,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             caching_seconds: caching_secs,
             frozen_seconds: frozen_total,
             fusion_seconds: fusion_total,
+            shared_fusion_seconds: shared_secs,
         });
     }
 
@@ -660,6 +730,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     if a.fusion_crossfit {
         extra_rows("hybrid, cross-fit", |r| r.hybrid_crossfit.as_ref());
     }
+    if a.fusion_shared {
+        extra_rows("hybrid, one shared fusion", |r| r.hybrid_shared.as_ref());
+    }
     println!(
         "| **average** | | {} | {} | {} | {} | {} | {} |",
         f(&avg["frozen"][0]),
@@ -689,6 +762,17 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             t.fusion_seconds,
             100.0 * t.fusion_seconds / total
         );
+    }
+    if a.fusion_shared {
+        for t in &times {
+            let total = t.stage1_seconds + t.caching_seconds + t.frozen_seconds + t.fusion_seconds;
+            println!(
+                "\nSeed {}: the one shared fusion trained in {:.1} s ({:.2} % of the training above).",
+                t.seed,
+                t.shared_fusion_seconds,
+                100.0 * t.shared_fusion_seconds / total
+            );
+        }
     }
     println!("\nStage 1 per task (s, mean over seeds):");
     for t in &tasks {

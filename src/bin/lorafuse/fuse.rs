@@ -49,6 +49,10 @@ pub struct FuseArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Train one fusion shared by all tasks (per-task heads) on all their data together, instead
+    /// of one fusion per task (the default, as the authors).
+    #[arg(long)]
+    shared: bool,
 }
 
 fn task_name(t: &LoadedTask, dir: &Path) -> Result<String> {
@@ -75,8 +79,8 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     }
     let adapters: Vec<&lorafuse::lora::LoraAdapter> =
         loaded.iter().map(|(_, _, t)| &t.adapter).collect();
-    let mut fused_tasks = Vec::new();
-    let mut layers = Vec::new();
+    // Every target task's training rows, encoded once by the base and every adapter.
+    let mut targets = Vec::new();
     for spec in &a.data {
         let (task, file) = spec
             .split_once('=')
@@ -105,36 +109,68 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
             &engine.device,
         ))?;
         pb.finish_and_clear();
-        let defaults = TrainConfig {
-            seed: a.seed,
-            ..TrainConfig::default()
-        };
-        let mut cfg = stage2::default_config(&defaults);
-        cfg.epochs = a.epochs;
-        if let Some(lr) = a.lr {
-            cfg.head_lr = lr;
-        }
-        let fcfg = FusionConfig::new(
-            engine.encoder.config.hidden_size,
-            adapters.len(),
-            labels.len(),
-        )
-        .with_heads(a.heads);
-        let mut tr =
-            FusionTrainer::new(VectorSource::Cached(cache), &y, &fcfg, &cfg, &engine.device)?;
-        let bar = step_bar(tr.total_steps(), &format!("fusion {task}"));
+        targets.push((task.to_string(), labels, cache, y));
+    }
+    let defaults = TrainConfig {
+        seed: a.seed,
+        ..TrainConfig::default()
+    };
+    let mut cfg = stage2::default_config(&defaults);
+    cfg.epochs = a.epochs;
+    if let Some(lr) = a.lr {
+        cfg.head_lr = lr;
+    }
+    let d = engine.encoder.config.hidden_size;
+    let run = |tr: &mut FusionTrainer, name: &str| -> Result<()> {
+        let bar = step_bar(tr.total_steps(), &format!("fusion {name}"));
         while let Some(p) = block_on(tr.step())? {
             bar.set_position(p.step as u64);
             bar.set_message(format!("loss {:.4}", p.loss));
         }
         bar.finish_and_clear();
-        layers.push(tr.finish());
-        fused_tasks.push(FusedTask {
-            task: task.to_string(),
-            labels,
-        });
-        eprintln!("trained the fusion of {task}");
+        eprintln!("trained the fusion of {name}");
+        Ok(())
+    };
+    let mut layers = Vec::new();
+    if a.shared {
+        let caches: Vec<FusionCache> = targets.iter().map(|t| t.2.clone()).collect();
+        let task_of_row: Vec<usize> = targets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| std::iter::repeat_n(i, t.3.len()))
+            .collect();
+        let y: Vec<usize> = targets.iter().flat_map(|t| t.3.iter().copied()).collect();
+        let classes: Vec<usize> = targets.iter().map(|t| t.1.len()).collect();
+        let fcfg = FusionConfig::new(d, adapters.len(), 2).with_heads(a.heads);
+        let mut tr = FusionTrainer::new_shared(
+            VectorSource::Cached(FusionCache::concat(&caches)?),
+            &task_of_row,
+            &y,
+            &classes,
+            &fcfg,
+            &cfg,
+            &engine.device,
+        )?;
+        run(&mut tr, "all tasks (shared)")?;
+        layers = tr.finish_shared()?;
+    } else {
+        for (task, labels, cache, y) in &targets {
+            let fcfg = FusionConfig::new(d, adapters.len(), labels.len()).with_heads(a.heads);
+            let mut tr = FusionTrainer::new(
+                VectorSource::Cached(cache.clone()),
+                y,
+                &fcfg,
+                &cfg,
+                &engine.device,
+            )?;
+            run(&mut tr, task)?;
+            layers.push(tr.finish());
+        }
     }
+    let fused_tasks: Vec<FusedTask> = targets
+        .into_iter()
+        .map(|(task, labels, _, _)| FusedTask { task, labels })
+        .collect();
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: engine.model_sha256.clone(),
@@ -148,6 +184,7 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
             })
             .collect(),
         tasks: fused_tasks,
+        shared: a.shared,
     };
     let files = block_on(fusion_files::to_files(&manifest, &layers))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
