@@ -543,6 +543,40 @@ fn shared_fusion_learns_each_task_on_its_own_head() {
         ..Default::default()
     };
     let fcfg = FusionConfig::new(d, k, 2);
+    // The first step's loss (one batch of every row, no dropout) is each row's cross-entropy
+    // over its own task's head alone: log-sum-exp over that block of the joint logits.
+    let mut first = FusionTrainer::new_shared(
+        VectorSource::Cached(cache.clone()),
+        &task_of_row,
+        &labels,
+        &[2, 3],
+        &fcfg.clone().with_dropout(0.0),
+        &TrainConfig {
+            batch_size: n,
+            ..cfg.clone()
+        },
+        &device,
+    )
+    .unwrap();
+    let got = block_on(first.step()).unwrap().unwrap().loss;
+    let joint = FusionConfig::new(d, k, 5)
+        .with_dropout(0.0)
+        .init(cfg.seed, &device);
+    let (logits, _) = host2(
+        joint
+            .forward(cache.base.clone(), cache.adapters.clone(), None, false)
+            .logits,
+    );
+    let want = (0..n)
+        .map(|r| {
+            let block = if task_of_row[r] == 0 { 0..2 } else { 2..5 };
+            let row = &logits[r * 5..(r + 1) * 5][block.clone()];
+            let lse = row.iter().map(|x| x.exp()).sum::<f32>().ln();
+            lse - row[labels[r]]
+        })
+        .sum::<f32>()
+        / n as f32;
+    assert!((got - want).abs() < 1e-4, "first loss {got}, expected {want}");
     let bad = [0usize, 3].repeat(n / 2); // label 3 is not a class of task 1
     assert!(
         FusionTrainer::new_shared(
