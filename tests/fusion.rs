@@ -576,7 +576,10 @@ fn shared_fusion_learns_each_task_on_its_own_head() {
         })
         .sum::<f32>()
         / n as f32;
-    assert!((got - want).abs() < 1e-4, "first loss {got}, expected {want}");
+    assert!(
+        (got - want).abs() < 1e-4,
+        "first loss {got}, expected {want}"
+    );
     let bad = [0usize, 3].repeat(n / 2); // label 3 is not a class of task 1
     assert!(
         FusionTrainer::new_shared(

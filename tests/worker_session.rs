@@ -247,7 +247,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         )
         .contains("no task")
     );
-    assert!(fails(&mut s, &h, Request::TrainFusion).contains("no adapter"));
+    assert!(fails(&mut s, &h, Request::TrainFusion { shared: false }).contains("no adapter"));
     // Bad settings are refused.
     let mut bad = v.tasks[0].settings.clone();
     bad.train.epochs = 0;
@@ -320,7 +320,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     }
 
     // Fusion.
-    let ev = ok(&mut s, &h, Request::TrainFusion);
+    let ev = ok(&mut s, &h, Request::TrainFusion { shared: false });
     let v = last_view(&ev);
     assert!(v.fused);
     assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
@@ -465,6 +465,55 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             }
         }
     }
+
+    // The shared option: one fusion for both tasks, a head per task; it survives a reload too.
+    let ev = ok(&mut s2, &h2, Request::TrainFusion { shared: true });
+    let v = last_view(&ev);
+    assert!(v.fused && v.fused_shared);
+    assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
+    let shared_bundle = last_bundle(&ev).expect("the shared fusion is saved");
+    let ev = ok(
+        &mut s2,
+        &h2,
+        Request::Predict {
+            id: 2,
+            text: "a wonderful, moving film".into(),
+        },
+    );
+    let out3 = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(out3.encoder_passes_per_text, 3.0);
+    for tp in &out3.predictions[0] {
+        let a = tp.attention.as_ref().expect("attention");
+        assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let h = tp.hybrid.as_ref().expect("hybrid");
+        assert!((h.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    // Shared weights: both tasks' attention over the adapters is the same for the same text.
+    let (a0, a1) = (
+        out3.predictions[0][0].attention.as_ref().unwrap(),
+        out3.predictions[0][1].attention.as_ref().unwrap(),
+    );
+    assert_eq!(a0, a1);
+    let h4 = Recorder::default();
+    let mut s4 = Session::new(common::engine());
+    let ev = ok(
+        &mut s4,
+        &h4,
+        Request::Init {
+            backend: Default::default(),
+            bundle: Some(shared_bundle),
+        },
+    );
+    assert!(
+        last_view(&ev).fused_shared,
+        "a reload keeps the shared fusion"
+    );
 
     // Importing: the adapter zip becomes a task of an empty session; garbage changes nothing.
     let h3 = Recorder::default();

@@ -302,10 +302,16 @@ fn FusionPanel() -> impl IntoView {
             .with(|w| w.tasks.iter().filter(|t| t.has_head).count())
     };
     let running = move || ui.job.get().filter(|j| matches!(j.job, Job::Fusion(_)));
+    let shared = RwSignal::new(false);
     let status = move || {
         let w = ui.ws.get();
         if w.fused {
-            format!("Fusion trained over {}", w.fused_tasks.join(", "))
+            let kind = if w.fused_shared {
+                "one shared fusion, a head per task"
+            } else {
+                "one fusion per task"
+            };
+            format!("Fusion trained over {} ({kind})", w.fused_tasks.join(", "))
         } else if trained_tasks() < 2 {
             "Train at least two tasks' adapters first.".into()
         } else {
@@ -316,7 +322,13 @@ fn FusionPanel() -> impl IntoView {
         <section id="fusion" class="panel" data-trained=move || ui.ws.get().fused.to_string()>
             <h2>"Fusion (stage 2)"</h2>
             <p class="hint">"Every task's adapter encodes the input; an attention layer over those task vectors, plus the frozen base model, feeds each task's head. Adapters stay frozen."</p>
-            <button id="train-fusion" on:click=move |_| send(Request::TrainFusion)
+            <label class="inline" title="Default (as the paper's authors): each task trains its own fusion on its own data. Shared: one fusion trained on every task's data, with a head per task.">
+                <input type="checkbox" data-testid="fusion-shared"
+                    prop:checked=move || shared.get()
+                    on:change=move |ev| shared.set(event_target_checked(&ev))/>
+                " One fusion shared by all tasks"
+            </label>
+            <button id="train-fusion" on:click=move |_| send(Request::TrainFusion { shared: shared.get_untracked() })
                 disabled=move || !ui.idle() || trained_tasks() < 2>"Train fusion"</button>
             <Show when=move || running().is_some()>
                 <button data-testid="cancel-fusion" on:click=move |_| send(Request::Cancel)>"Cancel"</button>

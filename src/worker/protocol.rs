@@ -82,7 +82,11 @@ pub enum Request {
         task: String,
     },
     /// Train the fusion over every task's adapter (stage 2).
-    TrainFusion,
+    TrainFusion {
+        /// One fusion shared by all tasks (per-task heads) instead of one per task (the default).
+        #[serde(default)]
+        shared: bool,
+    },
     /// Stop the running training, keeping what it has trained.
     Cancel,
     /// Predict every task for a text.
@@ -171,6 +175,8 @@ pub struct WorkspaceView {
     pub fused: bool,
     /// Tasks covered by the fusion, in order.
     pub fused_tasks: Vec<String>,
+    /// Whether the fusion is one module shared by all tasks (per-task heads).
+    pub fused_shared: bool,
 }
 
 /// One method's result on one task.

@@ -97,6 +97,9 @@ fn err(context: &str, e: impl std::fmt::Display) -> Event {
     }
 }
 
+/// The job name of a shared fusion run (per-task runs are named after their task).
+const SHARED_FUSION_JOB: &str = "all tasks (shared)";
+
 impl Session {
     /// A session with an empty workspace.
     pub fn new(engine: Engine) -> Self {
@@ -122,7 +125,7 @@ impl Session {
             Request::Upload { .. } => "reading the upload",
             Request::Settings { .. } => "changing the settings",
             Request::Train { .. } => "training the adapter",
-            Request::TrainFusion => "training the fusion",
+            Request::TrainFusion { .. } => "training the fusion",
             Request::Cancel => "cancelling",
             Request::Predict { .. } => "predicting",
             Request::Evaluate => "evaluating",
@@ -214,7 +217,7 @@ impl Session {
                 self.changed(host, true)
             }
             Request::Train { task } => self.train_task(&task, host).await,
-            Request::TrainFusion => self.train_fusion(host).await,
+            Request::TrainFusion { shared } => self.train_fusion(shared, host).await,
             Request::Cancel => {
                 self.cancel.store(true, Ordering::Relaxed);
                 Ok(())
@@ -381,6 +384,7 @@ impl Session {
                 .as_ref()
                 .map(|f| f.manifest.tasks.iter().map(|t| t.task.clone()).collect())
                 .unwrap_or_default(),
+            fused_shared: self.fusion.as_ref().is_some_and(|f| f.manifest.shared),
         }
     }
 
@@ -651,7 +655,10 @@ impl Session {
             .collect()
     }
 
-    async fn train_fusion<H: Host>(&mut self, host: &H) -> Result<()> {
+    /// Stage 2 over every ready task: one fusion per task (the default), or with `shared` one
+    /// fusion for all tasks with per-task heads, trained on all their rows together with the
+    /// first task's settings.
+    async fn train_fusion<H: Host>(&mut self, shared: bool, host: &H) -> Result<()> {
         let ready = self.ready_tasks()?;
         if ready.len() < 2 {
             return Err(Error::Fusion(
@@ -665,12 +672,10 @@ impl Session {
             |classes| FusionConfig::new(e.encoder.config.hidden_size, adapters.len(), classes);
         let start = now_sec();
         self.cancel.store(false, Ordering::Relaxed);
-        let mut layers = Vec::new();
-        let mut fused_tasks = Vec::new();
-        let mut cancelled = false;
-        'tasks: for (t, tr, _) in &ready {
+        // Each task's training rows, encoded once by the base and every adapter.
+        let mut targets = Vec::new();
+        for (t, tr, _) in &ready {
             let name = t.state.name.clone();
-            let job = Job::Fusion(name.clone());
             let (train, _, _) = Self::split(&t.state);
             let vocab = LabelVocab::from_names(tr.labels.clone());
             let train: Vec<Example> = train
@@ -684,12 +689,41 @@ impl Session {
                 adapters.len()
             )));
             host.pause().await;
+            if self.cancel.swap(false, Ordering::Relaxed) {
+                host.emit(Event::JobDone {
+                    job: Job::Fusion(name),
+                    cancelled: true,
+                    seconds: now_sec() - start,
+                });
+                return Ok(());
+            }
             let cache =
                 FusionCache::build(&e.encoder, &e.tokenizer, &adapters, &texts, &e.device).await?;
             let cfg = stage2::default_config(&t.state.settings.train);
-            let fcfg = fusion_config(vocab.len());
-            let mut ft =
-                FusionTrainer::new(VectorSource::Cached(cache), &labels, &fcfg, &cfg, &e.device)?;
+            targets.push((name, tr.labels.clone(), cache, labels, cfg));
+        }
+        let mut layers = Vec::new();
+        let mut fused_tasks = Vec::new();
+        let mut cancelled = false;
+        if shared {
+            let task_of_row: Vec<usize> = targets
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| std::iter::repeat_n(i, t.3.len()))
+                .collect();
+            let y: Vec<usize> = targets.iter().flat_map(|t| t.3.iter().copied()).collect();
+            let classes: Vec<usize> = targets.iter().map(|t| t.1.len()).collect();
+            let caches: Vec<FusionCache> = targets.iter().map(|t| t.2.clone()).collect();
+            let mut ft = FusionTrainer::new_shared(
+                VectorSource::Cached(FusionCache::concat(&caches)?),
+                &task_of_row,
+                &y,
+                &classes,
+                &fusion_config(2),
+                &targets[0].4,
+                &e.device,
+            )?;
+            let job = Job::Fusion(SHARED_FUSION_JOB.into());
             loop {
                 host.pause().await;
                 if self.cancel.swap(false, Ordering::Relaxed) {
@@ -701,13 +735,43 @@ impl Session {
                     None => break,
                 }
             }
-            layers.push(ft.finish());
-            fused_tasks.push(FusedTask {
-                task: name,
-                labels: tr.labels.clone(),
-            });
-            if cancelled {
-                break 'tasks;
+            layers = ft.finish_shared()?;
+            for (name, labels, ..) in &targets {
+                fused_tasks.push(FusedTask {
+                    task: name.clone(),
+                    labels: labels.clone(),
+                });
+            }
+        } else {
+            for (name, labels, cache, y, cfg) in &targets {
+                let job = Job::Fusion(name.clone());
+                let fcfg = fusion_config(labels.len());
+                let mut ft = FusionTrainer::new(
+                    VectorSource::Cached(cache.clone()),
+                    y,
+                    &fcfg,
+                    cfg,
+                    &e.device,
+                )?;
+                loop {
+                    host.pause().await;
+                    if self.cancel.swap(false, Ordering::Relaxed) {
+                        cancelled = true;
+                        break;
+                    }
+                    match ft.step().await? {
+                        Some(p) => host.emit(progress_event(&job, &p)),
+                        None => break,
+                    }
+                }
+                layers.push(ft.finish());
+                fused_tasks.push(FusedTask {
+                    task: name.clone(),
+                    labels: labels.clone(),
+                });
+                if cancelled {
+                    break;
+                }
             }
         }
         let manifest = FusionManifest {
@@ -723,14 +787,17 @@ impl Session {
                 })
                 .collect(),
             tasks: fused_tasks,
-            shared: false,
+            shared,
         };
         let files = fusion_files::to_files(&manifest, &layers).await?;
-        let last = manifest
-            .tasks
-            .last()
-            .map(|t| t.task.clone())
-            .unwrap_or_default();
+        let last = match shared {
+            true => SHARED_FUSION_JOB.to_string(),
+            false => manifest
+                .tasks
+                .last()
+                .map(|t| t.task.clone())
+                .unwrap_or_default(),
+        };
         self.fusion = Some(Fusion {
             manifest,
             layers,
