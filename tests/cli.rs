@@ -211,6 +211,38 @@ fn train_fuse_and_predict_all_tasks() {
             assert!(t["single"]["label"].is_string() && t["hybrid"]["label"].is_string());
         }
     }
+    // The shared option: one fusion for both tasks; the manifest says so, and both tasks'
+    // hybrids read the same attention for the same text.
+    let shared = dir.join("fused-shared");
+    let (ok, _, err) = lorafuse(&[
+        "fuse",
+        "--shared",
+        "--adapters",
+        &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
+        "--data",
+        &format!("a={},b={}", p(&a), p(&b)),
+        "--epochs",
+        "2",
+        "--out",
+        &p(&shared),
+    ]);
+    assert!(ok, "{err}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared.join("fusion_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["shared"], true);
+    let (ok, out, err) = lorafuse(&[
+        "predict",
+        "--fused",
+        &p(&shared),
+        "--text",
+        "a wonderful film",
+    ]);
+    assert!(ok, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let tasks = line["tasks"].as_array().unwrap();
+    assert!(tasks.iter().all(|t| t["hybrid"]["label"].is_string()));
+    assert_eq!(tasks[0]["attention"], tasks[1]["attention"]);
     // A fused folder whose adapter was swapped is refused.
     std::fs::copy(
         dir.join("a/adapter_model.safetensors"),
