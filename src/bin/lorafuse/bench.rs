@@ -72,6 +72,11 @@ pub struct BenchArgs {
     /// together; DESIGN §1.3's option) and report it as `hybrid (shared)`.
     #[arg(long)]
     fusion_shared: bool,
+    /// Also train the per-task fusion without its base branch (the frozen base's vectors
+    /// replaced by zeros in training and test, so `b` is a constant) and report it as
+    /// `hybrid (no base branch)`: an ablation.
+    #[arg(long)]
+    fusion_no_base: bool,
     /// Write every number as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -112,6 +117,8 @@ struct TaskSeedResult {
     /// With `--fusion-shared`: the shared fusion's scores on this task, and its attention.
     hybrid_shared: Option<MethodScores>,
     shared_attention_on_test: Vec<f32>,
+    /// With `--fusion-no-base`: the per-task fusion trained and run with zero base vectors.
+    hybrid_no_base: Option<MethodScores>,
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
@@ -505,6 +512,37 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     );
                 }
             }
+            // Optional ablation: the same fusion without the base branch (zero base vectors).
+            let mut no_base = None;
+            if a.fusion_no_base {
+                let zero = |c: &FusionCache| FusionCache {
+                    base: c.base.zeros_like(),
+                    adapters: c.adapters.clone(),
+                };
+                let (tr0, dev0, test0) = (zero(train_c), zero(dev_c), zero(test_c));
+                let mut g = FusionTrainer::new(
+                    VectorSource::Cached(tr0),
+                    &s.train.1,
+                    &fusion_cfg,
+                    &fcfg,
+                    &engine.device,
+                )?;
+                while block_on(g.step())?.is_some() {}
+                let f = g.finish();
+                let score = |c: &FusionCache, y: &[usize]| -> Result<Metrics> {
+                    let out = f.forward(c.base.clone(), c.adapters.clone(), None, false);
+                    Ok(eval(&probs_of(out.logits)?, y, classes))
+                };
+                let m = MethodScores {
+                    test: score(&test0, &s.test.1)?,
+                    dev: score(&dev0, &s.dev.1)?,
+                };
+                eprintln!(
+                    "seed {seed} {:>10}: fusion without base branch: test {:.4}, dev {:.4}",
+                    t.name, m.test.accuracy, m.dev.accuracy
+                );
+                no_base = Some(m);
+            }
             // Optional: the fusion trained on cross-fitted own-adapter vectors.
             let mut crossfit = None;
             let mut crossfit_secs = 0.0;
@@ -603,6 +641,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 crossfit_seconds: crossfit_secs,
                 crossfit_attention_on_test: crossfit_att,
                 hybrid_shared: shared,
+                hybrid_no_base: no_base,
                 shared_attention_on_test: shared_att,
                 stage1_seconds: stage1_secs[i],
                 frozen_seconds: frozen_secs,
@@ -729,6 +768,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     }
     if a.fusion_crossfit {
         extra_rows("hybrid, cross-fit", |r| r.hybrid_crossfit.as_ref());
+    }
+    if a.fusion_no_base {
+        extra_rows("hybrid, no base branch", |r| r.hybrid_no_base.as_ref());
     }
     if a.fusion_shared {
         extra_rows("hybrid, one shared fusion", |r| r.hybrid_shared.as_ref());
