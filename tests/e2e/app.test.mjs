@@ -397,6 +397,22 @@ async function main() {
     await step('fusion', async () => {
       await page.click('#train-fusion', { timeout: T.ui });
       await waitTrained('#fusion', '#fusion [data-testid=progress]', 'fusion training');
+      const status = await text('[data-testid=fusion-status]');
+      check(/one fusion per task/.test(status), `fusion status after the default run: ${status}`);
+    });
+
+    // e2. the shared option: tick [data-testid=fusion-shared], train again; the status says so
+    await step('fusion-shared', async () => {
+      await page.check('[data-testid=fusion-shared]', { timeout: T.ui });
+      await page.click('#train-fusion', { timeout: T.ui });
+      await page.waitForFunction(
+        () => /one shared fusion/.test(document.querySelector('[data-testid=fusion-status]')?.textContent ?? ''),
+        null,
+        { timeout: T.training, polling: 500 },
+      ).catch(async () => {
+        throw new StepError(`after a shared fusion run the status shows: ${await text('[data-testid=fusion-status]')}`);
+      });
+      console.log(`     ${await text('[data-testid=fusion-status]')}`);
     });
 
     // f. #live-text; [data-testid=live-results] [data-testid=prediction][data-task=NAME] with
@@ -483,6 +499,8 @@ async function main() {
         await page.waitForSelector(sel, { state: 'attached', timeout: T.restore })
           .catch(() => { throw new StepError(`after the reload, ${sel} is missing`); });
       }
+      const status = await text('[data-testid=fusion-status]');
+      check(/one shared fusion/.test(status), `after the reload the fusion status shows: ${status}`);
     });
 
     // j. a malformed upload in a third task: [data-testid=rejected] lists each bad row with its line
