@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use lorafuse::data::{self, Example, LabelVocab, ParseOptions};
 use lorafuse::engine::{self, Engine};
-use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::predict::{TaskParts, predict_all};
+use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::train::crossfit::crossfit_cache;
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
@@ -165,6 +165,24 @@ fn probs_of(logits: burn::tensor::Tensor<2>) -> Result<Vec<Vec<f32>>> {
         logits, 1,
     )))?;
     Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
+}
+
+/// A trained fusion's scores on the dev and test caches (with their labels), and its mean
+/// attention over the adapters on test.
+fn score_fusion(
+    f: &AttentionFusion,
+    dev: (&FusionCache, &[usize]),
+    test: (&FusionCache, &[usize]),
+    classes: usize,
+) -> Result<(MethodScores, Vec<f32>)> {
+    let run = |c: &FusionCache| f.forward(c.base.clone(), c.adapters.clone(), None, false);
+    let out = run(test.0);
+    let attention = block_on(lorafuse::host::floats(out.weights.mean_dim(0)))?;
+    let scores = MethodScores {
+        test: eval(&probs_of(out.logits)?, test.1, classes),
+        dev: eval(&probs_of(run(dev.0).logits)?, dev.1, classes),
+    };
+    Ok((scores, attention))
 }
 
 pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
@@ -419,21 +437,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             while block_on(ft.step())?.is_some() {}
             let fusion = ft.finish();
             let fusion_secs = t0.elapsed().as_secs_f64();
-            let out_test =
-                fusion.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
-            let att = block_on(lorafuse::host::floats(out_test.weights.mean_dim(0)))?;
-            let hybrid = MethodScores {
-                test: eval(&probs_of(out_test.logits)?, &s.test.1, classes),
-                dev: eval(
-                    &probs_of(
-                        fusion
-                            .forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
-                            .logits,
-                    )?,
-                    &s.dev.1,
-                    classes,
-                ),
-            };
+            let dev_set = (dev_c, s.dev.1.as_slice());
+            let test_set = (test_c, s.test.1.as_slice());
+            let (hybrid, att) = score_fusion(&fusion, dev_set, test_set, classes)?;
             // Optional grid over fusion settings, selected on dev.
             let mut grid = Vec::new();
             let mut selected: Option<(String, MethodScores)> = None;
@@ -459,49 +465,17 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                                 &engine.device,
                             )?;
                             while block_on(g.step())?.is_some() {}
-                            let f = g.finish();
-                            let dev = eval(
-                                &probs_of(
-                                    f.forward(
-                                        dev_c.base.clone(),
-                                        dev_c.adapters.clone(),
-                                        None,
-                                        false,
-                                    )
-                                    .logits,
-                                )?,
-                                &s.dev.1,
-                                classes,
-                            );
-                            let test = eval(
-                                &probs_of(
-                                    f.forward(
-                                        test_c.base.clone(),
-                                        test_c.adapters.clone(),
-                                        None,
-                                        false,
-                                    )
-                                    .logits,
-                                )?,
-                                &s.test.1,
-                                classes,
-                            );
+                            let (m, _) = score_fusion(&g.finish(), dev_set, test_set, classes)?;
                             let name = format!(
                                 "lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}"
                             );
                             if selected
                                 .as_ref()
-                                .is_none_or(|(_, m)| dev.accuracy > m.dev.accuracy)
+                                .is_none_or(|(_, best)| m.dev.accuracy > best.dev.accuracy)
                             {
-                                selected = Some((
-                                    name.clone(),
-                                    MethodScores {
-                                        test: test.clone(),
-                                        dev: dev.clone(),
-                                    },
-                                ));
+                                selected = Some((name.clone(), m.clone()));
                             }
-                            grid.push((name, dev, test));
+                            grid.push((name, m.dev, m.test));
                         }
                     }
                 }
@@ -528,15 +502,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     &engine.device,
                 )?;
                 while block_on(g.step())?.is_some() {}
-                let f = g.finish();
-                let score = |c: &FusionCache, y: &[usize]| -> Result<Metrics> {
-                    let out = f.forward(c.base.clone(), c.adapters.clone(), None, false);
-                    Ok(eval(&probs_of(out.logits)?, y, classes))
-                };
-                let m = MethodScores {
-                    test: score(&test0, &s.test.1)?,
-                    dev: score(&dev0, &s.dev.1)?,
-                };
+                let (m, _) =
+                    score_fusion(&g.finish(), (&dev0, &s.dev.1), (&test0, &s.test.1), classes)?;
                 eprintln!(
                     "seed {seed} {:>10}: fusion without base branch: test {:.4}, dev {:.4}",
                     t.name, m.test.accuracy, m.dev.accuracy
@@ -571,19 +538,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                 while block_on(g.step())?.is_some() {}
                 let f = g.finish();
                 crossfit_secs = t0.elapsed().as_secs_f64();
-                let out = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
-                crossfit_att = block_on(lorafuse::host::floats(out.weights.mean_dim(0)))?;
-                let m = MethodScores {
-                    test: eval(&probs_of(out.logits)?, &s.test.1, classes),
-                    dev: eval(
-                        &probs_of(
-                            f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
-                                .logits,
-                        )?,
-                        &s.dev.1,
-                        classes,
-                    ),
-                };
+                let (m, att) = score_fusion(&f, dev_set, test_set, classes)?;
+                crossfit_att = att;
                 eprintln!(
                     "seed {seed} {:>10}: cross-fit fusion: test {:.4}, dev {:.4}, attention {:?} ({crossfit_secs:.1} s)",
                     t.name, m.test.accuracy, m.dev.accuracy, crossfit_att
@@ -594,19 +550,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             let mut shared = None;
             let mut shared_att = Vec::new();
             if let Some(f) = shared_layers.get(i) {
-                let out = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
-                shared_att = block_on(lorafuse::host::floats(out.weights.mean_dim(0)))?;
-                let m = MethodScores {
-                    test: eval(&probs_of(out.logits)?, &s.test.1, classes),
-                    dev: eval(
-                        &probs_of(
-                            f.forward(dev_c.base.clone(), dev_c.adapters.clone(), None, false)
-                                .logits,
-                        )?,
-                        &s.dev.1,
-                        classes,
-                    ),
-                };
+                let (m, att) = score_fusion(f, dev_set, test_set, classes)?;
+                shared_att = att;
                 eprintln!(
                     "seed {seed} {:>10}: shared fusion: test {:.4}, dev {:.4}, attention {:?}",
                     t.name, m.test.accuracy, m.dev.accuracy, shared_att
