@@ -168,18 +168,18 @@ fn train_fuse_and_predict_all_tasks() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["metrics"]["n"], 40);
 
+    // `lorafuse fuse` over both adapters, 2 epochs, with `extra` flags, into `out`.
+    let fuse = |extra: &[&str], out: &std::path::Path| {
+        let adapters = format!("{},{}", p(&dir.join("a")), p(&dir.join("b")));
+        let data = format!("a={},b={}", p(&a), p(&b));
+        let out = p(out);
+        let mut args = vec!["fuse", "--adapters", &adapters, "--data", &data];
+        args.extend_from_slice(&["--epochs", "2", "--out", &out]);
+        args.extend_from_slice(extra);
+        lorafuse(&args)
+    };
     let fused = dir.join("fused");
-    let (ok, _, err) = lorafuse(&[
-        "fuse",
-        "--adapters",
-        &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
-        "--data",
-        &format!("a={},b={}", p(&a), p(&b)),
-        "--epochs",
-        "2",
-        "--out",
-        &p(&fused),
-    ]);
+    let (ok, _, err) = fuse(&[], &fused);
     assert!(ok, "{err}");
     let (ok, out, err) = lorafuse(&[
         "predict",
@@ -214,18 +214,7 @@ fn train_fuse_and_predict_all_tasks() {
     // The shared option: one fusion for both tasks; the manifest says so, and both tasks'
     // hybrids read the same attention for the same text.
     let shared = dir.join("fused-shared");
-    let (ok, _, err) = lorafuse(&[
-        "fuse",
-        "--shared",
-        "--adapters",
-        &format!("{},{}", p(&dir.join("a")), p(&dir.join("b"))),
-        "--data",
-        &format!("a={},b={}", p(&a), p(&b)),
-        "--epochs",
-        "2",
-        "--out",
-        &p(&shared),
-    ]);
+    let (ok, _, err) = fuse(&["--shared"], &shared);
     assert!(ok, "{err}");
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(shared.join("fusion_manifest.json")).unwrap())

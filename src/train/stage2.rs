@@ -243,6 +243,33 @@ impl FusionTrainer {
         Ok(me)
     }
 
+    /// [`new_shared`](Self::new_shared) from per-task parts: for each task, the cache of its
+    /// training rows, their labels and its class count, in task order.
+    pub fn new_shared_from_tasks(
+        tasks: &[(&FusionCache, &[usize], usize)],
+        fusion: &FusionConfig,
+        cfg: &TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let caches: Vec<FusionCache> = tasks.iter().map(|t| t.0.clone()).collect();
+        let task_of_row: Vec<usize> = tasks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| std::iter::repeat_n(i, t.1.len()))
+            .collect();
+        let labels: Vec<usize> = tasks.iter().flat_map(|t| t.1.iter().copied()).collect();
+        let classes: Vec<usize> = tasks.iter().map(|t| t.2).collect();
+        Self::new_shared(
+            VectorSource::Cached(FusionCache::concat(&caches)?),
+            &task_of_row,
+            &labels,
+            &classes,
+            fusion,
+            cfg,
+            device,
+        )
+    }
+
     /// `[n, total]` additive mask keeping only each row's own task head (0 there, -1e4 elsewhere).
     fn head_mask(&self, idx: &[usize], device: &Device) -> Option<Tensor<2>> {
         let s = self.shared.as_ref()?;

@@ -706,35 +706,18 @@ impl Session {
         let mut fused_tasks = Vec::new();
         let mut cancelled = false;
         if shared {
-            let task_of_row: Vec<usize> = targets
+            let parts: Vec<(&FusionCache, &[usize], usize)> = targets
                 .iter()
-                .enumerate()
-                .flat_map(|(i, t)| std::iter::repeat_n(i, t.3.len()))
+                .map(|(_, labels, cache, y, _)| (cache, y.as_slice(), labels.len()))
                 .collect();
-            let y: Vec<usize> = targets.iter().flat_map(|t| t.3.iter().copied()).collect();
-            let classes: Vec<usize> = targets.iter().map(|t| t.1.len()).collect();
-            let caches: Vec<FusionCache> = targets.iter().map(|t| t.2.clone()).collect();
-            let mut ft = FusionTrainer::new_shared(
-                VectorSource::Cached(FusionCache::concat(&caches)?),
-                &task_of_row,
-                &y,
-                &classes,
+            let mut ft = FusionTrainer::new_shared_from_tasks(
+                &parts,
                 &fusion_config(2),
                 &targets[0].4,
                 &e.device,
             )?;
             let job = Job::Fusion(SHARED_FUSION_JOB.into());
-            loop {
-                host.pause().await;
-                if self.cancel.swap(false, Ordering::Relaxed) {
-                    cancelled = true;
-                    break;
-                }
-                match ft.step().await? {
-                    Some(p) => host.emit(progress_event(&job, &p)),
-                    None => break,
-                }
-            }
+            cancelled = drive_fusion(&mut ft, &job, &self.cancel, host).await?;
             layers = ft.finish_shared()?;
             for (name, labels, ..) in &targets {
                 fused_tasks.push(FusedTask {
@@ -753,17 +736,7 @@ impl Session {
                     cfg,
                     &e.device,
                 )?;
-                loop {
-                    host.pause().await;
-                    if self.cancel.swap(false, Ordering::Relaxed) {
-                        cancelled = true;
-                        break;
-                    }
-                    match ft.step().await? {
-                        Some(p) => host.emit(progress_event(&job, &p)),
-                        None => break,
-                    }
-                }
+                cancelled = drive_fusion(&mut ft, &job, &self.cancel, host).await?;
                 layers.push(ft.finish());
                 fused_tasks.push(FusedTask {
                     task: name.clone(),
@@ -997,6 +970,26 @@ impl Task {
                 .unwrap_or_default(),
             curve: self.curve.clone(),
             adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
+        }
+    }
+}
+
+/// Steps a fusion run to its end, reporting each step as `job` and yielding to the host between
+/// steps; `Ok(true)` when a Cancel arrived (what was trained so far stays in `ft`).
+async fn drive_fusion<H: Host>(
+    ft: &mut FusionTrainer,
+    job: &Job,
+    cancel: &AtomicBool,
+    host: &H,
+) -> Result<bool> {
+    loop {
+        host.pause().await;
+        if cancel.swap(false, Ordering::Relaxed) {
+            return Ok(true);
+        }
+        match ft.step().await? {
+            Some(p) => host.emit(progress_event(job, &p)),
+            None => return Ok(false),
         }
     }
 }

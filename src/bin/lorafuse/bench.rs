@@ -345,22 +345,13 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         let mut shared_secs = 0.0;
         if a.fusion_shared {
             let t0 = Instant::now();
-            let train_caches: Vec<FusionCache> = caches.iter().map(|c| c[0].clone()).collect();
-            let task_of_row: Vec<usize> = splits
+            let parts: Vec<(&FusionCache, &[usize], usize)> = caches
                 .iter()
-                .enumerate()
-                .flat_map(|(i, s)| std::iter::repeat_n(i, s.train.1.len()))
+                .zip(&splits)
+                .map(|(c, s)| (&c[0], s.train.1.as_slice(), s.vocab.len()))
                 .collect();
-            let y: Vec<usize> = splits
-                .iter()
-                .flat_map(|s| s.train.1.iter().copied())
-                .collect();
-            let classes: Vec<usize> = splits.iter().map(|s| s.vocab.len()).collect();
-            let mut g = FusionTrainer::new_shared(
-                VectorSource::Cached(FusionCache::concat(&train_caches)?),
-                &task_of_row,
-                &y,
-                &classes,
+            let mut g = FusionTrainer::new_shared_from_tasks(
+                &parts,
                 &FusionConfig::new(d, tasks.len(), 2).with_heads(a.fusion_heads),
                 &fcfg,
                 &engine.device,

@@ -133,24 +133,12 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     };
     let mut layers = Vec::new();
     if a.shared {
-        let caches: Vec<FusionCache> = targets.iter().map(|t| t.2.clone()).collect();
-        let task_of_row: Vec<usize> = targets
+        let parts: Vec<(&FusionCache, &[usize], usize)> = targets
             .iter()
-            .enumerate()
-            .flat_map(|(i, t)| std::iter::repeat_n(i, t.3.len()))
+            .map(|(_, labels, cache, y)| (cache, y.as_slice(), labels.len()))
             .collect();
-        let y: Vec<usize> = targets.iter().flat_map(|t| t.3.iter().copied()).collect();
-        let classes: Vec<usize> = targets.iter().map(|t| t.1.len()).collect();
         let fcfg = FusionConfig::new(d, adapters.len(), 2).with_heads(a.heads);
-        let mut tr = FusionTrainer::new_shared(
-            VectorSource::Cached(FusionCache::concat(&caches)?),
-            &task_of_row,
-            &y,
-            &classes,
-            &fcfg,
-            &cfg,
-            &engine.device,
-        )?;
+        let mut tr = FusionTrainer::new_shared_from_tasks(&parts, &fcfg, &cfg, &engine.device)?;
         run(&mut tr, "all tasks (shared)")?;
         layers = tr.finish_shared()?;
     } else {
