@@ -167,6 +167,19 @@ fn probs_of(logits: burn::tensor::Tensor<2>) -> Result<Vec<Vec<f32>>> {
     Ok(v.chunks(c).map(<[f32]>::to_vec).collect())
 }
 
+/// Trains one per-task fusion on cached vectors to the end.
+fn train_fusion(
+    cache: FusionCache,
+    labels: &[usize],
+    fusion: &FusionConfig,
+    cfg: &TrainConfig,
+    device: &burn::tensor::Device,
+) -> Result<AttentionFusion> {
+    let mut t = FusionTrainer::new(VectorSource::Cached(cache), labels, fusion, cfg, device)?;
+    while block_on(t.step())?.is_some() {}
+    Ok(t.finish())
+}
+
 /// A trained fusion's scores on the dev and test caches (with their labels), and its mean
 /// attention over the adapters on test.
 fn score_fusion(
@@ -418,15 +431,13 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             // hybrid
             let t0 = Instant::now();
             let fusion_cfg = FusionConfig::new(d, tasks.len(), classes).with_heads(a.fusion_heads);
-            let mut ft = FusionTrainer::new(
-                VectorSource::Cached(train_c.clone()),
+            let fusion = train_fusion(
+                train_c.clone(),
                 &s.train.1,
                 &fusion_cfg,
                 &fcfg,
                 &engine.device,
             )?;
-            while block_on(ft.step())?.is_some() {}
-            let fusion = ft.finish();
             let fusion_secs = t0.elapsed().as_secs_f64();
             let dev_set = (dev_c, s.dev.1.as_slice());
             let test_set = (test_c, s.test.1.as_slice());
@@ -448,15 +459,14 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                                 .with_heads(a.fusion_heads)
                                 .with_dropout(dropout)
                                 .with_adapter_dropout(adapter_dropout);
-                            let mut g = FusionTrainer::new(
-                                VectorSource::Cached(train_c.clone()),
+                            let f = train_fusion(
+                                train_c.clone(),
                                 &s.train.1,
                                 &fc,
                                 &gcfg,
                                 &engine.device,
                             )?;
-                            while block_on(g.step())?.is_some() {}
-                            let (m, _) = score_fusion(&g.finish(), dev_set, test_set, classes)?;
+                            let (m, _) = score_fusion(&f, dev_set, test_set, classes)?;
                             let name = format!(
                                 "lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}"
                             );
@@ -485,16 +495,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     adapters: c.adapters.clone(),
                 };
                 let (tr0, dev0, test0) = (zero(train_c), zero(dev_c), zero(test_c));
-                let mut g = FusionTrainer::new(
-                    VectorSource::Cached(tr0),
-                    &s.train.1,
-                    &fusion_cfg,
-                    &fcfg,
-                    &engine.device,
-                )?;
-                while block_on(g.step())?.is_some() {}
-                let (m, _) =
-                    score_fusion(&g.finish(), (&dev0, &s.dev.1), (&test0, &s.test.1), classes)?;
+                let f = train_fusion(tr0, &s.train.1, &fusion_cfg, &fcfg, &engine.device)?;
+                let (m, _) = score_fusion(&f, (&dev0, &s.dev.1), (&test0, &s.test.1), classes)?;
                 eprintln!(
                     "seed {seed} {:>10}: fusion without base branch: test {:.4}, dev {:.4}",
                     t.name, m.test.accuracy, m.dev.accuracy
@@ -519,15 +521,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     train_c,
                     &engine.device,
                 ))?;
-                let mut g = FusionTrainer::new(
-                    VectorSource::Cached(cf),
-                    &s.train.1,
-                    &fusion_cfg,
-                    &fcfg,
-                    &engine.device,
-                )?;
-                while block_on(g.step())?.is_some() {}
-                let f = g.finish();
+                let f = train_fusion(cf, &s.train.1, &fusion_cfg, &fcfg, &engine.device)?;
                 crossfit_secs = t0.elapsed().as_secs_f64();
                 let (m, att) = score_fusion(&f, dev_set, test_set, classes)?;
                 crossfit_att = att;
