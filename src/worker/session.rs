@@ -29,7 +29,7 @@ use crate::model::ClassifierHead;
 use crate::train::predict::{evaluate, pooled_vectors, probabilities};
 use crate::train::probe::{self, ProbeTrainer};
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
-use crate::train::{LoraTrainer, Progress, now_sec};
+use crate::train::{LoraTrainer, Progress, TrainConfig, now_sec};
 use crate::workspace::bundle::{self, TaskSettings, TaskState, Upload, Workspace};
 use crate::workspace::task_files::{self, TaskMeta};
 use crate::workspace::zipfile;
@@ -287,7 +287,7 @@ impl Session {
             .zip(&b[0])
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
-        let cfg = crate::train::TrainConfig {
+        let cfg = TrainConfig {
             epochs: 1,
             batch_size: 2,
             ..Default::default()
@@ -700,53 +700,52 @@ impl Session {
             let cache =
                 FusionCache::build(&e.encoder, &e.tokenizer, &adapters, &texts, &e.device).await?;
             let cfg = stage2::default_config(&t.state.settings.train);
-            targets.push((name, tr.labels.clone(), cache, labels, cfg));
+            targets.push(FusionTarget {
+                name,
+                labels: tr.labels.clone(),
+                cache,
+                y: labels,
+                cfg,
+            });
         }
         let mut layers = Vec::new();
-        let mut fused_tasks = Vec::new();
         let mut cancelled = false;
         if shared {
             let parts: Vec<(&FusionCache, &[usize], usize)> = targets
                 .iter()
-                .map(|(_, labels, cache, y, _)| (cache, y.as_slice(), labels.len()))
+                .map(|t| (&t.cache, t.y.as_slice(), t.labels.len()))
                 .collect();
             let mut ft = FusionTrainer::new_shared_from_tasks(
                 &parts,
                 &fusion_config(2),
-                &targets[0].4,
+                &targets[0].cfg,
                 &e.device,
             )?;
             let job = Job::Fusion(SHARED_FUSION_JOB.into());
             cancelled = drive_fusion(&mut ft, &job, &self.cancel, host).await?;
             layers = ft.finish_shared()?;
-            for (name, labels, ..) in &targets {
-                fused_tasks.push(FusedTask {
-                    task: name.clone(),
-                    labels: labels.clone(),
-                });
-            }
         } else {
-            for (name, labels, cache, y, cfg) in &targets {
-                let job = Job::Fusion(name.clone());
-                let fcfg = fusion_config(labels.len());
-                let mut ft = FusionTrainer::new(
-                    VectorSource::Cached(cache.clone()),
-                    y,
-                    &fcfg,
-                    cfg,
-                    &e.device,
-                )?;
+            for t in &targets {
+                let job = Job::Fusion(t.name.clone());
+                let fcfg = fusion_config(t.labels.len());
+                let source = VectorSource::Cached(t.cache.clone());
+                let mut ft = FusionTrainer::new(source, &t.y, &fcfg, &t.cfg, &e.device)?;
                 cancelled = drive_fusion(&mut ft, &job, &self.cancel, host).await?;
                 layers.push(ft.finish());
-                fused_tasks.push(FusedTask {
-                    task: name.clone(),
-                    labels: labels.clone(),
-                });
                 if cancelled {
                     break;
                 }
             }
         }
+        // The tasks that got a layer (all of them, unless a per-task run was cancelled).
+        let fused_tasks: Vec<FusedTask> = targets
+            .iter()
+            .take(layers.len())
+            .map(|t| FusedTask {
+                task: t.name.clone(),
+                labels: t.labels.clone(),
+            })
+            .collect();
         let manifest = FusionManifest {
             format: FUSION_FORMAT.into(),
             base_model_sha256: e.model_sha256.clone(),
@@ -972,6 +971,18 @@ impl Task {
             adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
         }
     }
+}
+
+/// One target task of a fusion run: its training rows encoded by the base and every adapter.
+struct FusionTarget {
+    name: String,
+    /// Label names in class order.
+    labels: Vec<String>,
+    cache: FusionCache,
+    /// Class of every cached row.
+    y: Vec<usize>,
+    /// The task's fusion training settings.
+    cfg: TrainConfig,
 }
 
 /// Steps a fusion run to its end, reporting each step as `job` and yielding to the host between

@@ -136,6 +136,13 @@ struct SeedTimes {
     shared_fusion_seconds: f64,
 }
 
+impl SeedTimes {
+    /// Wall time of the default training stages (stage 1, caching, probe, per-task fusion).
+    fn training_total(&self) -> f64 {
+        self.stage1_seconds + self.caching_seconds + self.frozen_seconds + self.fusion_seconds
+    }
+}
+
 fn read_csv(path: &Path) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = data::parse(&bytes, &path.to_string_lossy(), &ParseOptions::default())
@@ -724,7 +731,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for t in &times {
-        let total = t.stage1_seconds + t.caching_seconds + t.frozen_seconds + t.fusion_seconds;
+        let total = t.training_total();
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
             t.seed,
@@ -737,12 +744,11 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
     }
     if a.fusion_shared {
         for t in &times {
-            let total = t.stage1_seconds + t.caching_seconds + t.frozen_seconds + t.fusion_seconds;
             println!(
                 "\nSeed {}: the one shared fusion trained in {:.1} s ({:.2} % of the training above).",
                 t.seed,
                 t.shared_fusion_seconds,
-                100.0 * t.shared_fusion_seconds / total
+                100.0 * t.shared_fusion_seconds / t.training_total()
             );
         }
     }
