@@ -1,16 +1,15 @@
 //! The engine: a loaded base model (encoder + tokenizer on a device) and the operations the CLI and
-//! the browser worker share — embedding, labelling data against a vocabulary, training a task,
-//! evaluating it. Everything takes bytes and returns plain data.
+//! the browser worker share: the loaded model and sentence embeddings. Training, evaluation and
+//! the fusion are in [`crate::experiment`].
 
 use burn::tensor::Device;
 
-use crate::data::{Example, LabelVocab};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::pooling::l2_normalize;
 use crate::model::{Encoder, TextTokenizer, tokenizer::DEFAULT_MAX_LEN};
-use crate::train::predict;
+use crate::infer as predict;
 use crate::workspace::task_files::sha256_hex;
 
 /// Name recorded for the default model.
@@ -62,23 +61,4 @@ impl Engine {
         let v = host::floats(l2_normalize(pooled)).await?;
         Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
     }
-}
-
-/// Texts and class indices of `examples` under `vocab`; a label outside the vocabulary is an error
-/// that names it.
-pub fn labelled(examples: &[Example], vocab: &LabelVocab) -> Result<(Vec<String>, Vec<usize>)> {
-    let mut texts = Vec::with_capacity(examples.len());
-    let mut labels = Vec::with_capacity(examples.len());
-    for e in examples {
-        let i = vocab.index_of(&e.label).ok_or_else(|| {
-            Error::Train(format!(
-                "label {:?} does not occur in the training data (known labels: {})",
-                e.label,
-                vocab.names().join(", ")
-            ))
-        })?;
-        texts.push(e.text.clone());
-        labels.push(i);
-    }
-    Ok((texts, labels))
 }

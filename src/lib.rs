@@ -4,11 +4,15 @@
 //! Where things are:
 //! - [`model`]: the BERT encoder, tokenizer, pooling and classifier head;
 //! - [`lora`]: LoRA adapters and PEFT's file format;
-//! - [`train`]: step-wise training loops (stage 1, frozen probe), metrics, inference;
+//! - [`train`]: step-wise trainers (stage 1, frozen probe, fusion), the one training driver,
+//!   optimiser schedule, metrics;
 //! - [`data`]: parsing and validating uploads, label vocabularies, subsets and splits;
 //! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
 //! - [`backend`]: choosing the burn device at run time;
-//! - [`fusion`]: the attention fusion over task adapters (stage 2) and multi-task prediction;
+//! - [`fusion`]: the attention fusion layer over task adapters (stage 2) and its files;
+//! - [`infer`]: batched inference, single-task and multi-task prediction, plain result types;
+//! - [`experiment`]: the split policy, stage-1 job, frozen probe, comparison and fusion job that
+//!   the page, the CLI and `bench` share;
 //! - [`worker`]: the web page's engine: message protocol and session (plain Rust), Web Worker glue;
 //! - `app` (wasm32 only): the web page's UI (Leptos), which knows nothing of tensors.
 //!
@@ -20,10 +24,13 @@ pub mod backend;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod fusion;
 pub mod host;
+pub mod infer;
 pub mod lora;
 pub mod model;
+pub mod tensorfile;
 pub mod train;
 pub mod worker;
 pub mod workspace;

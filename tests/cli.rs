@@ -3,24 +3,11 @@
 
 mod common;
 
-use std::process::Command;
-
-fn lorafuse(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lorafuse"))
-        .args(args)
-        .env("LORAFUSE_MODEL_DIR", common::model_dir())
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::lorafuse;
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["embed", "train", "predict", "eval", "bench-speed"] {
+    for cmd in ["embed", "train", "predict", "eval", "fuse", "bench", "bench-speed"] {
         let (ok, out, _) = lorafuse(&[cmd, "--help"]);
         assert!(ok && out.contains("Usage"), "{cmd} --help");
     }
@@ -243,5 +230,58 @@ fn train_fuse_and_predict_all_tasks() {
         !ok && (err.contains("does not match") || err.contains("adapter")),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `bench` end to end on two tiny tasks, one seed, a few steps: the JSON has the documented
+/// schema, and the printed table equals the JSON (mean over one seed, in %).
+#[test]
+fn bench_smoke_json_schema_and_table_agree() {
+    let dir = std::env::temp_dir().join(format!("lorafuse-cli-bench-{}", std::process::id()));
+    for (task, file) in [("sent", "e2e_sentiment.csv"), ("subj", "e2e_subjectivity.csv")] {
+        let text = String::from_utf8(common::read(&common::fixture(&format!("data/{file}")))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let t = dir.join(task);
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("train.csv"), format!("{}\n{}\n", lines[0], lines[1..31].join("\n"))).unwrap();
+        std::fs::write(t.join("test.csv"), format!("{}\n{}\n", lines[0], lines[31..].join("\n"))).unwrap();
+    }
+    let json = dir.join("bench.json");
+    let (ok, out, err) = lorafuse(&[
+        "bench", "--tasks", "sent,subj", "--data-dir", dir.to_str().unwrap(),
+        "--train-per-task", "20", "--test-per-task", "10", "--seeds", "1", "--epochs", "1",
+        "--fusion-epochs", "2", "--out", json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&common::read(&json)).unwrap();
+    for key in ["args", "lora", "train", "overlap_removed", "results", "times", "encoder_passes_per_text", "wall_seconds"] {
+        assert!(v.get(key).is_some(), "JSON lacks {key}");
+    }
+    assert_eq!(v["encoder_passes_per_text"].as_f64(), Some(3.0), "K + 1 passes");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "one result per task and seed");
+    for r in results {
+        assert_eq!((r["train_rows"].as_u64(), r["dev_rows"].as_u64(), r["test_rows"].as_u64()), (Some(18), Some(2), Some(10)));
+        for m in ["frozen", "lora", "hybrid"] {
+            for split in ["dev", "test"] {
+                let acc = r[m][split]["accuracy"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&acc), "{m} {split}");
+            }
+        }
+        // The printed row for this task: "| task | accuracy | frozen | lora | hybrid | …".
+        let task = r["task"].as_str().unwrap();
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {task} |")))
+            .unwrap_or_else(|| panic!("no table row for {task} in:\n{out}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        for (i, m) in ["frozen", "lora", "hybrid"].iter().enumerate() {
+            let want = format!("{:.2} ± 0.00", 100.0 * r[*m]["test"]["accuracy"].as_f64().unwrap());
+            assert_eq!(cells[3 + i], want, "{task} {m}: table {row:?} vs JSON");
+        }
+    }
+    let times = v["times"].as_array().unwrap();
+    assert_eq!(times.len(), 1);
+    assert!(times[0]["fusion_seconds"].as_f64().unwrap() > 0.0);
     std::fs::remove_dir_all(&dir).ok();
 }

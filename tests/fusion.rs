@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use lorafuse::data::{self, ParseOptions};
-use lorafuse::engine::{self, Engine};
+use lorafuse::engine::Engine;
 use lorafuse::fusion::files::{self, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest};
-use lorafuse::fusion::predict::{TaskParts, predict_all};
+use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
 use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
-use lorafuse::train::{TrainConfig, predict};
+use lorafuse::infer;
+use lorafuse::train::{TrainConfig, metrics};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -195,7 +196,7 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
         .take(40)
         .collect();
     let vocab = data::validate_for_training(&rows).unwrap();
-    let (texts, labels) = engine::labelled(&rows, &vocab).unwrap();
+    let (texts, labels) = common::labelled(&rows, &vocab).unwrap();
     // Two non-trivial "trained" adapters: the PEFT fixture and a perturbed fresh one.
     let c = &engine.encoder.config;
     let fx = peft::load(
@@ -376,9 +377,9 @@ fn knowledge_sharing_helps_the_small_task() {
     let test_rows = rename(&load("data/sst2_test_300.csv"));
     let big_vocab = data::validate_for_training(&big_rows).unwrap();
     let small_vocab = data::validate_for_training(&small_rows).unwrap();
-    let big = engine::labelled(&big_rows, &big_vocab).unwrap();
-    let small = engine::labelled(&small_rows, &small_vocab).unwrap();
-    let test = engine::labelled(&test_rows, &small_vocab).unwrap();
+    let big = common::labelled(&big_rows, &big_vocab).unwrap();
+    let small = common::labelled(&small_rows, &small_vocab).unwrap();
+    let test = common::labelled(&test_rows, &small_vocab).unwrap();
 
     let cfg = TrainConfig {
         epochs: 3,
@@ -396,7 +397,7 @@ fn knowledge_sharing_helps_the_small_task() {
     );
 
     // single-task LoRA of the small task
-    let probs = block_on(predict::probabilities(
+    let probs = block_on(infer::probabilities(
         &engine.encoder,
         &engine.tokenizer,
         Some(&small_model.adapter),
@@ -405,7 +406,7 @@ fn knowledge_sharing_helps_the_small_task() {
         &engine.device,
     ))
     .unwrap();
-    let single = predict::evaluate(&probs, &test.1, 2).0.accuracy;
+    let single = metrics::evaluate(&probs, &test.1, 2).0.accuracy;
 
     // hybrid of the small task over both adapters, trained on its 12 rows
     let adapters = [&big_model.adapter, &small_model.adapter];
@@ -463,7 +464,7 @@ fn knowledge_sharing_helps_the_small_task() {
         .iter()
         .map(|p| p[1].hybrid.as_ref().unwrap().probabilities.clone())
         .collect();
-    let hybrid = predict::evaluate(&hybrid_pred, &test.1, 2).0.accuracy;
+    let hybrid = metrics::evaluate(&hybrid_pred, &test.1, 2).0.accuracy;
     let att: Vec<f32> = out
         .predictions
         .iter()
@@ -612,7 +613,7 @@ fn shared_fusion_learns_each_task_on_its_own_head() {
         let (logits, [m, c]) = host2(layer.forward(b, a, None, false).logits);
         assert_eq!(c, [2, 3][t]);
         let correct = (0..m)
-            .filter(|&i| predict::argmax(&logits[i * c..(i + 1) * c]) == labels[rows[i]])
+            .filter(|&i| infer::argmax(&logits[i * c..(i + 1) * c]) == labels[rows[i]])
             .count();
         assert!(
             correct as f64 >= 0.9 * m as f64,

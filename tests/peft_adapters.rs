@@ -177,7 +177,7 @@ fn task_folder_round_trips_with_head_and_meta() {
     let files = block_on(task_files::to_files(&model, &meta)).unwrap();
     let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();
     let texts = ["one", "two three"];
-    let p1 = block_on(lorafuse::train::predict::probabilities(
+    let p1 = block_on(lorafuse::infer::probabilities(
         &engine.encoder,
         &engine.tokenizer,
         Some(&model.adapter),
@@ -186,7 +186,7 @@ fn task_folder_round_trips_with_head_and_meta() {
         &engine.device,
     ))
     .unwrap();
-    let p2 = block_on(lorafuse::train::predict::probabilities(
+    let p2 = block_on(lorafuse::infer::probabilities(
         &engine.encoder,
         &engine.tokenizer,
         Some(&loaded.adapter),

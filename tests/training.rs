@@ -6,10 +6,11 @@
 mod common;
 
 use lorafuse::data::{self, ParseOptions};
-use lorafuse::engine::{self, Engine};
+use lorafuse::engine::Engine;
 use lorafuse::host::block_on;
 use lorafuse::lora::LoraConfig;
-use lorafuse::train::{LoraTrainer, TrainConfig, predict, probe};
+use lorafuse::infer;
+use lorafuse::train::{LoraTrainer, TrainConfig, metrics};
 
 fn load(rel: &str) -> Vec<data::Example> {
     let bytes = common::read(&common::fixture(rel));
@@ -35,7 +36,7 @@ fn train_lora(
     test: &(Vec<String>, Vec<usize>),
 ) -> Run {
     let (m, losses) = common::train_lora_task(engine, texts, labels, cfg);
-    let probs = block_on(predict::probabilities(
+    let probs = block_on(infer::probabilities(
         &engine.encoder,
         &engine.tokenizer,
         Some(&m.adapter),
@@ -45,7 +46,7 @@ fn train_lora(
     ))
     .unwrap();
     Run {
-        accuracy: predict::evaluate(&probs, &test.1, 2).0.accuracy,
+        accuracy: metrics::evaluate(&probs, &test.1, 2).0.accuracy,
         losses,
     }
 }
@@ -56,15 +57,15 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
     let engine = common::engine();
     let train = load("data/sst2_train_600.csv");
     let vocab = data::validate_for_training(&train).unwrap();
-    let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
-    let test = engine::labelled(&load("data/sst2_test_300.csv"), &vocab).unwrap();
+    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
+    let test = common::labelled(&load("data/sst2_test_300.csv"), &vocab).unwrap();
     let cfg = TrainConfig {
         epochs: 4,
         ..TrainConfig::default()
     };
 
     // frozen: linear head on cached base vectors
-    let feats = block_on(predict::pooled_vectors(
+    let feats = block_on(infer::pooled_vectors(
         &engine.encoder,
         &engine.tokenizer,
         None,
@@ -72,17 +73,15 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
         &engine.device,
     ))
     .unwrap();
-    let mut p = probe::ProbeTrainer::new(
+    let head = block_on(lorafuse::experiment::train_probe(
         feats,
         &labels,
         2,
-        &probe::default_config(&cfg),
+        &cfg,
         &engine.device,
-    )
+    ))
     .unwrap();
-    while block_on(p.step()).unwrap().is_some() {}
-    let head = p.finish();
-    let probs = block_on(predict::probabilities(
+    let probs = block_on(infer::probabilities(
         &engine.encoder,
         &engine.tokenizer,
         None,
@@ -91,7 +90,7 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
         &engine.device,
     ))
     .unwrap();
-    let frozen = predict::evaluate(&probs, &test.1, 2).0.accuracy;
+    let frozen = metrics::evaluate(&probs, &test.1, 2).0.accuracy;
 
     let lora = train_lora(&engine, &texts, &labels, &cfg, &test);
     let n = lora.losses.len();
@@ -118,7 +117,7 @@ fn training_is_reproducible_per_seed() {
         .take(48)
         .collect();
     let vocab = data::validate_for_training(&train).unwrap();
-    let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
+    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
     let test = (texts[..8].to_vec(), labels[..8].to_vec());
     let cfg = TrainConfig {
         epochs: 1,
@@ -209,7 +208,7 @@ fn cancelling_keeps_what_was_trained() {
         .take(64)
         .collect();
     let vocab = data::validate_for_training(&train).unwrap();
-    let (texts, labels) = engine::labelled(&train, &vocab).unwrap();
+    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 8,
@@ -229,17 +228,16 @@ fn cancelling_keeps_what_was_trained() {
     let fresh = t.snapshot();
     let cancel = AtomicBool::new(false);
     let mut seen = 0;
-    let outcome = block_on(lorafuse::train::drive(
-        &mut t,
-        |p| {
+    let mut obs = lorafuse::train::driver::Steps {
+        cancel: Some(&cancel),
+        on_step: |p: &lorafuse::train::Progress| {
             seen = p.step;
             if p.step == 3 {
                 cancel.store(true, Ordering::Relaxed);
             }
         },
-        &cancel,
-    ))
-    .unwrap();
+    };
+    let outcome = block_on(lorafuse::train::drive(&mut t, &mut obs)).unwrap();
     assert_eq!(outcome, lorafuse::train::Outcome::Cancelled);
     assert_eq!((seen, t.steps_done(), t.total_steps()), (3, 3, 16));
     let trained = t.finish();

@@ -5,7 +5,7 @@ use leptos::leptos_dom::helpers::{TimeoutHandle, set_timeout_with_handle};
 use leptos::prelude::*;
 
 use super::{Ui, send};
-use crate::fusion::predict::Prediction;
+use crate::infer::types::Prediction;
 use crate::worker::protocol::Request;
 
 /// Wait after the last keystroke before predicting.

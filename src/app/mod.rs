@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
-use crate::fusion::predict::MultiTaskOutput;
+use crate::infer::types::MultiTaskOutput;
 use crate::worker::protocol::{
     BackendChoice, Event, Job, JobProgress, ModelProgress, Request, TaskReport, WorkspaceView,
 };

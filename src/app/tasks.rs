@@ -258,7 +258,7 @@ fn TaskCard(name: String) -> impl IntoView {
                                 on:change=on_pick(DataRole::Train)/>
                         </label>
                     </div>
-                    <label class="small">"Test examples (optional; otherwise 20 % are held out) "
+                    <label class="small">{move || format!("Test examples (optional; otherwise {} % are held out) ", (get().settings.holdout.fraction * 1000.0).round() / 10.0)}
                         <input type="file" data-testid="test-file" accept=".csv,.tsv,.jsonl,.json,.txt"
                             on:change=on_pick(DataRole::Test)/>
                     </label>
@@ -319,6 +319,8 @@ fn TaskCard(name: String) -> impl IntoView {
                         |s, v| { s.train.lr = v.parse().map_err(|_| format!("the learning rate must be a number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
                     {num("Head learning rate", "head_lr", Box::new(|s| s.train.head_lr.to_string()),
                         |s, v| { s.train.head_lr = v.parse().map_err(|_| format!("the learning rate must be a number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    {num("Held out (%)", "holdout", Box::new(|s| format!("{}", (s.holdout.fraction * 1000.0).round() / 10.0)),
+                        |s, v| { let p: f64 = v.trim_end_matches('%').trim().parse().map_err(|_| format!("the held-out share must be a number of percent, not {v:?}"))?; s.holdout.fraction = p / 100.0; s.holdout.validate().map_err(|e| e.to_string()) })}
                     {num("Batch size", "batch", Box::new(|s| s.train.batch_size.to_string()),
                         |s, v| { s.train.batch_size = v.parse().map_err(|_| format!("the batch size must be a whole number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
                     <fieldset class="targets">

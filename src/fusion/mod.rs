@@ -4,10 +4,9 @@
 //! - [`module`]: the fusion layer itself ([`AttentionFusion`]);
 //! - [`files`]: saving a fused model as safetensors + a JSON manifest.
 //!
-//! Training lives in `train::stage2`; multi-task inference in `train::multitask`.
+//! Training lives in [`crate::train::stage2`]; multi-task inference in [`crate::infer::multitask`].
 
 pub mod files;
 pub mod module;
-pub mod predict;
 
 pub use module::{AttentionFusion, FusionConfig, FusionOutput};

@@ -11,7 +11,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::predict::pooled_vectors;
+use crate::infer::pooled_vectors;
 use super::schedule::TrainConfig;
 use super::stage1::LoraTrainer;
 use super::stage2::FusionCache;

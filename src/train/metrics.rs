@@ -217,3 +217,14 @@ mod tests {
         assert_eq!(back, m);
     }
 }
+
+/// Metrics and confusion matrix of predicted probabilities against true class indices.
+pub fn evaluate(
+    probs: &[Vec<f32>],
+    labels: &[usize],
+    classes: usize,
+) -> (Metrics, ConfusionMatrix) {
+    let pred: Vec<usize> = probs.iter().map(|p| crate::infer::argmax(p)).collect();
+    let cm = ConfusionMatrix::from_predictions(labels, &pred, classes);
+    (Metrics::from_confusion(&cm), cm)
+}

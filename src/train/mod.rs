@@ -4,19 +4,20 @@
 //! - [`stage1`]: one LoRA adapter + classifier head per task (DESIGN §1.2);
 //! - [`probe`]: the `frozen` baseline, a linear head on cached frozen-base vectors (§1.4);
 //! - [`schedule`]: AdamW settings and the warm-up + linear-decay learning rate;
+//! - [`driver`]: the one loop that runs any of them: progress, per-epoch hook, cancellation;
 //! - [`metrics`]: accuracy, macro-F1, Matthews correlation, confusion matrix;
-//! - [`predict`]: batched inference and evaluation of a trained task.
 
 pub mod crossfit;
+pub mod driver;
 pub mod metrics;
 mod plan;
-pub mod predict;
 pub mod probe;
 pub mod schedule;
 pub mod stage1;
 pub mod stage2;
 
 pub use metrics::{ConfusionMatrix, Metrics};
+pub use driver::{EpochEnd, Observer, Outcome, Trainer, drive, run_to_end};
 pub use schedule::TrainConfig;
 pub use stage1::{LoraTrainer, TaskModel};
 
@@ -41,16 +42,12 @@ pub struct Progress {
     pub elapsed_sec: f64,
 }
 
-/// A training loop advanced one batch at a time (stage 1, the probe, stage 2).
-#[allow(async_fn_in_trait)]
-pub trait Trainer {
-    /// Runs one batch; `Ok(None)` once all steps are done.
-    async fn step(&mut self) -> crate::Result<Option<Progress>>;
-}
-
 impl Trainer for LoraTrainer {
     async fn step(&mut self) -> crate::Result<Option<Progress>> {
         LoraTrainer::step(self).await
+    }
+    fn steps_per_epoch(&self) -> usize {
+        self.plan_steps_per_epoch()
     }
 }
 
@@ -58,38 +55,17 @@ impl Trainer for probe::ProbeTrainer {
     async fn step(&mut self) -> crate::Result<Option<Progress>> {
         probe::ProbeTrainer::step(self).await
     }
+    fn steps_per_epoch(&self) -> usize {
+        self.plan_steps_per_epoch()
+    }
 }
 
 impl Trainer for stage2::FusionTrainer {
     async fn step(&mut self) -> crate::Result<Option<Progress>> {
         stage2::FusionTrainer::step(self).await
     }
-}
-
-/// How a driven run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// All planned steps ran.
-    Finished,
-    /// `cancel` was set; the steps done so far are kept in the trainer.
-    Cancelled,
-}
-
-/// Drives `trainer` to the end, reporting each step to `on_progress` and checking `cancel`
-/// before every step. A cancelled run keeps what it trained: call the trainer's `finish`.
-pub async fn drive<T: Trainer>(
-    trainer: &mut T,
-    mut on_progress: impl FnMut(&Progress),
-    cancel: &std::sync::atomic::AtomicBool,
-) -> crate::Result<Outcome> {
-    loop {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(Outcome::Cancelled);
-        }
-        match trainer.step().await? {
-            Some(p) => on_progress(&p),
-            None => return Ok(Outcome::Finished),
-        }
+    fn steps_per_epoch(&self) -> usize {
+        self.plan_steps_per_epoch()
     }
 }
 

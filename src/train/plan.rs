@@ -86,6 +86,11 @@ impl BatchPlan {
         self.total
     }
 
+    /// Steps in one pass over the data.
+    pub(crate) fn steps_per_epoch(&self) -> usize {
+        self.order.len().div_ceil(self.batch).max(1)
+    }
+
     /// Steps done.
     pub(crate) fn steps_done(&self) -> usize {
         self.step

@@ -57,6 +57,11 @@ impl ProbeTrainer {
         })
     }
 
+    /// Steps in one pass over the training data.
+    pub(crate) fn plan_steps_per_epoch(&self) -> usize {
+        self.plan.steps_per_epoch()
+    }
+
     /// Runs one batch; `Ok(None)` once all steps are done.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
         let Some((batch, epoch)) = self.plan.next_batch() else {

@@ -115,6 +115,11 @@ impl LoraTrainer {
         self.plan.total()
     }
 
+    /// Steps in one pass over the training data.
+    pub(crate) fn plan_steps_per_epoch(&self) -> usize {
+        self.plan.steps_per_epoch()
+    }
+
     /// Steps done.
     pub fn steps_done(&self) -> usize {
         self.plan.steps_done()

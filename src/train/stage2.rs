@@ -9,7 +9,7 @@
 //! rows of every task at once, each row's loss taken over its own task's head only.
 
 use super::plan::BatchPlan;
-use super::predict::{EVAL_BATCH, SortedBatches};
+use crate::infer::{EVAL_BATCH, SortedBatches};
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
@@ -284,6 +284,11 @@ impl FusionTrainer {
             TensorData::new(m, [idx.len(), total]),
             device,
         ))
+    }
+
+    /// Steps in one pass over the training data.
+    pub(crate) fn plan_steps_per_epoch(&self) -> usize {
+        self.plan.steps_per_epoch()
     }
 
     /// Total steps of the run.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::RejectedRow;
-use crate::fusion::predict::MultiTaskOutput;
+use crate::infer::types::MultiTaskOutput;
 use crate::workspace::bundle::TaskSettings;
 
 /// Which backend the worker should try first.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{task_files, zipfile};
 use crate::data::{self, Example, Format, ParseOptions};
 use crate::error::{Error, Result};
+use crate::experiment::split::HoldoutPolicy;
 use crate::lora::LoraConfig;
 use crate::train::TrainConfig;
 
@@ -33,6 +34,10 @@ pub struct TaskSettings {
     pub lora: LoraConfig,
     /// Training settings.
     pub train: TrainConfig,
+    /// How much of the uploaded rows is held out when no test file is given (absent in older
+    /// bundles: the default, 10 %).
+    #[serde(default)]
+    pub holdout: HoldoutPolicy,
 }
 
 /// One task of a workspace.

@@ -99,8 +99,34 @@ pub fn train_lora_task(
     )
     .unwrap();
     let mut losses = vec![];
-    while let Some(p) = lorafuse::host::block_on(t.step()).unwrap() {
-        losses.push(p.loss);
-    }
+    let mut obs = lorafuse::train::driver::Steps {
+        cancel: None,
+        on_step: |p: &lorafuse::train::Progress| losses.push(p.loss),
+    };
+    lorafuse::host::block_on(lorafuse::train::drive(&mut t, &mut obs)).unwrap();
     (t.finish(), losses)
+}
+
+/// Texts and class indices of `rows` (every label must be in `vocab`).
+pub fn labelled(
+    rows: &[lorafuse::data::Example],
+    vocab: &lorafuse::data::LabelVocab,
+) -> Result<(Vec<String>, Vec<usize>), lorafuse::Error> {
+    let l = lorafuse::experiment::Labelled::all(rows, vocab)?;
+    Ok((l.texts, l.labels))
+}
+
+/// Runs the `lorafuse` CLI on the test model; `(success, stdout, stderr)`.
+#[allow(dead_code)]
+pub fn lorafuse(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lorafuse"))
+        .args(args)
+        .env("LORAFUSE_MODEL_DIR", model_dir())
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

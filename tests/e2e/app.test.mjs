@@ -215,6 +215,13 @@ const q = (name) => `section[data-task="${name}"]`;
 class StepError extends Error {}
 const check = (cond, msg) => { if (!cond) throw new StepError(msg); };
 
+// Console errors the test tolerates: known browser noise, each with its reason. Anything else
+// logged as an error by the page or a worker fails the test.
+const CONSOLE_ERROR_ALLOW = [
+  // Chromium without a GPU says so when the page asks navigator.gpu for an adapter.
+  /No available adapters/i,
+];
+
 async function main() {
   const dist = path.resolve(process.argv[2] ?? 'dist');
   if (!fs.existsSync(path.join(dist, 'index.html'))) {
@@ -549,6 +556,8 @@ async function main() {
       if (process.env.LORAFUSE_E2E_VERBOSE === '1') for (const u of requests) console.log(`       ${u.slice(0, 150)}`);
       check(foreign.length === 0, `requests to other origins:\n  ${[...new Set(foreign)].join('\n  ')}`);
       check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);
+      const unexpected = consoleErrors.filter((l) => !CONSOLE_ERROR_ALLOW.some((re) => re.test(l)));
+      check(unexpected.length === 0, `console errors in the page or a worker:\n  ${unexpected.join('\n  ')}`);
     });
   } catch (err) {
     failed = err;

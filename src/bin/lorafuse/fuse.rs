@@ -1,4 +1,5 @@
-//! `lorafuse fuse` and `lorafuse predict --fused`: stage 2 one step at a time.
+//! `lorafuse fuse` and `lorafuse predict --fused`: stage 2 through the shared fusion job
+//! ([`lorafuse::experiment::fusion_job`]), and prediction with the fused model.
 //!
 //! A fused model folder holds `fusion_manifest.json`, `fusion.safetensors` and, under `adapters/`,
 //! a copy of every fused task's adapter folder, so it is self-contained; on loading, each adapter's
@@ -11,18 +12,17 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use lorafuse::data::LabelVocab;
-use lorafuse::engine::{self, Engine};
-use lorafuse::fusion::FusionConfig;
-use lorafuse::fusion::files::{
-    self as fusion_files, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest,
-};
-use lorafuse::fusion::predict::{TaskParts, predict_all};
+use lorafuse::engine::Engine;
+use lorafuse::experiment::fusion_job::{FusionSpec, train_fusion};
+use lorafuse::experiment::{FusionTarget, Labelled, fusion_train_config};
+use lorafuse::fusion::files::{self as fusion_files, FusedAdapter};
 use lorafuse::host::block_on;
+use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
-use lorafuse::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use lorafuse::workspace::task_files::{self, LoadedTask};
 
-use crate::{Columns, read_examples, read_task, spinner, step_bar};
+use crate::args::Columns;
+use crate::io::{Bars, read_examples, read_task, spinner};
 
 #[derive(Args)]
 pub struct FuseArgs {
@@ -79,6 +79,14 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     }
     let adapters: Vec<&lorafuse::lora::LoraAdapter> =
         loaded.iter().map(|(_, _, t)| &t.adapter).collect();
+    let cfg = fusion_train_config(
+        &TrainConfig {
+            seed: a.seed,
+            ..TrainConfig::default()
+        },
+        Some(a.epochs),
+        a.lr,
+    );
     // Every target task's training rows, encoded once by the base and every adapter.
     let mut targets = Vec::new();
     for spec in &a.data {
@@ -88,93 +96,35 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         let (_, _, t) = loaded.iter().find(|(n, _, _)| n == task).with_context(|| {
             format!("--data names task {task:?}, which none of the adapters is")
         })?;
-        let labels = t
-            .meta
-            .as_ref()
-            .map(|m| m.labels.clone())
-            .unwrap_or_default();
-        let vocab = LabelVocab::from_names(labels.clone());
-        let examples = read_examples(Path::new(file), &a.columns)?;
-        let (texts, y) = engine::labelled(&examples, &vocab)?;
+        let labels = t.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        let rows = Labelled::all(
+            &read_examples(Path::new(file), &a.columns)?,
+            &LabelVocab::from_names(labels.clone()),
+        )?;
         let pb = spinner(&format!(
             "{task}: encoding {} texts with the base and {} adapters",
-            texts.len(),
+            rows.len(),
             adapters.len()
         ));
-        let cache = block_on(FusionCache::build(
-            &engine.encoder,
-            &engine.tokenizer,
-            &adapters,
-            &texts,
-            &engine.device,
-        ))?;
+        let target = FusionTarget::encode(engine, &adapters, task, labels, &rows, cfg.clone());
+        targets.push(block_on(target)?);
         pb.finish_and_clear();
-        targets.push((task.to_string(), labels, cache, y));
     }
-    let defaults = TrainConfig {
-        seed: a.seed,
-        ..TrainConfig::default()
-    };
-    let mut cfg = stage2::default_config(&defaults);
-    cfg.epochs = a.epochs;
-    if let Some(lr) = a.lr {
-        cfg.head_lr = lr;
-    }
-    let d = engine.encoder.config.hidden_size;
-    let run = |tr: &mut FusionTrainer, name: &str| -> Result<()> {
-        let bar = step_bar(tr.total_steps(), &format!("fusion {name}"));
-        while let Some(p) = block_on(tr.step())? {
-            bar.set_position(p.step as u64);
-            bar.set_message(format!("loss {:.4}", p.loss));
-        }
-        bar.finish_and_clear();
-        eprintln!("trained the fusion of {name}");
-        Ok(())
-    };
-    let mut layers = Vec::new();
-    if a.shared {
-        let parts: Vec<(&FusionCache, &[usize], usize)> = targets
-            .iter()
-            .map(|(_, labels, cache, y)| (cache, y.as_slice(), labels.len()))
-            .collect();
-        let fcfg = FusionConfig::new(d, adapters.len(), 2).with_heads(a.heads);
-        let mut tr = FusionTrainer::new_shared_from_tasks(&parts, &fcfg, &cfg, &engine.device)?;
-        run(&mut tr, "all tasks (shared)")?;
-        layers = tr.finish_shared()?;
-    } else {
-        for (task, labels, cache, y) in &targets {
-            let fcfg = FusionConfig::new(d, adapters.len(), labels.len()).with_heads(a.heads);
-            let mut tr = FusionTrainer::new(
-                VectorSource::Cached(cache.clone()),
-                y,
-                &fcfg,
-                &cfg,
-                &engine.device,
-            )?;
-            run(&mut tr, task)?;
-            layers.push(tr.finish());
-        }
-    }
-    let fused_tasks: Vec<FusedTask> = targets
-        .into_iter()
-        .map(|(task, labels, _, _)| FusedTask { task, labels })
+    let fused: Vec<FusedAdapter> = loaded
+        .iter()
+        .map(|(n, _, t)| FusedAdapter {
+            task: n.clone(),
+            adapter_sha256: t.adapter_sha256.clone(),
+        })
         .collect();
-    let manifest = FusionManifest {
-        format: FUSION_FORMAT.into(),
-        base_model_sha256: engine.model_sha256.clone(),
-        d_model: engine.encoder.config.hidden_size,
+    let spec = FusionSpec {
         heads: a.heads,
-        adapters: loaded
-            .iter()
-            .map(|(n, _, t)| FusedAdapter {
-                task: n.clone(),
-                adapter_sha256: t.adapter_sha256.clone(),
-            })
-            .collect(),
-        tasks: fused_tasks,
         shared: a.shared,
     };
-    let files = block_on(fusion_files::to_files(&manifest, &layers))?;
+    let mut bars = Bars::new("fusion ");
+    let (model, _) = block_on(train_fusion(engine, &fused, &targets, &spec, &mut bars))?;
+    bars.finish();
+    let files = block_on(fusion_files::to_files(&model.manifest, &model.layers))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, bytes) in &files {
         std::fs::write(a.out.join(name), bytes)?;

@@ -4,14 +4,14 @@
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
-use super::module::AttentionFusion;
+use super::batch::{EVAL_BATCH, SortedBatches, argmax};
+use super::types::{MultiTaskOutput, Prediction, TaskPrediction};
+use crate::fusion::AttentionFusion;
 use crate::error::{Error, Result};
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::{ClassifierHead, Encoder, TextTokenizer};
-use crate::train::predict::{EVAL_BATCH, SortedBatches, argmax};
 
 /// One task as the predictor needs it. Tasks are given in fusion order (adapter `s` = task `s`).
 pub struct TaskParts<'a> {
@@ -25,37 +25,6 @@ pub struct TaskParts<'a> {
     pub head: &'a ClassifierHead,
     /// The task's fusion layer over all tasks' adapters, if trained.
     pub fusion: Option<&'a AttentionFusion>,
-}
-
-/// A label and the class probabilities behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// The most probable label.
-    pub label: String,
-    /// Probability per class, in label order.
-    pub probabilities: Vec<f32>,
-}
-
-/// One task's predictions for one text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskPrediction {
-    /// Task name.
-    pub task: String,
-    /// Single-task LoRA prediction.
-    pub single: Prediction,
-    /// Hybrid (fusion) prediction, when the task has a fusion layer.
-    pub hybrid: Option<Prediction>,
-    /// Attention of the fusion over the task adapters (sums to 1), in task order.
-    pub attention: Option<Vec<f32>>,
-}
-
-/// Predictions for a batch of texts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MultiTaskOutput {
-    /// `[text][task]`.
-    pub predictions: Vec<Vec<TaskPrediction>>,
-    /// Encoder passes per text that were run (K + 1 with fusion, K without).
-    pub encoder_passes_per_text: f64,
 }
 
 fn rows(v: &[f32], width: usize) -> Vec<Vec<f32>> {

@@ -1,4 +1,4 @@
-//! Batched inference: pooled sentence vectors (for caching), class probabilities, evaluation.
+//! Batched inference: pooled sentence vectors (for caching and the fusion), class probabilities.
 //!
 //! Texts are sorted by token length before batching so each batch pads little, and results are
 //! returned in the caller's order.
@@ -6,7 +6,6 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use super::metrics::{ConfusionMatrix, Metrics};
 use crate::error::Result;
 use crate::host;
 use crate::lora::LoraAdapter;
@@ -123,15 +122,4 @@ pub fn argmax(p: &[f32]) -> usize {
             if v > best.1 { (i, v) } else { best }
         })
         .0
-}
-
-/// Metrics and confusion matrix of predicted probabilities against true class indices.
-pub fn evaluate(
-    probs: &[Vec<f32>],
-    labels: &[usize],
-    classes: usize,
-) -> (Metrics, ConfusionMatrix) {
-    let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-    let cm = ConfusionMatrix::from_predictions(labels, &pred, classes);
-    (Metrics::from_confusion(&cm), cm)
 }

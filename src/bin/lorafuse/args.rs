@@ -1,0 +1,103 @@
+//! Arguments several commands share: the model and backend, the data columns, and the LoRA and
+//! stage-1 settings.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use lorafuse::experiment::split::{DEFAULT_HOLDOUT_FRACTION, HoldoutPolicy};
+use lorafuse::lora::LoraConfig;
+use lorafuse::train::TrainConfig;
+
+/// Options of every command.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Folder with config.json, model.safetensors and tokenizer.json of a BERT-family encoder.
+    #[arg(
+        long,
+        global = true,
+        env = "LORAFUSE_MODEL_DIR",
+        default_value = "public/models/all-MiniLM-L6-v2"
+    )]
+    pub model_dir: PathBuf,
+    /// Compute backend: flex or ndarray (CPU), or wgpu when built with the `wgpu` feature.
+    #[arg(long, global = true, default_value = lorafuse::backend::DEFAULT_CPU)]
+    pub backend: String,
+}
+
+/// Which columns of an upload hold the text and the label.
+#[derive(Args, Clone)]
+pub struct Columns {
+    /// Name of the text column (CSV/TSV header or JSON key).
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Name of the label column.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+}
+
+/// LoRA and stage-1 settings shared by `train` and `bench`.
+#[derive(Args, Clone)]
+pub struct TrainingArgs {
+    /// LoRA rank.
+    #[arg(long, default_value_t = 4)]
+    pub r: usize,
+    /// LoRA alpha (scaling = alpha / r).
+    #[arg(long, default_value_t = 32.0)]
+    pub alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.1)]
+    pub lora_dropout: f64,
+    /// Comma-separated PEFT target modules.
+    #[arg(long, default_value = "query,key,value", value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Peak learning rate of the adapter.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Peak learning rate of the head.
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Share of the training rows held out (for evaluation in `train`, as the dev split in
+    /// `bench`) when no test file is given; the same policy as the page (docs/design.md §4).
+    #[arg(long, default_value_t = DEFAULT_HOLDOUT_FRACTION)]
+    pub holdout: f64,
+}
+
+impl TrainingArgs {
+    /// The LoRA settings.
+    pub fn lora(&self) -> LoraConfig {
+        LoraConfig {
+            r: self.r,
+            alpha: self.alpha,
+            dropout: self.lora_dropout,
+            target_modules: self.targets.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// The training settings, library defaults where not given.
+    pub fn train(&self, seed: u64) -> TrainConfig {
+        let d = TrainConfig::default();
+        TrainConfig {
+            epochs: self.epochs.unwrap_or(d.epochs),
+            lr: self.lr.unwrap_or(d.lr),
+            head_lr: self.head_lr.unwrap_or(d.head_lr),
+            batch_size: self.batch.unwrap_or(d.batch_size),
+            seed,
+            ..d
+        }
+    }
+
+    /// The held-out policy.
+    pub fn holdout(&self) -> HoldoutPolicy {
+        HoldoutPolicy {
+            fraction: self.holdout,
+        }
+    }
+}

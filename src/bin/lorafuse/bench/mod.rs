@@ -1,0 +1,421 @@
+//! `lorafuse bench` (docs/design.md §1.5): `frozen`, `lora` and `hybrid` on several tasks and
+//! seeds, with cross-task overlap removed first, per-stage wall times, the fusion's share of
+//! training time and the measured encoder passes per text of multi-task prediction.
+//!
+//! Per seed: each task's train rows → class-stratified subset of N → the shared held-out policy's
+//! split (10 %) as the dev split; stage 1 per task ([`run_stage1`]); then one cache of the K+1
+//! pooled vectors of every train/dev/test text; `frozen`, `lora` and `hybrid` are trained and
+//! scored from that cache through [`lorafuse::experiment`]. This file runs the protocol;
+//! `variants.rs` holds the optional fusion variants, `report.rs` the tables and the JSON.
+
+mod report;
+mod variants;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use lorafuse::data::{self, Example, ParseOptions};
+use lorafuse::engine::Engine;
+use lorafuse::experiment::fusion_job::{FusionSpec, train_layer, train_layers};
+use lorafuse::experiment::{
+    EvalVectors, FusionTarget, Labelled, Methods, PreparedTask, compare, fusion_train_config,
+    run_stage1, train_probe,
+};
+use lorafuse::fusion::{AttentionFusion, FusionConfig};
+use lorafuse::host::block_on;
+use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::train::stage2::FusionCache;
+use lorafuse::train::{Metrics, TaskModel, TrainConfig};
+
+use crate::io::{Bars, step_bar};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Task names; each resolves to `<data-dir>/<name>/{train,test}.csv`.
+    #[arg(
+        long,
+        default_value = "sst2,cr,subj,trec,ag_news",
+        value_delimiter = ','
+    )]
+    tasks: Vec<String>,
+    /// Folder holding the task folders.
+    #[arg(long, default_value = "../shared/datasets")]
+    data_dir: PathBuf,
+    /// Training rows per task (class-stratified subset; `--holdout` of it becomes the dev split).
+    #[arg(long, default_value_t = 500)]
+    train_per_task: usize,
+    /// Test rows per task (the first M rows of test.csv).
+    #[arg(long, default_value_t = 500)]
+    test_per_task: usize,
+    /// Seeds, comma-separated.
+    #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    #[command(flatten)]
+    training: crate::args::TrainingArgs,
+    /// Fusion epochs (default 30).
+    #[arg(long)]
+    fusion_epochs: Option<usize>,
+    /// Fusion learning rate (default: the head learning rate).
+    #[arg(long)]
+    fusion_lr: Option<f64>,
+    /// Attention heads of the fusion.
+    #[arg(long, default_value_t = 4)]
+    fusion_heads: usize,
+    #[command(flatten)]
+    variants: variants::VariantArgs,
+    /// Write every number as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A task's rows after overlap removal.
+struct TaskData {
+    name: String,
+    train: Vec<Example>,
+    test: Vec<Example>,
+    removed: usize,
+}
+
+/// A method's scores on the dev and the test split.
+#[derive(Serialize, Clone)]
+struct MethodScores {
+    test: Metrics,
+    dev: Metrics,
+}
+
+/// Every number of one task and seed.
+#[derive(Serialize)]
+struct TaskSeedResult {
+    task: String,
+    seed: u64,
+    train_rows: usize,
+    dev_rows: usize,
+    test_rows: usize,
+    frozen: MethodScores,
+    lora: MethodScores,
+    hybrid: MethodScores,
+    #[serde(flatten)]
+    variants: variants::VariantScores,
+    stage1_seconds: f64,
+    frozen_seconds: f64,
+    fusion_seconds: f64,
+    mean_attention_on_test: Vec<f32>,
+}
+
+/// Wall times of one seed's stages.
+#[derive(Serialize)]
+struct SeedTimes {
+    seed: u64,
+    stage1_seconds: f64,
+    caching_seconds: f64,
+    frozen_seconds: f64,
+    fusion_seconds: f64,
+    /// With `--fusion-shared`: training the one shared fusion.
+    shared_fusion_seconds: f64,
+}
+
+impl SeedTimes {
+    /// Wall time of the default training stages (stage 1, caching, probe, per-task fusion).
+    fn training_total(&self) -> f64 {
+        self.stage1_seconds + self.caching_seconds + self.frozen_seconds + self.fusion_seconds
+    }
+}
+
+/// One task's split for one seed, and its caches (train, dev, test).
+struct Split {
+    task: PreparedTask,
+    test: Labelled,
+}
+
+/// What the per-task scoring of one seed needs.
+struct SeedCtx<'a> {
+    engine: &'a Engine,
+    seed: u64,
+    cfg: TrainConfig,
+    fusion_cfg: TrainConfig,
+    models: Vec<TaskModel>,
+    splits: Vec<Split>,
+    /// Per task: the caches of its train, dev and test rows over every adapter.
+    caches: Vec<[FusionCache; 3]>,
+}
+
+fn read_csv(path: &Path) -> Result<Vec<Example>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed = data::parse(&bytes, &path.to_string_lossy(), &ParseOptions::default())
+        .with_context(|| path.display().to_string())?;
+    Ok(parsed.examples)
+}
+
+/// Reads every task and removes each train text whose normalised form is in any task's test split.
+fn load_tasks(a: &BenchArgs) -> Result<Vec<TaskData>> {
+    let mut tasks = Vec::new();
+    for name in &a.tasks {
+        let dir = a.data_dir.join(name);
+        tasks.push(TaskData {
+            name: name.clone(),
+            train: read_csv(&dir.join("train.csv"))?,
+            test: read_csv(&dir.join("test.csv"))?,
+            removed: 0,
+        });
+    }
+    let forbidden: HashSet<String> = tasks
+        .iter()
+        .flat_map(|t| t.test.iter().map(|e| data::normalise_for_overlap(&e.text)))
+        .collect();
+    for t in &mut tasks {
+        let (kept, removed) = data::remove_overlap(&t.train, &forbidden);
+        t.train = kept;
+        t.removed = removed;
+        t.test.truncate(a.test_per_task);
+    }
+    Ok(tasks)
+}
+
+pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
+    let wall = Instant::now();
+    if a.tasks.len() < 2 {
+        bail!("bench needs at least two tasks");
+    }
+    if a.train_per_task < 4 || a.test_per_task == 0 || a.seeds.is_empty() {
+        bail!("bench needs --train-per-task >= 4, --test-per-task >= 1 and at least one seed");
+    }
+    let tasks = load_tasks(&a)?;
+    report::overlap(&tasks);
+    let base_cfg = a.training.train(1);
+    let lora = a.training.lora();
+    lora.validate()?;
+
+    let mut results: Vec<TaskSeedResult> = Vec::new();
+    let mut times: Vec<SeedTimes> = Vec::new();
+    let mut passes_per_text = 0.0;
+    for &seed in &a.seeds {
+        let cfg = TrainConfig {
+            seed,
+            ..base_cfg.clone()
+        };
+        // Splits: the shared policy on a stratified subset; test rows with known labels.
+        let mut splits = Vec::new();
+        for t in &tasks {
+            let subset = data::stratified_subset(&t.train, a.train_per_task, seed);
+            let task = PreparedTask::new(&subset, &[], &a.training.holdout(), seed)
+                .with_context(|| format!("task {}", t.name))?;
+            let test = Labelled::known(&t.test, &task.vocab).0;
+            splits.push(Split { task, test });
+        }
+        // Stage 1.
+        let mut models = Vec::new();
+        let mut stage1_secs = Vec::new();
+        for (t, s) in tasks.iter().zip(&splits) {
+            let mut bars = Bars::new(&format!("seed {seed} lora {}", t.name));
+            let run = block_on(run_stage1(engine, &s.task, &lora, &cfg, false, &mut bars))?;
+            bars.finish();
+            eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, run.seconds);
+            stage1_secs.push(run.seconds);
+            models.push(run.model);
+        }
+        // Caching: K+1 vectors of every text, once.
+        let t0 = Instant::now();
+        let adapters: Vec<&lorafuse::lora::LoraAdapter> = models.iter().map(|m| &m.adapter).collect();
+        let total_texts: usize = splits
+            .iter()
+            .map(|s| s.task.train.len() + s.task.held_out.len() + s.test.len())
+            .sum();
+        let pb = step_bar(tasks.len() * 3, &format!("seed {seed} caching"));
+        let mut caches = Vec::new();
+        for s in &splits {
+            let mut c = Vec::new();
+            for texts in [&s.task.train.texts, &s.task.held_out.texts, &s.test.texts] {
+                let e = engine;
+                c.push(block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))?);
+                pb.inc(1);
+            }
+            let [tr, dev, test]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("three caches"))?;
+            caches.push([tr, dev, test]);
+        }
+        pb.finish_and_clear();
+        let caching_secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
+            adapters.len() + 1
+        );
+        let ctx = SeedCtx {
+            engine,
+            seed,
+            fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
+            cfg,
+            models,
+            splits,
+            caches,
+        };
+        // Optional: one fusion shared by all tasks, trained on every task's rows together.
+        let (shared_layers, shared_secs) = match a.variants.fusion_shared {
+            true => shared_fusion(&ctx, &tasks, a.fusion_heads)?,
+            false => (Vec::new(), 0.0),
+        };
+        let (mut frozen_total, mut fusion_total) = (0.0, 0.0);
+        for (i, t) in tasks.iter().enumerate() {
+            let (mut r, fusion) = score_task(&ctx, i, &t.name, a.fusion_heads)?;
+            r.variants = variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared_layers.get(i), &lora)?;
+            r.stage1_seconds = stage1_secs[i];
+            frozen_total += r.frozen_seconds;
+            fusion_total += r.fusion_seconds;
+            if i == 0 {
+                passes_per_text = passes_per_text_measured(&ctx, &tasks, &fusion)?;
+            }
+            results.push(r);
+        }
+        times.push(SeedTimes {
+            seed,
+            stage1_seconds: stage1_secs.iter().sum(),
+            caching_seconds: caching_secs,
+            frozen_seconds: frozen_total,
+            fusion_seconds: fusion_total,
+            shared_fusion_seconds: shared_secs,
+        });
+    }
+    report::print(&a, &tasks, &results, &times, passes_per_text, wall.elapsed().as_secs_f64());
+    if let Some(p) = &a.out {
+        report::write_json(p, &a, &tasks, &lora, &base_cfg, &results, &times, passes_per_text, wall.elapsed().as_secs_f64())?;
+    }
+    Ok(())
+}
+
+/// The fusion layer config of every per-task fusion in the bench.
+fn fusion_config(ctx: &SeedCtx, i: usize, heads: usize) -> FusionConfig {
+    let d = ctx.engine.encoder.config.hidden_size;
+    FusionConfig::new(d, ctx.models.len(), ctx.splits[i].task.vocab.len()).with_heads(heads)
+}
+
+/// Task `i`'s fusion target over `cache` with `cfg`.
+fn target(ctx: &SeedCtx, i: usize, name: &str, cache: FusionCache, cfg: &TrainConfig) -> FusionTarget {
+    let s = &ctx.splits[i];
+    FusionTarget {
+        name: name.to_string(),
+        labels: s.task.vocab.names().to_vec(),
+        cache,
+        y: s.task.train.labels.clone(),
+        cfg: cfg.clone(),
+    }
+}
+
+/// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
+/// test metrics, and the fusion's mean attention on test.
+fn score(ctx: &SeedCtx, i: usize, dev: &FusionCache, test: &FusionCache, methods: &Methods) -> Result<(Vec<MethodScores>, Vec<f32>)> {
+    let s = &ctx.splits[i];
+    let classes = s.task.vocab.len();
+    let d = block_on(compare(&EvalVectors::from_cache(dev, i), &s.task.held_out.labels, classes, methods))?;
+    let t = block_on(compare(&EvalVectors::from_cache(test, i), &s.test.labels, classes, methods))?;
+    let scores = d
+        .results
+        .iter()
+        .zip(&t.results)
+        .map(|(d, t)| MethodScores {
+            dev: d.metrics.clone(),
+            test: t.metrics.clone(),
+        })
+        .collect();
+    Ok((scores, t.attention.unwrap_or_default()))
+}
+
+/// A fusion layer's dev and test scores and its mean attention on test.
+fn score_fusion(ctx: &SeedCtx, i: usize, f: &AttentionFusion, dev: &FusionCache, test: &FusionCache) -> Result<(MethodScores, Vec<f32>)> {
+    let methods = Methods {
+        hybrid: Some(f),
+        ..Methods::default()
+    };
+    let (mut scores, att) = score(ctx, i, dev, test, &methods)?;
+    Ok((scores.remove(0), att))
+}
+
+/// Task `i`: the frozen probe and the default per-task fusion trained on its cache, and the
+/// three methods scored on dev and test.
+fn score_task(ctx: &SeedCtx, i: usize, name: &str, heads: usize) -> Result<(TaskSeedResult, AttentionFusion)> {
+    let s = &ctx.splits[i];
+    let classes = s.task.vocab.len();
+    let [train_c, dev_c, test_c] = &ctx.caches[i];
+    let device = &ctx.engine.device;
+    let t0 = Instant::now();
+    let probe = block_on(train_probe(train_c.base.clone(), &s.task.train.labels, classes, &ctx.cfg, device))?;
+    let frozen_secs = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let tgt = target(ctx, i, name, train_c.clone(), &ctx.fusion_cfg);
+    let (fusion, _) = block_on(train_layer(&tgt, &fusion_config(ctx, i, heads), ctx.engine, &mut ()))?;
+    let fusion_secs = t0.elapsed().as_secs_f64();
+    let methods = Methods {
+        frozen: Some(&probe),
+        lora: Some(&ctx.models[i].head),
+        hybrid: Some(&fusion),
+    };
+    let (scores, att) = score(ctx, i, dev_c, test_c, &methods)?;
+    let [frozen, lora, hybrid]: [MethodScores; 3] =
+        scores.try_into().map_err(|_| anyhow::anyhow!("three methods were scored"))?;
+    eprintln!(
+        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
+        ctx.seed,
+        name,
+        frozen.test.accuracy,
+        lora.test.accuracy,
+        hybrid.test.accuracy,
+        frozen.dev.accuracy,
+        lora.dev.accuracy,
+        hybrid.dev.accuracy
+    );
+    let r = TaskSeedResult {
+        task: name.to_string(),
+        seed: ctx.seed,
+        train_rows: s.task.train.len(),
+        dev_rows: s.task.held_out.len(),
+        test_rows: s.test.len(),
+        frozen,
+        lora,
+        hybrid,
+        variants: variants::VariantScores::default(),
+        stage1_seconds: 0.0,
+        frozen_seconds: frozen_secs,
+        fusion_seconds: fusion_secs,
+        mean_attention_on_test: att,
+    };
+    Ok((r, fusion))
+}
+
+/// The one fusion shared by all tasks (docs/design.md §1.3's option), cut into per-task layers,
+/// and its training time.
+fn shared_fusion(ctx: &SeedCtx, tasks: &[TaskData], heads: usize) -> Result<(Vec<AttentionFusion>, f64)> {
+    let t0 = Instant::now();
+    let targets: Vec<FusionTarget> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| target(ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg))
+        .collect();
+    let spec = FusionSpec { heads, shared: true };
+    let mut bars = Bars::new(&format!("seed {} ", ctx.seed));
+    let (layers, _) = block_on(train_layers(ctx.engine, tasks.len(), &targets, &spec, &mut bars))?;
+    bars.finish();
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!("seed {} shared fusion: {secs:.1} s", ctx.seed);
+    Ok((layers, secs))
+}
+
+/// Multi-task prediction cost, measured: encoder passes per text with task 0 fused.
+fn passes_per_text_measured(ctx: &SeedCtx, tasks: &[TaskData], fusion: &AttentionFusion) -> Result<f64> {
+    let sample: Vec<&str> = ctx.splits[0].test.texts.iter().take(16).map(String::as_str).collect();
+    let labels: Vec<Vec<String>> = ctx.splits.iter().map(|s| s.task.vocab.names().to_vec()).collect();
+    let parts: Vec<TaskParts> = tasks
+        .iter()
+        .enumerate()
+        .map(|(j, t)| TaskParts {
+            name: &t.name,
+            labels: &labels[j],
+            adapter: &ctx.models[j].adapter,
+            head: &ctx.models[j].head,
+            fusion: if j == 0 { Some(fusion) } else { None },
+        })
+        .collect();
+    let e = ctx.engine;
+    Ok(block_on(predict_all(&e.encoder, &e.tokenizer, &parts, &sample, &e.device))?.encoder_passes_per_text)
+}

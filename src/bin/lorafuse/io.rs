@@ -1,0 +1,201 @@
+//! What the commands read and show: the base model, adapter folders, labelled files, progress
+//! bars, and the driver observers that draw them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use lorafuse::data::{self, Example, ParseOptions};
+use lorafuse::engine::Engine;
+use lorafuse::model::ClassifierHead;
+use lorafuse::workspace::task_files::{self, LoadedTask, TaskMeta};
+
+use crate::args::{Columns, Common};
+
+/// Loads the base model of `--model-dir` on `--backend`.
+pub fn load_engine(common: &Common) -> Result<Engine> {
+    let dir = &common.model_dir;
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| {
+            format!("cannot read {} (run ./scripts/setup to install the default model, or pass --model-dir)", dir.join(name).display())
+        })
+    };
+    let (config, weights, tokenizer) = (
+        read("config.json")?,
+        read("model.safetensors")?,
+        read("tokenizer.json")?,
+    );
+    let device = lorafuse::backend::device(&common.backend)?;
+    Ok(Engine::load(&config, &weights, &tokenizer, &device)?)
+}
+
+/// Reads an adapter folder (ours or PEFT's); warns when it was trained on another base model.
+pub fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
+    if !dir.is_dir() {
+        bail!("adapter folder {} does not exist", dir.display());
+    }
+    let mut files = BTreeMap::new();
+    for name in [
+        task_files::ADAPTER_CONFIG,
+        task_files::ADAPTER_WEIGHTS,
+        task_files::HEAD,
+        task_files::META,
+    ] {
+        let p = dir.join(name);
+        if p.exists() {
+            files.insert(
+                name.to_string(),
+                std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            );
+        }
+    }
+    let task = task_files::from_files(&files, &engine.encoder.config, &engine.device)
+        .with_context(|| format!("loading adapter folder {}", dir.display()))?;
+    if let Some(meta) = &task.meta
+        && !meta.base_model_sha256.is_empty()
+        && meta.base_model_sha256 != engine.model_sha256
+    {
+        eprintln!(
+            "warning: this adapter was trained on a base model with sha256 {}, not the loaded one",
+            meta.base_model_sha256
+        );
+    }
+    Ok(task)
+}
+
+/// The head and metadata of a task folder; a plain PEFT adapter has neither.
+pub fn head_and_meta<'a>(task: &'a LoadedTask, dir: &Path) -> Result<(&'a ClassifierHead, &'a TaskMeta)> {
+    match (task.head.as_ref(), task.meta.as_ref()) {
+        (Some(h), Some(m)) => Ok((h, m)),
+        _ => bail!(
+            "{} has no classifier head (a plain PEFT adapter?): train one with `lorafuse train`",
+            dir.display()
+        ),
+    }
+}
+
+/// Parses a labelled file, printing its rejected rows (the first 10) to stderr.
+pub fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let opts = ParseOptions {
+        text_column: columns.text_column.clone(),
+        label_column: columns.label_column.clone(),
+        ..Default::default()
+    };
+    let parsed =
+        data::parse(&bytes, &name, &opts).with_context(|| format!("{}", path.display()))?;
+    if !parsed.rejected.is_empty() {
+        eprintln!(
+            "{}: {} row(s) rejected:",
+            path.display(),
+            parsed.rejected.len()
+        );
+        for r in parsed.rejected.iter().take(10) {
+            eprintln!("  line {}: {}", r.line, r.reason);
+        }
+        if parsed.rejected.len() > 10 {
+            eprintln!("  … and {} more", parsed.rejected.len() - 10);
+        }
+    }
+    Ok(parsed.examples)
+}
+
+/// A spinner with a message.
+pub fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
+/// A bar over `total` training steps.
+pub fn step_bar(total: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>24} [{bar:30}] {pos}/{len} steps, {elapsed} < {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// A driver observer that draws one bar per run and shows loss and speed.
+pub struct Bars {
+    bar: Option<ProgressBar>,
+    /// Prefix of each bar's name.
+    pub prefix: String,
+}
+
+impl Bars {
+    /// Bars named `prefix` + the run's name.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            bar: None,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Starts a bar for a run of `total` steps.
+    pub fn start(&mut self, name: &str, total: usize) {
+        self.finish();
+        self.bar = Some(step_bar(total, &format!("{}{name}", self.prefix)));
+    }
+
+    /// Shows a step (starting a bar named after the prefix if none was started).
+    pub fn step(&mut self, p: &lorafuse::train::Progress) {
+        if self.bar.is_none() {
+            self.bar = Some(step_bar(p.total_steps, &self.prefix));
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(p.step as u64);
+            b.set_message(format!(
+                "epoch {} loss {:.4} ({:.1} ex/s)",
+                p.epoch + 1,
+                p.loss,
+                p.examples_per_sec
+            ));
+        }
+    }
+
+    /// Prints a line above the bar.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Clears the current bar.
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl<T> lorafuse::train::Observer<T> for Bars {
+    fn on_step(&mut self, p: &lorafuse::train::Progress) {
+        self.step(p)
+    }
+}
+
+impl lorafuse::experiment::fusion_job::FusionObserver for Bars {
+    fn start(&mut self, job: &str, total_steps: usize) {
+        Bars::start(self, job, total_steps)
+    }
+}
+
+impl lorafuse::experiment::Stage1Observer for Bars {
+    fn on_step(&mut self, p: &lorafuse::train::Progress) {
+        self.step(p)
+    }
+}

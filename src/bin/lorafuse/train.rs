@@ -1,0 +1,222 @@
+//! `lorafuse train`: stage 1 of one task through the shared experiment (held-out split, driver,
+//! per-epoch validation, frozen probe, comparison), then its adapter folder.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use lorafuse::data;
+use lorafuse::experiment::{
+    EvalVectors, Methods, PreparedTask, Stage1Observer, compare, run_stage1, train_probe,
+};
+use lorafuse::host::block_on;
+use lorafuse::infer::pooled_vectors;
+use lorafuse::train::{Metrics, Progress};
+use lorafuse::workspace::task_files::{self, EpochRecord};
+
+use crate::args::{Columns, Common, TrainingArgs};
+use crate::io::{Bars, load_engine, read_examples, spinner};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Task name recorded in the adapter folder.
+    #[arg(long)]
+    task: String,
+    /// Labelled training file (CSV/TSV/JSONL).
+    #[arg(long)]
+    data: PathBuf,
+    /// Labelled test file; without it `--holdout` of the training rows are held out for evaluation.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// Output folder for the adapter (created).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    columns: Columns,
+    /// Use a class-stratified subset of this many training rows.
+    #[arg(long)]
+    train_rows: Option<usize>,
+    /// Evaluate on at most this many test rows (the first ones).
+    #[arg(long)]
+    test_rows: Option<usize>,
+    #[command(flatten)]
+    training: TrainingArgs,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also train the `frozen` baseline (linear head on the frozen base) and report both.
+    #[arg(long)]
+    compare_frozen: bool,
+    /// Write per-step losses as JSON lines to this file.
+    #[arg(long)]
+    loss_log: Option<PathBuf>,
+}
+
+/// Progress bar, loss log, and one line per epoch.
+struct Cli {
+    bars: Bars,
+    log: Option<std::fs::File>,
+    log_error: Option<std::io::Error>,
+}
+
+impl Stage1Observer for Cli {
+    fn on_step(&mut self, p: &Progress) {
+        self.bars.step(p);
+        if let Some(f) = self.log.as_mut() {
+            use std::io::Write;
+            let line = serde_json::to_string(p).unwrap_or_default();
+            if let Err(e) = writeln!(f, "{line}") {
+                self.log_error.get_or_insert(e);
+            }
+        }
+    }
+    fn on_epoch(&mut self, history: &[EpochRecord]) {
+        if let Some(r) = history.last() {
+            let val = r
+                .val_accuracy
+                .map(|a| format!(", held-out accuracy {a:.4}"))
+                .unwrap_or_default();
+            self.bars.println(&format!("epoch {}: loss {:.4}{val}", r.epoch, r.loss));
+        }
+    }
+}
+
+pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
+    let mut rows = read_examples(&a.data, &a.columns)?;
+    if let Some(n) = a.train_rows {
+        rows = data::stratified_subset(&rows, n, a.seed);
+    }
+    let test = match &a.test {
+        Some(p) => {
+            let mut t = read_examples(p, &a.columns)?;
+            if let Some(n) = a.test_rows {
+                t.truncate(n);
+            }
+            t
+        }
+        None => Vec::new(),
+    };
+    let task = PreparedTask::new(&rows, &test, &a.training.holdout(), a.seed)?;
+    let mut counts = vec![0usize; task.vocab.len()];
+    for &l in &task.train.labels {
+        counts[l] += 1;
+    }
+    let source = match &a.test {
+        Some(p) => p.display().to_string(),
+        None => task.source.clone(),
+    };
+    eprintln!(
+        "task {:?}: {} training rows ({}), {} evaluation rows ({source})",
+        a.task,
+        task.train.len(),
+        task.vocab
+            .names()
+            .iter()
+            .zip(&counts)
+            .map(|(n, c)| format!("{n}: {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        task.held_out.len()
+    );
+    if task.held_out_dropped > 0 {
+        eprintln!(
+            "warning: {} evaluation row(s) have a label the training rows lack; they are left out",
+            task.held_out_dropped
+        );
+    }
+    let engine = load_engine(common)?;
+    let cfg = a.training.train(a.seed);
+    let lora = a.training.lora();
+    let classes = task.vocab.len();
+
+    let mut frozen = None;
+    if a.compare_frozen {
+        let t0 = Instant::now();
+        let pb = spinner("frozen baseline: encoding training rows once");
+        let x = block_on(pooled_vectors(
+            &engine.encoder,
+            &engine.tokenizer,
+            None,
+            &task.train.texts,
+            &engine.device,
+        ))?;
+        pb.finish_and_clear();
+        frozen = Some(block_on(train_probe(x, &task.train.labels, classes, &cfg, &engine.device))?);
+        eprintln!("frozen probe trained ({:.1} s)", t0.elapsed().as_secs_f64());
+    }
+
+    let mut obs = Cli {
+        bars: Bars::new("lora"),
+        log: a
+            .loss_log
+            .as_ref()
+            .map(std::fs::File::create)
+            .transpose()
+            .context("creating the loss log")?,
+        log_error: None,
+    };
+    let run = block_on(run_stage1(&engine, &task, &lora, &cfg, true, &mut obs))?;
+    obs.bars.finish();
+    if let Some(e) = obs.log_error {
+        return Err(e).context("writing the loss log");
+    }
+
+    let mut report = serde_json::Map::new();
+    let mut lora_metrics: Option<Metrics> = None;
+    if task.held_out.is_empty() {
+        eprintln!("no evaluation rows (held-out share 0 and no --test): nothing scored");
+    } else {
+        let pb = spinner(&format!("scoring {} evaluation rows", task.held_out.len()));
+        let v = block_on(EvalVectors::encode(
+            &engine,
+            &task.held_out.texts,
+            &[&run.model.adapter],
+            0,
+            frozen.is_some(),
+        ))?;
+        let methods = Methods {
+            frozen: frozen.as_ref(),
+            lora: Some(&run.model.head),
+            hybrid: None,
+        };
+        let cmp = block_on(compare(&v, &task.held_out.labels, classes, &methods))?;
+        pb.finish_and_clear();
+        for r in &cmp.results {
+            eprintln!("{:<7} {}", format!("{}:", r.method), fmt_metrics(&r.metrics));
+            report.insert(r.method.clone(), serde_json::to_value(&r.metrics)?);
+            if r.method == "lora" {
+                report.insert("confusion_matrix".into(), serde_json::to_value(&r.confusion.counts)?);
+                lora_metrics = Some(r.metrics.clone());
+            }
+        }
+    }
+    let (first, last) = (run.history.first(), run.history.last());
+    eprintln!(
+        "lora trained in {:.1} s; mean loss first epoch {:.4} → last epoch {:.4}",
+        run.seconds,
+        first.map_or(f32::NAN, |r| r.loss),
+        last.map_or(f32::NAN, |r| r.loss),
+    );
+    report.insert("labels".into(), serde_json::to_value(task.vocab.names())?);
+    report.insert("train_seconds".into(), serde_json::to_value(run.seconds)?);
+
+    let meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
+    let files = block_on(task_files::to_files(&run.model, &meta))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for (name, bytes) in &files {
+        std::fs::write(a.out.join(name), bytes)
+            .with_context(|| format!("writing {}", a.out.join(name).display()))?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn fmt_metrics(m: &Metrics) -> String {
+    format!(
+        "accuracy {:.4}, macro-F1 {:.4}, MCC {:.4} (n = {})",
+        m.accuracy, m.macro_f1, m.mcc, m.n
+    )
+}

@@ -1,0 +1,223 @@
+//! The held-out policy (docs/design.md §4), used by the page, the CLI and `bench` alike.
+//!
+//! A task's labelled rows are split once, class-stratified and deterministic, into a training
+//! part and a held-out part of [`HoldoutPolicy::fraction`] (default 10 %), seeded with the run's
+//! training seed; when a test file is given, it is the held-out part and every row trains. The
+//! label vocabulary comes from the training part; held-out rows with a label it lacks are
+//! dropped and counted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Example, LabelVocab};
+use crate::error::{Error, Result};
+
+/// Default share of a task's rows held out when no test file is given.
+pub const DEFAULT_HOLDOUT_FRACTION: f64 = 0.1;
+/// Largest share that may be held out.
+pub const MAX_HOLDOUT_FRACTION: f64 = 0.5;
+/// Held-out rows used for the per-epoch validation accuracy (reports use all of them).
+pub const VALIDATION_CAP: usize = 200;
+
+/// How much of a task's rows is held out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HoldoutPolicy {
+    /// Share of the rows held out when no test file is given, in `0..=0.5` (default 0.1).
+    pub fraction: f64,
+}
+
+impl Default for HoldoutPolicy {
+    fn default() -> Self {
+        Self {
+            fraction: DEFAULT_HOLDOUT_FRACTION,
+        }
+    }
+}
+
+impl HoldoutPolicy {
+    /// Checks the fraction; the error names it.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=MAX_HOLDOUT_FRACTION).contains(&self.fraction) {
+            return Err(Error::Invalid(format!(
+                "the held-out share must be between 0 and {MAX_HOLDOUT_FRACTION}, got {}",
+                self.fraction
+            )));
+        }
+        Ok(())
+    }
+
+    /// `(training rows, held-out rows)` of a task: the test rows when there are any, else a
+    /// stratified split of `examples` seeded with `seed`.
+    pub fn split(&self, examples: &[Example], test: &[Example], seed: u64) -> (Vec<Example>, Vec<Example>) {
+        if test.is_empty() {
+            data::stratified_split(examples, self.fraction, seed)
+        } else {
+            (examples.to_vec(), test.to_vec())
+        }
+    }
+
+    /// Where the held-out rows come from, in words.
+    pub fn describe(&self, has_test_file: bool) -> String {
+        if has_test_file {
+            "the uploaded test file".into()
+        } else {
+            format!(
+                "{} % of the uploaded examples, held out from training",
+                fmt_percent(self.fraction)
+            )
+        }
+    }
+}
+
+fn fmt_percent(f: f64) -> String {
+    let p = f * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{}", p.round())
+    } else {
+        format!("{p:.1}")
+    }
+}
+
+/// Texts and their class indices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labelled {
+    /// The texts.
+    pub texts: Vec<String>,
+    /// Class index of each text.
+    pub labels: Vec<usize>,
+}
+
+impl Labelled {
+    /// The rows of `examples` whose label is in `vocab`, and how many were dropped.
+    pub fn known(examples: &[Example], vocab: &LabelVocab) -> (Self, usize) {
+        let mut out = Self::default();
+        for e in examples {
+            if let Some(i) = vocab.index_of(&e.label) {
+                out.texts.push(e.text.clone());
+                out.labels.push(i);
+            }
+        }
+        let dropped = examples.len() - out.len();
+        (out, dropped)
+    }
+
+    /// Every row of `examples`; a label outside `vocab` is an error that names it.
+    pub fn all(examples: &[Example], vocab: &LabelVocab) -> Result<Self> {
+        let (out, dropped) = Self::known(examples, vocab);
+        if dropped > 0 {
+            let bad = examples
+                .iter()
+                .find(|e| vocab.index_of(&e.label).is_none())
+                .map(|e| e.label.clone())
+                .unwrap_or_default();
+            return Err(Error::Train(format!(
+                "label {bad:?} does not occur in the training data (known labels: {})",
+                vocab.names().join(", ")
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// The first `n` rows.
+    pub fn first(&self, n: usize) -> Self {
+        Self {
+            texts: self.texts.iter().take(n).cloned().collect(),
+            labels: self.labels.iter().take(n).copied().collect(),
+        }
+    }
+}
+
+/// A task ready to train: its vocabulary, training rows and held-out rows.
+#[derive(Debug, Clone)]
+pub struct PreparedTask {
+    /// Labels of the training rows, in class order.
+    pub vocab: LabelVocab,
+    /// Rows stage 1, the probe and the fusion train on.
+    pub train: Labelled,
+    /// Rows for validation and the report.
+    pub held_out: Labelled,
+    /// Held-out rows dropped because their label never occurs in training.
+    pub held_out_dropped: usize,
+    /// Where the held-out rows come from, in words.
+    pub source: String,
+}
+
+impl PreparedTask {
+    /// Splits a task's rows by `policy` (seeded with `seed`), and checks the training part can
+    /// train (at least two classes, no empty text).
+    pub fn new(examples: &[Example], test: &[Example], policy: &HoldoutPolicy, seed: u64) -> Result<Self> {
+        policy.validate()?;
+        let (train, held_out) = policy.split(examples, test, seed);
+        let vocab = data::validate_for_training(&train).map_err(Error::Data)?;
+        let train = Labelled::all(&train, &vocab)?;
+        let (held_out, held_out_dropped) = Labelled::known(&held_out, &vocab);
+        Ok(Self {
+            vocab,
+            train,
+            held_out,
+            held_out_dropped,
+            source: policy.describe(!test.is_empty()),
+        })
+    }
+
+    /// The held-out rows used for per-epoch validation (the first [`VALIDATION_CAP`]).
+    pub fn validation(&self) -> Labelled {
+        self.held_out.first(VALIDATION_CAP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> Vec<Example> {
+        (0..n)
+            .map(|i| Example {
+                text: format!("text number {i}"),
+                label: if i % 2 == 0 { "a" } else { "b" }.into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn holds_out_the_policy_share_stratified_and_seeded() {
+        let p = HoldoutPolicy::default();
+        let t = PreparedTask::new(&rows(100), &[], &p, 3).unwrap();
+        assert_eq!((t.train.len(), t.held_out.len()), (90, 10));
+        assert_eq!(t.held_out.labels.iter().filter(|&&l| l == 0).count(), 5);
+        let again = PreparedTask::new(&rows(100), &[], &p, 3).unwrap();
+        assert_eq!(t.held_out, again.held_out);
+        let other = PreparedTask::new(&rows(100), &[], &p, 4).unwrap();
+        assert_ne!(t.held_out, other.held_out);
+        assert_eq!(t.source, "10 % of the uploaded examples, held out from training");
+    }
+
+    #[test]
+    fn a_test_file_is_the_held_out_part_and_unknown_labels_are_dropped() {
+        let mut test = rows(4);
+        test[0].label = "never seen".into();
+        let t = PreparedTask::new(&rows(20), &test, &HoldoutPolicy::default(), 1).unwrap();
+        assert_eq!((t.train.len(), t.held_out.len(), t.held_out_dropped), (20, 3, 1));
+        assert_eq!(t.source, "the uploaded test file");
+    }
+
+    #[test]
+    fn bad_fractions_are_refused() {
+        for f in [-0.1, 0.6, f64::NAN] {
+            let p = HoldoutPolicy { fraction: f };
+            assert!(PreparedTask::new(&rows(20), &[], &p, 1).is_err(), "{f}");
+        }
+        let none = PreparedTask::new(&rows(20), &[], &HoldoutPolicy { fraction: 0.0 }, 1).unwrap();
+        assert!(none.held_out.is_empty());
+    }
+}

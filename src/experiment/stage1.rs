@@ -1,0 +1,165 @@
+//! Stage 1 of a task as one job (docs/design.md §1.2): a LoRA adapter and head trained on the
+//! task's training rows through the driver, validated on up to 200 held-out rows at the end of
+//! every epoch, and the metadata recorded beside the adapter. The page, `lorafuse train` and
+//! `bench` all train through [`run_stage1`].
+
+use std::time::Duration;
+
+use super::split::{Labelled, PreparedTask};
+use crate::engine::{DEFAULT_MODEL_NAME, Engine};
+use crate::error::Result;
+use crate::infer;
+use crate::train::metrics::evaluate;
+use crate::lora::LoraConfig;
+use crate::train::{
+    EpochEnd, LoraTrainer, Metrics, Observer, Outcome, Progress, TaskModel, TrainConfig, drive,
+    now_sec,
+};
+use crate::workspace::task_files::{EpochRecord, TASK_FORMAT, TaskMeta};
+
+/// What the caller of [`run_stage1`] sees of the run.
+#[allow(async_fn_in_trait)]
+pub trait Stage1Observer {
+    /// Called before every step; `true` stops the run (what was trained is kept).
+    async fn should_stop(&mut self) -> bool {
+        false
+    }
+    /// Called after every step.
+    fn on_step(&mut self, _p: &Progress) {}
+    /// Called after every epoch with the curve so far (the new record last).
+    fn on_epoch(&mut self, _history: &[EpochRecord]) {}
+}
+
+impl Stage1Observer for () {}
+
+/// A finished (or stopped) stage-1 run.
+pub struct Stage1Run {
+    /// The adapter and head as trained.
+    pub model: TaskModel,
+    /// One record per completed epoch (and one for a final partial epoch).
+    pub history: Vec<EpochRecord>,
+    /// Whether every step ran.
+    pub outcome: Outcome,
+    /// Steps run.
+    pub steps: usize,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// Adds per-epoch validation to the caller's observer.
+struct Validating<'a, O> {
+    inner: &'a mut O,
+    engine: &'a Engine,
+    validation: &'a Labelled,
+    classes: usize,
+    history: Vec<EpochRecord>,
+}
+
+impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
+    async fn should_stop(&mut self) -> bool {
+        self.inner.should_stop().await
+    }
+
+    fn on_step(&mut self, p: &Progress) {
+        self.inner.on_step(p)
+    }
+
+    async fn on_epoch_end(&mut self, trainer: &LoraTrainer, e: EpochEnd) -> Result<()> {
+        let val_accuracy = if self.validation.is_empty() {
+            None
+        } else {
+            let m = trainer.snapshot();
+            let e = self.engine;
+            let probs = infer::probabilities(
+                &e.encoder,
+                &e.tokenizer,
+                Some(&m.adapter),
+                &m.head,
+                &self.validation.texts,
+                &e.device,
+            )
+            .await?;
+            Some(evaluate(&probs, &self.validation.labels, self.classes).0.accuracy)
+        };
+        self.history.push(EpochRecord {
+            epoch: e.epoch,
+            loss: e.mean_loss,
+            val_accuracy,
+        });
+        self.inner.on_epoch(&self.history);
+        Ok(())
+    }
+}
+
+/// Trains `task`'s adapter and head with `lora` and `cfg`; with `validate`, the held-out
+/// accuracy of the first 200 held-out rows is measured after every epoch.
+pub async fn run_stage1<O: Stage1Observer>(
+    engine: &Engine,
+    task: &PreparedTask,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    validate: bool,
+    observer: &mut O,
+) -> Result<Stage1Run> {
+    let e = engine;
+    let start = now_sec();
+    let mut trainer = LoraTrainer::new(
+        &e.encoder,
+        &e.tokenizer,
+        &task.train.texts,
+        &task.train.labels,
+        task.vocab.len(),
+        lora,
+        cfg,
+        &e.device,
+    )?;
+    let validation = if validate { task.validation() } else { Labelled::default() };
+    let mut obs = Validating {
+        inner: observer,
+        engine,
+        validation: &validation,
+        classes: task.vocab.len(),
+        history: Vec::new(),
+    };
+    let outcome = drive(&mut trainer, &mut obs).await?;
+    let history = obs.history;
+    Ok(Stage1Run {
+        steps: trainer.steps_done(),
+        model: trainer.finish(),
+        history,
+        outcome,
+        seconds: now_sec() - start,
+    })
+}
+
+impl Stage1Run {
+    /// The metadata written beside the adapter (`lorafuse_task.json`).
+    pub fn meta(
+        &self,
+        engine: &Engine,
+        name: &str,
+        task: &PreparedTask,
+        lora: &LoraConfig,
+        cfg: &TrainConfig,
+        metrics: Option<Metrics>,
+    ) -> TaskMeta {
+        TaskMeta {
+            format: TASK_FORMAT.into(),
+            task: name.to_string(),
+            labels: task.vocab.names().to_vec(),
+            base_model: DEFAULT_MODEL_NAME.into(),
+            base_model_sha256: engine.model_sha256.clone(),
+            lora: lora.clone(),
+            train: cfg.clone(),
+            train_examples: task.train.len(),
+            metrics,
+            adapter_sha256: String::new(),
+            history: self.history.clone(),
+        }
+    }
+
+    /// The run's wall time.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds.max(0.0))
+    }
+}

@@ -1,0 +1,375 @@
+//! The session's jobs: stage 1 of a task, the fusion over all trained tasks, live prediction and
+//! the evaluation report — each through [`crate::experiment`], the code the CLI and `bench` run,
+//! with progress sent to the page and a Cancel honoured between steps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Fusion, Host, Session, Task, Trained};
+use crate::data::LabelVocab;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
+use crate::experiment::{
+    EvalVectors, FusionTarget, Labelled, Methods, PreparedTask, Stage1Observer, compare,
+    fusion_train_config, run_stage1, train_probe,
+};
+use crate::fusion::AttentionFusion;
+use crate::fusion::files::{self as fusion_files, FusedAdapter};
+use crate::infer::{MultiTaskOutput, TaskParts, pooled_vectors, predict_all};
+use crate::lora::LoraAdapter;
+use crate::model::ClassifierHead;
+use crate::train::stage2::FusionTrainer;
+use crate::train::{LoraTrainer, Observer, Outcome, Progress, TrainConfig, now_sec};
+use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress, MethodResult, TaskReport};
+use crate::workspace::task_files;
+
+/// Stage 1 as the page sees it: progress events, the curve after every epoch, Cancel.
+struct PageStage1<'a, H> {
+    session: &'a mut Session,
+    host: &'a H,
+    job: &'a Job,
+    task: usize,
+}
+
+impl<H: Host> Stage1Observer for PageStage1<'_, H> {
+    async fn should_stop(&mut self) -> bool {
+        self.host.pause().await;
+        self.session.cancel.swap(false, Ordering::Relaxed)
+    }
+    fn on_step(&mut self, p: &Progress) {
+        self.host.emit(progress_event(self.job, p));
+    }
+    fn on_epoch(&mut self, history: &[EpochPoint]) {
+        self.session.tasks[self.task].curve = history.to_vec();
+        self.host.emit(Event::Workspace(self.session.view()));
+    }
+}
+
+/// The fusion as the page sees it: progress events named after the run, Cancel.
+struct PageFusion<'a, H> {
+    host: &'a H,
+    cancel: &'a AtomicBool,
+    job: Job,
+}
+
+impl<H: Host> Observer<FusionTrainer> for PageFusion<'_, H> {
+    async fn should_stop(&mut self) -> bool {
+        self.host.pause().await;
+        self.cancel.swap(false, Ordering::Relaxed)
+    }
+    fn on_step(&mut self, p: &Progress) {
+        self.host.emit(progress_event(&self.job, p));
+    }
+}
+
+impl<H: Host> FusionObserver for PageFusion<'_, H> {
+    fn start(&mut self, job: &str, _total_steps: usize) {
+        self.job = Job::Fusion(job.to_string());
+    }
+}
+
+fn progress_event(job: &Job, p: &Progress) -> Event {
+    Event::Progress(JobProgress {
+        job: job.clone(),
+        step: p.step,
+        total_steps: p.total_steps,
+        epoch: p.epoch,
+        loss: p.loss,
+        examples_per_sec: p.examples_per_sec,
+        eta_sec: p.eta_sec(),
+    })
+}
+
+impl Session {
+    /// Compares this session's backend with `cpu` on the embedding of `text`, and runs one LoRA
+    /// training step on this session's backend (reading only the loss back, asynchronously).
+    pub async fn backend_check(&self, cpu: &Engine, text: &str) -> Result<Event> {
+        let e = &self.engine;
+        let start = now_sec();
+        let a = e.embed(&[text], None).await?;
+        let embed_ms = (now_sec() - start) * 1000.0;
+        let b = cpu.embed(&[text], None).await?;
+        let max_abs_diff = a[0]
+            .iter()
+            .zip(&b[0])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        let cfg = TrainConfig {
+            epochs: 1,
+            batch_size: 2,
+            ..Default::default()
+        };
+        let texts = [text.to_string(), "a completely different sentence".to_string()];
+        let start = now_sec();
+        let mut tr = LoraTrainer::new(
+            &e.encoder,
+            &e.tokenizer,
+            &texts,
+            &[0, 1],
+            2,
+            &crate::lora::LoraConfig::default(),
+            &cfg,
+            &e.device,
+        )?;
+        let p = tr
+            .step()
+            .await?
+            .ok_or_else(|| Error::Train("the check's training step did not run".into()))?;
+        Ok(Event::BackendCheck {
+            max_abs_diff,
+            step_loss: p.loss,
+            embed_ms,
+            step_ms: (now_sec() - start) * 1000.0,
+        })
+    }
+
+    /// Stage 1 of one task on its training rows (the held-out policy of its settings), through
+    /// [`run_stage1`]; a cancelled run keeps what it trained.
+    pub(super) async fn train_task<H: Host>(&mut self, task: &str, host: &H) -> Result<()> {
+        let i = self.index(task)?;
+        let state = self.tasks[i].state.clone();
+        if state.examples.is_empty() {
+            return Err(Error::Train(format!(
+                "task {task:?} has no examples: upload a file first"
+            )));
+        }
+        let s = &state.settings;
+        let prepared =
+            PreparedTask::new(&state.examples, &state.test_examples, &s.holdout, s.train.seed)?;
+        let engine = self.engine.clone();
+        let job = Job::Task(task.to_string());
+        self.cancel.store(false, Ordering::Relaxed);
+        self.tasks[i].curve.clear();
+        let mut obs = PageStage1 {
+            session: self,
+            host,
+            job: &job,
+            task: i,
+        };
+        let run = run_stage1(&engine, &prepared, &s.lora, &s.train, true, &mut obs).await?;
+        if run.steps > 0 {
+            let meta = run.meta(&engine, task, &prepared, &s.lora, &s.train, None);
+            let files = task_files::to_files(&run.model, &meta).await?;
+            let sha256 = task_files::sha256_hex(&files[task_files::ADAPTER_WEIGHTS]);
+            let t = &mut self.tasks[i];
+            t.state.adapter = Some(files);
+            t.curve = run.history.clone();
+            t.trained = Some(Trained {
+                adapter: run.model.adapter,
+                head: Some(run.model.head),
+                labels: prepared.vocab.names().to_vec(),
+                sha256,
+                history: run.history,
+            });
+            self.drop_fusion(host, &format!("the adapter of {task:?} changed"));
+        }
+        host.emit(Event::JobDone {
+            job,
+            cancelled: run.outcome == Outcome::Cancelled,
+            seconds: run.seconds,
+        });
+        self.changed(host, run.steps > 0)
+    }
+
+    /// Every task with an adapter and a head, in order; an error names the first that lacks one.
+    fn ready_tasks(&self) -> Result<Vec<(&Task, &Trained, &ClassifierHead)>> {
+        if self.tasks.is_empty() {
+            return Err(Error::Train("there are no tasks yet".into()));
+        }
+        self.tasks
+            .iter()
+            .map(|t| match &t.trained {
+                Some(tr) => match &tr.head {
+                    Some(h) => Ok((t, tr, h)),
+                    None => Err(Error::Train(format!(
+                        "task {:?} has an adapter without a classifier head: train it",
+                        t.state.name
+                    ))),
+                },
+                None => Err(Error::Train(format!(
+                    "task {:?} has no adapter yet: train it first",
+                    t.state.name
+                ))),
+            })
+            .collect()
+    }
+
+    /// Stage 2 over every ready task: one fusion per task (the default), or with `shared` one
+    /// fusion for all tasks with per-task heads, trained on all their rows together with the
+    /// first task's settings. Each task's fusion trains on its stage-1 training rows only.
+    pub(super) async fn train_fusion<H: Host>(&mut self, shared: bool, host: &H) -> Result<()> {
+        let ready = self.ready_tasks()?;
+        if ready.len() < 2 {
+            return Err(Error::Fusion(
+                "the fusion needs at least two tasks with trained adapters".into(),
+            ));
+        }
+        let engine = self.engine.clone();
+        let cancel = self.cancel.clone();
+        let adapters: Vec<&LoraAdapter> = ready.iter().map(|(_, tr, _)| &tr.adapter).collect();
+        let start = now_sec();
+        cancel.store(false, Ordering::Relaxed);
+        let mut targets = Vec::new();
+        for (t, tr, _) in &ready {
+            let name = &t.state.name;
+            let s = &t.state.settings;
+            let (train, _) = s.holdout.split(&t.state.examples, &t.state.test_examples, s.train.seed);
+            let (rows, _) = Labelled::known(&train, &LabelVocab::from_names(tr.labels.clone()));
+            host.emit(Event::Notice(format!(
+                "fusion of {name:?}: encoding {} examples with the base model and {} adapters",
+                rows.len(),
+                adapters.len()
+            )));
+            host.pause().await;
+            if cancel.swap(false, Ordering::Relaxed) {
+                host.emit(Event::JobDone {
+                    job: Job::Fusion(name.clone()),
+                    cancelled: true,
+                    seconds: now_sec() - start,
+                });
+                return Ok(());
+            }
+            let cfg = fusion_train_config(&s.train, None, None);
+            let labels = tr.labels.clone();
+            targets.push(FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?);
+        }
+        let fused: Vec<FusedAdapter> = ready
+            .iter()
+            .map(|(t, tr, _)| FusedAdapter {
+                task: t.state.name.clone(),
+                adapter_sha256: tr.sha256.clone(),
+            })
+            .collect();
+        let spec = FusionSpec {
+            shared,
+            ..FusionSpec::default()
+        };
+        let mut obs = PageFusion {
+            host,
+            cancel: &cancel,
+            job: Job::Fusion(String::new()),
+        };
+        let (model, outcome) = train_fusion(&engine, &fused, &targets, &spec, &mut obs).await?;
+        let files = fusion_files::to_files(&model.manifest, &model.layers).await?;
+        let last = match shared {
+            true => SHARED_JOB.to_string(),
+            false => model.manifest.tasks.last().map(|t| t.task.clone()).unwrap_or_default(),
+        };
+        self.fusion = Some(Fusion {
+            manifest: model.manifest,
+            layers: model.layers,
+            files,
+        });
+        host.emit(Event::JobDone {
+            job: Job::Fusion(last),
+            cancelled: outcome == Outcome::Cancelled,
+            seconds: now_sec() - start,
+        });
+        self.changed(host, true)
+    }
+
+    fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
+        let f = self.fusion.as_ref()?;
+        let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
+        f.layers.get(i)
+    }
+
+    /// Every ready task's single-task and (where fused) hybrid prediction for each text.
+    pub async fn predict(&self, texts: &[String]) -> Result<MultiTaskOutput> {
+        if texts.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::Invalid("type some text to classify".into()));
+        }
+        let ready: Vec<_> = self
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                let tr = t.trained.as_ref()?;
+                Some((t, tr, tr.head.as_ref()?))
+            })
+            .collect();
+        if ready.is_empty() {
+            return Err(Error::Train(
+                "no task has a trained adapter and head yet".into(),
+            ));
+        }
+        // The fusion is kept only while it matches the adapters of all tasks, so its K equals
+        // ready.len() whenever it exists.
+        let parts: Vec<TaskParts> = ready
+            .iter()
+            .map(|(t, tr, head)| TaskParts {
+                name: &t.state.name,
+                labels: &tr.labels,
+                adapter: &tr.adapter,
+                head,
+                fusion: self.fusion_for(&t.state.name),
+            })
+            .collect();
+        let e = &self.engine;
+        predict_all(&e.encoder, &e.tokenizer, &parts, texts, &e.device).await
+    }
+
+    /// Frozen probe, single-task LoRA and hybrid on each trained task's held-out rows, scored by
+    /// [`compare`] on the same encoded rows.
+    pub async fn evaluate<H: Host>(&self, host: &H) -> Result<Vec<TaskReport>> {
+        let ready = self.ready_tasks()?;
+        let all: Vec<&LoraAdapter> = ready.iter().map(|(_, tr, _)| &tr.adapter).collect();
+        let e = &self.engine;
+        let mut reports = Vec::new();
+        for (i, (t, tr, head)) in ready.iter().enumerate() {
+            let name = &t.state.name;
+            host.emit(Event::Notice(format!("evaluating {name:?}")));
+            host.pause().await;
+            let s = &t.state.settings;
+            let (train, held_out) =
+                s.holdout.split(&t.state.examples, &t.state.test_examples, s.train.seed);
+            let vocab = LabelVocab::from_names(tr.labels.clone());
+            let (held, _) = Labelled::known(&held_out, &vocab);
+            let mut report = TaskReport {
+                task: name.clone(),
+                labels: tr.labels.clone(),
+                n: held.len(),
+                source: s.holdout.describe(!t.state.test_examples.is_empty()),
+                results: Vec::new(),
+            };
+            if held.is_empty() {
+                report.source = "no held-out examples (upload more data or a test file)".into();
+                reports.push(report);
+                continue;
+            }
+            // The frozen probe: a head on the frozen base's vectors of the training rows.
+            let (train, _) = Labelled::known(&train, &vocab);
+            let probe = match vocab.len() >= 2 && !train.is_empty() {
+                true => {
+                    let x = pooled_vectors(&e.encoder, &e.tokenizer, None, &train.texts, &e.device)
+                        .await?;
+                    Some(train_probe(x, &train.labels, vocab.len(), &s.train, &e.device).await?)
+                }
+                false => None,
+            };
+            let fusion = self.fusion_for(name);
+            let (adapters, own) = match fusion {
+                Some(_) => (all.clone(), i),
+                None => (vec![&tr.adapter], 0),
+            };
+            let v = EvalVectors::encode(e, &held.texts, &adapters, own, true).await?;
+            let methods = Methods {
+                frozen: probe.as_ref(),
+                lora: Some(head),
+                hybrid: fusion,
+            };
+            let cmp = compare(&v, &held.labels, vocab.len(), &methods).await?;
+            report.results = cmp
+                .results
+                .into_iter()
+                .map(|r| MethodResult {
+                    method: r.method,
+                    accuracy: r.metrics.accuracy,
+                    macro_f1: r.metrics.macro_f1,
+                    confusion: r.confusion.counts,
+                })
+                .collect();
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}

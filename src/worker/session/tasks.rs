@@ -1,0 +1,175 @@
+//! The session's tasks: names, uploads (parsed, with rejected rows kept for the view) and the view
+//! the UI renders.
+
+use super::{Host, Session, Task};
+use crate::data::{self, LabelVocab, ParseOptions};
+use crate::error::{Error, Result};
+use crate::worker::protocol::{DataRole, Event, TaskView, WorkspaceView};
+use crate::workspace::bundle::TaskState;
+
+/// Rows shown in a task's preview.
+pub const PREVIEW_ROWS: usize = 5;
+/// Longest task name.
+pub const MAX_TASK_NAME: usize = 64;
+/// Most tasks in a workspace.
+pub const MAX_TASKS: usize = 16;
+
+impl Session {
+    pub(super) fn index(&self, task: &str) -> Result<usize> {
+        self.tasks
+            .iter()
+            .position(|t| t.state.name == task)
+            .ok_or_else(|| Error::Invalid(format!("no task named {task:?}")))
+    }
+
+    pub(super) fn check_new_name(&self, name: &str) -> Result<String> {
+        let name = name.trim();
+        let bad = |m: String| Err(Error::Invalid(m));
+        if name.is_empty() {
+            return bad("a task needs a name".into());
+        }
+        if name.chars().count() > MAX_TASK_NAME {
+            return bad(format!("task names are at most {MAX_TASK_NAME} characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return bad("task names cannot contain control characters".into());
+        }
+        if self.tasks.iter().any(|t| t.state.name == name) {
+            return bad(format!("there is already a task named {name:?}"));
+        }
+        if self.tasks.len() >= MAX_TASKS {
+            return bad(format!("a workspace holds at most {MAX_TASKS} tasks"));
+        }
+        Ok(name.to_string())
+    }
+
+    /// Parses an upload into task `task`'s training or test rows. A file that cannot be used
+    /// leaves the task's data as it was (its columns are shown so the user can pick others).
+    pub(super) fn upload<H: Host>(
+        &mut self,
+        task: &str,
+        role: DataRole,
+        file_name: String,
+        bytes: &[u8],
+        (text_column, label_column): (String, String),
+        host: &H,
+    ) -> Result<()> {
+        let i = self.index(task)?;
+        let opts = ParseOptions {
+            text_column: non_empty(text_column, "text"),
+            label_column: non_empty(label_column, "label"),
+            ..ParseOptions::default()
+        };
+        let parsed = match data::parse(bytes, &file_name, &opts) {
+            Ok(p) => p,
+            Err(e) => {
+                if let data::DataError::MissingColumn { available, .. } = &e {
+                    let t = &mut self.tasks[i];
+                    t.columns = available.clone();
+                    t.file_name = Some(file_name);
+                    host.emit(Event::Workspace(self.view()));
+                }
+                return Err(Error::Data(e));
+            }
+        };
+        let t = &mut self.tasks[i];
+        t.rejected = parsed.rejected;
+        t.columns = parsed.columns;
+        t.file_name = Some(file_name);
+        match role {
+            DataRole::Train => t.state.examples = parsed.examples,
+            DataRole::Test => t.state.test_examples = parsed.examples,
+        }
+        let classes = LabelVocab::from_examples(&t.state.examples).len();
+        if role == DataRole::Train && classes < 2 {
+            host.emit(Event::Notice(format!(
+                "task {task:?}: the data has {classes} class; training needs at least 2"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the UI shows.
+    pub fn view(&self) -> WorkspaceView {
+        WorkspaceView {
+            tasks: self.tasks.iter().map(Task::view).collect(),
+            fused: self.fusion.is_some(),
+            fused_tasks: self
+                .fusion
+                .as_ref()
+                .map(|f| f.manifest.tasks.iter().map(|t| t.task.clone()).collect())
+                .unwrap_or_default(),
+            fused_shared: self.fusion.as_ref().is_some_and(|f| f.manifest.shared),
+        }
+    }
+}
+
+impl Task {
+    pub(super) fn new(name: String) -> Self {
+        Self {
+            state: TaskState {
+                name,
+                ..TaskState::default()
+            },
+            trained: None,
+            rejected: Vec::new(),
+            columns: Vec::new(),
+            file_name: None,
+            curve: Vec::new(),
+        }
+    }
+
+    fn view(&self) -> TaskView {
+        let s = &self.state;
+        let vocab = LabelVocab::from_examples(&s.examples);
+        let counts = data::class_counts(&s.examples, &vocab);
+        TaskView {
+            name: s.name.clone(),
+            examples: s.examples.len(),
+            test_examples: s.test_examples.len(),
+            class_counts: vocab.names().iter().cloned().zip(counts).collect(),
+            preview: s
+                .examples
+                .iter()
+                .take(PREVIEW_ROWS)
+                .map(|e| (e.text.clone(), e.label.clone()))
+                .collect(),
+            rejected: self.rejected.clone(),
+            columns: self.columns.clone(),
+            file_name: self.file_name.clone(),
+            settings: s.settings.clone(),
+            has_adapter: self.trained.is_some(),
+            has_head: self.trained.as_ref().is_some_and(|t| t.head.is_some()),
+            labels: self
+                .trained
+                .as_ref()
+                .map(|t| t.labels.clone())
+                .unwrap_or_default(),
+            curve: self.curve.clone(),
+            adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
+        }
+    }
+}
+
+fn non_empty(s: String, default: &str) -> String {
+    if s.trim().is_empty() {
+        default.to_string()
+    } else {
+        s.trim().to_string()
+    }
+}
+
+/// A file-name-safe form of a task name.
+pub fn file_stem(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "task".into() } else { s }
+}
