@@ -1,6 +1,7 @@
 //! The crate's error type: every fallible engine call returns [`Result`].
 //!
-//! Errors carry a message meant for the person using the page or the CLI.
+//! Errors carry a message meant for the person using the page or the CLI. A cancelled training run
+//! is not an error: the driver reports it as [`crate::train::Outcome::Cancelled`].
 
 /// An error from the engine.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +21,6 @@ pub enum Error {
     /// Training could not run (bad settings, empty task...).
     #[error("training: {0}")]
     Train(String),
-    /// Training was cancelled by the caller.
-    #[error("cancelled")]
-    Cancelled,
     /// A fused model file is missing or malformed.
     #[error("fusion: {0}")]
     Fusion(String),

@@ -9,6 +9,9 @@
 //! - [`data`]: parsing and validating uploads, label vocabularies, subsets and splits;
 //! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
 //! - [`backend`]: choosing the burn device at run time;
+//! - [`host`]: reading tensors back to host memory, always asynchronously (and `block_on` for
+//!   native callers) — not to be confused with [`worker::session::Host`], what the page's
+//!   session needs from where it runs (emit events, yield);
 //! - [`fusion`]: the attention fusion layer over task adapters (stage 2) and its files;
 //! - [`infer`]: batched inference, single-task and multi-task prediction, plain result types;
 //! - [`experiment`]: the split policy, stage-1 job, frozen probe, comparison and fusion job that

@@ -53,7 +53,7 @@ fn ln(x: &[f32], l: &burn::nn::LayerNorm) -> Vec<f32> {
     )
 }
 
-/// Straightforward per-example re-computation of DESIGN §1.3 (masking: `keep[s]`).
+/// Straightforward per-example re-computation of docs/design.md §1.3 (masking: `keep[s]`).
 fn reference(
     f: &AttentionFusion,
     base: &[f32],

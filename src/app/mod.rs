@@ -4,7 +4,9 @@
 //!
 //! Layout: the model status bar, then the tasks (upload, settings, training, curves), the fusion,
 //! the live try-out, the evaluation report and the workspace's files. Element ids and
-//! `data-testid`s are what the browser test (`tests/e2e/`) drives.
+//! `data-testid`s are what the browser test (`tests/e2e/`) drives. This file is about 420 lines:
+//! the page's state, the one event handler (a match with one arm per worker event) and the page's
+//! top-level view; each panel lives in its own file.
 
 mod bridge;
 mod chart;

@@ -1,6 +1,9 @@
 //! The tasks: create one, upload its examples (file picker or drop), choose columns, see counts,
 //! a preview and rejected rows, edit settings, train with progress, loss curve and validation
 //! accuracy, cancel, download the adapter.
+//!
+//! `TaskCard` is long (~280 lines) because it is one Leptos view tree: the card's markup reads top
+//! to bottom in the order the user sees it; its handlers are the closures above the tree.
 
 use leptos::prelude::*;
 use web_sys::{DragEvent, File, HtmlInputElement};

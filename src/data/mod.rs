@@ -1,23 +1,26 @@
 //! Parsing and validation of uploaded training data, label vocabularies and splits.
 //!
 //! What it does:
-//! - [`parse`] reads a CSV, TSV or JSONL upload (DESIGN §3 "Formats") into [`Example`]s. Every row that
+//! - [`parse`] reads a CSV, TSV or JSONL upload (docs/design.md §3 "Formats") into [`Example`]s. Every row that
 //!   cannot be used becomes a [`RejectedRow`] with its 1-based line number and a reason; a file that
 //!   cannot be used at all (empty, too large, not UTF-8, no text/label column, no usable row) is a
 //!   [`DataError`] whose message says what is wrong.
 //! - [`LabelVocab`] fixes the order of the label names (sorted), [`validate_for_training`] checks that a
 //!   data set can train a classifier (at least one example, at least two classes).
 //! - [`stratified_subset`] and [`stratified_split`] draw deterministic, class-stratified subsets and
-//!   train/holdout splits from a seed (no `rand`: a small FNV-1a + splitmix64 hash orders the rows).
-//! - [`normalise_for_overlap`] and [`remove_overlap`] implement the train/test de-duplication of DESIGN §1.5.
+//!   train/holdout splits from a seed (no `rand`: a small FNV-1a + splitmix64 hash orders the rows;
+//!   [`rng`] holds splitmix64).
+//! - [`normalise_for_overlap`] and [`remove_overlap`] implement the train/test de-duplication of docs/design.md §1.5.
 //!
 //! What it leaves out: tokenisation and batching into tensors (see `model`), reading files from disk or
 //! IndexedDB (callers hand in bytes, so the module is the same natively and on wasm32), spreadsheet
 //! formats (xlsx) and JSON arrays (a `.json` upload is read as JSON Lines), encodings other than UTF-8,
 //! and de-duplication of repeated rows inside one upload.
 
+pub mod holdout;
 mod labels;
 mod parse;
+pub mod rng;
 mod split;
 
 use serde::{Deserialize, Serialize};
@@ -588,15 +591,6 @@ mod tests {
         assert_eq!(ds.examples, vec![ex("a,b", "c")]);
     }
 
-    /// splitmix64, for the fuzz loop.
-    fn next(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     #[test]
     fn fuzz_parse_never_panics() {
         const ALPHABET: &[u8] = b"text,label\t\n\r\" {}[]:1a\xFF\xC3\xA9";
@@ -606,12 +600,12 @@ mod tests {
             Some(Format::Tsv),
             Some(Format::Jsonl),
         ];
-        let mut state = 42u64;
+        let mut rng = super::rng::SplitMix64::new(42);
         for round in 0..2000 {
-            let len = (next(&mut state) % 200) as usize;
+            let len = (rng.next_u64() % 200) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    let r = next(&mut state);
+                    let r = rng.next_u64();
                     if round % 2 == 0 {
                         (r & 0xFF) as u8
                     } else {

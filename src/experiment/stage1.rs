@@ -3,8 +3,6 @@
 //! every epoch, and the metadata recorded beside the adapter. The page, `lorafuse train` and
 //! `bench` all train through [`run_stage1`].
 
-use std::time::Duration;
-
 use super::split::{Labelled, PreparedTask};
 use crate::engine::{DEFAULT_MODEL_NAME, Engine};
 use crate::error::Result;
@@ -156,10 +154,5 @@ impl Stage1Run {
             adapter_sha256: String::new(),
             history: self.history.clone(),
         }
-    }
-
-    /// The run's wall time.
-    pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.seconds.max(0.0))
     }
 }

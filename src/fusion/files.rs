@@ -2,19 +2,19 @@
 //! linear weights `[out, in]`) and `fusion_manifest.json` (tasks in order, label names, `d`,
 //! heads, and which adapters — by the sha256 of their `adapter_model.safetensors` — in which order),
 //! so the fused model can be rebuilt exactly from files next to the task adapter folders.
+//! The safetensors file is read and written through [`crate::tensorfile`].
 
 use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::module::{AttentionFusion, FusionConfig};
 use crate::error::{Error, Result};
 use crate::host;
-use crate::model::weights::f32_from_le_bytes;
+use crate::tensorfile::{self, TensorFile};
 
 /// Manifest file name.
 pub const MANIFEST: &str = "fusion_manifest.json";
@@ -56,7 +56,7 @@ pub struct FusionManifest {
     pub adapters: Vec<FusedAdapter>,
     /// One fusion layer per target task, in this order in `fusion.safetensors` (`task.{i}.…`).
     pub tasks: Vec<FusedTask>,
-    /// Whether the layers were trained as one shared fusion (DESIGN §1.3's option): then they
+    /// Whether the layers were trained as one shared fusion (docs/design.md §1.3's option): then they
     /// are equal but for their classifiers. Absent in older files: `false`.
     #[serde(default)]
     pub shared: bool,
@@ -112,25 +112,17 @@ pub async fn to_files(
             } else {
                 dims.to_vec()
             };
-            let bytes: Vec<u8> = host::floats(t)
-                .await?
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            host_tensors.push((name, shape, bytes));
+            host_tensors.push((name, shape, host::floats(t).await?));
         }
     }
-    let views = host_tensors
-        .iter()
-        .map(|(n, s, b)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Fusion(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let weights =
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Fusion(e.to_string()))?;
+    let weights = tensorfile::write(
+        host_tensors
+            .iter()
+            .map(|(n, s, v)| (n.as_str(), &s[..], &v[..])),
+        &[("format", "pt")],
+        WEIGHTS,
+        Error::Fusion,
+    )?;
     let manifest = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Fusion(e.to_string()))?;
     Ok(BTreeMap::from([
         (MANIFEST.to_string(), manifest),
@@ -163,8 +155,7 @@ pub fn from_files(
     let weights = files
         .get(WEIGHTS)
         .ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;
-    let st =
-        SafeTensors::deserialize(weights).map_err(|e| Error::Fusion(format!("{WEIGHTS}: {e}")))?;
+    let file = TensorFile::parse(weights, WEIGHTS, Error::Fusion)?;
     let mut layers = Vec::new();
     for (i, task) in manifest.tasks.iter().enumerate() {
         if task.labels.len() < 2 {
@@ -185,28 +176,13 @@ pub fn from_files(
             .collect();
         let mut values: HashMap<String, Tensor<2>> = HashMap::new();
         for (name, shape) in expected {
-            let view = st
-                .tensor(&name)
-                .map_err(|_| Error::Fusion(format!("{WEIGHTS} lacks {name}")))?;
-            if view.dtype() != Dtype::F32 || view.shape() != shape.as_slice() {
-                return Err(Error::Fusion(format!(
-                    "{name}: expected F32 {shape:?}, found {:?} {:?}",
-                    view.dtype(),
-                    view.shape()
-                )));
-            }
+            let v = file.read_shaped(&name, &shape)?;
             let shape2 = if shape.len() == 1 {
                 [1, shape[0]]
             } else {
                 [shape[0], shape[1]]
             };
-            values.insert(
-                name,
-                Tensor::from_data(
-                    TensorData::new(f32_from_le_bytes(view.data()), shape2),
-                    device,
-                ),
-            );
+            values.insert(name, Tensor::from_data(TensorData::new(v, shape2), device));
         }
         let p = format!("task.{i}");
         let mut take = |n: String| {

@@ -1,4 +1,4 @@
-//! Stage 2 of the hybrid method (DESIGN §1.3, the authors' AttEns): an attention fusion over the
+//! Stage 2 of the hybrid method (docs/design.md §1.3, the authors' AttEns): an attention fusion over the
 //! pooled vectors of K frozen task adapters plus the frozen base.
 //!
 //! - [`module`]: the fusion layer itself ([`AttentionFusion`]);

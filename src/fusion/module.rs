@@ -1,4 +1,4 @@
-//! The attention fusion layer of the hybrid method (DESIGN §1.3):
+//! The attention fusion layer of the hybrid method (docs/design.md §1.3):
 //!
 //! ```text
 //! u_0 = LN_0(base vector)            u_s = LN_s(adapter s vector), s = 1..K
@@ -13,7 +13,7 @@
 //! probabilities averaged over heads and query positions: one distribution over the K adapters per
 //! input. An optional mask removes adapters from the attention (keys) and from the mean (queries).
 //!
-//! The shared variant (one fusion for all tasks, per-task heads; DESIGN §1.3's option) is an
+//! The shared variant (one fusion for all tasks, per-task heads; docs/design.md §1.3's option) is an
 //! `AttentionFusion` whose classifier holds every task's head side by side: `classes` is the sum
 //! of the tasks' class counts, and [`AttentionFusion::split_heads`] cuts it into one layer per
 //! task that share everything but the classifier.

@@ -4,19 +4,22 @@
 //! B `[out, r]`, F32, metadata `{"format": "pt"}` — exactly what PEFT's `save_pretrained` writes for
 //! a `BertModel`. On reading, the in-memory adapter name (`lora_A.default.weight`) and a `bert.`
 //! prefix (adapters saved from `BertFor…` models) are accepted. Any other tensor, a wrong shape, a
-//! missing pair or a non-F32 dtype is an error naming the tensor.
+//! missing pair or a non-F32 dtype is an error naming the tensor. Reading and writing the file
+//! itself goes through [`crate::tensorfile`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use burn::tensor::{Device, TensorData};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::adapter::LoraAdapter;
 use super::config::{LoraConfig, Site};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::model::BertConfig;
-use crate::model::weights::f32_from_le_bytes;
+use crate::tensorfile::{self, TensorFile};
+
+/// The weights' file name, in error messages.
+const FILE: &str = "adapter_model.safetensors";
 
 /// The safetensors key of one LoRA matrix, as PEFT writes it.
 pub fn key(layer: usize, site: Site, which: char) -> String {
@@ -70,28 +73,14 @@ impl PeftTensors {
 
     /// Serialises to the bytes of `adapter_model.safetensors`.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(k, (shape, v))| {
-                (
-                    k.clone(),
-                    shape.clone(),
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                )
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(k, shape, b)| {
-                TensorView::new(Dtype::F32, shape.clone(), b)
-                    .map(|v| (k.clone(), v))
-                    .map_err(|e| Error::Adapter(format!("cannot write tensor {k}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Adapter(format!("cannot write adapter_model.safetensors: {e}")))
+        tensorfile::write(
+            self.tensors
+                .iter()
+                .map(|(k, (shape, v))| (k.as_str(), &shape[..], &v[..])),
+            &[("format", "pt")],
+            FILE,
+            Error::Adapter,
+        )
     }
 }
 
@@ -110,16 +99,14 @@ pub fn load(
 ) -> Result<LoraAdapter> {
     let config = LoraConfig::from_peft_json(config_json)?;
     let sites = config.sites()?;
-    let st = SafeTensors::deserialize(safetensors).map_err(|e| {
-        Error::Adapter(format!(
-            "adapter_model.safetensors is not a safetensors file: {e}"
-        ))
-    })?;
+    let file = TensorFile::parse(safetensors, FILE, Error::Adapter)?;
     let mut found: BTreeMap<(usize, Site), (Option<TensorData>, Option<TensorData>)> =
         BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let (layer, site, which) = parse_key(&name).ok_or_else(|| {
-            Error::Adapter(format!("unexpected tensor {name:?} in adapter_model.safetensors (not a LoRA A/B of a BERT encoder layer)"))
+    for name in file.names() {
+        let (layer, site, which) = parse_key(name).ok_or_else(|| {
+            Error::Adapter(format!(
+                "unexpected tensor {name:?} in {FILE} (not a LoRA A/B of a BERT encoder layer)"
+            ))
         })?;
         if layer >= model.num_hidden_layers {
             return Err(Error::Adapter(format!(
@@ -134,26 +121,21 @@ pub fn load(
                 config.target_modules
             )));
         }
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::Adapter(format!(
-                "tensor {name:?} has dtype {:?}; only F32 is supported",
-                view.dtype()
-            )));
-        }
         let (d_in, d_out) = site.dims(model.hidden_size, model.intermediate_size);
         let expected = if which == 'A' {
             [config.r, d_in]
         } else {
             [d_out, config.r]
         };
-        if view.shape() != expected {
+        // Read unchecked, so a wrong shape can name adapter_config.json's r.
+        let (values, shape) = file.read(name)?;
+        if shape != expected {
             return Err(Error::Adapter(format!(
-                "tensor {name:?} has shape {:?}, expected {expected:?} (r = {})",
-                view.shape(),
+                "tensor {name:?} has shape {shape:?}, expected {expected:?} (r = {})",
                 config.r
             )));
         }
-        let data = TensorData::new(f32_from_le_bytes(view.data()), expected);
+        let data = TensorData::new(values, expected);
         let slot = found.entry((layer, site)).or_default();
         if which == 'A' {
             slot.0 = Some(data)
@@ -168,7 +150,7 @@ pub fn load(
                 Some((Some(a), Some(b))) => pairs.push((layer, site, a, b)),
                 _ => {
                     return Err(Error::Adapter(format!(
-                        "adapter_model.safetensors lacks {} or {}",
+                        "{FILE} lacks {} or {}",
                         key(layer, site, 'A'),
                         key(layer, site, 'B')
                     )));

@@ -8,9 +8,10 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::BertConfig;
 use super::weights::Weights;
-use super::{ForwardMode, dropout, lora_linear};
+use super::{ForwardMode, dropout};
 use crate::error::Result;
 use crate::lora::LayerLora;
+use crate::lora::linear::lora_linear;
 
 /// Multi-head self-attention block of one BERT layer.
 #[derive(Module, Debug)]

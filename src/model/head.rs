@@ -4,19 +4,19 @@
 //! `U(-1/sqrt(d), 1/sqrt(d))`), from a seeded host generator so every backend starts identically.
 //! Saved as safetensors in PyTorch layout: `weight [classes, d]`, `bias [classes]`.
 
-use std::collections::HashMap;
-
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use super::dropout;
-use super::weights::f32_from_le_bytes;
 use crate::error::{Error, Result};
 use crate::host;
+use crate::tensorfile::{self, TensorFile};
+
+/// The head's file name, in error messages.
+const FILE: &str = "head.safetensors";
 
 /// Classification head of one task.
 #[derive(Module, Debug)]
@@ -79,50 +79,28 @@ impl ClassifierHead {
             Some(b) => host::floats(b.val()).await?,
             None => vec![0.0; shape_w[0]],
         };
-        let wb: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let bb: Vec<u8> = b.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let views = vec![
-            (
-                "weight".to_string(),
-                TensorView::new(Dtype::F32, shape_w.clone(), &wb)
-                    .map_err(|e| Error::Model(e.to_string()))?,
-            ),
-            (
-                "bias".to_string(),
-                TensorView::new(Dtype::F32, vec![shape_w[0]], &bb)
-                    .map_err(|e| Error::Model(e.to_string()))?,
-            ),
-        ];
-        let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Model(e.to_string()))
+        let classes = [shape_w[0]];
+        tensorfile::write(
+            [
+                ("weight", &shape_w[..], &w[..]),
+                ("bias", &classes[..], &b[..]),
+            ],
+            &[("format", "pt")],
+            FILE,
+            Error::Model,
+        )
     }
 
     /// Loads a head written by [`ClassifierHead::to_safetensors`], checking its width.
     pub fn from_safetensors(bytes: &[u8], d: usize, dropout: f64, device: &Device) -> Result<Self> {
-        let bad = |m: String| Error::Adapter(format!("head.safetensors: {m}"));
-        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
-        let w = st
-            .tensor("weight")
-            .map_err(|_| bad("no \"weight\" tensor".into()))?;
-        let b = st
-            .tensor("bias")
-            .map_err(|_| bad("no \"bias\" tensor".into()))?;
-        if w.dtype() != Dtype::F32 || b.dtype() != Dtype::F32 {
-            return Err(bad("tensors must be F32".into()));
-        }
-        let (ws, bs) = (w.shape().to_vec(), b.shape().to_vec());
+        let file = TensorFile::parse(bytes, FILE, Error::Adapter)?;
+        let (w, ws) = file.read("weight")?;
+        let (b, bs) = file.read("bias")?;
         if ws.len() != 2 || ws[1] != d || ws[0] == 0 || bs != [ws[0]] {
-            return Err(bad(format!(
-                "weight {ws:?} / bias {bs:?} do not fit a [classes, {d}] head"
+            return Err(Error::Adapter(format!(
+                "{FILE}: weight {ws:?} / bias {bs:?} do not fit a [classes, {d}] head"
             )));
         }
-        Ok(Self::from_torch(
-            f32_from_le_bytes(w.data()),
-            f32_from_le_bytes(b.data()),
-            d,
-            ws[0],
-            dropout,
-            device,
-        ))
+        Ok(Self::from_torch(w, b, d, ws[0], dropout, device))
     }
 }

@@ -9,9 +9,10 @@ use burn::tensor::{Device, Tensor};
 use super::attention::SelfAttention;
 use super::config::BertConfig;
 use super::weights::Weights;
-use super::{ForwardMode, dropout, lora_linear};
+use super::{ForwardMode, dropout};
 use crate::error::Result;
 use crate::lora::LayerLora;
+use crate::lora::linear::lora_linear;
 
 /// A BERT encoder layer.
 #[derive(Module, Debug)]

@@ -26,10 +26,7 @@ pub use head::ClassifierHead;
 pub use pooling::mean_pool;
 pub use tokenizer::TextTokenizer;
 
-use burn::nn::Linear;
 use burn::tensor::{Distribution, Tensor};
-
-use crate::lora::LoraPair;
 
 /// Inverted dropout: zeroes each value with probability `p` and rescales the rest, when `active`.
 pub(crate) fn dropout<const D: usize>(x: Tensor<D>, p: f64, active: bool) -> Tensor<D> {
@@ -39,25 +36,4 @@ pub(crate) fn dropout<const D: usize>(x: Tensor<D>, p: f64, active: bool) -> Ten
     let keep = 1.0 - p;
     let mask = x.random_like(Distribution::Bernoulli(keep));
     (x * mask).mul_scalar(1.0 / keep)
-}
-
-/// A base linear plus, when given, its LoRA update: `W x + b + s · B A dropout(x)`.
-///
-/// # Shapes
-/// - x: `[batch, seq, d_in]`
-/// - output: `[batch, seq, d_out]`
-pub(crate) fn lora_linear(
-    base: &Linear,
-    lora: Option<&LoraPair>,
-    x: Tensor<3>,
-    mode: &ForwardMode,
-) -> Tensor<3> {
-    match lora {
-        None => base.forward(x),
-        Some(pair) => {
-            let y = base.forward(x.clone());
-            let h = dropout(x, mode.lora_dropout, true);
-            y + pair.forward(h).mul_scalar(mode.lora_scaling)
-        }
-    }
 }

@@ -2,49 +2,41 @@
 //!
 //! Only F32 tensors are read (what sentence-transformers ships). PyTorch `Linear` weights are
 //! `[out, in]`; burn's `Linear` stores `[in, out]`, so [`Weights::linear`] transposes them.
-//! Checkpoints whose keys carry a `bert.` prefix are accepted too.
+//! Checkpoints whose keys carry a `bert.` prefix are accepted too. Parsing and decoding go
+//! through [`crate::tensorfile`].
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::tensorfile::TensorFile;
 
 /// A parsed safetensors file with helpers that build burn layers from it.
 pub struct Weights<'a> {
-    st: SafeTensors<'a>,
+    file: TensorFile<'a>,
     prefix: &'static str,
 }
 
 impl<'a> Weights<'a> {
     /// Parses the safetensors header; tensor data are read lazily by name.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| {
-            Error::Model(format!("model.safetensors is not a safetensors file: {e}"))
-        })?;
-        let prefix = if st.names().iter().any(|n| n.starts_with("bert.embeddings.")) {
+        let file = TensorFile::parse(bytes, "model.safetensors", Error::Model)?;
+        let prefix = if file
+            .names()
+            .iter()
+            .any(|n| n.starts_with("bert.embeddings."))
+        {
             "bert."
         } else {
             ""
         };
-        Ok(Self { st, prefix })
+        Ok(Self { file, prefix })
     }
 
     /// Reads tensor `name` (without the optional `bert.` prefix) as f32 values and its shape.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
-        let full = format!("{}{}", self.prefix, name);
-        let view = self
-            .st
-            .tensor(&full)
-            .map_err(|_| Error::Model(format!("model.safetensors has no tensor {full:?}")))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::Model(format!(
-                "tensor {full:?} has dtype {:?}; only F32 is supported",
-                view.dtype()
-            )));
-        }
-        Ok((f32_from_le_bytes(view.data()), view.shape().to_vec()))
+        self.file.read(&format!("{}{}", self.prefix, name))
     }
 
     /// Reads tensor `name` with an expected shape onto `device`.
@@ -54,12 +46,9 @@ impl<'a> Weights<'a> {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>> {
-        let (values, got) = self.read_f32(name)?;
-        if got.as_slice() != shape.as_slice() {
-            return Err(Error::Model(format!(
-                "tensor {name:?} has shape {got:?}, expected {shape:?}"
-            )));
-        }
+        let values = self
+            .file
+            .read_shaped(&format!("{}{}", self.prefix, name), &shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
@@ -110,12 +99,4 @@ impl<'a> Weights<'a> {
             Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [n, d], device)?);
         Ok(emb)
     }
-}
-
-/// Decodes little-endian f32 bytes (safetensors' byte order).
-pub fn f32_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }

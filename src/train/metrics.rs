@@ -122,7 +122,7 @@ impl ConfusionMatrix {
     }
 }
 
-/// The metrics reported per task (DESIGN §1.4).
+/// The metrics reported per task (docs/design.md §1.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Fraction correct.

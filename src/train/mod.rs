@@ -1,7 +1,7 @@
 //! Training loops, written as step functions an async caller drives one batch at a time
 //! (the browser worker awaits each step; the CLI blocks on it), with progress and cancellation.
 //!
-//! - [`stage1`]: one LoRA adapter + classifier head per task (DESIGN §1.2);
+//! - [`stage1`]: one LoRA adapter + classifier head per task (docs/design.md §1.2);
 //! - [`probe`]: the `frozen` baseline, a linear head on cached frozen-base vectors (§1.4);
 //! - [`schedule`]: AdamW settings and the warm-up + linear-decay learning rate;
 //! - [`driver`]: the one loop that runs any of them: progress, per-epoch hook, cancellation;

@@ -1,4 +1,4 @@
-//! The `frozen` baseline (DESIGN §1.4, the authors' `feed_forward_FT`): the base encoder is run once
+//! The `frozen` baseline (docs/design.md §1.4, the authors' `feed_forward_FT`): the base encoder is run once
 //! over the training texts, its mean-pooled vectors cached, and only a classifier head is trained
 //! on them — by the same AdamW + schedule as stage 1, one step per batch.
 

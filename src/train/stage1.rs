@@ -1,4 +1,4 @@
-//! Stage 1 (DESIGN §1.2): train one LoRA adapter and a classifier head for one task.
+//! Stage 1 (docs/design.md §1.2): train one LoRA adapter and a classifier head for one task.
 //!
 //! The encoder stays frozen on the plain device; the adapter and head live on its autodiff
 //! counterpart, so gradients flow only into them (burn treats the frozen weights as constants).

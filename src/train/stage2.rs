@@ -1,4 +1,4 @@
-//! Stage 2 (DESIGN §1.3): train a task's attention fusion over frozen adapters.
+//! Stage 2 (docs/design.md §1.3): train a task's attention fusion over frozen adapters.
 //!
 //! Everything below the fusion is frozen, so the K+1 pooled vectors of every example (base and each
 //! adapter) are computed once into a [`FusionCache`] and the fusion epochs run on it; this changes

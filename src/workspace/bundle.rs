@@ -1,4 +1,4 @@
-//! The whole workspace as one zip (DESIGN §3 "Workspace bundle"): every task with its data,
+//! The whole workspace as one zip (docs/design.md §3 "Workspace bundle"): every task with its data,
 //! settings and (when trained) adapter folder, plus the fused model, and a manifest.
 //!
 //! ```text
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{task_files, zipfile};
 use crate::data::{self, Example, Format, ParseOptions};
 use crate::error::{Error, Result};
-use crate::experiment::split::HoldoutPolicy;
+use crate::data::holdout::HoldoutPolicy;
 use crate::lora::LoraConfig;
 use crate::train::TrainConfig;
 

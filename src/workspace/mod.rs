@@ -1,7 +1,7 @@
 //! A workspace's persistent pieces as plain bytes (no file system: the same code serves the CLI,
 //! browser downloads and IndexedDB).
 //!
-//! - [`task_files`]: one task's adapter folder (DESIGN §3): PEFT's two files plus the head and
+//! - [`task_files`]: one task's adapter folder (docs/design.md §3): PEFT's two files plus the head and
 //!   the task's metadata;
 //! - [`bundle`]: the whole workspace (tasks, their data and settings, adapters, fusion) as one zip;
 //! - [`zipfile`]: zip reading/writing with limits.

@@ -1,4 +1,4 @@
-//! One task's adapter folder (DESIGN §3):
+//! One task's adapter folder (docs/design.md §3):
 //!
 //! | file | content |
 //! | --- | --- |

@@ -13,7 +13,9 @@ use lorafuse::experiment::{
 };
 use lorafuse::host::block_on;
 use lorafuse::infer::pooled_vectors;
-use lorafuse::train::{Metrics, Progress};
+use lorafuse::engine::Engine;
+use lorafuse::model::ClassifierHead;
+use lorafuse::train::{Metrics, Progress, TaskModel, TrainConfig};
 use lorafuse::workspace::task_files::{self, EpochRecord};
 
 use crate::args::{Columns, Common, TrainingArgs};
@@ -84,6 +86,55 @@ impl Stage1Observer for Cli {
 }
 
 pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
+    let task = prepare(&a)?;
+    let engine = load_engine(common)?;
+    let cfg = a.training.train(a.seed);
+    let lora = a.training.lora();
+    let frozen = match a.compare_frozen {
+        true => Some(frozen_probe(&engine, &task, &cfg)?),
+        false => None,
+    };
+    let mut obs = Cli {
+        bars: Bars::new("lora"),
+        log: a
+            .loss_log
+            .as_ref()
+            .map(std::fs::File::create)
+            .transpose()
+            .context("creating the loss log")?,
+        log_error: None,
+    };
+    let run = block_on(run_stage1(&engine, &task, &lora, &cfg, true, &mut obs))?;
+    obs.bars.finish();
+    if let Some(e) = obs.log_error {
+        return Err(e).context("writing the loss log");
+    }
+    let (first, last) = (run.history.first(), run.history.last());
+    eprintln!(
+        "lora trained in {:.1} s; mean loss first epoch {:.4} → last epoch {:.4}",
+        run.seconds,
+        first.map_or(f32::NAN, |r| r.loss),
+        last.map_or(f32::NAN, |r| r.loss),
+    );
+    let mut report = serde_json::Map::new();
+    let lora_metrics = score(&engine, &task, frozen.as_ref(), &run.model, &mut report)?;
+    report.insert("labels".into(), serde_json::to_value(task.vocab.names())?);
+    report.insert("train_seconds".into(), serde_json::to_value(run.seconds)?);
+
+    let meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
+    let files = block_on(task_files::to_files(&run.model, &meta))?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for (name, bytes) in &files {
+        std::fs::write(a.out.join(name), bytes)
+            .with_context(|| format!("writing {}", a.out.join(name).display()))?;
+    }
+    eprintln!("wrote {}", a.out.display());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Reads the rows, takes the subset, splits by the shared policy, and says what it got.
+fn prepare(a: &TrainArgs) -> Result<PreparedTask> {
     let mut rows = read_examples(&a.data, &a.columns)?;
     if let Some(n) = a.train_rows {
         rows = data::stratified_subset(&rows, n, a.seed);
@@ -107,17 +158,18 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
         Some(p) => p.display().to_string(),
         None => task.source.clone(),
     };
+    let classes: Vec<String> = task
+        .vocab
+        .names()
+        .iter()
+        .zip(&counts)
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect();
     eprintln!(
         "task {:?}: {} training rows ({}), {} evaluation rows ({source})",
         a.task,
         task.train.len(),
-        task.vocab
-            .names()
-            .iter()
-            .zip(&counts)
-            .map(|(n, c)| format!("{n}: {c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        classes.join(", "),
         task.held_out.len()
     );
     if task.held_out_dropped > 0 {
@@ -126,92 +178,54 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
             task.held_out_dropped
         );
     }
-    let engine = load_engine(common)?;
-    let cfg = a.training.train(a.seed);
-    let lora = a.training.lora();
-    let classes = task.vocab.len();
+    Ok(task)
+}
 
-    let mut frozen = None;
-    if a.compare_frozen {
-        let t0 = Instant::now();
-        let pb = spinner("frozen baseline: encoding training rows once");
-        let x = block_on(pooled_vectors(
-            &engine.encoder,
-            &engine.tokenizer,
-            None,
-            &task.train.texts,
-            &engine.device,
-        ))?;
-        pb.finish_and_clear();
-        frozen = Some(block_on(train_probe(x, &task.train.labels, classes, &cfg, &engine.device))?);
-        eprintln!("frozen probe trained ({:.1} s)", t0.elapsed().as_secs_f64());
-    }
+/// The frozen probe on the training rows' base vectors.
+fn frozen_probe(engine: &Engine, task: &PreparedTask, cfg: &TrainConfig) -> Result<ClassifierHead> {
+    let t0 = Instant::now();
+    let pb = spinner("frozen baseline: encoding training rows once");
+    let e = engine;
+    let x = block_on(pooled_vectors(&e.encoder, &e.tokenizer, None, &task.train.texts, &e.device))?;
+    pb.finish_and_clear();
+    let head = block_on(train_probe(x, &task.train.labels, task.vocab.len(), cfg, &e.device))?;
+    eprintln!("frozen probe trained ({:.1} s)", t0.elapsed().as_secs_f64());
+    Ok(head)
+}
 
-    let mut obs = Cli {
-        bars: Bars::new("lora"),
-        log: a
-            .loss_log
-            .as_ref()
-            .map(std::fs::File::create)
-            .transpose()
-            .context("creating the loss log")?,
-        log_error: None,
-    };
-    let run = block_on(run_stage1(&engine, &task, &lora, &cfg, true, &mut obs))?;
-    obs.bars.finish();
-    if let Some(e) = obs.log_error {
-        return Err(e).context("writing the loss log");
-    }
-
-    let mut report = serde_json::Map::new();
-    let mut lora_metrics: Option<Metrics> = None;
+/// Scores the probe (if any) and the trained task on the held-out rows into `report`; returns
+/// LoRA's metrics (none without held-out rows).
+fn score(
+    engine: &Engine,
+    task: &PreparedTask,
+    frozen: Option<&ClassifierHead>,
+    model: &TaskModel,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Metrics>> {
     if task.held_out.is_empty() {
         eprintln!("no evaluation rows (held-out share 0 and no --test): nothing scored");
-    } else {
-        let pb = spinner(&format!("scoring {} evaluation rows", task.held_out.len()));
-        let v = block_on(EvalVectors::encode(
-            &engine,
-            &task.held_out.texts,
-            &[&run.model.adapter],
-            0,
-            frozen.is_some(),
-        ))?;
-        let methods = Methods {
-            frozen: frozen.as_ref(),
-            lora: Some(&run.model.head),
-            hybrid: None,
-        };
-        let cmp = block_on(compare(&v, &task.held_out.labels, classes, &methods))?;
-        pb.finish_and_clear();
-        for r in &cmp.results {
-            eprintln!("{:<7} {}", format!("{}:", r.method), fmt_metrics(&r.metrics));
-            report.insert(r.method.clone(), serde_json::to_value(&r.metrics)?);
-            if r.method == "lora" {
-                report.insert("confusion_matrix".into(), serde_json::to_value(&r.confusion.counts)?);
-                lora_metrics = Some(r.metrics.clone());
-            }
+        return Ok(None);
+    }
+    let pb = spinner(&format!("scoring {} evaluation rows", task.held_out.len()));
+    let texts = &task.held_out.texts;
+    let v = block_on(EvalVectors::encode(engine, texts, &[&model.adapter], 0, frozen.is_some()))?;
+    let methods = Methods {
+        frozen,
+        lora: Some(&model.head),
+        hybrid: None,
+    };
+    let cmp = block_on(compare(&v, &task.held_out.labels, task.vocab.len(), &methods))?;
+    pb.finish_and_clear();
+    let mut lora = None;
+    for r in &cmp.results {
+        eprintln!("{:<7} {}", format!("{}:", r.method), fmt_metrics(&r.metrics));
+        report.insert(r.method.clone(), serde_json::to_value(&r.metrics)?);
+        if r.method == "lora" {
+            report.insert("confusion_matrix".into(), serde_json::to_value(&r.confusion.counts)?);
+            lora = Some(r.metrics.clone());
         }
     }
-    let (first, last) = (run.history.first(), run.history.last());
-    eprintln!(
-        "lora trained in {:.1} s; mean loss first epoch {:.4} → last epoch {:.4}",
-        run.seconds,
-        first.map_or(f32::NAN, |r| r.loss),
-        last.map_or(f32::NAN, |r| r.loss),
-    );
-    report.insert("labels".into(), serde_json::to_value(task.vocab.names())?);
-    report.insert("train_seconds".into(), serde_json::to_value(run.seconds)?);
-
-    let meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
-    let files = block_on(task_files::to_files(&run.model, &meta))?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    for (name, bytes) in &files {
-        std::fs::write(a.out.join(name), bytes)
-            .with_context(|| format!("writing {}", a.out.join(name).display()))?;
-    }
-    eprintln!("wrote {}", a.out.display());
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    Ok(lora)
 }
 
 fn fmt_metrics(m: &Metrics) -> String {

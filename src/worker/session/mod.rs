@@ -119,6 +119,7 @@ impl Session {
         }
     }
 
+    /// One arm per request (a long match by nature); each delegates to the room that does the work.
     async fn dispatch<H: Host>(&mut self, req: Request, host: &H) -> Result<()> {
         match req {
             Request::Init { bundle, .. } => {

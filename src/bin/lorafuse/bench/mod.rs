@@ -198,60 +198,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             seed,
             ..base_cfg.clone()
         };
-        // Splits: the shared policy on a stratified subset; test rows with known labels.
-        let mut splits = Vec::new();
-        for t in &tasks {
-            let subset = data::stratified_subset(&t.train, a.train_per_task, seed);
-            let task = PreparedTask::new(&subset, &[], &a.training.holdout(), seed)
-                .with_context(|| format!("task {}", t.name))?;
-            let test = Labelled::known(&t.test, &task.vocab).0;
-            splits.push(Split { task, test });
-        }
-        // Stage 1.
-        let mut models = Vec::new();
-        let mut stage1_secs = Vec::new();
-        for (t, s) in tasks.iter().zip(&splits) {
-            let mut bars = Bars::new(&format!("seed {seed} lora {}", t.name));
-            let run = block_on(run_stage1(engine, &s.task, &lora, &cfg, false, &mut bars))?;
-            bars.finish();
-            eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, run.seconds);
-            stage1_secs.push(run.seconds);
-            models.push(run.model);
-        }
-        // Caching: K+1 vectors of every text, once.
-        let t0 = Instant::now();
-        let adapters: Vec<&lorafuse::lora::LoraAdapter> = models.iter().map(|m| &m.adapter).collect();
-        let total_texts: usize = splits
-            .iter()
-            .map(|s| s.task.train.len() + s.task.held_out.len() + s.test.len())
-            .sum();
-        let pb = step_bar(tasks.len() * 3, &format!("seed {seed} caching"));
-        let mut caches = Vec::new();
-        for s in &splits {
-            let mut c = Vec::new();
-            for texts in [&s.task.train.texts, &s.task.held_out.texts, &s.test.texts] {
-                let e = engine;
-                c.push(block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))?);
-                pb.inc(1);
-            }
-            let [tr, dev, test]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("three caches"))?;
-            caches.push([tr, dev, test]);
-        }
-        pb.finish_and_clear();
-        let caching_secs = t0.elapsed().as_secs_f64();
-        eprintln!(
-            "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
-            adapters.len() + 1
-        );
-        let ctx = SeedCtx {
-            engine,
-            seed,
-            fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
-            cfg,
-            models,
-            splits,
-            caches,
-        };
+        let (ctx, stage1_secs, caching_secs) = prepare_seed(engine, &a, &tasks, cfg, &lora)?;
         // Optional: one fusion shared by all tasks, trained on every task's rows together.
         let (shared_layers, shared_secs) = match a.variants.fusion_shared {
             true => shared_fusion(&ctx, &tasks, a.fusion_heads)?,
@@ -260,7 +207,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         let (mut frozen_total, mut fusion_total) = (0.0, 0.0);
         for (i, t) in tasks.iter().enumerate() {
             let (mut r, fusion) = score_task(&ctx, i, &t.name, a.fusion_heads)?;
-            r.variants = variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared_layers.get(i), &lora)?;
+            let shared = shared_layers.get(i);
+            r.variants = variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared, &lora)?;
             r.stage1_seconds = stage1_secs[i];
             frozen_total += r.frozen_seconds;
             fusion_total += r.fusion_seconds;
@@ -283,6 +231,73 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         report::write_json(p, &a, &tasks, &lora, &base_cfg, &results, &times, passes_per_text, wall.elapsed().as_secs_f64())?;
     }
     Ok(())
+}
+
+/// One seed's splits, stage 1 of every task and the cache of every text's K + 1 vectors; with the
+/// stage-1 seconds per task and the caching seconds.
+fn prepare_seed<'a>(
+    engine: &'a Engine,
+    a: &BenchArgs,
+    tasks: &[TaskData],
+    cfg: TrainConfig,
+    lora: &lorafuse::lora::LoraConfig,
+) -> Result<(SeedCtx<'a>, Vec<f64>, f64)> {
+    let seed = cfg.seed;
+    // Splits: the shared policy on a stratified subset; test rows with known labels.
+    let mut splits = Vec::new();
+    for t in tasks {
+        let subset = data::stratified_subset(&t.train, a.train_per_task, seed);
+        let task = PreparedTask::new(&subset, &[], &a.training.holdout(), seed)
+            .with_context(|| format!("task {}", t.name))?;
+        let test = Labelled::known(&t.test, &task.vocab).0;
+        splits.push(Split { task, test });
+    }
+    // Stage 1.
+    let mut models = Vec::new();
+    let mut stage1_secs = Vec::new();
+    for (t, s) in tasks.iter().zip(&splits) {
+        let mut bars = Bars::new(&format!("seed {seed} lora {}", t.name));
+        let run = block_on(run_stage1(engine, &s.task, lora, &cfg, false, &mut bars))?;
+        bars.finish();
+        eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, run.seconds);
+        stage1_secs.push(run.seconds);
+        models.push(run.model);
+    }
+    // Caching: K+1 vectors of every text, once.
+    let t0 = Instant::now();
+    let adapters: Vec<&lorafuse::lora::LoraAdapter> = models.iter().map(|m| &m.adapter).collect();
+    let total_texts: usize = splits
+        .iter()
+        .map(|s| s.task.train.len() + s.task.held_out.len() + s.test.len())
+        .sum();
+    let pb = step_bar(tasks.len() * 3, &format!("seed {seed} caching"));
+    let mut caches = Vec::new();
+    for s in &splits {
+        let mut c = Vec::new();
+        for texts in [&s.task.train.texts, &s.task.held_out.texts, &s.test.texts] {
+            let e = engine;
+            c.push(block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))?);
+            pb.inc(1);
+        }
+        let [tr, dev, test]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("three caches"))?;
+        caches.push([tr, dev, test]);
+    }
+    pb.finish_and_clear();
+    let caching_secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
+        adapters.len() + 1
+    );
+    let ctx = SeedCtx {
+        engine,
+        seed,
+        fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
+        cfg,
+        models,
+        splits,
+        caches,
+    };
+    Ok((ctx, stage1_secs, caching_secs))
 }
 
 /// The fusion layer config of every per-task fusion in the bench.

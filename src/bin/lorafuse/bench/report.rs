@@ -24,6 +24,33 @@ pub(super) fn overlap(tasks: &[TaskData]) {
     }
 }
 
+/// The metric a task is judged by: MCC for CoLA, accuracy otherwise.
+fn metric_name(task: &str) -> &'static str {
+    if task == "cola" { "MCC" } else { "accuracy" }
+}
+
+fn pick(m: &Metrics, task: &str) -> f64 {
+    if task == "cola" { m.mcc } else { m.accuracy }
+}
+
+/// Mean and sample standard deviation.
+fn stats(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
+/// `mean ± std` in %.
+fn fmt_stats(v: &[f64]) -> String {
+    let (m, s) = stats(v);
+    format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
+}
+
 /// Prints the tables: per task and method mean ± std over seeds, the variants, the times.
 pub(super) fn print(
     a: &BenchArgs,
@@ -33,116 +60,117 @@ pub(super) fn print(
     passes_per_text: f64,
     wall_seconds: f64,
 ) {
-    let metric_name = |task: &str| if task == "cola" { "MCC" } else { "accuracy" };
-    let pick = |m: &Metrics, task: &str| if task == "cola" { m.mcc } else { m.accuracy };
-    let stats = |v: &[f64]| {
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let sd = if v.len() > 1 {
-            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            0.0
-        };
-        (mean, sd)
-    };
+    accuracy_table(a, tasks, results);
+    times_table(a, tasks, results, times);
+    println!(
+        "\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).",
+        tasks.len(),
+        passes_per_text,
+        tasks.len() + 1
+    );
+    println!("Total wall time: {:.1} min.", wall_seconds / 60.0);
+}
+
+/// Test scores per task and method (main metric and macro-F1), the variants' rows, the average.
+fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult]) {
+    type Get = fn(&TaskSeedResult) -> &Metrics;
+    let methods: [(&str, Get); 3] = [
+        ("frozen", |r| &r.frozen.test),
+        ("lora", |r| &r.lora.test),
+        ("hybrid", |r| &r.hybrid.test),
+    ];
+    let seeds = a.seeds.len();
     println!();
     println!("| task | metric | frozen | lora | hybrid | frozen F1 | lora F1 | hybrid F1 |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let mut avg: BTreeMap<&str, Vec<Vec<f64>>> = BTreeMap::new();
+    // Per method: the average over tasks of each seed's main metric and F1.
+    let mut avg: BTreeMap<&str, [Vec<f64>; 2]> = BTreeMap::new();
     for t in tasks {
         let rs: Vec<&TaskSeedResult> = results.iter().filter(|r| r.task == t.name).collect();
-        let mut cells = Vec::new();
-        for (key, get) in [
-            (
-                "frozen",
-                (|r: &TaskSeedResult| r.frozen.test.clone()) as fn(&TaskSeedResult) -> Metrics,
-            ),
-            ("lora", |r| r.lora.test.clone()),
-            ("hybrid", |r| r.hybrid.test.clone()),
-        ] {
-            let main: Vec<f64> = rs.iter().map(|r| pick(&get(r), &t.name)).collect();
+        let (mut main_cells, mut f1_cells) = (Vec::new(), Vec::new());
+        for (key, get) in methods {
+            let main: Vec<f64> = rs.iter().map(|r| pick(get(r), &t.name)).collect();
             let f1: Vec<f64> = rs.iter().map(|r| get(r).macro_f1).collect();
-            let e = avg
-                .entry(key)
-                .or_insert_with(|| vec![vec![0.0; a.seeds.len()], vec![0.0; a.seeds.len()]]);
+            let e = avg.entry(key).or_insert_with(|| [vec![0.0; seeds], vec![0.0; seeds]]);
             for (j, (m, f)) in main.iter().zip(&f1).enumerate() {
                 e[0][j] += m / tasks.len() as f64;
                 e[1][j] += f / tasks.len() as f64;
             }
-            cells.push((stats(&main), stats(&f1)));
+            main_cells.push(fmt_stats(&main));
+            f1_cells.push(fmt_stats(&f1));
         }
-        let f = |(m, s): (f64, f64)| format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             t.name,
             metric_name(&t.name),
-            f(cells[0].0),
-            f(cells[1].0),
-            f(cells[2].0),
-            f(cells[0].1),
-            f(cells[1].1),
-            f(cells[2].1)
+            main_cells.join(" | "),
+            f1_cells.join(" | ")
         );
     }
-    let f = |v: &Vec<f64>| {
-        let (m, s) = stats(v);
-        format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
-    };
-    // Extra hybrid variants: one row per task and their average, in the hybrid column.
-    let extra_rows = |label: &str, get: fn(&TaskSeedResult) -> Option<&MethodScores>| {
-        let mut all = vec![0.0; a.seeds.len()];
-        for t in tasks {
-            let v: Vec<f64> = results
-                .iter()
-                .filter(|r| r.task == t.name)
-                .filter_map(|r| get(r).map(|m| pick(&m.test, &t.name)))
-                .collect();
-            for (j, x) in v.iter().enumerate() {
-                all[j] += x / tasks.len() as f64;
-            }
-            println!(
-                "| {} ({label}) | {} | | | {} | | | |",
-                t.name,
-                metric_name(&t.name),
-                f(&v)
-            );
+    let v = &a.variants;
+    type GetVariant = fn(&TaskSeedResult) -> Option<&MethodScores>;
+    let variants: [(bool, &str, GetVariant); 4] = [
+        (v.fusion_grid, "hybrid, fusion settings selected on dev", |r| r.variants.hybrid_selected.as_ref()),
+        (v.fusion_crossfit, "hybrid, cross-fit", |r| r.variants.hybrid_crossfit.as_ref()),
+        (v.fusion_no_base, "hybrid, no base branch", |r| r.variants.hybrid_no_base.as_ref()),
+        (v.fusion_shared, "hybrid, one shared fusion", |r| r.variants.hybrid_shared.as_ref()),
+    ];
+    for (on, label, get) in variants {
+        if on {
+            variant_rows(tasks, results, seeds, label, get);
         }
-        println!("| **average** ({label}) | | | | {} | | | |", f(&all));
-    };
-    if a.variants.fusion_grid {
-        extra_rows("hybrid, fusion settings selected on dev", |r| {
-            r.variants.hybrid_selected.as_ref()
-        });
     }
-    if a.variants.fusion_crossfit {
-        extra_rows("hybrid, cross-fit", |r| r.variants.hybrid_crossfit.as_ref());
-    }
-    if a.variants.fusion_no_base {
-        extra_rows("hybrid, no base branch", |r| r.variants.hybrid_no_base.as_ref());
-    }
-    if a.variants.fusion_shared {
-        extra_rows("hybrid, one shared fusion", |r| r.variants.hybrid_shared.as_ref());
-    }
+    let cell = |m: &str, i: usize| fmt_stats(&avg[m][i]);
     println!(
         "| **average** | | {} | {} | {} | {} | {} | {} |",
-        f(&avg["frozen"][0]),
-        f(&avg["lora"][0]),
-        f(&avg["hybrid"][0]),
-        f(&avg["frozen"][1]),
-        f(&avg["lora"][1]),
-        f(&avg["hybrid"][1])
+        cell("frozen", 0),
+        cell("lora", 0),
+        cell("hybrid", 0),
+        cell("frozen", 1),
+        cell("lora", 1),
+        cell("hybrid", 1)
     );
     println!(
         "\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)",
         a.seeds
     );
+}
 
+/// One extra hybrid variant: a row per task and their average, in the hybrid column.
+fn variant_rows(
+    tasks: &[TaskData],
+    results: &[TaskSeedResult],
+    seeds: usize,
+    label: &str,
+    get: fn(&TaskSeedResult) -> Option<&MethodScores>,
+) {
+    let mut all = vec![0.0; seeds];
+    for t in tasks {
+        let v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.task == t.name)
+            .filter_map(|r| get(r).map(|m| pick(&m.test, &t.name)))
+            .collect();
+        for (j, x) in v.iter().enumerate() {
+            all[j] += x / tasks.len() as f64;
+        }
+        println!(
+            "| {} ({label}) | {} | | | {} | | | |",
+            t.name,
+            metric_name(&t.name),
+            fmt_stats(&v)
+        );
+    }
+    println!("| **average** ({label}) | | | | {} | | | |", fmt_stats(&all));
+}
+
+/// Wall time per seed and stage, the fusion's share, and stage 1 per task.
+fn times_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult], times: &[SeedTimes]) {
     println!(
         "\n| seed | stage 1 (s) | caching (s) | frozen probe (s) | fusion (s) | fusion share of training |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for t in times {
-        let total = t.training_total();
         println!(
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} % |",
             t.seed,
@@ -150,7 +178,7 @@ pub(super) fn print(
             t.caching_seconds,
             t.frozen_seconds,
             t.fusion_seconds,
-            100.0 * t.fusion_seconds / total
+            100.0 * t.fusion_seconds / t.training_total()
         );
     }
     if a.variants.fusion_shared {
@@ -172,17 +200,6 @@ pub(super) fn print(
             .collect();
         println!("- {}: {:.1}", t.name, stats(&v).0);
     }
-    println!(
-        "\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).",
-        tasks.len(),
-        passes_per_text,
-        tasks.len() + 1
-    );
-    println!(
-        "Total wall time: {:.1} min.",
-        wall_seconds / 60.0
-    );
-
 }
 
 /// Writes every number as JSON to `path`.

@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Serialize;
 
 use lorafuse::experiment::fusion_job::train_layer;
-use lorafuse::fusion::AttentionFusion;
+use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::lora::LoraConfig;
 use lorafuse::train::crossfit::crossfit_cache;
@@ -60,6 +60,42 @@ pub struct VariantScores {
     pub hybrid_no_base: Option<MethodScores>,
 }
 
+/// Task `i` of one seed, as every variant sees it.
+struct Task<'a, 'b> {
+    ctx: &'a SeedCtx<'b>,
+    i: usize,
+    name: &'a str,
+    heads: usize,
+}
+
+impl Task<'_, '_> {
+    fn caches(&self) -> &[FusionCache; 3] {
+        &self.ctx.caches[self.i]
+    }
+
+    /// Prints one variant's line.
+    fn report(&self, what: &str, m: &MethodScores, extra: &str) {
+        eprintln!(
+            "seed {} {:>10}: {what}: test {:.4}, dev {:.4}{extra}",
+            self.ctx.seed, self.name, m.test.accuracy, m.dev.accuracy
+        );
+    }
+
+    /// Trains a per-task fusion (`config`, `cfg`) on `train` and scores it on `dev` and `test`.
+    fn train_and_score(
+        &self,
+        train: FusionCache,
+        config: &FusionConfig,
+        cfg: &TrainConfig,
+        dev: &FusionCache,
+        test: &FusionCache,
+    ) -> Result<(MethodScores, Vec<f32>)> {
+        let tgt = target(self.ctx, self.i, self.name, train, cfg);
+        let (f, _) = block_on(train_layer(&tgt, config, self.ctx.engine, &mut ()))?;
+        score_fusion(self.ctx, self.i, &f, dev, test)
+    }
+}
+
 /// Runs the requested variants for task `i` (`shared`: its layer of the shared fusion).
 pub fn run(
     ctx: &SeedCtx,
@@ -70,89 +106,96 @@ pub fn run(
     shared: Option<&AttentionFusion>,
     lora: &LoraConfig,
 ) -> Result<VariantScores> {
+    let t = Task { ctx, i, name, heads };
     let mut v = VariantScores::default();
-    let [train_c, dev_c, test_c] = &ctx.caches[i];
-    let seed = ctx.seed;
-    let report = |what: &str, m: &MethodScores, extra: String| {
-        eprintln!(
-            "seed {seed} {name:>10}: {what}: test {:.4}, dev {:.4}{extra}",
-            m.test.accuracy, m.dev.accuracy
-        );
-    };
     if a.fusion_grid {
-        let mut selected: Option<(String, MethodScores)> = None;
-        for lr in [3e-4, 1e-3, 3e-3] {
-            for epochs in [10, 30] {
-                for adapter_dropout in [0.0, 0.5] {
-                    let gcfg = TrainConfig {
-                        head_lr: lr,
-                        epochs,
-                        ..lorafuse::train::stage2::default_config(&ctx.cfg)
-                    };
-                    let fc = fusion_config(ctx, i, heads)
-                        .with_dropout(0.1)
-                        .with_adapter_dropout(adapter_dropout);
-                    let tgt = target(ctx, i, name, train_c.clone(), &gcfg);
-                    let (f, _) = block_on(train_layer(&tgt, &fc, ctx.engine, &mut ()))?;
-                    let (m, _) = score_fusion(ctx, i, &f, dev_c, test_c)?;
-                    let setting = format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
-                    if selected
-                        .as_ref()
-                        .is_none_or(|(_, best)| m.dev.accuracy > best.dev.accuracy)
-                    {
-                        selected = Some((setting.clone(), m.clone()));
-                    }
-                    v.fusion_grid.push((setting, m.dev, m.test));
-                }
-            }
-        }
-        if let Some((setting, m)) = &selected {
-            report(&format!("dev-selected fusion ({setting})"), m, String::new());
-        }
-        v.hybrid_selected = selected.as_ref().map(|(_, m)| m.clone());
-        v.hybrid_selected_settings = selected.map(|(n, _)| n);
+        grid(&t, &mut v)?;
     }
     if a.fusion_no_base {
+        let [train_c, dev_c, test_c] = t.caches();
         let zero = |c: &FusionCache| FusionCache {
             base: c.base.zeros_like(),
             adapters: c.adapters.clone(),
         };
-        let tgt = target(ctx, i, name, zero(train_c), &ctx.fusion_cfg);
-        let (f, _) = block_on(train_layer(&tgt, &fusion_config(ctx, i, heads), ctx.engine, &mut ()))?;
-        let (m, _) = score_fusion(ctx, i, &f, &zero(dev_c), &zero(test_c))?;
-        report("fusion without base branch", &m, String::new());
+        let config = fusion_config(ctx, i, heads);
+        let (m, _) = t.train_and_score(zero(train_c), &config, &ctx.fusion_cfg, &zero(dev_c), &zero(test_c))?;
+        t.report("fusion without base branch", &m, "");
         v.hybrid_no_base = Some(m);
     }
     if a.fusion_crossfit {
-        let t0 = Instant::now();
-        let s = &ctx.splits[i];
-        let e = ctx.engine;
-        let cf = block_on(crossfit_cache(
-            &e.encoder,
-            &e.tokenizer,
-            &s.task.train.texts,
-            &s.task.train.labels,
-            s.task.vocab.len(),
-            i,
-            lora,
-            &ctx.cfg,
-            train_c,
-            &e.device,
-        ))?;
-        let tgt = target(ctx, i, name, cf, &ctx.fusion_cfg);
-        let (f, _) = block_on(train_layer(&tgt, &fusion_config(ctx, i, heads), ctx.engine, &mut ()))?;
-        v.crossfit_seconds = t0.elapsed().as_secs_f64();
-        let (m, att) = score_fusion(ctx, i, &f, dev_c, test_c)?;
-        let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);
-        report("cross-fit fusion", &m, extra);
-        v.crossfit_attention_on_test = att;
-        v.hybrid_crossfit = Some(m);
+        crossfit(&t, lora, &mut v)?;
     }
     if let Some(f) = shared {
+        let [_, dev_c, test_c] = t.caches();
         let (m, att) = score_fusion(ctx, i, f, dev_c, test_c)?;
-        report("shared fusion", &m, format!(", attention {att:?}"));
+        t.report("shared fusion", &m, &format!(", attention {att:?}"));
         v.shared_attention_on_test = att;
         v.hybrid_shared = Some(m);
     }
     Ok(v)
+}
+
+/// Fusion layers over a grid (learning rate × epochs × adapter dropout), selected on dev.
+fn grid(t: &Task, v: &mut VariantScores) -> Result<()> {
+    let [train_c, dev_c, test_c] = t.caches();
+    let mut selected: Option<(String, MethodScores)> = None;
+    for lr in [3e-4, 1e-3, 3e-3] {
+        for epochs in [10, 30] {
+            for adapter_dropout in [0.0, 0.5] {
+                let cfg = TrainConfig {
+                    head_lr: lr,
+                    epochs,
+                    ..lorafuse::train::stage2::default_config(&t.ctx.cfg)
+                };
+                let config = fusion_config(t.ctx, t.i, t.heads)
+                    .with_dropout(0.1)
+                    .with_adapter_dropout(adapter_dropout);
+                let (m, _) = t.train_and_score(train_c.clone(), &config, &cfg, dev_c, test_c)?;
+                let setting = format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
+                if selected
+                    .as_ref()
+                    .is_none_or(|(_, best)| m.dev.accuracy > best.dev.accuracy)
+                {
+                    selected = Some((setting.clone(), m.clone()));
+                }
+                v.fusion_grid.push((setting, m.dev, m.test));
+            }
+        }
+    }
+    if let Some((setting, m)) = &selected {
+        t.report(&format!("dev-selected fusion ({setting})"), m, "");
+    }
+    v.hybrid_selected = selected.as_ref().map(|(_, m)| m.clone());
+    v.hybrid_selected_settings = selected.map(|(n, _)| n);
+    Ok(())
+}
+
+/// The fusion trained on cross-fitted own-adapter vectors (`train::crossfit`).
+fn crossfit(t: &Task, lora: &LoraConfig, v: &mut VariantScores) -> Result<()> {
+    let [train_c, dev_c, test_c] = t.caches();
+    let t0 = Instant::now();
+    let s = &t.ctx.splits[t.i];
+    let e = t.ctx.engine;
+    let cf = block_on(crossfit_cache(
+        &e.encoder,
+        &e.tokenizer,
+        &s.task.train.texts,
+        &s.task.train.labels,
+        s.task.vocab.len(),
+        t.i,
+        lora,
+        &t.ctx.cfg,
+        train_c,
+        &e.device,
+    ))?;
+    let tgt = target(t.ctx, t.i, t.name, cf, &t.ctx.fusion_cfg);
+    let config = fusion_config(t.ctx, t.i, t.heads);
+    let (f, _) = block_on(train_layer(&tgt, &config, e, &mut ()))?;
+    v.crossfit_seconds = t0.elapsed().as_secs_f64();
+    let (m, att) = score_fusion(t.ctx, t.i, &f, dev_c, test_c)?;
+    let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);
+    t.report("cross-fit fusion", &m, &extra);
+    v.crossfit_attention_on_test = att;
+    v.hybrid_crossfit = Some(m);
+    Ok(())
 }
