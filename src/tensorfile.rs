@@ -7,10 +7,10 @@
 //! with a message naming the file and the tensor.
 //!
 //! What it leaves out: burn tensors (callers read them back with the async `crate::host` helpers
-//! first, and build layers from the returned values), dtypes other than F32 (neither the
-//! checkpoints we load nor PEFT's adapters use them), and key naming (each file format keeps its
-//! own). burn-store is not used because its export reads tensors synchronously, which fails on
-//! WebGPU, where every read must stay async.
+//! first, and build layers from the returned values), dtypes other than F32 (F16/BF16 files are
+//! refused with a message naming the dtype, as the loaders always did), and key naming (each file
+//! format keeps its own). burn-store is not used: it cannot keep every tensor read async, which
+//! WebGPU requires.
 
 use std::collections::HashMap;
 
