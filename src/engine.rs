@@ -6,10 +6,10 @@ use burn::tensor::Device;
 
 use crate::error::Result;
 use crate::host;
+use crate::infer as predict;
 use crate::lora::LoraAdapter;
 use crate::model::pooling::l2_normalize;
 use crate::model::{Encoder, TextTokenizer, tokenizer::DEFAULT_MAX_LEN};
-use crate::infer as predict;
 use crate::workspace::task_files::sha256_hex;
 
 /// Name recorded for the default model.

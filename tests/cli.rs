@@ -7,7 +7,15 @@ use common::lorafuse;
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["embed", "train", "predict", "eval", "fuse", "bench", "bench-speed"] {
+    for cmd in [
+        "embed",
+        "train",
+        "predict",
+        "eval",
+        "fuse",
+        "bench",
+        "bench-speed",
+    ] {
         let (ok, out, _) = lorafuse(&[cmd, "--help"]);
         assert!(ok && out.contains("Usage"), "{cmd} --help");
     }
@@ -238,35 +246,98 @@ fn train_fuse_and_predict_all_tasks() {
 #[test]
 fn bench_smoke_json_schema_and_table_agree() {
     let dir = std::env::temp_dir().join(format!("lorafuse-cli-bench-{}", std::process::id()));
-    for (task, file) in [("sent", "e2e_sentiment.csv"), ("subj", "e2e_subjectivity.csv")] {
-        let text = String::from_utf8(common::read(&common::fixture(&format!("data/{file}")))).unwrap();
+    for (task, file) in [
+        ("sent", "e2e_sentiment.csv"),
+        ("subj", "e2e_subjectivity.csv"),
+    ] {
+        let text =
+            String::from_utf8(common::read(&common::fixture(&format!("data/{file}")))).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let t = dir.join(task);
         std::fs::create_dir_all(&t).unwrap();
-        std::fs::write(t.join("train.csv"), format!("{}\n{}\n", lines[0], lines[1..31].join("\n"))).unwrap();
-        std::fs::write(t.join("test.csv"), format!("{}\n{}\n", lines[0], lines[31..].join("\n"))).unwrap();
+        std::fs::write(
+            t.join("train.csv"),
+            format!("{}\n{}\n", lines[0], lines[1..31].join("\n")),
+        )
+        .unwrap();
+        std::fs::write(
+            t.join("test.csv"),
+            format!("{}\n{}\n", lines[0], lines[31..].join("\n")),
+        )
+        .unwrap();
     }
     let json = dir.join("bench.json");
     let (ok, out, err) = lorafuse(&[
-        "bench", "--tasks", "sent,subj", "--data-dir", dir.to_str().unwrap(),
-        "--train-per-task", "20", "--test-per-task", "10", "--seeds", "1", "--epochs", "1",
-        "--fusion-epochs", "2", "--out", json.to_str().unwrap(),
+        "bench",
+        "--tasks",
+        "sent,subj",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--train-per-task",
+        "20",
+        "--test-per-task",
+        "10",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--fusion-epochs",
+        "2",
+        "--out",
+        json.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_slice(&common::read(&json)).unwrap();
-    for key in ["args", "lora", "train", "overlap_removed", "results", "times", "encoder_passes_per_text", "wall_seconds"] {
+    for key in [
+        "args",
+        "lora",
+        "train",
+        "overlap_removed",
+        "results",
+        "times",
+        "encoder_passes_per_text",
+        "wall_seconds",
+    ] {
         assert!(v.get(key).is_some(), "JSON lacks {key}");
     }
-    assert_eq!(v["encoder_passes_per_text"].as_f64(), Some(3.0), "K + 1 passes");
+    assert_eq!(
+        v["encoder_passes_per_text"].as_f64(),
+        Some(3.0),
+        "K + 1 passes"
+    );
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 2, "one result per task and seed");
     for r in results {
-        assert_eq!((r["train_rows"].as_u64(), r["dev_rows"].as_u64(), r["test_rows"].as_u64()), (Some(18), Some(2), Some(10)));
+        assert_eq!(
+            (
+                r["train_rows"].as_u64(),
+                r["dev_rows"].as_u64(),
+                r["test_rows"].as_u64()
+            ),
+            (Some(18), Some(2), Some(10))
+        );
         for m in ["frozen", "lora", "hybrid"] {
             for split in ["dev", "test"] {
                 let acc = r[m][split]["accuracy"].as_f64().unwrap();
                 assert!((0.0..=1.0).contains(&acc), "{m} {split}");
             }
+            assert!(
+                r[m]["temperature"].as_f64().unwrap() > 0.0,
+                "{m}: dev-fitted temperature"
+            );
+            for c in ["test_calibration", "test_calibration_scaled"] {
+                let ece = r[m][c]["ece"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&ece), "{m} {c}");
+                assert!(r[m][c]["brier"].as_f64().unwrap() >= 0.0, "{m} {c}");
+            }
+            let (lo, hi) = (
+                r[m]["test_accuracy_interval"][0].as_f64().unwrap(),
+                r[m]["test_accuracy_interval"][1].as_f64().unwrap(),
+            );
+            assert!(
+                lo <= r[m]["test"]["accuracy"].as_f64().unwrap()
+                    && hi >= r[m]["test"]["accuracy"].as_f64().unwrap()
+            );
         }
         // The printed row for this task: "| task | accuracy | frozen | lora | hybrid | …".
         let task = r["task"].as_str().unwrap();
@@ -276,10 +347,21 @@ fn bench_smoke_json_schema_and_table_agree() {
             .unwrap_or_else(|| panic!("no table row for {task} in:\n{out}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         for (i, m) in ["frozen", "lora", "hybrid"].iter().enumerate() {
-            let want = format!("{:.2} ± 0.00", 100.0 * r[*m]["test"]["accuracy"].as_f64().unwrap());
+            let want = format!(
+                "{:.2} ± 0.00",
+                100.0 * r[*m]["test"]["accuracy"].as_f64().unwrap()
+            );
             assert_eq!(cells[3 + i], want, "{task} {m}: table {row:?} vs JSON");
         }
     }
+    for r in results {
+        let p = &r["hybrid_vs_lora"];
+        assert!(p["p_value"].as_f64().unwrap() <= 1.0 && p["n"].as_u64() == Some(10));
+    }
+    assert!(
+        out.contains("Hybrid − LoRA on test, paired over 2 task × seed runs"),
+        "{out}"
+    );
     let times = v["times"].as_array().unwrap();
     assert_eq!(times.len(), 1);
     assert!(times[0]["fusion_seconds"].as_f64().unwrap() > 0.0);

@@ -10,13 +10,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lorafuse::data::{self, ParseOptions};
 use lorafuse::engine::Engine;
 use lorafuse::fusion::files::{self, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest};
-use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
-use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
-use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use lorafuse::infer;
-use lorafuse::train::{TrainConfig, metrics};
+use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
+use lorafuse::train::driver::Steps;
+use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
+use lorafuse::train::{Progress, TrainConfig, drive, metrics, run_to_end};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -244,9 +245,11 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
     )
     .unwrap();
     let (mut l1, mut l2) = (vec![], vec![]);
-    while let Some(p) = block_on(cached.step()).unwrap() {
-        l1.push(p.loss);
-    }
+    let mut obs = Steps {
+        cancel: None,
+        on_step: |p: &Progress| l1.push(p.loss),
+    };
+    block_on(drive(&mut cached, &mut obs)).unwrap();
     // Created after the cached run: creating a trainer re-seeds the device's dropout generator.
     let live_src = VectorSource::Live {
         encoder: engine.encoder.clone(),
@@ -255,9 +258,11 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
         texts: texts.clone(),
     };
     let mut live = FusionTrainer::new(live_src, &labels, &fcfg, &cfg, &engine.device).unwrap();
-    while let Some(p) = block_on(live.step()).unwrap() {
-        l2.push(p.loss);
-    }
+    let mut obs = Steps {
+        cancel: None,
+        on_step: |p: &Progress| l2.push(p.loss),
+    };
+    block_on(drive(&mut live, &mut obs)).unwrap();
     assert_eq!(l1.len(), l2.len());
     assert!(
         common::max_abs_diff(&l1, &l2) < 1e-4,
@@ -305,17 +310,28 @@ fn fused_model_files_reproduce_predictions_exactly() {
             FusedTask {
                 task: "a".into(),
                 labels: vec!["x".into(), "y".into()],
+                temperature: 1.0,
             },
             FusedTask {
                 task: "b".into(),
                 labels: ["1", "2", "3", "4"].map(String::from).to_vec(),
+                temperature: 1.5,
             },
         ],
         shared: false,
     };
     let out = block_on(files::to_files(&manifest, &layers)).unwrap();
     let (m2, back) = files::from_files(&out, &device).unwrap();
-    assert_eq!(m2, manifest);
+    assert_eq!(m2, manifest, "temperatures included");
+    // A manifest written before temperatures existed loads with none (1).
+    let mut old: serde_json::Value = serde_json::from_slice(&out[files::MANIFEST]).unwrap();
+    for t in old["tasks"].as_array_mut().unwrap() {
+        t.as_object_mut().unwrap().remove("temperature");
+    }
+    let mut old_files = out.clone();
+    old_files.insert(files::MANIFEST.into(), serde_json::to_vec(&old).unwrap());
+    let (m3, _) = files::from_files(&old_files, &device).unwrap();
+    assert!(m3.tasks.iter().all(|t| t.temperature == 1.0));
     let base = Tensor::<2>::from_data(TensorData::new(random(5 * 32, 3), [5, 32]), &device);
     let ad = Tensor::<3>::from_data(TensorData::new(random(5 * 3 * 32, 4), [5, 3, 32]), &device);
     for (a, b) in layers.iter().zip(&back) {
@@ -427,7 +443,7 @@ fn knowledge_sharing_helps_the_small_task() {
         &engine.device,
     )
     .unwrap();
-    while block_on(ft.step()).unwrap().is_some() {}
+    block_on(run_to_end(&mut ft)).unwrap();
     let fusion = ft.finish();
     let labels = [big_vocab.names().to_vec(), small_vocab.names().to_vec()];
     let parts = [
@@ -437,6 +453,8 @@ fn knowledge_sharing_helps_the_small_task() {
             adapter: &big_model.adapter,
             head: &big_model.head,
             fusion: None,
+            temperature: 1.0,
+            hybrid_temperature: 1.0,
         },
         TaskParts {
             name: "small",
@@ -444,6 +462,8 @@ fn knowledge_sharing_helps_the_small_task() {
             adapter: &small_model.adapter,
             head: &small_model.head,
             fusion: Some(&fusion),
+            temperature: 1.0,
+            hybrid_temperature: 1.0,
         },
     ];
     let out = block_on(predict_all(
@@ -604,7 +624,7 @@ fn shared_fusion_learns_each_task_on_its_own_head() {
         &device,
     )
     .unwrap();
-    while block_on(tr.step()).unwrap().is_some() {}
+    block_on(run_to_end(&mut tr)).unwrap();
     let layers = tr.finish_shared().unwrap();
     assert_eq!(layers.len(), 2);
     for (t, layer) in layers.iter().enumerate() {

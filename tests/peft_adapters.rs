@@ -173,6 +173,7 @@ fn task_folder_round_trips_with_head_and_meta() {
         metrics: None,
         adapter_sha256: String::new(),
         history: Vec::new(),
+        temperature: 1.25,
     };
     let files = block_on(task_files::to_files(&model, &meta)).unwrap();
     let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();
@@ -196,7 +197,19 @@ fn task_folder_round_trips_with_head_and_meta() {
     ))
     .unwrap();
     assert_eq!(p1, p2);
-    assert_eq!(loaded.meta.unwrap().labels.len(), 3);
+    let meta = loaded.meta.unwrap();
+    assert_eq!(meta.labels.len(), 3);
+    assert_eq!(
+        meta.temperature, 1.25,
+        "the temperature travels with the head's metadata"
+    );
+    // A file written before temperatures existed still loads, with none (1).
+    let mut old: serde_json::Value = serde_json::from_slice(&files[task_files::META]).unwrap();
+    old.as_object_mut().unwrap().remove("temperature");
+    let mut files = files.clone();
+    files.insert(task_files::META.into(), serde_json::to_vec(&old).unwrap());
+    let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();
+    assert_eq!(loaded.meta.unwrap().temperature, 1.0);
 }
 
 #[test]

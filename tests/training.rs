@@ -8,8 +8,8 @@ mod common;
 use lorafuse::data::{self, ParseOptions};
 use lorafuse::engine::Engine;
 use lorafuse::host::block_on;
-use lorafuse::lora::LoraConfig;
 use lorafuse::infer;
+use lorafuse::lora::LoraConfig;
 use lorafuse::train::{LoraTrainer, TrainConfig, metrics};
 
 fn load(rel: &str) -> Vec<data::Example> {

@@ -370,8 +370,38 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert_eq!(methods, ["frozen", "lora", "hybrid"]);
         for m in &r.results {
             assert_eq!(m.confusion.iter().flatten().sum::<usize>(), 8);
+            let (lo, hi) = m.accuracy_interval;
+            assert!(
+                lo <= m.accuracy && m.accuracy <= hi && hi - lo > 0.2,
+                "8 rows: a wide interval"
+            );
+            assert_eq!(m.per_class.iter().map(|c| c.support).sum::<usize>(), 8);
+            assert!(m.temperature > 0.0);
+            assert!((0.0..=1.0).contains(&m.raw.ece) && (0.0..=1.0).contains(&m.calibrated.ece));
         }
+        // The hybrid against LoRA on the same rows in words, and the intervals called wide.
+        assert!(
+            r.findings[0].starts_with("hybrid ")
+                && r.findings[0].contains("on the same 8 examples"),
+            "{:?}",
+            r.findings
+        );
+        assert!(
+            r.findings[0].contains("exact McNemar test"),
+            "{:?}",
+            r.findings
+        );
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.contains("hold out more examples")),
+            "{:?}",
+            r.findings
+        );
     }
+    // The temperatures fitted on the held-out rows travel with the files and are used live.
+    let trained: Vec<f64> = report.iter().map(|r| r.results[1].temperature).collect();
+    assert!(trained.iter().all(|&t| t > 0.0 && t.is_finite()));
 
     // The adapter download is PEFT's format.
     let ev = ok(
@@ -596,7 +626,14 @@ fn the_session_and_the_cli_give_identical_metrics() {
     let mut settings = v.tasks[0].settings.clone();
     settings.train.epochs = 2;
     settings.holdout.fraction = 0.25;
-    ok(&mut s, &h, Request::Settings { task: "t".into(), settings });
+    ok(
+        &mut s,
+        &h,
+        Request::Settings {
+            task: "t".into(),
+            settings,
+        },
+    );
     ok(&mut s, &h, Request::Train { task: "t".into() });
     let report = ok(&mut s, &h, Request::Evaluate)
         .into_iter()
@@ -610,8 +647,20 @@ fn the_session_and_the_cli_give_identical_metrics() {
 
     let out = std::env::temp_dir().join(format!("lorafuse-agree-{}", std::process::id()));
     let (ok_cli, stdout, stderr) = common::lorafuse(&[
-        "train", "--task", "t", "--data", file.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--epochs", "2", "--holdout", "0.25", "--seed", "1", "--compare-frozen",
+        "train",
+        "--task",
+        "t",
+        "--data",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--holdout",
+        "0.25",
+        "--seed",
+        "1",
+        "--compare-frozen",
     ]);
     assert!(ok_cli, "{stderr}");
     let cli: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -621,8 +670,18 @@ fn the_session_and_the_cli_give_identical_metrics() {
         }
         let c = &cli[&m.method];
         assert_eq!(c["n"].as_u64(), Some(page.n as u64), "{}", m.method);
-        assert_eq!(c["accuracy"].as_f64(), Some(m.accuracy), "{} accuracy", m.method);
-        assert_eq!(c["macro_f1"].as_f64(), Some(m.macro_f1), "{} macro-F1", m.method);
+        assert_eq!(
+            c["accuracy"].as_f64(),
+            Some(m.accuracy),
+            "{} accuracy",
+            m.method
+        );
+        assert_eq!(
+            c["macro_f1"].as_f64(),
+            Some(m.macro_f1),
+            "{} macro-F1",
+            m.method
+        );
     }
     let lora = page.results.iter().find(|m| m.method == "lora").unwrap();
     let cm: Vec<Vec<usize>> = serde_json::from_value(cli["confusion_matrix"].clone()).unwrap();

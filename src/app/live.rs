@@ -6,7 +6,7 @@ use leptos::leptos_dom::helpers::{TimeoutHandle, set_timeout_with_handle};
 use leptos::prelude::*;
 
 use super::{Ui, send};
-use crate::infer::types::Prediction;
+use crate::infer::types::{Prediction, percent};
 use crate::worker::protocol::Request;
 
 /// Wait after the last keystroke before predicting.
@@ -26,7 +26,7 @@ fn bars(labels: Vec<String>, p: Prediction) -> impl IntoView {
                         aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
                         <span class="fill" style=format!("width:{pct:.1}%")></span>
                     </span>
-                    <span class="bar-value">{format!("{pct:.1} %")}</span>
+                    <span class="bar-value">{percent(v)}</span>
                 </div>
             }
         })

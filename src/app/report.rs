@@ -1,8 +1,11 @@
-//! The evaluation report: per task, accuracy and macro-F1 of the frozen probe, single-task LoRA
-//! and the hybrid on held-out data, as numbers and bars, with confusion matrices.
+//! The evaluation report: per task, the frozen probe, single-task LoRA and the hybrid on held-out
+//! data — accuracy with its 95 % interval, macro-F1, calibration (ECE and Brier before and after
+//! temperature scaling), the hybrid against LoRA in words (exact McNemar test), per-class
+//! precision / recall / F1 and confusion matrices.
 
 use leptos::prelude::*;
 
+use super::chart::reliability_svg;
 use super::{Ui, send};
 use crate::worker::protocol::{MethodResult, Request, TaskReport};
 
@@ -33,12 +36,33 @@ fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
     }
 }
 
+/// Precision, recall and F1 per class of one method.
+fn per_class(labels: Vec<String>, m: MethodResult) -> impl IntoView {
+    view! {
+        <table class="per-class" aria-label=format!("per-class scores, {}", m.method)>
+            <caption>{format!("{}: per class", m.method)}</caption>
+            <thead><tr><th>"class"</th><th>"precision"</th><th>"recall"</th><th>"F1"</th><th>"n"</th></tr></thead>
+            <tbody>
+            {m.per_class.iter().enumerate().map(|(i, c)| view! {
+                <tr><th scope="row">{labels.get(i).cloned().unwrap_or_default()}</th>
+                    <td>{format!("{:.2}", c.precision)}</td><td>{format!("{:.2}", c.recall)}</td>
+                    <td>{format!("{:.2}", c.f1)}</td><td>{c.support}</td></tr>
+            }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
 fn task_report(r: TaskReport) -> impl IntoView {
     let labels = r.labels.clone();
+    let labels2 = r.labels.clone();
     view! {
         <div class="task-report" data-task=r.task.clone()>
             <h3>{r.task.clone()}</h3>
             <p class="hint">{format!("{} examples: {}", r.n, r.source)}</p>
+            <ul class="findings" data-testid="findings">
+                {r.findings.iter().map(|f| view! { <li>{f.clone()}</li> }).collect_view()}
+            </ul>
             {r.results.iter().map(|m| {
                 let acc = (m.accuracy * 100.0).clamp(0.0, 100.0);
                 view! {
@@ -53,6 +77,11 @@ fn task_report(r: TaskReport) -> impl IntoView {
                 }
             }).collect_view()}
             <div class="matrices">{r.results.iter().cloned().map(|m| confusion(labels.clone(), m)).collect_view()}</div>
+            <div class="matrices">{r.results.iter().cloned().map(|m| per_class(labels2.clone(), m)).collect_view()}</div>
+            <div class="reliability" data-testid="reliability" inner_html=reliability_svg(
+                &r.results.iter().map(|m| (m.method.clone(), m.reliability.clone())).collect::<Vec<_>>(),
+                &format!("{}: reliability after scaling", r.task),
+            )></div>
         </div>
     }
 }
@@ -67,22 +96,27 @@ pub fn ReportPanel() -> impl IntoView {
     view! {
         <section id="report" class="panel">
             <h2>"Evaluation"</h2>
-            <p class="hint">"Frozen probe (a head on the frozen model), single-task LoRA and the hybrid, on each task's held-out examples (or its uploaded test file)."</p>
+            <p class="hint">"Frozen probe (a head on the frozen model), single-task LoRA and the hybrid, on each task's held-out examples (or its uploaded test file). Calibration: expected calibration error (10 bins) and Brier score of the raw probabilities, and after temperature scaling measured out of fold (each half of the examples scaled with the temperature fitted on the other half). Live predictions use the temperature fitted on all held-out examples."</p>
             <button id="evaluate" on:click=run disabled=move || !ui.idle() || ui.evaluating.get()>
                 {move || if ui.evaluating.get() { "Evaluating…" } else { "Evaluate" }}</button>
             {move || ui.report.get().map(|reports| {
                 let rows = reports.clone();
                 view! {
                     <table data-testid="report" class="report">
-                        <thead><tr><th>"task"</th><th>"method"</th><th>"accuracy"</th><th>"macro-F1"</th><th>"n"</th></tr></thead>
+                        <thead><tr><th>"task"</th><th>"method"</th><th>"accuracy (95 % interval)"</th><th>"macro-F1"</th>
+                            <th>"ECE raw → calibrated"</th><th>"Brier raw → calibrated"</th><th>"temperature"</th><th>"n"</th></tr></thead>
                         <tbody>
                         {rows.into_iter().flat_map(|r| {
                             let n = r.n;
                             let task = r.task.clone();
                             r.results.into_iter().map(move |m| view! {
                                 <tr><td>{task.clone()}</td><td>{m.method.clone()}</td>
-                                    <td>{format!("{:.1} %", m.accuracy * 100.0)}</td>
-                                    <td>{format!("{:.3}", m.macro_f1)}</td><td>{n}</td></tr>
+                                    <td>{format!("{:.1} % ({:.1}–{:.1})", m.accuracy * 100.0,
+                                        m.accuracy_interval.0 * 100.0, m.accuracy_interval.1 * 100.0)}</td>
+                                    <td>{format!("{:.3}", m.macro_f1)}</td>
+                                    <td>{format!("{:.3} → {:.3}", m.raw.ece, m.calibrated.ece)}</td>
+                                    <td>{format!("{:.3} → {:.3}", m.raw.brier, m.calibrated.brier)}</td>
+                                    <td>{format!("{:.2}", m.temperature)}</td><td>{n}</td></tr>
                             }).collect::<Vec<_>>()
                         }).collect_view()}
                         </tbody>

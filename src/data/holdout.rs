@@ -43,7 +43,12 @@ impl HoldoutPolicy {
 
     /// `(training rows, held-out rows)` of a task: the test rows when there are any, else a
     /// stratified split of `examples` seeded with `seed`.
-    pub fn split(&self, examples: &[Example], test: &[Example], seed: u64) -> (Vec<Example>, Vec<Example>) {
+    pub fn split(
+        &self,
+        examples: &[Example],
+        test: &[Example],
+        seed: u64,
+    ) -> (Vec<Example>, Vec<Example>) {
         if test.is_empty() {
             super::stratified_split(examples, self.fraction, seed)
         } else {
@@ -72,4 +77,3 @@ fn fmt_percent(f: f64) -> String {
         format!("{p:.1}")
     }
 }
-

@@ -1,5 +1,6 @@
 //! The per-task comparison of docs/design.md §1.4: the frozen probe, single-task LoRA and the
-//! hybrid scored on the same encoded held-out rows (accuracy, macro-F1, MCC, confusion), and the
+//! hybrid scored on the same encoded held-out rows (accuracy with its Wilson interval, macro-F1,
+//! MCC, confusion, calibration; the exact McNemar test between two methods), and the
 //! frozen probe's training. The page's report, `lorafuse train --compare-frozen`, `lorafuse eval`
 //! and `bench` all score through [`compare`].
 //!
@@ -13,12 +14,14 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
 use crate::host;
-use crate::infer::{EVAL_BATCH, SortedBatches};
+use crate::infer::{EVAL_BATCH, SortedBatches, argmax};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
+use crate::train::calibration::{self, Calibration};
 use crate::train::metrics::{ConfusionMatrix, Metrics, evaluate};
 use crate::train::probe::{self, ProbeTrainer};
 use crate::train::stage2::FusionCache;
+use crate::train::uncertainty::{Paired, Z95, wilson};
 use crate::train::{TrainConfig, run_to_end};
 
 /// The pooled vectors of a set of rows that the methods read.
@@ -43,7 +46,9 @@ impl EvalVectors {
         with_base: bool,
     ) -> Result<Self> {
         if own >= adapters.len() {
-            return Err(Error::Invalid("the task's own adapter is not among the adapters".into()));
+            return Err(Error::Invalid(
+                "the task's own adapter is not among the adapters".into(),
+            ));
         }
         let e = engine;
         let batches = SortedBatches::new(&e.tokenizer, texts, EVAL_BATCH)?;
@@ -111,6 +116,63 @@ pub struct MethodResult {
     pub metrics: Metrics,
     /// Counts of truth × prediction.
     pub confusion: ConfusionMatrix,
+    /// Every row's class probabilities, as the method gives them (temperature 1).
+    pub probabilities: Vec<Vec<f32>>,
+    /// Calibration of those probabilities.
+    pub calibration: Calibration,
+}
+
+impl MethodResult {
+    /// Scores `probs` against `labels`.
+    pub fn new(method: &str, probs: Vec<Vec<f32>>, labels: &[usize], classes: usize) -> Self {
+        let (metrics, confusion) = evaluate(&probs, labels, classes);
+        Self {
+            method: method.into(),
+            metrics,
+            confusion,
+            calibration: Calibration::of(&probs, labels),
+            probabilities: probs,
+        }
+    }
+
+    /// The predicted class of every row.
+    pub fn predictions(&self) -> Vec<usize> {
+        self.probabilities.iter().map(|p| argmax(p)).collect()
+    }
+
+    /// The 95 % Wilson interval of the accuracy.
+    pub fn accuracy_interval(&self) -> (f64, f64) {
+        let n = self.metrics.n;
+        let k = (self.metrics.accuracy * n as f64).round() as usize;
+        wilson(k, n, Z95)
+    }
+
+    /// The same rows at temperature `t` (predictions and metrics unchanged, calibration anew).
+    pub fn at_temperature(&self, t: f64, labels: &[usize]) -> Self {
+        let probs = calibration::scale(&self.probabilities, t);
+        Self {
+            calibration: Calibration::of(&probs, labels),
+            probabilities: probs,
+            ..self.clone()
+        }
+    }
+
+    /// Calibration measured honestly on these rows after temperature scaling: each half of the
+    /// rows scaled with the temperature fitted on the other half ([`calibration::cross_fitted`]).
+    pub fn cross_fitted_calibration(&self, labels: &[usize]) -> Calibration {
+        Calibration::of(
+            &calibration::cross_fitted(&self.probabilities, labels),
+            labels,
+        )
+    }
+
+    /// The reliability diagram's bins of the same out-of-fold scaled probabilities.
+    pub fn cross_fitted_reliability(&self, labels: &[usize]) -> Vec<calibration::Bin> {
+        calibration::reliability(
+            &calibration::cross_fitted(&self.probabilities, labels),
+            labels,
+        )
+    }
 }
 
 /// Every scored method of one task on one set of rows.
@@ -127,6 +189,70 @@ impl Comparison {
     pub fn get(&self, method: &str) -> Option<&MethodResult> {
         self.results.iter().find(|r| r.method == method)
     }
+
+    /// Methods `a` and `b` compared row by row (exact McNemar test), if both were scored.
+    pub fn paired(&self, a: &str, b: &str, labels: &[usize]) -> Option<Paired> {
+        let (a, b) = (self.get(a)?, self.get(b)?);
+        Some(Paired::of(&a.predictions(), &b.predictions(), labels))
+    }
+}
+
+/// Methods `a` and `b` compared on the same rows, in words: "hybrid 64.0 % vs lora 62.0 % on the
+/// same 50 examples: no significant difference (exact McNemar test, p = 0.77)".
+pub fn paired_finding(a: &MethodResult, b: &MethodResult, p: &Paired) -> String {
+    let verdict = if p.p_value < 0.05 {
+        let better = if a.metrics.accuracy > b.metrics.accuracy {
+            &a.method
+        } else {
+            &b.method
+        };
+        format!("{better} is significantly better")
+    } else {
+        "no significant difference".to_string()
+    };
+    format!(
+        "{} {:.1} % vs {} {:.1} % on the same {} examples: {verdict} (exact McNemar test, {} vs {} \
+         examples only one of them got right, {})",
+        a.method,
+        100.0 * a.metrics.accuracy,
+        b.method,
+        100.0 * b.metrics.accuracy,
+        p.n,
+        p.only_first,
+        p.only_second,
+        fmt_p(p.p_value),
+    )
+}
+
+/// A p-value for people: "p = 0.77" with two decimals, "p < 0.001" below that.
+pub fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".into()
+    } else {
+        format!("p = {p:.2}")
+    }
+}
+
+/// Half-width of a 95 % interval above which the report suggests more held-out data (5 points).
+pub const WIDE_INTERVAL: f64 = 0.05;
+
+/// A note when any method's accuracy interval is wider than ±[`WIDE_INTERVAL`].
+pub fn width_finding(results: &[MethodResult]) -> Option<String> {
+    let widest = results
+        .iter()
+        .map(|r| {
+            let (lo, hi) = r.accuracy_interval();
+            (hi - lo) / 2.0
+        })
+        .fold(0.0f64, f64::max);
+    (widest > WIDE_INTERVAL).then(|| {
+        format!(
+            "the 95 % intervals are up to ±{:.1} points wide on these {} examples: differences \
+             smaller than that may be noise; hold out more examples or upload a test file",
+            100.0 * widest,
+            results.first().map_or(0, |r| r.metrics.n)
+        )
+    })
 }
 
 /// Softmax rows of a `[n, classes]` logits tensor.
@@ -146,14 +272,8 @@ pub async fn compare(
     if v.len() != labels.len() {
         return Err(Error::Invalid("one label per encoded row is needed".into()));
     }
-    let score = |method: &str, probs: &[Vec<f32>]| {
-        let (metrics, confusion) = evaluate(probs, labels, classes);
-        MethodResult {
-            method: method.into(),
-            metrics,
-            confusion,
-        }
-    };
+    let score =
+        |method: &str, probs: Vec<Vec<f32>>| MethodResult::new(method, probs, labels, classes);
     let base = || {
         v.base
             .clone()
@@ -163,11 +283,11 @@ pub async fn compare(
     let mut attention = None;
     if let Some(h) = methods.frozen {
         let probs = probability_rows(h.forward(base()?, false)).await?;
-        results.push(score("frozen", &probs));
+        results.push(score("frozen", probs));
     }
     if let Some(h) = methods.lora {
         let probs = probability_rows(h.forward(v.own_vectors(), false)).await?;
-        results.push(score("lora", &probs));
+        results.push(score("lora", probs));
     }
     if let Some(f) = methods.hybrid {
         if f.adapters() != v.adapters.dims()[1] {
@@ -180,7 +300,7 @@ pub async fn compare(
         let out = f.forward(base()?, v.adapters.clone(), None, false);
         attention = Some(host::floats(out.weights.mean_dim(0)).await?);
         let probs = probability_rows(out.logits).await?;
-        results.push(score("hybrid", &probs));
+        results.push(score("hybrid", probs));
     }
     Ok(Comparison { results, attention })
 }
@@ -198,4 +318,56 @@ pub async fn train_probe(
     let mut p = ProbeTrainer::new(features, labels, classes, &cfg, device)?;
     run_to_end(&mut p).await?;
     Ok(p.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of two classes where the first `correct` rows are predicted right (class 0, p 0.8).
+    fn method(name: &str, correct: usize, n: usize) -> MethodResult {
+        let probs = (0..n)
+            .map(|i| {
+                if i < correct {
+                    vec![0.8, 0.2]
+                } else {
+                    vec![0.3, 0.7]
+                }
+            })
+            .collect();
+        MethodResult::new(name, probs, &vec![0; n], 2)
+    }
+
+    #[test]
+    fn the_paired_finding_states_the_test_in_words() {
+        let labels = vec![0; 50];
+        let (h, l) = (method("hybrid", 32, 50), method("lora", 31, 50));
+        let p = Paired::of(&h.predictions(), &l.predictions(), &labels);
+        assert_eq!(
+            paired_finding(&h, &l, &p),
+            "hybrid 64.0 % vs lora 62.0 % on the same 50 examples: no significant difference \
+             (exact McNemar test, 1 vs 0 examples only one of them got right, p = 1.00)"
+        );
+        // 20 rows only the hybrid got right, none only LoRA: p = 2 / 2^20.
+        let (h, l) = (method("hybrid", 40, 50), method("lora", 20, 50));
+        let p = Paired::of(&h.predictions(), &l.predictions(), &labels);
+        assert!(paired_finding(&h, &l, &p).contains("hybrid is significantly better"));
+        assert!(paired_finding(&h, &l, &p).ends_with("p < 0.001)"));
+    }
+
+    #[test]
+    fn wide_intervals_are_called_out() {
+        let few = [method("lora", 32, 50)];
+        let note = width_finding(&few).expect("±13 points on 50 examples");
+        assert!(note.contains("±12.9 points"), "{note}");
+        let many = [method("lora", 3200, 5000)];
+        assert!(
+            width_finding(&many).is_none(),
+            "±1.3 points on 5000 examples"
+        );
+        let r = &few[0];
+        assert_eq!(r.metrics.n, 50);
+        let (lo, hi) = r.accuracy_interval();
+        assert!((lo - 0.501_410_2).abs() < 1e-6 && (hi - 0.758_612_5).abs() < 1e-6);
+    }
 }

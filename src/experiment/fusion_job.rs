@@ -17,7 +17,11 @@ pub const SHARED_JOB: &str = "all tasks (shared)";
 
 /// The fusion's training settings from a task's stage-1 settings (30 epochs at the head's
 /// learning rate, [`stage2::default_config`]), with optional overrides.
-pub fn fusion_train_config(stage1: &TrainConfig, epochs: Option<usize>, lr: Option<f64>) -> TrainConfig {
+pub fn fusion_train_config(
+    stage1: &TrainConfig,
+    epochs: Option<usize>,
+    lr: Option<f64>,
+) -> TrainConfig {
     let mut cfg = stage2::default_config(stage1);
     if let Some(e) = epochs {
         cfg.epochs = e;
@@ -41,6 +45,9 @@ pub struct FusionTarget {
     pub y: Vec<usize>,
     /// The fusion's training settings for this task.
     pub cfg: TrainConfig,
+    /// The task's held-out rows, encoded likewise, with their classes: the hybrid's temperature
+    /// is fitted on them after training (none: temperature 1).
+    pub held_out: Option<(FusionCache, Vec<usize>)>,
 }
 
 impl FusionTarget {
@@ -54,14 +61,43 @@ impl FusionTarget {
         cfg: TrainConfig,
     ) -> Result<Self> {
         let e = engine;
-        let cache = FusionCache::build(&e.encoder, &e.tokenizer, adapters, &rows.texts, &e.device).await?;
+        let cache =
+            FusionCache::build(&e.encoder, &e.tokenizer, adapters, &rows.texts, &e.device).await?;
         Ok(Self {
             name: name.to_string(),
             labels,
             cache,
             y: rows.labels.clone(),
             cfg,
+            held_out: None,
         })
+    }
+
+    /// Adds the task's held-out `rows` (encoded by the base and each of `adapters`) to fit the
+    /// hybrid's temperature on; no rows, nothing added.
+    pub async fn with_held_out(
+        mut self,
+        engine: &Engine,
+        adapters: &[&LoraAdapter],
+        rows: &Labelled,
+    ) -> Result<Self> {
+        if !rows.is_empty() {
+            let e = engine;
+            let c = FusionCache::build(&e.encoder, &e.tokenizer, adapters, &rows.texts, &e.device)
+                .await?;
+            self.held_out = Some((c, rows.labels.clone()));
+        }
+        Ok(self)
+    }
+
+    /// The temperature of `layer`'s probabilities fitted on the held-out rows (1 without them).
+    pub async fn fit_temperature(&self, layer: &AttentionFusion) -> Result<f64> {
+        let Some((cache, labels)) = &self.held_out else {
+            return Ok(1.0);
+        };
+        let out = layer.forward(cache.base.clone(), cache.adapters.clone(), None, false);
+        let probs = super::compare::probability_rows(out.logits).await?;
+        Ok(crate::train::calibration::fit_temperature(&probs, labels))
     }
 }
 
@@ -142,7 +178,8 @@ pub async fn train_layers<O: FusionObserver>(
     }
     let mut layers = Vec::new();
     for target in targets {
-        let (layer, outcome) = train_layer(target, &config(target.labels.len()), engine, observer).await?;
+        let (layer, outcome) =
+            train_layer(target, &config(target.labels.len()), engine, observer).await?;
         layers.push(layer);
         if outcome == Outcome::Cancelled {
             return Ok((layers, outcome));
@@ -151,8 +188,9 @@ pub async fn train_layers<O: FusionObserver>(
     Ok((layers, Outcome::Finished))
 }
 
-/// Trains the fusion over `adapters` for every target ([`train_layers`]) and records it in a
-/// manifest that lists exactly the tasks that got a layer.
+/// Trains the fusion over `adapters` for every target ([`train_layers`]), fits each layer's
+/// temperature on its target's held-out rows, and records it in a manifest that lists exactly the
+/// tasks that got a layer.
 pub async fn train_fusion<O: FusionObserver>(
     engine: &Engine,
     adapters: &[FusedAdapter],
@@ -161,20 +199,21 @@ pub async fn train_fusion<O: FusionObserver>(
     observer: &mut O,
 ) -> Result<(FusedModel, Outcome)> {
     let (layers, outcome) = train_layers(engine, adapters.len(), targets, spec, observer).await?;
+    let mut tasks = Vec::with_capacity(layers.len());
+    for (t, layer) in targets.iter().zip(&layers) {
+        tasks.push(FusedTask {
+            task: t.name.clone(),
+            labels: t.labels.clone(),
+            temperature: t.fit_temperature(layer).await?,
+        });
+    }
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: engine.model_sha256.clone(),
         d_model: engine.encoder.config.hidden_size,
         heads: spec.heads,
         adapters: adapters.to_vec(),
-        tasks: targets
-            .iter()
-            .take(layers.len())
-            .map(|t| FusedTask {
-                task: t.name.clone(),
-                labels: t.labels.clone(),
-            })
-            .collect(),
+        tasks,
         shared: spec.shared,
     };
     Ok((FusedModel { manifest, layers }, outcome))

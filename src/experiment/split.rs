@@ -90,7 +90,12 @@ pub struct PreparedTask {
 impl PreparedTask {
     /// Splits a task's rows by `policy` (seeded with `seed`), and checks the training part can
     /// train (at least two classes, no empty text).
-    pub fn new(examples: &[Example], test: &[Example], policy: &HoldoutPolicy, seed: u64) -> Result<Self> {
+    pub fn new(
+        examples: &[Example],
+        test: &[Example],
+        policy: &HoldoutPolicy,
+        seed: u64,
+    ) -> Result<Self> {
         policy.validate()?;
         let (train, held_out) = policy.split(examples, test, seed);
         let vocab = data::validate_for_training(&train).map_err(Error::Data)?;
@@ -134,7 +139,10 @@ mod tests {
         assert_eq!(t.held_out, again.held_out);
         let other = PreparedTask::new(&rows(100), &[], &p, 4).unwrap();
         assert_ne!(t.held_out, other.held_out);
-        assert_eq!(t.source, "10 % of the uploaded examples, held out from training");
+        assert_eq!(
+            t.source,
+            "10 % of the uploaded examples, held out from training"
+        );
     }
 
     #[test]
@@ -142,7 +150,10 @@ mod tests {
         let mut test = rows(4);
         test[0].label = "never seen".into();
         let t = PreparedTask::new(&rows(20), &test, &HoldoutPolicy::default(), 1).unwrap();
-        assert_eq!((t.train.len(), t.held_out.len(), t.held_out_dropped), (20, 3, 1));
+        assert_eq!(
+            (t.train.len(), t.held_out.len(), t.held_out_dropped),
+            (20, 3, 1)
+        );
         assert_eq!(t.source, "the uploaded test file");
     }
 

@@ -7,8 +7,9 @@ use super::split::{Labelled, PreparedTask};
 use crate::engine::{DEFAULT_MODEL_NAME, Engine};
 use crate::error::Result;
 use crate::infer;
-use crate::train::metrics::evaluate;
 use crate::lora::LoraConfig;
+use crate::train::calibration::fit_temperature;
+use crate::train::metrics::evaluate;
 use crate::train::{
     EpochEnd, LoraTrainer, Metrics, Observer, Outcome, Progress, TaskModel, TrainConfig, drive,
     now_sec,
@@ -42,6 +43,9 @@ pub struct Stage1Run {
     pub steps: usize,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Temperature of the head's probabilities fitted on all held-out rows after training (1
+    /// without held-out rows, or when not asked to use them).
+    pub temperature: f64,
 }
 
 /// Adds per-epoch validation to the caller's observer.
@@ -77,7 +81,11 @@ impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
                 &e.device,
             )
             .await?;
-            Some(evaluate(&probs, &self.validation.labels, self.classes).0.accuracy)
+            Some(
+                evaluate(&probs, &self.validation.labels, self.classes)
+                    .0
+                    .accuracy,
+            )
         };
         self.history.push(EpochRecord {
             epoch: e.epoch,
@@ -89,8 +97,9 @@ impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
     }
 }
 
-/// Trains `task`'s adapter and head with `lora` and `cfg`; with `validate`, the held-out
-/// accuracy of the first 200 held-out rows is measured after every epoch.
+/// Trains `task`'s adapter and head with `lora` and `cfg`. With `validate`, the held-out rows are
+/// used: the accuracy of the first 200 after every epoch, and all of them to fit the head's
+/// temperature at the end.
 pub async fn run_stage1<O: Stage1Observer>(
     engine: &Engine,
     task: &PreparedTask,
@@ -111,7 +120,11 @@ pub async fn run_stage1<O: Stage1Observer>(
         cfg,
         &e.device,
     )?;
-    let validation = if validate { task.validation() } else { Labelled::default() };
+    let validation = if validate {
+        task.validation()
+    } else {
+        Labelled::default()
+    };
     let mut obs = Validating {
         inner: observer,
         engine,
@@ -121,12 +134,31 @@ pub async fn run_stage1<O: Stage1Observer>(
     };
     let outcome = drive(&mut trainer, &mut obs).await?;
     let history = obs.history;
+    let steps = trainer.steps_done();
+    let model = trainer.finish();
+    let temperature = match validate && steps > 0 && !task.held_out.is_empty() {
+        true => {
+            let h = &task.held_out;
+            let probs = infer::probabilities(
+                &e.encoder,
+                &e.tokenizer,
+                Some(&model.adapter),
+                &model.head,
+                &h.texts,
+                &e.device,
+            )
+            .await?;
+            fit_temperature(&probs, &h.labels)
+        }
+        false => 1.0,
+    };
     Ok(Stage1Run {
-        steps: trainer.steps_done(),
-        model: trainer.finish(),
+        steps,
+        model,
         history,
         outcome,
         seconds: now_sec() - start,
+        temperature,
     })
 }
 
@@ -153,6 +185,7 @@ impl Stage1Run {
             metrics,
             adapter_sha256: String::new(),
             history: self.history.clone(),
+            temperature: self.temperature,
         }
     }
 }

@@ -39,6 +39,14 @@ pub struct FusedTask {
     pub task: String,
     /// Label names in class order.
     pub labels: Vec<String>,
+    /// Temperature of this task's hybrid probabilities, fitted on its held-out rows after the
+    /// fusion trained; absent in older files: 1 (none).
+    #[serde(default = "one")]
+    pub temperature: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// What `fusion_manifest.json` holds.

@@ -113,13 +113,3 @@ pub async fn probabilities<S: AsRef<str>>(
     }
     Ok(out)
 }
-
-/// Index of the largest probability.
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
-}

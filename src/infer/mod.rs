@@ -10,6 +10,6 @@ pub mod batch;
 pub mod multitask;
 pub mod types;
 
-pub use batch::{EVAL_BATCH, SortedBatches, argmax, pooled_vectors, probabilities};
+pub use batch::{EVAL_BATCH, SortedBatches, pooled_vectors, probabilities};
 pub use multitask::{TaskParts, predict_all};
-pub use types::{MultiTaskOutput, Prediction, TaskPrediction};
+pub use types::{MultiTaskOutput, Prediction, TaskPrediction, argmax};

@@ -5,10 +5,10 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use super::batch::{EVAL_BATCH, SortedBatches, argmax};
-use super::types::{MultiTaskOutput, Prediction, TaskPrediction};
-use crate::fusion::AttentionFusion;
+use super::batch::{EVAL_BATCH, SortedBatches};
+use super::types::{MultiTaskOutput, Prediction, TaskPrediction, argmax};
 use crate::error::{Error, Result};
+use crate::fusion::AttentionFusion;
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::{ClassifierHead, Encoder, TextTokenizer};
@@ -25,6 +25,18 @@ pub struct TaskParts<'a> {
     pub head: &'a ClassifierHead,
     /// The task's fusion layer over all tasks' adapters, if trained.
     pub fusion: Option<&'a AttentionFusion>,
+    /// Temperature of the single-task probabilities (`softmax(logits / T)`; 1 = none).
+    pub temperature: f64,
+    /// Temperature of the hybrid probabilities.
+    pub hybrid_temperature: f64,
+}
+
+/// `logits / t` (a positive, finite temperature; anything else leaves the logits as they are).
+fn scaled(logits: Tensor<2>, t: f64) -> Tensor<2> {
+    match t.is_finite() && t > 0.0 && t != 1.0 {
+        true => logits.div_scalar(t as f32),
+        false => logits,
+    }
 }
 
 fn rows(v: &[f32], width: usize) -> Vec<Vec<f32>> {
@@ -78,14 +90,21 @@ pub async fn predict_all<S: AsRef<str>>(
     for (s, t) in tasks.iter().enumerate() {
         let c = t.labels.len();
         let single = rows(
-            &host::floats(softmax(t.head.forward(vectors[s].clone(), false), 1)).await?,
+            &host::floats(softmax(
+                scaled(t.head.forward(vectors[s].clone(), false), t.temperature),
+                1,
+            ))
+            .await?,
             c,
         );
         let (hybrid, attention) = match (t.fusion, &base) {
             (Some(f), Some(b)) => {
                 let out = f.forward(b.clone(), stacked.clone(), None, false);
                 (
-                    Some(rows(&host::floats(softmax(out.logits, 1)).await?, c)),
+                    Some(rows(
+                        &host::floats(softmax(scaled(out.logits, t.hybrid_temperature), 1)).await?,
+                        c,
+                    )),
                     Some(rows(&host::floats(out.weights).await?, k)),
                 )
             }

@@ -33,3 +33,46 @@ pub struct MultiTaskOutput {
     /// Encoder passes per text that were run (K + 1 with fusion, K without).
     pub encoder_passes_per_text: f64,
 }
+
+/// Index of the largest probability.
+pub fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// A probability as the page shows it, to one decimal of a percent, never claiming certainty:
+/// a softmax is never exactly 0 or 1 (an f32 that reads 1.0 is rounding), so what would show as
+/// 100.0 shows as `"> 99.9 %"` and what would show as 0.0 as `"< 0.1 %"`.
+pub fn percent(p: f32) -> String {
+    let pct = f64::from(p.clamp(0.0, 1.0)) * 100.0;
+    let shown = format!("{pct:.1}");
+    match shown.as_str() {
+        "100.0" => "> 99.9 %".into(),
+        "0.0" => "< 0.1 %".into(),
+        _ => format!("{shown} %"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_never_rounds_to_certainty() {
+        assert_eq!(percent(0.9999), "> 99.9 %");
+        assert_eq!(percent(0.99949), "99.9 %");
+        assert_eq!(
+            percent(1.0),
+            "> 99.9 %",
+            "an f32 softmax of 1.0 is rounding"
+        );
+        assert_eq!(percent(0.00001), "< 0.1 %");
+        assert_eq!(percent(0.0), "< 0.1 %");
+        assert_eq!(percent(0.5), "50.0 %");
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+    }
+}

@@ -11,12 +11,12 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::infer::pooled_vectors;
 use super::schedule::TrainConfig;
 use super::stage1::LoraTrainer;
 use super::stage2::FusionCache;
 use crate::error::{Error, Result};
 use crate::host;
+use crate::infer::pooled_vectors;
 use crate::lora::LoraConfig;
 use crate::model::{Encoder, TextTokenizer};
 
@@ -77,7 +77,7 @@ pub async fn crossfit_cache(
             cfg,
             device,
         )?;
-        while tr.step().await?.is_some() {}
+        super::run_to_end(&mut tr).await?;
         let adapter = tr.finish().adapter;
         let out_texts: Vec<&str> = out.iter().map(|&i| texts[i].as_str()).collect();
         let v = host::floats(

@@ -65,7 +65,10 @@ pub enum Outcome {
 
 /// Drives `trainer` to its end (or until `observer` asks to stop), reporting every step and
 /// every epoch end to `observer`.
-pub async fn drive<T: Trainer, O: Observer<T>>(trainer: &mut T, observer: &mut O) -> Result<Outcome> {
+pub async fn drive<T: Trainer, O: Observer<T>>(
+    trainer: &mut T,
+    observer: &mut O,
+) -> Result<Outcome> {
     let per_epoch = trainer.steps_per_epoch().max(1);
     let (mut sum, mut count) = (0.0f64, 0usize);
     loop {
@@ -106,7 +109,8 @@ pub struct Steps<'a, F> {
 
 impl<T, F: FnMut(&Progress)> Observer<T> for Steps<'_, F> {
     async fn should_stop(&mut self) -> bool {
-        self.cancel.is_some_and(|c| c.swap(false, Ordering::Relaxed))
+        self.cancel
+            .is_some_and(|c| c.swap(false, Ordering::Relaxed))
     }
     fn on_step(&mut self, p: &Progress) {
         (self.on_step)(p)
@@ -168,7 +172,10 @@ mod tests {
             self.steps.push(p.step);
         }
         async fn on_epoch_end(&mut self, t: &Counting, e: EpochEnd) -> Result<()> {
-            assert_eq!(t.step, e.step, "the observer sees the trainer after the epoch's last step");
+            assert_eq!(
+                t.step, e.step,
+                "the observer sees the trainer after the epoch's last step"
+            );
             self.epochs.push(e);
             Ok(())
         }
@@ -180,8 +187,11 @@ mod tests {
         let mut r = Record::default();
         assert_eq!(block_on(drive(&mut t, &mut r)).unwrap(), Outcome::Finished);
         assert_eq!(r.steps, vec![1, 2, 3, 4, 5]);
-        let got: Vec<(usize, f32, usize)> =
-            r.epochs.iter().map(|e| (e.epoch, e.mean_loss, e.step)).collect();
+        let got: Vec<(usize, f32, usize)> = r
+            .epochs
+            .iter()
+            .map(|e| (e.epoch, e.mean_loss, e.step))
+            .collect();
         assert_eq!(got, vec![(1, 1.5, 2), (2, 3.5, 4), (3, 5.0, 5)]);
     }
 
@@ -210,8 +220,14 @@ mod tests {
                 }
             },
         };
-        assert_eq!(block_on(drive(&mut t, &mut obs)).unwrap(), Outcome::Cancelled);
-        assert!(!flag.load(Ordering::Relaxed), "the flag is cleared for the next run");
+        assert_eq!(
+            block_on(drive(&mut t, &mut obs)).unwrap(),
+            Outcome::Cancelled
+        );
+        assert!(
+            !flag.load(Ordering::Relaxed),
+            "the flag is cleared for the next run"
+        );
         assert_eq!(seen, vec![1, 2]);
     }
 

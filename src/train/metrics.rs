@@ -1,7 +1,8 @@
 //! Classification metrics: confusion matrix, accuracy, macro-F1 and Matthews correlation, with
 //! scikit-learn's definitions (`accuracy_score`, `f1_score(average="macro")`, `matthews_corrcoef`).
 //!
-//! Leaves out per-class reports, weighted/micro averages and probability-based metrics.
+//! Also per-class precision, recall and F1. Leaves out weighted/micro averages; probability-based
+//! measures are in [`super::calibration`].
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,25 @@ impl ConfusionMatrix {
         }
     }
 
+    /// Precision, recall and F1 of every class, in class order (0 where undefined, as
+    /// scikit-learn's `zero_division=0`).
+    pub fn per_class(&self) -> Vec<ClassScores> {
+        let (true_sums, pred_sums) = (self.true_sums(), self.pred_sums());
+        (0..self.n_classes)
+            .map(|i| {
+                let tp = self.counts[i][i] as f64;
+                let (t, p) = (true_sums[i] as f64, pred_sums[i] as f64);
+                let ratio = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+                ClassScores {
+                    precision: ratio(tp, p),
+                    recall: ratio(tp, t),
+                    f1: ratio(2.0 * tp, t + p),
+                    support: true_sums[i],
+                }
+            })
+            .collect()
+    }
+
     /// Multiclass Matthews correlation coefficient (Gorodkin's R_K, as scikit-learn); 0 when the
     /// denominator is 0 (e.g. a single class in the truth or the predictions).
     pub fn mcc(&self) -> f64 {
@@ -120,6 +140,19 @@ impl ConfusionMatrix {
             cov_tp / denom.sqrt()
         }
     }
+}
+
+/// One class's scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScores {
+    /// Of the rows predicted as this class, the fraction that are.
+    pub precision: f64,
+    /// Of the rows of this class, the fraction predicted as it.
+    pub recall: f64,
+    /// Harmonic mean of the two.
+    pub f1: f64,
+    /// Rows of this class.
+    pub support: usize,
 }
 
 /// The metrics reported per task (docs/design.md §1.4).
@@ -170,6 +203,25 @@ mod tests {
         assert!(close(m.macro_f1, 0.8 / 3.0));
         assert!(close(m.mcc, 0.0));
         assert_eq!(m.n, 6);
+    }
+
+    #[test]
+    fn per_class_scores_by_hand() {
+        // C = [[2,0,0],[1,0,1],[0,2,0]]: class 0 precision 2/3, recall 1, F1 0.8; classes 1 and
+        // 2 have no true positives (0 everywhere, scikit-learn's zero_division=0).
+        let cm = ConfusionMatrix::from_predictions(&[0, 1, 2, 0, 1, 2], &[0, 2, 1, 0, 0, 1], 3);
+        let pc = cm.per_class();
+        assert!(
+            close(pc[0].precision, 2.0 / 3.0) && close(pc[0].recall, 1.0) && close(pc[0].f1, 0.8)
+        );
+        assert_eq!(pc.iter().map(|c| c.support).collect::<Vec<_>>(), [2, 2, 2]);
+        assert!(
+            pc[1..]
+                .iter()
+                .all(|c| c.precision == 0.0 && c.recall == 0.0 && c.f1 == 0.0)
+        );
+        let mean_f1 = pc.iter().map(|c| c.f1).sum::<f64>() / 3.0;
+        assert!(close(mean_f1, Metrics::from_confusion(&cm).macro_f1));
     }
 
     #[test]
@@ -224,7 +276,10 @@ pub fn evaluate(
     labels: &[usize],
     classes: usize,
 ) -> (Metrics, ConfusionMatrix) {
-    let pred: Vec<usize> = probs.iter().map(|p| crate::infer::argmax(p)).collect();
+    let pred: Vec<usize> = probs
+        .iter()
+        .map(|p| crate::infer::types::argmax(p))
+        .collect();
     let cm = ConfusionMatrix::from_predictions(labels, &pred, classes);
     (Metrics::from_confusion(&cm), cm)
 }

@@ -5,8 +5,11 @@
 //! - [`probe`]: the `frozen` baseline, a linear head on cached frozen-base vectors (§1.4);
 //! - [`schedule`]: AdamW settings and the warm-up + linear-decay learning rate;
 //! - [`driver`]: the one loop that runs any of them: progress, per-epoch hook, cancellation;
+//! - [`calibration`]: temperature scaling, expected calibration error, Brier score;
+//! - [`uncertainty`]: Wilson intervals, the exact McNemar test, mean ± std;
 //! - [`metrics`]: accuracy, macro-F1, Matthews correlation, confusion matrix;
 
+pub mod calibration;
 pub mod crossfit;
 pub mod driver;
 pub mod metrics;
@@ -15,9 +18,10 @@ pub mod probe;
 pub mod schedule;
 pub mod stage1;
 pub mod stage2;
+pub mod uncertainty;
 
-pub use metrics::{ConfusionMatrix, Metrics};
 pub use driver::{EpochEnd, Observer, Outcome, Trainer, drive, run_to_end};
+pub use metrics::{ConfusionMatrix, Metrics};
 pub use schedule::TrainConfig;
 pub use stage1::{LoraTrainer, TaskModel};
 

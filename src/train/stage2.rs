@@ -9,12 +9,12 @@
 //! rows of every task at once, each row's loss taken over its own task's head only.
 
 use super::plan::BatchPlan;
-use crate::infer::{EVAL_BATCH, SortedBatches};
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy};
 use crate::error::{Error, Result};
 use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::host;
+use crate::infer::{EVAL_BATCH, SortedBatches};
 use crate::lora::LoraAdapter;
 use crate::model::{Encoder, TextTokenizer};
 use burn::module::Module;

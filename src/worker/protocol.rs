@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::RejectedRow;
 use crate::infer::types::MultiTaskOutput;
+pub use crate::train::calibration::{Bin, Calibration};
+pub use crate::train::metrics::ClassScores;
 use crate::workspace::bundle::TaskSettings;
 
 /// Which backend the worker should try first.
@@ -186,10 +188,23 @@ pub struct MethodResult {
     pub method: String,
     /// Fraction correct.
     pub accuracy: f64,
+    /// 95 % Wilson interval of the accuracy.
+    pub accuracy_interval: (f64, f64),
     /// Macro-averaged F1.
     pub macro_f1: f64,
     /// `confusion[truth][predicted]`.
     pub confusion: Vec<Vec<usize>>,
+    /// Precision, recall, F1 and support per class, in label order.
+    pub per_class: Vec<ClassScores>,
+    /// The temperature live predictions use for this method (fitted on these held-out rows).
+    pub temperature: f64,
+    /// Calibration of the raw probabilities (temperature 1).
+    pub raw: Calibration,
+    /// Calibration after temperature scaling, measured out of fold (each half of the rows scaled
+    /// with the temperature fitted on the other half).
+    pub calibrated: Calibration,
+    /// The reliability diagram's bins of those out-of-fold scaled probabilities.
+    pub reliability: Vec<Bin>,
 }
 
 /// One task's evaluation.
@@ -205,6 +220,9 @@ pub struct TaskReport {
     pub source: String,
     /// Results, frozen → lora → hybrid.
     pub results: Vec<MethodResult>,
+    /// What the numbers say, in words: the hybrid against LoRA on the same rows (exact McNemar
+    /// test), and a note when the intervals are wide.
+    pub findings: Vec<String>,
 }
 
 /// How far the model files have been read.

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{task_files, zipfile};
+use crate::data::holdout::HoldoutPolicy;
 use crate::data::{self, Example, Format, ParseOptions};
 use crate::error::{Error, Result};
-use crate::data::holdout::HoldoutPolicy;
 use crate::lora::LoraConfig;
 use crate::train::TrainConfig;
 

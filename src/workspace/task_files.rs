@@ -58,6 +58,14 @@ pub struct TaskMeta {
     /// The training curve, one record per epoch (empty in files written before it existed).
     #[serde(default)]
     pub history: Vec<EpochRecord>,
+    /// Temperature of the head's probabilities (`softmax(logits / T)`), fitted on held-out rows
+    /// after training (docs/design.md §5.6); absent in older files: 1 (none).
+    #[serde(default = "one")]
+    pub temperature: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// One epoch of a training run.

@@ -435,6 +435,12 @@ async function main() {
         const shown = await page.locator('[data-testid=live-results]').first().innerHTML({ timeout: 1000 }).catch(() => '(no [data-testid=live-results])');
         throw new StepError(`no prediction with an attention bar for every task; live results: ${shown.slice(0, 800)}`);
       });
+      // Calibrated probabilities: no hybrid prediction claims 100 % unless it is exactly 1
+      // (values that would round to 100.0 show as "> 99.9 %").
+      for (const s of sels) {
+        const shown = await text(s);
+        check(!shown.includes('100.0 %'), `${s} shows a probability of 100.0 %: ${shown.slice(0, 200)}`);
+      }
       for (const s of sels) {
         const bars = await page.locator(`${s} [data-testid=attention-bar]`).count();
         console.log(`     ${s.match(/data-task="(.*)"/)[1]}: ${(await text(s)).replace(/\s+/g, ' ').slice(0, 160)} (${bars} attention bars)`);
@@ -463,7 +469,16 @@ async function main() {
         const n = await rows.filter({ hasText: t.name }).count();
         check(n > 0, `[data-testid=report] has no table row (tr) naming ${t.name}`);
       }
+      // Accuracy with its 95 % interval, and the hybrid against LoRA in words (exact McNemar).
+      const table = await text('[data-testid=report]');
+      check(/\d+\.\d % \(\d+\.\d–\d+\.\d\)/.test(table), `the report shows no accuracy interval: ${table.slice(0, 300)}`);
+      const findings = await page.locator('[data-testid=findings]').allInnerTexts();
+      for (const t of TASKS) {
+        check(findings.some((f) => /hybrid .* vs lora .* on the same \d+ examples: .*McNemar.*p [=<] /.test(f)),
+          `no McNemar sentence for ${t.name}: ${findings.join(' | ').slice(0, 400)}`);
+      }
       console.log('     ' + (await page.locator('[data-testid=report]').first().innerText()).replace(/\n/g, '\n     '));
+      console.log('     ' + findings.join('\n     '));
     });
 
     // h. [data-testid=download-adapter] in the sentiment section downloads a PEFT adapter zip

@@ -6,16 +6,18 @@
 //! - LoRA training: r = 8, alpha = 16 on query/value + a 2-class head, AdamW, batch 32, seq 64,
 //!   dropout on (examples/s).
 
-use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use lorafuse::engine::Engine;
 use lorafuse::host::block_on;
 use lorafuse::lora::{LoraAdapter, LoraConfig};
 use lorafuse::model::{ClassifierHead, EncoderInput, ForwardMode};
 use lorafuse::train::{TaskModel, TrainConfig, cross_entropy};
+
+use crate::args::Common;
+use crate::io::load_engine;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -62,22 +64,13 @@ fn synthetic_batch(seed: u64, t: usize) -> EncoderInput {
     }
 }
 
-pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
+pub fn run(common: &Common, args: BenchArgs) -> Result<()> {
     if args.infer_batches == 0 || args.train_steps == 0 {
         anyhow::bail!("--infer-batches and --train-steps must be at least 1");
     }
     if !(2..=512).contains(&args.seq) {
         anyhow::bail!("--seq must be in 2..=512 (the model's positions)");
     }
-    let read = |n: &str| {
-        std::fs::read(model_dir.join(n))
-            .with_context(|| format!("reading {}", model_dir.join(n).display()))
-    };
-    let (config, weights, tok) = (
-        read("config.json")?,
-        read("model.safetensors")?,
-        read("tokenizer.json")?,
-    );
     let mut results = Vec::new();
     let mut breakdown = Vec::new();
     println!(
@@ -90,86 +83,18 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
     );
     println!("| --- | ---: | ---: | ---: |");
     for name in &args.backends {
-        let device = lorafuse::backend::device(name)?;
-        let engine = Engine::load(&config, &weights, &tok, &device)?;
-        // Inference.
-        let mode = ForwardMode::eval(None);
-        let warm = synthetic_batch(0, args.seq);
-        block_on(lorafuse::host::floats(
-            engine.encoder.pooled(&warm, None, &mode, &device),
-        ))?;
-        let t0 = Instant::now();
-        for i in 0..args.infer_batches {
-            let x = synthetic_batch(i as u64 + 1, args.seq);
-            block_on(lorafuse::host::floats(
-                engine.encoder.pooled(&x, None, &mode, &device),
-            ))?;
-        }
-        let infer = (args.infer_batches * 32) as f64 / t0.elapsed().as_secs_f64();
-
-        // LoRA training steps, the torch baseline's set-up.
-        let ad = device.clone().autodiff();
-        let lora = LoraConfig {
-            r: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            target_modules: vec!["query".into(), "value".into()],
-            ..Default::default()
-        };
-        let cfg = TrainConfig {
-            max_grad_norm: 0.0,
-            ..Default::default()
-        };
-        let mut model = TaskModel {
-            adapter: LoraAdapter::init(&lora, &engine.encoder.config, 1, &ad)?,
-            head: ClassifierHead::init(engine.encoder.config.hidden_size, 2, 0.1, 1, &ad),
-        };
-        let mut opt = cfg.optimizer();
-        let mut step_times = Vec::new();
-        let mut parts = [Vec::new(), Vec::new(), Vec::new()]; // forward, backward, optimiser
-        for step in 0..args.train_steps + 2 {
-            let x = synthetic_batch(100 + step as u64, args.seq);
-            let targets: Vec<i64> = (0..32).map(|i| (i % 2) as i64).collect();
-            let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
-                burn::tensor::TensorData::new(targets, [32]),
-                &device,
-            );
-            let t0 = Instant::now();
-            let mode = ForwardMode::train(Some(&model.adapter), true);
-            let loss = cross_entropy(
-                model.logits(&engine.encoder, &x, &mode, true, &device),
-                targets,
-            );
-            // Reading the loss forces the forward pass to run (backends may be lazy).
-            block_on(lorafuse::host::scalar(loss.clone()))?;
-            let t1 = Instant::now();
-            let mut grads = loss.backward();
-            let g = burn::optim::GradientsParams::from_module(&mut grads, &model);
-            let t2 = Instant::now();
-            model = opt.step(1e-4, model, g);
-            // Make sure the update ran before stopping the clock.
-            block_on(lorafuse::host::floats(model.head.linear.weight.val()))?;
-            let t3 = Instant::now();
-            if step >= 2 {
-                step_times.push((t3 - t0).as_secs_f64());
-                parts[0].push((t1 - t0).as_secs_f64());
-                parts[1].push((t2 - t1).as_secs_f64());
-                parts[2].push((t3 - t2).as_secs_f64());
-            }
-        }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (f, b, o) = (med(&mut parts[0]), med(&mut parts[1]), med(&mut parts[2]));
+        let engine = load_engine(&Common {
+            backend: name.clone(),
+            ..common.clone()
+        })?;
+        let infer = inference(&engine, &args)?;
+        let (median, [f, b, o]) = training(&engine, &args)?;
         breakdown.push(format!(
             "{name}: forward {:.0} ms, backward {:.0} ms, optimiser {:.0} ms per step",
             f * 1000.0,
             b * 1000.0,
             o * 1000.0
         ));
-        step_times.sort_by(f64::total_cmp);
-        let median = step_times[step_times.len() / 2];
         let train = 32.0 / median;
         println!(
             "| {name} | {infer:.1} | {train:.2} | {:.0} |",
@@ -185,6 +110,87 @@ pub fn run(model_dir: &Path, args: BenchArgs) -> Result<()> {
         std::fs::write(&p, serde_json::to_string_pretty(&results)?)?;
     }
     Ok(())
+}
+
+/// Inference throughput (sentences/s): forward + mean pool of `infer_batches` batches of 32,
+/// after one warm-up batch.
+fn inference(engine: &Engine, args: &BenchArgs) -> Result<f64> {
+    let device = &engine.device;
+    let mode = ForwardMode::eval(None);
+    let warm = synthetic_batch(0, args.seq);
+    block_on(lorafuse::host::floats(
+        engine.encoder.pooled(&warm, None, &mode, device),
+    ))?;
+    let t0 = Instant::now();
+    for i in 0..args.infer_batches {
+        let x = synthetic_batch(i as u64 + 1, args.seq);
+        block_on(lorafuse::host::floats(
+            engine.encoder.pooled(&x, None, &mode, device),
+        ))?;
+    }
+    Ok((args.infer_batches * 32) as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// LoRA training steps in the PyTorch baseline's set-up: the median step time and the medians of
+/// its forward, backward and optimiser parts. Written out step by step rather than through the
+/// training driver because it times the three parts of a step separately.
+fn training(engine: &Engine, args: &BenchArgs) -> Result<(f64, [f64; 3])> {
+    let device = &engine.device;
+    let ad = device.clone().autodiff();
+    let lora = LoraConfig {
+        r: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        target_modules: vec!["query".into(), "value".into()],
+        ..Default::default()
+    };
+    let cfg = TrainConfig {
+        max_grad_norm: 0.0,
+        ..Default::default()
+    };
+    let mut model = TaskModel {
+        adapter: LoraAdapter::init(&lora, &engine.encoder.config, 1, &ad)?,
+        head: ClassifierHead::init(engine.encoder.config.hidden_size, 2, 0.1, 1, &ad),
+    };
+    let mut opt = cfg.optimizer();
+    let mut step_times = Vec::new();
+    let mut parts = [Vec::new(), Vec::new(), Vec::new()]; // forward, backward, optimiser
+    for step in 0..args.train_steps + 2 {
+        let x = synthetic_batch(100 + step as u64, args.seq);
+        let targets: Vec<i64> = (0..32).map(|i| (i % 2) as i64).collect();
+        let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(targets, [32]),
+            device,
+        );
+        let t0 = Instant::now();
+        let mode = ForwardMode::train(Some(&model.adapter), true);
+        let loss = cross_entropy(
+            model.logits(&engine.encoder, &x, &mode, true, device),
+            targets,
+        );
+        // Reading the loss forces the forward pass to run (backends may be lazy).
+        block_on(lorafuse::host::scalar(loss.clone()))?;
+        let t1 = Instant::now();
+        let mut grads = loss.backward();
+        let g = burn::optim::GradientsParams::from_module(&mut grads, &model);
+        let t2 = Instant::now();
+        model = opt.step(1e-4, model, g);
+        // Make sure the update ran before stopping the clock.
+        block_on(lorafuse::host::floats(model.head.linear.weight.val()))?;
+        let t3 = Instant::now();
+        if step >= 2 {
+            step_times.push((t3 - t0).as_secs_f64());
+            parts[0].push((t1 - t0).as_secs_f64());
+            parts[1].push((t2 - t1).as_secs_f64());
+            parts[2].push((t3 - t2).as_secs_f64());
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let p = [med(&mut parts[0]), med(&mut parts[1]), med(&mut parts[2])];
+    Ok((med(&mut step_times), p))
 }
 
 fn rayon_threads() -> String {

@@ -31,19 +31,33 @@ pub fn run(common: &Common, a: EvalArgs) -> Result<()> {
     let vocab = LabelVocab::from_names(meta.labels.clone());
     let rows = Labelled::all(&read_examples(&a.data, &a.columns)?, &vocab)?;
     let pb = spinner(&format!("evaluating {} examples", rows.len()));
-    let v = block_on(EvalVectors::encode(&engine, &rows.texts, &[&task.adapter], 0, false))?;
+    let v = block_on(EvalVectors::encode(
+        &engine,
+        &rows.texts,
+        &[&task.adapter],
+        0,
+        false,
+    ))?;
     let methods = Methods {
         lora: Some(head),
         ..Methods::default()
     };
     let cmp = block_on(compare(&v, &rows.labels, vocab.len(), &methods))?;
     pb.finish_and_clear();
-    let r = &cmp.results[0];
+    // The probabilities the adapter's users see: at the temperature recorded with its head.
+    let r = cmp.results[0].at_temperature(meta.temperature, &rows.labels);
+    let (lo, hi) = r.accuracy_interval();
     println!(
         "{}",
-        serde_json::to_string_pretty(
-            &serde_json::json!({"metrics": r.metrics, "labels": vocab.names(), "confusion_matrix": r.confusion.counts})
-        )?
+        serde_json::to_string_pretty(&serde_json::json!({
+            "metrics": r.metrics,
+            "accuracy_interval": [lo, hi],
+            "temperature": meta.temperature,
+            "calibration": r.calibration,
+            "per_class": r.confusion.per_class(),
+            "labels": vocab.names(),
+            "confusion_matrix": r.confusion.counts,
+        }))?
     );
     Ok(())
 }

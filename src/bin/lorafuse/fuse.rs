@@ -96,7 +96,11 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         let (_, _, t) = loaded.iter().find(|(n, _, _)| n == task).with_context(|| {
             format!("--data names task {task:?}, which none of the adapters is")
         })?;
-        let labels = t.meta.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+        let labels = t
+            .meta
+            .as_ref()
+            .map(|m| m.labels.clone())
+            .unwrap_or_default();
         let rows = Labelled::all(
             &read_examples(Path::new(file), &a.columns)?,
             &LabelVocab::from_names(labels.clone()),
@@ -183,17 +187,15 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
         .zip(&tasks)
         .zip(&labels)
         .map(|((fa, t), l)| {
-            let fusion = manifest
-                .tasks
-                .iter()
-                .position(|ft| ft.task == fa.task)
-                .map(|i| &layers[i]);
+            let fused = manifest.tasks.iter().position(|ft| ft.task == fa.task);
             Ok(TaskParts {
                 name: &fa.task,
                 labels: l,
                 adapter: &t.adapter,
                 head: t.head.as_ref().context("adapter without head")?,
-                fusion,
+                fusion: fused.map(|i| &layers[i]),
+                temperature: t.meta.as_ref().map_or(1.0, |m| m.temperature),
+                hybrid_temperature: fused.map_or(1.0, |i| manifest.tasks[i].temperature),
             })
         })
         .collect::<Result<_>>()?;

@@ -66,7 +66,10 @@ pub fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
 }
 
 /// The head and metadata of a task folder; a plain PEFT adapter has neither.
-pub fn head_and_meta<'a>(task: &'a LoadedTask, dir: &Path) -> Result<(&'a ClassifierHead, &'a TaskMeta)> {
+pub fn head_and_meta<'a>(
+    task: &'a LoadedTask,
+    dir: &Path,
+) -> Result<(&'a ClassifierHead, &'a TaskMeta)> {
     match (task.head.as_ref(), task.meta.as_ref()) {
         (Some(h), Some(m)) => Ok((h, m)),
         _ => bail!(
@@ -198,4 +201,20 @@ impl lorafuse::experiment::Stage1Observer for Bars {
     fn on_step(&mut self, p: &lorafuse::train::Progress) {
         self.step(p)
     }
+}
+
+/// One method's scores as JSON: its metrics, the accuracy's 95 % Wilson interval, and the
+/// calibration of its probabilities at temperature `t` (raw) and after temperature scaling
+/// measured out of fold on these rows.
+pub fn method_json(
+    r: &lorafuse::experiment::MethodResult,
+    labels: &[usize],
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(&r.metrics)?;
+    let (lo, hi) = r.accuracy_interval();
+    v["accuracy_interval"] = serde_json::json!([lo, hi]);
+    v["calibration"] = serde_json::to_value(&r.calibration)?;
+    v["calibration_after_scaling"] = serde_json::to_value(r.cross_fitted_calibration(labels))?;
+    v["per_class"] = serde_json::to_value(r.confusion.per_class())?;
+    Ok(v)
 }

@@ -39,7 +39,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Predict labels of texts with a trained task (`--adapter`) or with every task of a fused model (`--fused`).
     Predict(predict::PredictArgs),
-    /// Evaluate a trained task on a labelled file: accuracy, macro-F1, MCC, confusion matrix.
+    /// Evaluate a trained task on a labelled file: accuracy (95 % interval), macro-F1, MCC,
+    /// calibration at the task's temperature, per-class scores, confusion matrix.
     Eval(eval::EvalArgs),
     /// Measure inference and LoRA training throughput at batch 32, sequence length 64.
     BenchSpeed(bench_speed::BenchArgs),
@@ -64,7 +65,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(c, a),
         Command::Predict(a) => predict::run(c, a),
         Command::Eval(a) => eval::run(c, a),
-        Command::BenchSpeed(a) => bench_speed::run(&c.model_dir, a),
+        Command::BenchSpeed(a) => bench_speed::run(c, a),
         Command::Fuse(a) => fuse::run(&io::load_engine(c)?, a),
         Command::Bench(a) => bench::run(&io::load_engine(c)?, a),
     }

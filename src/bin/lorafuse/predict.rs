@@ -42,6 +42,8 @@ pub fn run(common: &Common, a: PredictArgs) -> Result<()> {
         &a.text,
         &engine.device,
     ))?;
+    // Calibrated: at the temperature fitted on held-out rows when the task was trained.
+    let probs = lorafuse::train::calibration::scale(&probs, meta.temperature);
     for (t, p) in a.text.iter().zip(&probs) {
         let best = infer::argmax(p);
         let probs: BTreeMap<&str, f32> = meta

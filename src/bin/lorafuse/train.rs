@@ -8,18 +8,18 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use lorafuse::data;
+use lorafuse::engine::Engine;
 use lorafuse::experiment::{
     EvalVectors, Methods, PreparedTask, Stage1Observer, compare, run_stage1, train_probe,
 };
 use lorafuse::host::block_on;
 use lorafuse::infer::pooled_vectors;
-use lorafuse::engine::Engine;
 use lorafuse::model::ClassifierHead;
 use lorafuse::train::{Metrics, Progress, TaskModel, TrainConfig};
 use lorafuse::workspace::task_files::{self, EpochRecord};
 
 use crate::args::{Columns, Common, TrainingArgs};
-use crate::io::{Bars, load_engine, read_examples, spinner};
+use crate::io::{Bars, load_engine, method_json, read_examples, spinner};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -80,7 +80,8 @@ impl Stage1Observer for Cli {
                 .val_accuracy
                 .map(|a| format!(", held-out accuracy {a:.4}"))
                 .unwrap_or_default();
-            self.bars.println(&format!("epoch {}: loss {:.4}{val}", r.epoch, r.loss));
+            self.bars
+                .println(&format!("epoch {}: loss {:.4}{val}", r.epoch, r.loss));
         }
     }
 }
@@ -120,6 +121,7 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
     let lora_metrics = score(&engine, &task, frozen.as_ref(), &run.model, &mut report)?;
     report.insert("labels".into(), serde_json::to_value(task.vocab.names())?);
     report.insert("train_seconds".into(), serde_json::to_value(run.seconds)?);
+    report.insert("temperature".into(), serde_json::to_value(run.temperature)?);
 
     let meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
     let files = block_on(task_files::to_files(&run.model, &meta))?;
@@ -186,9 +188,21 @@ fn frozen_probe(engine: &Engine, task: &PreparedTask, cfg: &TrainConfig) -> Resu
     let t0 = Instant::now();
     let pb = spinner("frozen baseline: encoding training rows once");
     let e = engine;
-    let x = block_on(pooled_vectors(&e.encoder, &e.tokenizer, None, &task.train.texts, &e.device))?;
+    let x = block_on(pooled_vectors(
+        &e.encoder,
+        &e.tokenizer,
+        None,
+        &task.train.texts,
+        &e.device,
+    ))?;
     pb.finish_and_clear();
-    let head = block_on(train_probe(x, &task.train.labels, task.vocab.len(), cfg, &e.device))?;
+    let head = block_on(train_probe(
+        x,
+        &task.train.labels,
+        task.vocab.len(),
+        cfg,
+        &e.device,
+    ))?;
     eprintln!("frozen probe trained ({:.1} s)", t0.elapsed().as_secs_f64());
     Ok(head)
 }
@@ -208,20 +222,38 @@ fn score(
     }
     let pb = spinner(&format!("scoring {} evaluation rows", task.held_out.len()));
     let texts = &task.held_out.texts;
-    let v = block_on(EvalVectors::encode(engine, texts, &[&model.adapter], 0, frozen.is_some()))?;
+    let v = block_on(EvalVectors::encode(
+        engine,
+        texts,
+        &[&model.adapter],
+        0,
+        frozen.is_some(),
+    ))?;
     let methods = Methods {
         frozen,
         lora: Some(&model.head),
         hybrid: None,
     };
-    let cmp = block_on(compare(&v, &task.held_out.labels, task.vocab.len(), &methods))?;
+    let cmp = block_on(compare(
+        &v,
+        &task.held_out.labels,
+        task.vocab.len(),
+        &methods,
+    ))?;
     pb.finish_and_clear();
     let mut lora = None;
     for r in &cmp.results {
-        eprintln!("{:<7} {}", format!("{}:", r.method), fmt_metrics(&r.metrics));
-        report.insert(r.method.clone(), serde_json::to_value(&r.metrics)?);
+        eprintln!(
+            "{:<7} {}",
+            format!("{}:", r.method),
+            fmt_metrics(&r.metrics)
+        );
+        report.insert(r.method.clone(), method_json(r, &task.held_out.labels)?);
         if r.method == "lora" {
-            report.insert("confusion_matrix".into(), serde_json::to_value(&r.confusion.counts)?);
+            report.insert(
+                "confusion_matrix".into(),
+                serde_json::to_value(&r.confusion.counts)?,
+            );
             lora = Some(r.metrics.clone());
         }
     }

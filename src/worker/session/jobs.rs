@@ -8,6 +8,7 @@ use super::{Fusion, Host, Session, Task, Trained};
 use crate::data::LabelVocab;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::experiment::compare::{Comparison, paired_finding, width_finding};
 use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
 use crate::experiment::{
     EvalVectors, FusionTarget, Labelled, Methods, PreparedTask, Stage1Observer, compare,
@@ -18,6 +19,7 @@ use crate::fusion::files::{self as fusion_files, FusedAdapter};
 use crate::infer::{MultiTaskOutput, TaskParts, pooled_vectors, predict_all};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
+use crate::train::calibration::fit_temperature;
 use crate::train::stage2::FusionTrainer;
 use crate::train::{LoraTrainer, Observer, Outcome, Progress, TrainConfig, now_sec};
 use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress, MethodResult, TaskReport};
@@ -99,7 +101,10 @@ impl Session {
             batch_size: 2,
             ..Default::default()
         };
-        let texts = [text.to_string(), "a completely different sentence".to_string()];
+        let texts = [
+            text.to_string(),
+            "a completely different sentence".to_string(),
+        ];
         let start = now_sec();
         let mut tr = LoraTrainer::new(
             &e.encoder,
@@ -134,8 +139,12 @@ impl Session {
             )));
         }
         let s = &state.settings;
-        let prepared =
-            PreparedTask::new(&state.examples, &state.test_examples, &s.holdout, s.train.seed)?;
+        let prepared = PreparedTask::new(
+            &state.examples,
+            &state.test_examples,
+            &s.holdout,
+            s.train.seed,
+        )?;
         let engine = self.engine.clone();
         let job = Job::Task(task.to_string());
         self.cancel.store(false, Ordering::Relaxed);
@@ -160,6 +169,7 @@ impl Session {
                 labels: prepared.vocab.names().to_vec(),
                 sha256,
                 history: run.history,
+                temperature: run.temperature,
             });
             self.drop_fusion(host, &format!("the adapter of {task:?} changed"));
         }
@@ -213,8 +223,12 @@ impl Session {
         for (t, tr, _) in &ready {
             let name = &t.state.name;
             let s = &t.state.settings;
-            let (train, _) = s.holdout.split(&t.state.examples, &t.state.test_examples, s.train.seed);
-            let (rows, _) = Labelled::known(&train, &LabelVocab::from_names(tr.labels.clone()));
+            let (train, held_out) =
+                s.holdout
+                    .split(&t.state.examples, &t.state.test_examples, s.train.seed);
+            let vocab = LabelVocab::from_names(tr.labels.clone());
+            let (rows, _) = Labelled::known(&train, &vocab);
+            let (held, _) = Labelled::known(&held_out, &vocab);
             host.emit(Event::Notice(format!(
                 "fusion of {name:?}: encoding {} examples with the base model and {} adapters",
                 rows.len(),
@@ -231,7 +245,8 @@ impl Session {
             }
             let cfg = fusion_train_config(&s.train, None, None);
             let labels = tr.labels.clone();
-            targets.push(FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?);
+            let target = FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?;
+            targets.push(target.with_held_out(&engine, &adapters, &held).await?);
         }
         let fused: Vec<FusedAdapter> = ready
             .iter()
@@ -253,7 +268,12 @@ impl Session {
         let files = fusion_files::to_files(&model.manifest, &model.layers).await?;
         let last = match shared {
             true => SHARED_JOB.to_string(),
-            false => model.manifest.tasks.last().map(|t| t.task.clone()).unwrap_or_default(),
+            false => model
+                .manifest
+                .tasks
+                .last()
+                .map(|t| t.task.clone())
+                .unwrap_or_default(),
         };
         self.fusion = Some(Fusion {
             manifest: model.manifest,
@@ -266,6 +286,14 @@ impl Session {
             seconds: now_sec() - start,
         });
         self.changed(host, true)
+    }
+
+    /// The temperature of a task's hybrid probabilities (1 when not fused).
+    fn hybrid_temperature(&self, task: &str) -> f64 {
+        let tasks = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
+        tasks
+            .and_then(|ts| ts.iter().find(|t| t.task == task))
+            .map_or(1.0, |t| t.temperature)
     }
 
     fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
@@ -302,6 +330,8 @@ impl Session {
                 adapter: &tr.adapter,
                 head,
                 fusion: self.fusion_for(&t.state.name),
+                temperature: tr.temperature,
+                hybrid_temperature: self.hybrid_temperature(&t.state.name),
             })
             .collect();
         let e = &self.engine;
@@ -321,7 +351,8 @@ impl Session {
             host.pause().await;
             let s = &t.state.settings;
             let (train, held_out) =
-                s.holdout.split(&t.state.examples, &t.state.test_examples, s.train.seed);
+                s.holdout
+                    .split(&t.state.examples, &t.state.test_examples, s.train.seed);
             let vocab = LabelVocab::from_names(tr.labels.clone());
             let (held, _) = Labelled::known(&held_out, &vocab);
             let mut report = TaskReport {
@@ -330,6 +361,7 @@ impl Session {
                 n: held.len(),
                 source: s.holdout.describe(!t.state.test_examples.is_empty()),
                 results: Vec::new(),
+                findings: Vec::new(),
             };
             if held.is_empty() {
                 report.source = "no held-out examples (upload more data or a test file)".into();
@@ -358,18 +390,49 @@ impl Session {
                 hybrid: fusion,
             };
             let cmp = compare(&v, &held.labels, vocab.len(), &methods).await?;
+            report.findings = findings(&cmp, &held.labels);
             report.results = cmp
                 .results
-                .into_iter()
-                .map(|r| MethodResult {
-                    method: r.method,
-                    accuracy: r.metrics.accuracy,
-                    macro_f1: r.metrics.macro_f1,
-                    confusion: r.confusion.counts,
+                .iter()
+                .map(|r| {
+                    // The temperature live predictions use: LoRA's and the hybrid's were fitted
+                    // on these rows when they trained; the probe exists only here.
+                    let temperature = match r.method.as_str() {
+                        "lora" => tr.temperature,
+                        "hybrid" => self.hybrid_temperature(name),
+                        _ => fit_temperature(&r.probabilities, &held.labels),
+                    };
+                    MethodResult {
+                        method: r.method.clone(),
+                        accuracy: r.metrics.accuracy,
+                        accuracy_interval: r.accuracy_interval(),
+                        macro_f1: r.metrics.macro_f1,
+                        confusion: r.confusion.counts.clone(),
+                        per_class: r.confusion.per_class(),
+                        temperature,
+                        raw: r.calibration.clone(),
+                        calibrated: r.cross_fitted_calibration(&held.labels),
+                        reliability: r.cross_fitted_reliability(&held.labels),
+                    }
                 })
                 .collect();
             reports.push(report);
         }
         Ok(reports)
     }
+}
+
+/// The report's sentences for one task: the hybrid against LoRA on the same rows, and a note when
+/// the accuracy intervals are wide.
+fn findings(cmp: &Comparison, labels: &[usize]) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(h), Some(l), Some(p)) = (
+        cmp.get("hybrid"),
+        cmp.get("lora"),
+        cmp.paired("hybrid", "lora", labels),
+    ) {
+        out.push(paired_finding(h, l, &p));
+    }
+    out.extend(width_finding(&cmp.results));
+    out
 }

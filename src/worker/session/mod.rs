@@ -46,6 +46,8 @@ struct Trained {
     labels: Vec<String>,
     sha256: String,
     history: Vec<EpochPoint>,
+    /// Temperature of the head's probabilities (1 = none).
+    temperature: f64,
 }
 
 /// One task: its persistent state and what is loaded in memory.

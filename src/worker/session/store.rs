@@ -53,7 +53,12 @@ impl Session {
 
     /// Imports a workspace zip (replacing everything, only once all of it loaded) or one task's
     /// adapter zip (ours or PEFT's).
-    pub(super) async fn import<H: Host>(&mut self, file_name: &str, bytes: &[u8], host: &H) -> Result<()> {
+    pub(super) async fn import<H: Host>(
+        &mut self,
+        file_name: &str,
+        bytes: &[u8],
+        host: &H,
+    ) -> Result<()> {
         match bundle::classify(bytes)? {
             Upload::Workspace(ws) => {
                 let mut fresh = Session::new(self.engine.clone());
@@ -67,7 +72,10 @@ impl Session {
     }
 
     /// A task's adapter folder loaded for use, with its metadata (if the folder has it).
-    fn load_trained(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<(Trained, Option<TaskMeta>)> {
+    fn load_trained(
+        &self,
+        files: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(Trained, Option<TaskMeta>)> {
         let loaded =
             task_files::from_files(files, &self.engine.encoder.config, &self.engine.device)?;
         let meta = loaded.meta;
@@ -77,6 +85,7 @@ impl Session {
             adapter: loaded.adapter,
             head: loaded.head,
             sha256: loaded.adapter_sha256,
+            temperature: meta.as_ref().map_or(1.0, |m| m.temperature),
         };
         Ok((trained, meta))
     }

@@ -29,7 +29,9 @@ use lorafuse::experiment::{
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::train::calibration::{Calibration, fit_temperature};
 use lorafuse::train::stage2::FusionCache;
+use lorafuse::train::uncertainty::Paired;
 use lorafuse::train::{Metrics, TaskModel, TrainConfig};
 
 use crate::io::{Bars, step_bar};
@@ -81,11 +83,23 @@ struct TaskData {
     removed: usize,
 }
 
-/// A method's scores on the dev and the test split.
+/// A method's scores on the dev and the test split, with the calibration of its test
+/// probabilities before and after temperature scaling (the temperature fitted on dev).
 #[derive(Serialize, Clone)]
 struct MethodScores {
     test: Metrics,
     dev: Metrics,
+    /// 95 % Wilson interval of the test accuracy.
+    test_accuracy_interval: (f64, f64),
+    /// The temperature fitted on the dev rows.
+    temperature: f64,
+    /// Test calibration of the raw probabilities.
+    test_calibration: Calibration,
+    /// Test calibration at the dev-fitted temperature.
+    test_calibration_scaled: Calibration,
+    /// The test rows' predicted classes (for paired comparisons).
+    #[serde(skip)]
+    test_predictions: Vec<usize>,
 }
 
 /// Every number of one task and seed.
@@ -99,6 +113,8 @@ struct TaskSeedResult {
     frozen: MethodScores,
     lora: MethodScores,
     hybrid: MethodScores,
+    /// The hybrid against LoRA on the same test rows (exact McNemar test).
+    hybrid_vs_lora: Paired,
     #[serde(flatten)]
     variants: variants::VariantScores,
     stage1_seconds: f64,
@@ -208,7 +224,8 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         for (i, t) in tasks.iter().enumerate() {
             let (mut r, fusion) = score_task(&ctx, i, &t.name, a.fusion_heads)?;
             let shared = shared_layers.get(i);
-            r.variants = variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared, &lora)?;
+            r.variants =
+                variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared, &lora)?;
             r.stage1_seconds = stage1_secs[i];
             frozen_total += r.frozen_seconds;
             fusion_total += r.fusion_seconds;
@@ -226,9 +243,26 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             shared_fusion_seconds: shared_secs,
         });
     }
-    report::print(&a, &tasks, &results, &times, passes_per_text, wall.elapsed().as_secs_f64());
+    report::print(
+        &a,
+        &tasks,
+        &results,
+        &times,
+        passes_per_text,
+        wall.elapsed().as_secs_f64(),
+    );
     if let Some(p) = &a.out {
-        report::write_json(p, &a, &tasks, &lora, &base_cfg, &results, &times, passes_per_text, wall.elapsed().as_secs_f64())?;
+        report::write_json(
+            p,
+            &a,
+            &tasks,
+            &lora,
+            &base_cfg,
+            &results,
+            &times,
+            passes_per_text,
+            wall.elapsed().as_secs_f64(),
+        )?;
     }
     Ok(())
 }
@@ -276,10 +310,17 @@ fn prepare_seed<'a>(
         let mut c = Vec::new();
         for texts in [&s.task.train.texts, &s.task.held_out.texts, &s.test.texts] {
             let e = engine;
-            c.push(block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))?);
+            c.push(block_on(FusionCache::build(
+                &e.encoder,
+                &e.tokenizer,
+                &adapters,
+                texts,
+                &e.device,
+            ))?);
             pb.inc(1);
         }
-        let [tr, dev, test]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("three caches"))?;
+        let [tr, dev, test]: [FusionCache; 3] =
+            c.try_into().map_err(|_| anyhow::anyhow!("three caches"))?;
         caches.push([tr, dev, test]);
     }
     pb.finish_and_clear();
@@ -307,7 +348,13 @@ fn fusion_config(ctx: &SeedCtx, i: usize, heads: usize) -> FusionConfig {
 }
 
 /// Task `i`'s fusion target over `cache` with `cfg`.
-fn target(ctx: &SeedCtx, i: usize, name: &str, cache: FusionCache, cfg: &TrainConfig) -> FusionTarget {
+fn target(
+    ctx: &SeedCtx,
+    i: usize,
+    name: &str,
+    cache: FusionCache,
+    cfg: &TrainConfig,
+) -> FusionTarget {
     let s = &ctx.splits[i];
     FusionTarget {
         name: name.to_string(),
@@ -315,30 +362,61 @@ fn target(ctx: &SeedCtx, i: usize, name: &str, cache: FusionCache, cfg: &TrainCo
         cache,
         y: s.task.train.labels.clone(),
         cfg: cfg.clone(),
+        held_out: None,
     }
 }
 
 /// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
 /// test metrics, and the fusion's mean attention on test.
-fn score(ctx: &SeedCtx, i: usize, dev: &FusionCache, test: &FusionCache, methods: &Methods) -> Result<(Vec<MethodScores>, Vec<f32>)> {
+fn score(
+    ctx: &SeedCtx,
+    i: usize,
+    dev: &FusionCache,
+    test: &FusionCache,
+    methods: &Methods,
+) -> Result<(Vec<MethodScores>, Vec<f32>)> {
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
-    let d = block_on(compare(&EvalVectors::from_cache(dev, i), &s.task.held_out.labels, classes, methods))?;
-    let t = block_on(compare(&EvalVectors::from_cache(test, i), &s.test.labels, classes, methods))?;
+    let d = block_on(compare(
+        &EvalVectors::from_cache(dev, i),
+        &s.task.held_out.labels,
+        classes,
+        methods,
+    ))?;
+    let t = block_on(compare(
+        &EvalVectors::from_cache(test, i),
+        &s.test.labels,
+        classes,
+        methods,
+    ))?;
     let scores = d
         .results
         .iter()
         .zip(&t.results)
-        .map(|(d, t)| MethodScores {
-            dev: d.metrics.clone(),
-            test: t.metrics.clone(),
+        .map(|(d, t)| {
+            let temperature = fit_temperature(&d.probabilities, &s.task.held_out.labels);
+            MethodScores {
+                dev: d.metrics.clone(),
+                test: t.metrics.clone(),
+                test_accuracy_interval: t.accuracy_interval(),
+                temperature,
+                test_calibration: t.calibration.clone(),
+                test_calibration_scaled: t.at_temperature(temperature, &s.test.labels).calibration,
+                test_predictions: t.predictions(),
+            }
         })
         .collect();
     Ok((scores, t.attention.unwrap_or_default()))
 }
 
 /// A fusion layer's dev and test scores and its mean attention on test.
-fn score_fusion(ctx: &SeedCtx, i: usize, f: &AttentionFusion, dev: &FusionCache, test: &FusionCache) -> Result<(MethodScores, Vec<f32>)> {
+fn score_fusion(
+    ctx: &SeedCtx,
+    i: usize,
+    f: &AttentionFusion,
+    dev: &FusionCache,
+    test: &FusionCache,
+) -> Result<(MethodScores, Vec<f32>)> {
     let methods = Methods {
         hybrid: Some(f),
         ..Methods::default()
@@ -349,17 +427,33 @@ fn score_fusion(ctx: &SeedCtx, i: usize, f: &AttentionFusion, dev: &FusionCache,
 
 /// Task `i`: the frozen probe and the default per-task fusion trained on its cache, and the
 /// three methods scored on dev and test.
-fn score_task(ctx: &SeedCtx, i: usize, name: &str, heads: usize) -> Result<(TaskSeedResult, AttentionFusion)> {
+fn score_task(
+    ctx: &SeedCtx,
+    i: usize,
+    name: &str,
+    heads: usize,
+) -> Result<(TaskSeedResult, AttentionFusion)> {
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
     let [train_c, dev_c, test_c] = &ctx.caches[i];
     let device = &ctx.engine.device;
     let t0 = Instant::now();
-    let probe = block_on(train_probe(train_c.base.clone(), &s.task.train.labels, classes, &ctx.cfg, device))?;
+    let probe = block_on(train_probe(
+        train_c.base.clone(),
+        &s.task.train.labels,
+        classes,
+        &ctx.cfg,
+        device,
+    ))?;
     let frozen_secs = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
     let tgt = target(ctx, i, name, train_c.clone(), &ctx.fusion_cfg);
-    let (fusion, _) = block_on(train_layer(&tgt, &fusion_config(ctx, i, heads), ctx.engine, &mut ()))?;
+    let (fusion, _) = block_on(train_layer(
+        &tgt,
+        &fusion_config(ctx, i, heads),
+        ctx.engine,
+        &mut (),
+    ))?;
     let fusion_secs = t0.elapsed().as_secs_f64();
     let methods = Methods {
         frozen: Some(&probe),
@@ -367,8 +461,9 @@ fn score_task(ctx: &SeedCtx, i: usize, name: &str, heads: usize) -> Result<(Task
         hybrid: Some(&fusion),
     };
     let (scores, att) = score(ctx, i, dev_c, test_c, &methods)?;
-    let [frozen, lora, hybrid]: [MethodScores; 3] =
-        scores.try_into().map_err(|_| anyhow::anyhow!("three methods were scored"))?;
+    let [frozen, lora, hybrid]: [MethodScores; 3] = scores
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("three methods were scored"))?;
     eprintln!(
         "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
         ctx.seed,
@@ -380,7 +475,13 @@ fn score_task(ctx: &SeedCtx, i: usize, name: &str, heads: usize) -> Result<(Task
         lora.dev.accuracy,
         hybrid.dev.accuracy
     );
+    let hybrid_vs_lora = Paired::of(
+        &hybrid.test_predictions,
+        &lora.test_predictions,
+        &s.test.labels,
+    );
     let r = TaskSeedResult {
+        hybrid_vs_lora,
         task: name.to_string(),
         seed: ctx.seed,
         train_rows: s.task.train.len(),
@@ -400,16 +501,29 @@ fn score_task(ctx: &SeedCtx, i: usize, name: &str, heads: usize) -> Result<(Task
 
 /// The one fusion shared by all tasks (docs/design.md §1.3's option), cut into per-task layers,
 /// and its training time.
-fn shared_fusion(ctx: &SeedCtx, tasks: &[TaskData], heads: usize) -> Result<(Vec<AttentionFusion>, f64)> {
+fn shared_fusion(
+    ctx: &SeedCtx,
+    tasks: &[TaskData],
+    heads: usize,
+) -> Result<(Vec<AttentionFusion>, f64)> {
     let t0 = Instant::now();
     let targets: Vec<FusionTarget> = tasks
         .iter()
         .enumerate()
         .map(|(i, t)| target(ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg))
         .collect();
-    let spec = FusionSpec { heads, shared: true };
+    let spec = FusionSpec {
+        heads,
+        shared: true,
+    };
     let mut bars = Bars::new(&format!("seed {} ", ctx.seed));
-    let (layers, _) = block_on(train_layers(ctx.engine, tasks.len(), &targets, &spec, &mut bars))?;
+    let (layers, _) = block_on(train_layers(
+        ctx.engine,
+        tasks.len(),
+        &targets,
+        &spec,
+        &mut bars,
+    ))?;
     bars.finish();
     let secs = t0.elapsed().as_secs_f64();
     eprintln!("seed {} shared fusion: {secs:.1} s", ctx.seed);
@@ -417,9 +531,23 @@ fn shared_fusion(ctx: &SeedCtx, tasks: &[TaskData], heads: usize) -> Result<(Vec
 }
 
 /// Multi-task prediction cost, measured: encoder passes per text with task 0 fused.
-fn passes_per_text_measured(ctx: &SeedCtx, tasks: &[TaskData], fusion: &AttentionFusion) -> Result<f64> {
-    let sample: Vec<&str> = ctx.splits[0].test.texts.iter().take(16).map(String::as_str).collect();
-    let labels: Vec<Vec<String>> = ctx.splits.iter().map(|s| s.task.vocab.names().to_vec()).collect();
+fn passes_per_text_measured(
+    ctx: &SeedCtx,
+    tasks: &[TaskData],
+    fusion: &AttentionFusion,
+) -> Result<f64> {
+    let sample: Vec<&str> = ctx.splits[0]
+        .test
+        .texts
+        .iter()
+        .take(16)
+        .map(String::as_str)
+        .collect();
+    let labels: Vec<Vec<String>> = ctx
+        .splits
+        .iter()
+        .map(|s| s.task.vocab.names().to_vec())
+        .collect();
     let parts: Vec<TaskParts> = tasks
         .iter()
         .enumerate()
@@ -429,8 +557,17 @@ fn passes_per_text_measured(ctx: &SeedCtx, tasks: &[TaskData], fusion: &Attentio
             adapter: &ctx.models[j].adapter,
             head: &ctx.models[j].head,
             fusion: if j == 0 { Some(fusion) } else { None },
+            temperature: 1.0,
+            hybrid_temperature: 1.0,
         })
         .collect();
     let e = ctx.engine;
-    Ok(block_on(predict_all(&e.encoder, &e.tokenizer, &parts, &sample, &e.device))?.encoder_passes_per_text)
+    Ok(block_on(predict_all(
+        &e.encoder,
+        &e.tokenizer,
+        &parts,
+        &sample,
+        &e.device,
+    ))?
+    .encoder_passes_per_text)
 }

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use lorafuse::experiment::compare::fmt_p;
 use lorafuse::lora::LoraConfig;
+use lorafuse::train::calibration::Calibration;
+use lorafuse::train::uncertainty::{mcnemar_exact, mean_std};
 use lorafuse::train::{Metrics, TrainConfig};
 
 use super::{BenchArgs, MethodScores, SeedTimes, TaskData, TaskSeedResult};
@@ -33,21 +36,9 @@ fn pick(m: &Metrics, task: &str) -> f64 {
     if task == "cola" { m.mcc } else { m.accuracy }
 }
 
-/// Mean and sample standard deviation.
-fn stats(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 {
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (mean, sd)
-}
-
 /// `mean ± std` in %.
-fn fmt_stats(v: &[f64]) -> String {
-    let (m, s) = stats(v);
+fn fmt_mean_std(v: &[f64]) -> String {
+    let (m, s) = mean_std(v);
     format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * s)
 }
 
@@ -61,6 +52,8 @@ pub(super) fn print(
     wall_seconds: f64,
 ) {
     accuracy_table(a, tasks, results);
+    calibration_table(tasks, results);
+    paired_summary(results);
     times_table(a, tasks, results, times);
     println!(
         "\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).",
@@ -91,13 +84,15 @@ fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult])
         for (key, get) in methods {
             let main: Vec<f64> = rs.iter().map(|r| pick(get(r), &t.name)).collect();
             let f1: Vec<f64> = rs.iter().map(|r| get(r).macro_f1).collect();
-            let e = avg.entry(key).or_insert_with(|| [vec![0.0; seeds], vec![0.0; seeds]]);
+            let e = avg
+                .entry(key)
+                .or_insert_with(|| [vec![0.0; seeds], vec![0.0; seeds]]);
             for (j, (m, f)) in main.iter().zip(&f1).enumerate() {
                 e[0][j] += m / tasks.len() as f64;
                 e[1][j] += f / tasks.len() as f64;
             }
-            main_cells.push(fmt_stats(&main));
-            f1_cells.push(fmt_stats(&f1));
+            main_cells.push(fmt_mean_std(&main));
+            f1_cells.push(fmt_mean_std(&f1));
         }
         println!(
             "| {} | {} | {} | {} |",
@@ -110,17 +105,27 @@ fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult])
     let v = &a.variants;
     type GetVariant = fn(&TaskSeedResult) -> Option<&MethodScores>;
     let variants: [(bool, &str, GetVariant); 4] = [
-        (v.fusion_grid, "hybrid, fusion settings selected on dev", |r| r.variants.hybrid_selected.as_ref()),
-        (v.fusion_crossfit, "hybrid, cross-fit", |r| r.variants.hybrid_crossfit.as_ref()),
-        (v.fusion_no_base, "hybrid, no base branch", |r| r.variants.hybrid_no_base.as_ref()),
-        (v.fusion_shared, "hybrid, one shared fusion", |r| r.variants.hybrid_shared.as_ref()),
+        (
+            v.fusion_grid,
+            "hybrid, fusion settings selected on dev",
+            |r| r.variants.hybrid_selected.as_ref(),
+        ),
+        (v.fusion_crossfit, "hybrid, cross-fit", |r| {
+            r.variants.hybrid_crossfit.as_ref()
+        }),
+        (v.fusion_no_base, "hybrid, no base branch", |r| {
+            r.variants.hybrid_no_base.as_ref()
+        }),
+        (v.fusion_shared, "hybrid, one shared fusion", |r| {
+            r.variants.hybrid_shared.as_ref()
+        }),
     ];
     for (on, label, get) in variants {
         if on {
             variant_rows(tasks, results, seeds, label, get);
         }
     }
-    let cell = |m: &str, i: usize| fmt_stats(&avg[m][i]);
+    let cell = |m: &str, i: usize| fmt_mean_std(&avg[m][i]);
     println!(
         "| **average** | | {} | {} | {} | {} | {} | {} |",
         cell("frozen", 0),
@@ -133,6 +138,76 @@ fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult])
     println!(
         "\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)",
         a.seeds
+    );
+}
+
+/// Test ECE and Brier per task and method, raw and at the dev-fitted temperature (mean over seeds).
+fn calibration_table(tasks: &[TaskData], results: &[TaskSeedResult]) {
+    type Get = fn(&TaskSeedResult) -> &MethodScores;
+    let methods: [(&str, Get); 3] = [
+        ("frozen", |r| &r.frozen),
+        ("lora", |r| &r.lora),
+        ("hybrid", |r| &r.hybrid),
+    ];
+    println!(
+        "\nCalibration on test (ECE, 10 bins; Brier), raw → at the temperature fitted on dev:"
+    );
+    println!(
+        "| task | frozen ECE | lora ECE | hybrid ECE | frozen Brier | lora Brier | hybrid Brier |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mean = |v: Vec<f64>| mean_std(&v).0;
+    let mut rows: Vec<(String, Vec<&TaskSeedResult>)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                results.iter().filter(|r| r.task == t.name).collect(),
+            )
+        })
+        .collect();
+    rows.push(("**average**".into(), results.iter().collect()));
+    for (name, rs) in rows {
+        let cell = |get: Get, brier: bool| {
+            let pick = |c: &Calibration| if brier { c.brier } else { c.ece };
+            let raw = mean(rs.iter().map(|r| pick(&get(r).test_calibration)).collect());
+            let scaled = mean(
+                rs.iter()
+                    .map(|r| pick(&get(r).test_calibration_scaled))
+                    .collect(),
+            );
+            format!("{raw:.3} → {scaled:.3}")
+        };
+        let eces: Vec<String> = methods.iter().map(|&(_, g)| cell(g, false)).collect();
+        let briers: Vec<String> = methods.iter().map(|&(_, g)| cell(g, true)).collect();
+        println!("| {name} | {} | {} |", eces.join(" | "), briers.join(" | "));
+    }
+}
+
+/// The hybrid against LoRA over every task and seed: mean difference, wins / ties / losses with an
+/// exact sign test, and how many single comparisons the exact McNemar test finds significant.
+fn paired_summary(results: &[TaskSeedResult]) {
+    let diffs: Vec<f64> = results
+        .iter()
+        .map(|r| r.hybrid.test.accuracy - r.lora.test.accuracy)
+        .collect();
+    let wins = diffs.iter().filter(|&&d| d > 0.0).count();
+    let losses = diffs.iter().filter(|&&d| d < 0.0).count();
+    let (mean, sd) = mean_std(&diffs);
+    let significant = results
+        .iter()
+        .filter(|r| r.hybrid_vs_lora.p_value < 0.05)
+        .count();
+    println!(
+        "\nHybrid − LoRA on test, paired over {} task × seed runs: {:+.2} ± {:.2} points; {wins} wins, \
+         {} ties, {losses} losses (exact sign test, {}); {significant} of the {} single \
+         comparisons significant at 0.05 (exact McNemar).",
+        diffs.len(),
+        100.0 * mean,
+        100.0 * sd,
+        diffs.len() - wins - losses,
+        fmt_p(mcnemar_exact(wins, losses)),
+        results.len()
     );
 }
 
@@ -158,10 +233,13 @@ fn variant_rows(
             "| {} ({label}) | {} | | | {} | | | |",
             t.name,
             metric_name(&t.name),
-            fmt_stats(&v)
+            fmt_mean_std(&v)
         );
     }
-    println!("| **average** ({label}) | | | | {} | | | |", fmt_stats(&all));
+    println!(
+        "| **average** ({label}) | | | | {} | | | |",
+        fmt_mean_std(&all)
+    );
 }
 
 /// Wall time per seed and stage, the fusion's share, and stage 1 per task.
@@ -198,7 +276,7 @@ fn times_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult], ti
             .filter(|r| r.task == t.name)
             .map(|r| r.stage1_seconds)
             .collect();
-        println!("- {}: {:.1}", t.name, stats(&v).0);
+        println!("- {}: {:.1}", t.name, mean_std(&v).0);
     }
 }
 

@@ -106,7 +106,12 @@ pub fn run(
     shared: Option<&AttentionFusion>,
     lora: &LoraConfig,
 ) -> Result<VariantScores> {
-    let t = Task { ctx, i, name, heads };
+    let t = Task {
+        ctx,
+        i,
+        name,
+        heads,
+    };
     let mut v = VariantScores::default();
     if a.fusion_grid {
         grid(&t, &mut v)?;
@@ -118,7 +123,13 @@ pub fn run(
             adapters: c.adapters.clone(),
         };
         let config = fusion_config(ctx, i, heads);
-        let (m, _) = t.train_and_score(zero(train_c), &config, &ctx.fusion_cfg, &zero(dev_c), &zero(test_c))?;
+        let (m, _) = t.train_and_score(
+            zero(train_c),
+            &config,
+            &ctx.fusion_cfg,
+            &zero(dev_c),
+            &zero(test_c),
+        )?;
         t.report("fusion without base branch", &m, "");
         v.hybrid_no_base = Some(m);
     }
@@ -151,7 +162,8 @@ fn grid(t: &Task, v: &mut VariantScores) -> Result<()> {
                     .with_dropout(0.1)
                     .with_adapter_dropout(adapter_dropout);
                 let (m, _) = t.train_and_score(train_c.clone(), &config, &cfg, dev_c, test_c)?;
-                let setting = format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
+                let setting =
+                    format!("lr {lr:e}, {epochs} epochs, adapter dropout {adapter_dropout}");
                 if selected
                     .as_ref()
                     .is_none_or(|(_, best)| m.dev.accuracy > best.dev.accuracy)
