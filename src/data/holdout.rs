@@ -62,7 +62,7 @@ impl HoldoutPolicy {
             "the uploaded test file".into()
         } else {
             format!(
-                "{} % of the uploaded examples, held out from training",
+                "{} % of the task's examples, held out from training",
                 fmt_percent(self.fraction)
             )
         }

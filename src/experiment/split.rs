@@ -141,7 +141,7 @@ mod tests {
         assert_ne!(t.held_out, other.held_out);
         assert_eq!(
             t.source,
-            "10 % of the uploaded examples, held out from training"
+            "10 % of the task's examples, held out from training"
         );
     }
 

@@ -172,8 +172,8 @@ impl Bars {
     /// Prints a line above the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 

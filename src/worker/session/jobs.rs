@@ -1,5 +1,5 @@
-//! The session's jobs: stage 1 of a task, the fusion over all trained tasks, live prediction and
-//! the evaluation report — each through [`crate::experiment`], the code the CLI and `bench` run,
+//! The session's jobs: stage 1 of a task, the fusion over all trained tasks and live prediction —
+//! each through [`crate::experiment`], the code the CLI and `bench` run,
 //! with progress sent to the page and a Cancel honoured between steps.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,21 +8,18 @@ use super::{Fusion, Host, Session, Task, Trained};
 use crate::data::LabelVocab;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::experiment::compare::{Comparison, paired_finding, width_finding};
 use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
 use crate::experiment::{
-    EvalVectors, FusionTarget, Labelled, Methods, PreparedTask, Stage1Observer, compare,
-    fusion_train_config, run_stage1, train_probe,
+    FusionTarget, Labelled, PreparedTask, Stage1Observer, fusion_train_config, run_stage1,
 };
 use crate::fusion::AttentionFusion;
 use crate::fusion::files::{self as fusion_files, FusedAdapter};
-use crate::infer::{MultiTaskOutput, TaskParts, pooled_vectors, predict_all};
+use crate::infer::{MultiTaskOutput, TaskParts, predict_all};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
-use crate::train::calibration::fit_temperature;
 use crate::train::stage2::FusionTrainer;
 use crate::train::{LoraTrainer, Observer, Outcome, Progress, TrainConfig, now_sec};
-use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress, MethodResult, TaskReport};
+use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress};
 use crate::workspace::task_files;
 
 /// Stage 1 as the page sees it: progress events, the curve after every epoch, Cancel.
@@ -182,7 +179,7 @@ impl Session {
     }
 
     /// Every task with an adapter and a head, in order; an error names the first that lacks one.
-    fn ready_tasks(&self) -> Result<Vec<(&Task, &Trained, &ClassifierHead)>> {
+    pub(super) fn ready_tasks(&self) -> Result<Vec<(&Task, &Trained, &ClassifierHead)>> {
         if self.tasks.is_empty() {
             return Err(Error::Train("there are no tasks yet".into()));
         }
@@ -289,14 +286,14 @@ impl Session {
     }
 
     /// The temperature of a task's hybrid probabilities (1 when not fused).
-    fn hybrid_temperature(&self, task: &str) -> f64 {
+    pub(super) fn hybrid_temperature(&self, task: &str) -> f64 {
         let tasks = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
         tasks
             .and_then(|ts| ts.iter().find(|t| t.task == task))
             .map_or(1.0, |t| t.temperature)
     }
 
-    fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
+    pub(super) fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
         let f = self.fusion.as_ref()?;
         let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
         f.layers.get(i)
@@ -337,102 +334,4 @@ impl Session {
         let e = &self.engine;
         predict_all(&e.encoder, &e.tokenizer, &parts, texts, &e.device).await
     }
-
-    /// Frozen probe, single-task LoRA and hybrid on each trained task's held-out rows, scored by
-    /// [`compare`] on the same encoded rows.
-    pub async fn evaluate<H: Host>(&self, host: &H) -> Result<Vec<TaskReport>> {
-        let ready = self.ready_tasks()?;
-        let all: Vec<&LoraAdapter> = ready.iter().map(|(_, tr, _)| &tr.adapter).collect();
-        let e = &self.engine;
-        let mut reports = Vec::new();
-        for (i, (t, tr, head)) in ready.iter().enumerate() {
-            let name = &t.state.name;
-            host.emit(Event::Notice(format!("evaluating {name:?}")));
-            host.pause().await;
-            let s = &t.state.settings;
-            let (train, held_out) =
-                s.holdout
-                    .split(&t.state.examples, &t.state.test_examples, s.train.seed);
-            let vocab = LabelVocab::from_names(tr.labels.clone());
-            let (held, _) = Labelled::known(&held_out, &vocab);
-            let mut report = TaskReport {
-                task: name.clone(),
-                labels: tr.labels.clone(),
-                n: held.len(),
-                source: s.holdout.describe(!t.state.test_examples.is_empty()),
-                results: Vec::new(),
-                findings: Vec::new(),
-            };
-            if held.is_empty() {
-                report.source = "no held-out examples (upload more data or a test file)".into();
-                reports.push(report);
-                continue;
-            }
-            // The frozen probe: a head on the frozen base's vectors of the training rows.
-            let (train, _) = Labelled::known(&train, &vocab);
-            let probe = match vocab.len() >= 2 && !train.is_empty() {
-                true => {
-                    let x = pooled_vectors(&e.encoder, &e.tokenizer, None, &train.texts, &e.device)
-                        .await?;
-                    Some(train_probe(x, &train.labels, vocab.len(), &s.train, &e.device).await?)
-                }
-                false => None,
-            };
-            let fusion = self.fusion_for(name);
-            let (adapters, own) = match fusion {
-                Some(_) => (all.clone(), i),
-                None => (vec![&tr.adapter], 0),
-            };
-            let v = EvalVectors::encode(e, &held.texts, &adapters, own, true).await?;
-            let methods = Methods {
-                frozen: probe.as_ref(),
-                lora: Some(head),
-                hybrid: fusion,
-            };
-            let cmp = compare(&v, &held.labels, vocab.len(), &methods).await?;
-            report.findings = findings(&cmp, &held.labels);
-            report.results = cmp
-                .results
-                .iter()
-                .map(|r| {
-                    // The temperature live predictions use: LoRA's and the hybrid's were fitted
-                    // on these rows when they trained; the probe exists only here.
-                    let temperature = match r.method.as_str() {
-                        "lora" => tr.temperature,
-                        "hybrid" => self.hybrid_temperature(name),
-                        _ => fit_temperature(&r.probabilities, &held.labels),
-                    };
-                    MethodResult {
-                        method: r.method.clone(),
-                        accuracy: r.metrics.accuracy,
-                        accuracy_interval: r.accuracy_interval(),
-                        macro_f1: r.metrics.macro_f1,
-                        confusion: r.confusion.counts.clone(),
-                        per_class: r.confusion.per_class(),
-                        temperature,
-                        raw: r.calibration.clone(),
-                        calibrated: r.cross_fitted_calibration(&held.labels),
-                        reliability: r.cross_fitted_reliability(&held.labels),
-                    }
-                })
-                .collect();
-            reports.push(report);
-        }
-        Ok(reports)
-    }
-}
-
-/// The report's sentences for one task: the hybrid against LoRA on the same rows, and a note when
-/// the accuracy intervals are wide.
-fn findings(cmp: &Comparison, labels: &[usize]) -> Vec<String> {
-    let mut out = Vec::new();
-    if let (Some(h), Some(l), Some(p)) = (
-        cmp.get("hybrid"),
-        cmp.get("lora"),
-        cmp.paired("hybrid", "lora", labels),
-    ) {
-        out.push(paired_finding(h, l, &p));
-    }
-    out.extend(width_finding(&cmp.results));
-    out
 }

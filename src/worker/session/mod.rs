@@ -4,12 +4,13 @@
 //!
 //! The rooms: this file dispatches requests; [`tasks`] names tasks, takes uploads and settings
 //! and builds the view; [`store`] saves, restores, imports and exports; [`jobs`] trains (stage 1,
-//! the fusion), predicts and evaluates — through [`crate::experiment`], the same code the CLI and
+//! the fusion) and predicts, [`report`] evaluates — through [`crate::experiment`], the same code the CLI and
 //! `bench` run. Each task's rows are split by the shared held-out policy (docs/design.md §4).
 //! Training checks for cancellation between steps and gives the event loop a turn
 //! ([`Host::pause`]) so a Cancel message can arrive.
 
 mod jobs;
+mod report;
 mod store;
 mod tasks;
 

@@ -9,7 +9,12 @@
 //! `variants.rs` holds the optional fusion variants, `report.rs` the tables and the JSON.
 
 mod report;
+mod score;
 mod variants;
+
+use score::{
+    fusion_config, passes_per_text_measured, score_fusion, score_task, shared_fusion, target,
+};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,15 +26,9 @@ use serde::Serialize;
 
 use lorafuse::data::{self, Example, ParseOptions};
 use lorafuse::engine::Engine;
-use lorafuse::experiment::fusion_job::{FusionSpec, train_layer, train_layers};
-use lorafuse::experiment::{
-    EvalVectors, FusionTarget, Labelled, Methods, PreparedTask, compare, fusion_train_config,
-    run_stage1, train_probe,
-};
-use lorafuse::fusion::{AttentionFusion, FusionConfig};
+use lorafuse::experiment::{Labelled, PreparedTask, fusion_train_config, run_stage1};
 use lorafuse::host::block_on;
-use lorafuse::infer::{TaskParts, predict_all};
-use lorafuse::train::calibration::{Calibration, fit_temperature};
+use lorafuse::train::calibration::Calibration;
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::uncertainty::Paired;
 use lorafuse::train::{Metrics, TaskModel, TrainConfig};
@@ -339,235 +338,4 @@ fn prepare_seed<'a>(
         caches,
     };
     Ok((ctx, stage1_secs, caching_secs))
-}
-
-/// The fusion layer config of every per-task fusion in the bench.
-fn fusion_config(ctx: &SeedCtx, i: usize, heads: usize) -> FusionConfig {
-    let d = ctx.engine.encoder.config.hidden_size;
-    FusionConfig::new(d, ctx.models.len(), ctx.splits[i].task.vocab.len()).with_heads(heads)
-}
-
-/// Task `i`'s fusion target over `cache` with `cfg`.
-fn target(
-    ctx: &SeedCtx,
-    i: usize,
-    name: &str,
-    cache: FusionCache,
-    cfg: &TrainConfig,
-) -> FusionTarget {
-    let s = &ctx.splits[i];
-    FusionTarget {
-        name: name.to_string(),
-        labels: s.task.vocab.names().to_vec(),
-        cache,
-        y: s.task.train.labels.clone(),
-        cfg: cfg.clone(),
-        held_out: None,
-    }
-}
-
-/// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
-/// test metrics, and the fusion's mean attention on test.
-fn score(
-    ctx: &SeedCtx,
-    i: usize,
-    dev: &FusionCache,
-    test: &FusionCache,
-    methods: &Methods,
-) -> Result<(Vec<MethodScores>, Vec<f32>)> {
-    let s = &ctx.splits[i];
-    let classes = s.task.vocab.len();
-    let d = block_on(compare(
-        &EvalVectors::from_cache(dev, i),
-        &s.task.held_out.labels,
-        classes,
-        methods,
-    ))?;
-    let t = block_on(compare(
-        &EvalVectors::from_cache(test, i),
-        &s.test.labels,
-        classes,
-        methods,
-    ))?;
-    let scores = d
-        .results
-        .iter()
-        .zip(&t.results)
-        .map(|(d, t)| {
-            let temperature = fit_temperature(&d.probabilities, &s.task.held_out.labels);
-            MethodScores {
-                dev: d.metrics.clone(),
-                test: t.metrics.clone(),
-                test_accuracy_interval: t.accuracy_interval(),
-                temperature,
-                test_calibration: t.calibration.clone(),
-                test_calibration_scaled: t.at_temperature(temperature, &s.test.labels).calibration,
-                test_predictions: t.predictions(),
-            }
-        })
-        .collect();
-    Ok((scores, t.attention.unwrap_or_default()))
-}
-
-/// A fusion layer's dev and test scores and its mean attention on test.
-fn score_fusion(
-    ctx: &SeedCtx,
-    i: usize,
-    f: &AttentionFusion,
-    dev: &FusionCache,
-    test: &FusionCache,
-) -> Result<(MethodScores, Vec<f32>)> {
-    let methods = Methods {
-        hybrid: Some(f),
-        ..Methods::default()
-    };
-    let (mut scores, att) = score(ctx, i, dev, test, &methods)?;
-    Ok((scores.remove(0), att))
-}
-
-/// Task `i`: the frozen probe and the default per-task fusion trained on its cache, and the
-/// three methods scored on dev and test.
-fn score_task(
-    ctx: &SeedCtx,
-    i: usize,
-    name: &str,
-    heads: usize,
-) -> Result<(TaskSeedResult, AttentionFusion)> {
-    let s = &ctx.splits[i];
-    let classes = s.task.vocab.len();
-    let [train_c, dev_c, test_c] = &ctx.caches[i];
-    let device = &ctx.engine.device;
-    let t0 = Instant::now();
-    let probe = block_on(train_probe(
-        train_c.base.clone(),
-        &s.task.train.labels,
-        classes,
-        &ctx.cfg,
-        device,
-    ))?;
-    let frozen_secs = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    let tgt = target(ctx, i, name, train_c.clone(), &ctx.fusion_cfg);
-    let (fusion, _) = block_on(train_layer(
-        &tgt,
-        &fusion_config(ctx, i, heads),
-        ctx.engine,
-        &mut (),
-    ))?;
-    let fusion_secs = t0.elapsed().as_secs_f64();
-    let methods = Methods {
-        frozen: Some(&probe),
-        lora: Some(&ctx.models[i].head),
-        hybrid: Some(&fusion),
-    };
-    let (scores, att) = score(ctx, i, dev_c, test_c, &methods)?;
-    let [frozen, lora, hybrid]: [MethodScores; 3] = scores
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("three methods were scored"))?;
-    eprintln!(
-        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
-        ctx.seed,
-        name,
-        frozen.test.accuracy,
-        lora.test.accuracy,
-        hybrid.test.accuracy,
-        frozen.dev.accuracy,
-        lora.dev.accuracy,
-        hybrid.dev.accuracy
-    );
-    let hybrid_vs_lora = Paired::of(
-        &hybrid.test_predictions,
-        &lora.test_predictions,
-        &s.test.labels,
-    );
-    let r = TaskSeedResult {
-        hybrid_vs_lora,
-        task: name.to_string(),
-        seed: ctx.seed,
-        train_rows: s.task.train.len(),
-        dev_rows: s.task.held_out.len(),
-        test_rows: s.test.len(),
-        frozen,
-        lora,
-        hybrid,
-        variants: variants::VariantScores::default(),
-        stage1_seconds: 0.0,
-        frozen_seconds: frozen_secs,
-        fusion_seconds: fusion_secs,
-        mean_attention_on_test: att,
-    };
-    Ok((r, fusion))
-}
-
-/// The one fusion shared by all tasks (docs/design.md §1.3's option), cut into per-task layers,
-/// and its training time.
-fn shared_fusion(
-    ctx: &SeedCtx,
-    tasks: &[TaskData],
-    heads: usize,
-) -> Result<(Vec<AttentionFusion>, f64)> {
-    let t0 = Instant::now();
-    let targets: Vec<FusionTarget> = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| target(ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg))
-        .collect();
-    let spec = FusionSpec {
-        heads,
-        shared: true,
-    };
-    let mut bars = Bars::new(&format!("seed {} ", ctx.seed));
-    let (layers, _) = block_on(train_layers(
-        ctx.engine,
-        tasks.len(),
-        &targets,
-        &spec,
-        &mut bars,
-    ))?;
-    bars.finish();
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!("seed {} shared fusion: {secs:.1} s", ctx.seed);
-    Ok((layers, secs))
-}
-
-/// Multi-task prediction cost, measured: encoder passes per text with task 0 fused.
-fn passes_per_text_measured(
-    ctx: &SeedCtx,
-    tasks: &[TaskData],
-    fusion: &AttentionFusion,
-) -> Result<f64> {
-    let sample: Vec<&str> = ctx.splits[0]
-        .test
-        .texts
-        .iter()
-        .take(16)
-        .map(String::as_str)
-        .collect();
-    let labels: Vec<Vec<String>> = ctx
-        .splits
-        .iter()
-        .map(|s| s.task.vocab.names().to_vec())
-        .collect();
-    let parts: Vec<TaskParts> = tasks
-        .iter()
-        .enumerate()
-        .map(|(j, t)| TaskParts {
-            name: &t.name,
-            labels: &labels[j],
-            adapter: &ctx.models[j].adapter,
-            head: &ctx.models[j].head,
-            fusion: if j == 0 { Some(fusion) } else { None },
-            temperature: 1.0,
-            hybrid_temperature: 1.0,
-        })
-        .collect();
-    let e = ctx.engine;
-    Ok(block_on(predict_all(
-        &e.encoder,
-        &e.tokenizer,
-        &parts,
-        &sample,
-        &e.device,
-    ))?
-    .encoder_passes_per_text)
 }
