@@ -5,12 +5,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Fusion, Host, Session, Task, Trained};
-use crate::data::LabelVocab;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
 use crate::experiment::{
-    FusionTarget, Labelled, PreparedTask, Stage1Observer, fusion_train_config, run_stage1,
+    FusionTarget, PreparedTask, Stage1Observer, fusion_train_config, run_stage1,
 };
 use crate::fusion::AttentionFusion;
 use crate::fusion::files::{self as fusion_files, FusedAdapter};
@@ -220,12 +219,7 @@ impl Session {
         for (t, tr, _) in &ready {
             let name = &t.state.name;
             let s = &t.state.settings;
-            let (train, held_out) =
-                s.holdout
-                    .split(&t.state.examples, &t.state.test_examples, s.train.seed);
-            let vocab = LabelVocab::from_names(tr.labels.clone());
-            let (rows, _) = Labelled::known(&train, &vocab);
-            let (held, _) = Labelled::known(&held_out, &vocab);
+            let (rows, held) = t.rows(&tr.labels);
             host.emit(Event::Notice(format!(
                 "fusion of {name:?}: encoding {} examples with the base model and {} adapters",
                 rows.len(),

@@ -4,10 +4,9 @@
 //! and what the numbers say in words.
 
 use super::{Host, Session};
-use crate::data::LabelVocab;
 use crate::error::Result;
 use crate::experiment::compare::{Comparison, paired_finding, width_finding};
-use crate::experiment::{EvalVectors, Labelled, Methods, compare, train_probe};
+use crate::experiment::{EvalVectors, Methods, compare, train_probe};
 use crate::infer::pooled_vectors;
 use crate::lora::LoraAdapter;
 use crate::train::calibration::fit_temperature;
@@ -26,11 +25,8 @@ impl Session {
             host.emit(Event::Notice(format!("evaluating {name:?}")));
             host.pause().await;
             let s = &t.state.settings;
-            let (train, held_out) =
-                s.holdout
-                    .split(&t.state.examples, &t.state.test_examples, s.train.seed);
-            let vocab = LabelVocab::from_names(tr.labels.clone());
-            let (held, _) = Labelled::known(&held_out, &vocab);
+            let (train, held) = t.rows(&tr.labels);
+            let classes = tr.labels.len();
             let mut report = TaskReport {
                 task: name.clone(),
                 labels: tr.labels.clone(),
@@ -45,12 +41,11 @@ impl Session {
                 continue;
             }
             // The frozen probe: a head on the frozen base's vectors of the training rows.
-            let (train, _) = Labelled::known(&train, &vocab);
-            let probe = match vocab.len() >= 2 && !train.is_empty() {
+            let probe = match classes >= 2 && !train.is_empty() {
                 true => {
                     let x = pooled_vectors(&e.encoder, &e.tokenizer, None, &train.texts, &e.device)
                         .await?;
-                    Some(train_probe(x, &train.labels, vocab.len(), &s.train, &e.device).await?)
+                    Some(train_probe(x, &train.labels, classes, &s.train, &e.device).await?)
                 }
                 false => None,
             };
@@ -65,7 +60,7 @@ impl Session {
                 lora: Some(head),
                 hybrid: fusion,
             };
-            let cmp = compare(&v, &held.labels, vocab.len(), &methods).await?;
+            let cmp = compare(&v, &held.labels, classes, &methods).await?;
             report.findings = findings(&cmp, &held.labels);
             report.results = cmp
                 .results

@@ -4,6 +4,7 @@
 use super::{Host, Session, Task};
 use crate::data::{self, LabelVocab, ParseOptions};
 use crate::error::{Error, Result};
+use crate::experiment::Labelled;
 use crate::worker::protocol::{DataRole, Event, TaskView, WorkspaceView};
 use crate::workspace::bundle::TaskState;
 
@@ -105,6 +106,19 @@ impl Session {
 }
 
 impl Task {
+    /// The task's training and held-out rows under its held-out policy (docs/design.md §4),
+    /// labelled with a trained head's classes `labels` (rows with other labels left out).
+    pub(super) fn rows(&self, labels: &[String]) -> (Labelled, Labelled) {
+        let s = &self.state;
+        let h = &s.settings.holdout;
+        let (train, held_out) = h.split(&s.examples, &s.test_examples, s.settings.train.seed);
+        let vocab = LabelVocab::from_names(labels.to_vec());
+        (
+            Labelled::known(&train, &vocab).0,
+            Labelled::known(&held_out, &vocab).0,
+        )
+    }
+
     pub(super) fn new(name: String) -> Self {
         Self {
             state: TaskState {
