@@ -142,9 +142,7 @@ impl MethodResult {
 
     /// The 95 % Wilson interval of the accuracy.
     pub fn accuracy_interval(&self) -> (f64, f64) {
-        let n = self.metrics.n;
-        let k = (self.metrics.accuracy * n as f64).round() as usize;
-        wilson(k, n, Z95)
+        wilson(self.confusion.correct(), self.confusion.total(), Z95)
     }
 
     /// The same rows at temperature `t` (predictions and metrics unchanged, calibration anew).
@@ -157,20 +155,14 @@ impl MethodResult {
         }
     }
 
-    /// Calibration measured honestly on these rows after temperature scaling: each half of the
-    /// rows scaled with the temperature fitted on the other half ([`calibration::cross_fitted`]).
-    pub fn cross_fitted_calibration(&self, labels: &[usize]) -> Calibration {
-        Calibration::of(
-            &calibration::cross_fitted(&self.probabilities, labels),
-            labels,
-        )
-    }
-
-    /// The reliability diagram's bins of the same out-of-fold scaled probabilities.
-    pub fn cross_fitted_reliability(&self, labels: &[usize]) -> Vec<calibration::Bin> {
-        calibration::reliability(
-            &calibration::cross_fitted(&self.probabilities, labels),
-            labels,
+    /// Calibration measured honestly on these rows after temperature scaling, and the
+    /// reliability diagram's bins of the same probabilities: each half of the rows scaled with the
+    /// temperature fitted on the other half ([`calibration::cross_fitted`]).
+    pub fn cross_fitted(&self, labels: &[usize]) -> (Calibration, Vec<calibration::Bin>) {
+        let probs = calibration::cross_fitted(&self.probabilities, labels);
+        (
+            Calibration::of(&probs, labels),
+            calibration::reliability(&probs, labels),
         )
     }
 }

@@ -113,6 +113,7 @@ pub struct FusionSpec {
 impl Default for FusionSpec {
     fn default() -> Self {
         Self {
+            // The fusion layer's own default (4, as the authors).
             heads: FusionConfig::new(384, 1, 2).heads,
             shared: false,
         }

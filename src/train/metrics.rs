@@ -40,7 +40,8 @@ impl ConfusionMatrix {
         self.counts.iter().flatten().sum()
     }
 
-    fn correct(&self) -> usize {
+    /// Number of pairs on the diagonal (predicted right).
+    pub fn correct(&self) -> usize {
         self.counts
             .iter()
             .enumerate()

@@ -2,7 +2,8 @@
 //! [`Session`], and posts [`Event`]s back. It also loads the model: picks the backend (WebGPU with
 //! an async init and a smoke test, else the CPU backend), fetches the model files from the page's
 //! own `models/` folder with byte progress, and keeps them in the browser's Cache Storage so a
-//! second visit reads them locally.
+//! second visit reads them locally. About 400 lines, all of them this one concern: the worker's side of the
+//! browser (messages, model files, backend choice).
 //!
 //! A Cancel is applied at once (it only sets a flag the training loop checks between steps); other
 //! requests queue, and of several queued predictions only the newest runs.

@@ -214,7 +214,7 @@ pub fn method_json(
     let (lo, hi) = r.accuracy_interval();
     v["accuracy_interval"] = serde_json::json!([lo, hi]);
     v["calibration"] = serde_json::to_value(&r.calibration)?;
-    v["calibration_after_scaling"] = serde_json::to_value(r.cross_fitted_calibration(labels))?;
+    v["calibration_after_scaling"] = serde_json::to_value(r.cross_fitted(labels).0)?;
     v["per_class"] = serde_json::to_value(r.confusion.per_class())?;
     Ok(v)
 }

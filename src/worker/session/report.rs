@@ -68,6 +68,7 @@ impl Session {
                 .map(|r| {
                     // The temperature live predictions use: LoRA's and the hybrid's were fitted
                     // on these rows when they trained; the probe exists only here.
+                    let (calibrated, reliability) = r.cross_fitted(&held.labels);
                     let temperature = match r.method.as_str() {
                         "lora" => tr.temperature,
                         "hybrid" => self.hybrid_temperature(name),
@@ -82,8 +83,8 @@ impl Session {
                         per_class: r.confusion.per_class(),
                         temperature,
                         raw: r.calibration.clone(),
-                        calibrated: r.cross_fitted_calibration(&held.labels),
-                        reliability: r.cross_fitted_reliability(&held.labels),
+                        calibrated,
+                        reliability,
                     }
                 })
                 .collect();
