@@ -240,6 +240,7 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
         VectorSource::Cached(cache.clone()),
         &labels,
         &fcfg,
+        None,
         &cfg,
         &engine.device,
     )
@@ -257,7 +258,7 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
         adapters: vec![fx.clone(), second.clone()],
         texts: texts.clone(),
     };
-    let mut live = FusionTrainer::new(live_src, &labels, &fcfg, &cfg, &engine.device).unwrap();
+    let mut live = FusionTrainer::new(live_src, &labels, &fcfg, None, &cfg, &engine.device).unwrap();
     let mut obs = Steps {
         cancel: None,
         on_step: |p: &Progress| l2.push(p.loss),
@@ -311,14 +312,21 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 task: "a".into(),
                 labels: vec!["x".into(), "y".into()],
                 temperature: 1.0,
+                own: None,
+                use_hybrid: true,
+                gate: None,
             },
             FusedTask {
                 task: "b".into(),
                 labels: ["1", "2", "3", "4"].map(String::from).to_vec(),
                 temperature: 1.5,
+                own: None,
+                use_hybrid: false,
+                gate: None,
             },
         ],
         shared: false,
+        options: Default::default(),
     };
     let out = block_on(files::to_files(&manifest, &layers)).unwrap();
     let (m2, back) = files::from_files(&out, &device).unwrap();
@@ -439,6 +447,7 @@ fn knowledge_sharing_helps_the_small_task() {
         VectorSource::Cached(cache),
         &small.1,
         &fcfg,
+        None,
         &lorafuse::train::stage2::default_config(&cfg),
         &engine.device,
     )
@@ -455,6 +464,7 @@ fn knowledge_sharing_helps_the_small_task() {
             fusion: None,
             temperature: 1.0,
             hybrid_temperature: 1.0,
+            use_hybrid: true,
         },
         TaskParts {
             name: "small",
@@ -464,6 +474,7 @@ fn knowledge_sharing_helps_the_small_task() {
             fusion: Some(&fusion),
             temperature: 1.0,
             hybrid_temperature: 1.0,
+            use_hybrid: true,
         },
     ];
     let out = block_on(predict_all(

@@ -6,11 +6,17 @@
 use super::split::Labelled;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest};
+use crate::fusion::files::{
+    FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck, better,
+};
+use crate::fusion::module::FusionOptions;
 use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::lora::LoraAdapter;
+use crate::model::ClassifierHead;
+use crate::train::driver::EpochEnd;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::{Observer, Outcome, TrainConfig, drive};
+use burn::tensor::Tensor;
 
 /// The job name of a shared fusion run (per-task runs are named after their task).
 pub const SHARED_JOB: &str = "all tasks (shared)";
@@ -45,9 +51,13 @@ pub struct FusionTarget {
     pub y: Vec<usize>,
     /// The fusion's training settings for this task.
     pub cfg: TrainConfig,
-    /// The task's held-out rows, encoded likewise, with their classes: the hybrid's temperature
-    /// is fitted on them after training (none: temperature 1).
+    /// The task's held-out rows, encoded likewise, with their classes: the fusion's epoch is
+    /// selected on them, the gate compares the hybrid with the own LoRA on them, and the hybrid's
+    /// temperature is fitted on them (none: the last epoch, the hybrid, temperature 1).
     pub held_out: Option<(FusionCache, Vec<usize>)>,
+    /// The task's own adapter position among the fused adapters and its stage-1 head (needed by
+    /// the residual variants and the gate; none: the paper's fusion only, no gate).
+    pub own: Option<(usize, ClassifierHead)>,
 }
 
 impl FusionTarget {
@@ -70,7 +80,14 @@ impl FusionTarget {
             y: rows.labels.clone(),
             cfg,
             held_out: None,
+            own: None,
         })
+    }
+
+    /// Records the task's own adapter position and stage-1 head.
+    pub fn with_own(mut self, own: usize, head: &ClassifierHead) -> Self {
+        self.own = Some((own, head.clone()));
+        self
     }
 
     /// Adds the task's held-out `rows` (encoded by the base and each of `adapters`) to fit the
@@ -99,6 +116,73 @@ impl FusionTarget {
         let probs = super::compare::probability_rows(out.logits).await?;
         Ok(crate::train::calibration::fit_temperature(&probs, labels))
     }
+
+    /// (accuracy, mean NLL) of `logits` on the held-out rows.
+    async fn held_out_score(&self, logits: Tensor<2>) -> Result<(f64, f64)> {
+        let labels = self.held_out.as_ref().map_or(&[][..], |h| h.1.as_slice());
+        let probs = super::compare::probability_rows(logits).await?;
+        let right = probs
+            .iter()
+            .zip(labels)
+            .filter(|(p, y)| crate::infer::argmax(p) == **y)
+            .count();
+        let acc = right as f64 / labels.len().max(1) as f64;
+        Ok((acc, crate::train::calibration::nll(&probs, labels, 1.0)))
+    }
+
+    /// `layer`'s (accuracy, NLL) on the held-out rows; `None` without them.
+    async fn score_layer(&self, layer: &AttentionFusion) -> Result<Option<(f64, f64)>> {
+        let Some((cache, _)) = &self.held_out else {
+            return Ok(None);
+        };
+        let out = layer.forward(cache.base.clone(), cache.adapters.clone(), None, false);
+        self.held_out_score(out.logits).await.map(Some)
+    }
+
+    /// The own LoRA's (accuracy, NLL) on the held-out rows; `None` without them or the own head.
+    async fn score_lora(&self) -> Result<Option<(f64, f64)>> {
+        let (Some((cache, _)), Some((own, head))) = (&self.held_out, &self.own) else {
+            return Ok(None);
+        };
+        let [n, k, d] = cache.adapters.dims();
+        if *own >= k {
+            return Err(Error::Fusion("the own adapter is not among the fused ones".into()));
+        }
+        let v = cache.adapters.clone().slice([0..n, *own..*own + 1, 0..d]).reshape([n, d]);
+        self.held_out_score(head.forward(v, false)).await.map(Some)
+    }
+}
+
+/// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
+/// the earliest on ties), while passing everything on to the caller's observer.
+struct SelectOnHeldOut<'a, O> {
+    inner: &'a mut O,
+    target: &'a FusionTarget,
+    best: Option<((f64, f64), usize, AttentionFusion)>,
+}
+
+impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
+    async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
+        if let Some(score) = self.target.score_layer(&layer).await?
+            && self.best.as_ref().is_none_or(|(b, _, _)| better(score, *b))
+        {
+            self.best = Some((score, epoch, layer));
+        }
+        Ok(())
+    }
+}
+
+impl<O: FusionObserver> Observer<FusionTrainer> for SelectOnHeldOut<'_, O> {
+    async fn should_stop(&mut self) -> bool {
+        self.inner.should_stop().await
+    }
+    fn on_step(&mut self, p: &crate::train::Progress) {
+        self.inner.on_step(p)
+    }
+    async fn on_epoch_end(&mut self, t: &FusionTrainer, e: EpochEnd) -> Result<()> {
+        self.offer(t.current(), e.epoch).await?;
+        self.inner.on_epoch_end(t, e).await
+    }
 }
 
 /// The shape of the fusion to train.
@@ -106,8 +190,20 @@ impl FusionTarget {
 pub struct FusionSpec {
     /// Attention heads (default 4).
     pub heads: usize,
-    /// One fusion shared by all tasks with a head per task, instead of one per task.
+    /// One fusion shared by all tasks with a head per task, instead of one per task (the
+    /// paper's variant only: a shared layer has no own adapter).
     pub shared: bool,
+    /// The variant ([`FusionOptions::named`]).
+    pub options: FusionOptions,
+    /// Select the epoch on the held-out rows and let each task predict with its own LoRA when
+    /// the hybrid does not beat it there (docs/design.md §1.6). Needs held-out rows and the own
+    /// head; without them the last epoch and the hybrid are used.
+    pub gate: bool,
+}
+
+impl FusionSpec {
+    /// The default variant, chosen on the benchmarks' dev rows (docs/results.md).
+    pub const DEFAULT_VARIANT: &'static str = "residual";
 }
 
 impl Default for FusionSpec {
@@ -116,6 +212,8 @@ impl Default for FusionSpec {
             // The fusion layer's own default (4, as the authors).
             heads: FusionConfig::new(384, 1, 2).heads,
             shared: false,
+            options: FusionOptions::named(Self::DEFAULT_VARIANT).unwrap_or_default(),
+            gate: true,
         }
     }
 }
@@ -137,45 +235,103 @@ pub struct FusedModel {
     pub layers: Vec<AttentionFusion>,
 }
 
-/// Trains one per-task fusion layer (`config`) on `target`'s cached rows.
+/// A trained per-task layer with the gate's verdict.
+pub struct TrainedLayer {
+    /// The layer (of the selected epoch when held-out rows exist).
+    pub layer: AttentionFusion,
+    /// The layer after the last epoch (the paper's procedure: no selection).
+    pub last: AttentionFusion,
+    /// The hybrid against the own LoRA on the held-out rows (none without them or the own head).
+    pub gate: Option<GateCheck>,
+}
+
+impl TrainedLayer {
+    /// Whether the task should predict with the hybrid: yes unless the gate says LoRA wins.
+    pub fn use_hybrid(&self, gate_on: bool) -> bool {
+        !gate_on || self.gate.is_none_or(|g| g.hybrid_wins())
+    }
+}
+
+/// Trains one per-task fusion layer (`config`) on `target`'s cached rows. With held-out rows,
+/// the epoch (0 = untrained, for the residual variants exactly the own LoRA) that scores best on
+/// them is kept, and compared with the own LoRA there.
 pub async fn train_layer<O: FusionObserver>(
     target: &FusionTarget,
     config: &FusionConfig,
     engine: &Engine,
     observer: &mut O,
-) -> Result<(AttentionFusion, Outcome)> {
+) -> Result<(TrainedLayer, Outcome)> {
     let source = VectorSource::Cached(target.cache.clone());
-    let mut t = FusionTrainer::new(source, &target.y, config, &target.cfg, &engine.device)?;
+    let own = target.own.as_ref().map(|(o, h)| (*o, h));
+    let own = if config.needs_own() { own } else { None };
+    let mut t = FusionTrainer::new(source, &target.y, config, own, &target.cfg, &engine.device)?;
     observer.start(&target.name, t.total_steps());
-    let outcome = drive(&mut t, observer).await?;
-    Ok((t.finish(), outcome))
+    let mut select = SelectOnHeldOut {
+        inner: observer,
+        target,
+        best: None,
+    };
+    select.offer(t.current(), 0).await?;
+    let outcome = drive(&mut t, &mut select).await?;
+    let lora = target.score_lora().await?;
+    let last = t.finish();
+    let (layer, gate) = match (select.best, lora) {
+        (Some((h, epoch, layer)), Some(l)) => (
+            layer,
+            Some(GateCheck {
+                rows: target.held_out.as_ref().map_or(0, |h| h.1.len()),
+                hybrid_accuracy: h.0,
+                hybrid_nll: h.1,
+                lora_accuracy: l.0,
+                lora_nll: l.1,
+                epoch,
+            }),
+        ),
+        (Some((_, _, layer)), None) => (layer, None),
+        (None, _) => (last.clone(), None),
+    };
+    Ok((TrainedLayer { layer, last, gate }, outcome))
 }
 
 /// Trains the fusion over `k` adapters for every target: one layer per task, or with
-/// `spec.shared` one fusion for all (with the first target's settings) cut into per-task layers.
-/// A stopped per-task run returns the layers finished so far, in target order.
+/// `spec.shared` one fusion for all (the paper's variant, with the first target's settings) cut
+/// into per-task layers. A stopped per-task run returns the layers finished so far, in target
+/// order.
 pub async fn train_layers<O: FusionObserver>(
     engine: &Engine,
     k: usize,
     targets: &[FusionTarget],
     spec: &FusionSpec,
     observer: &mut O,
-) -> Result<(Vec<AttentionFusion>, Outcome)> {
+) -> Result<(Vec<TrainedLayer>, Outcome)> {
     let d = engine.encoder.config.hidden_size;
     let first = targets
         .first()
         .ok_or_else(|| Error::Fusion("the fusion needs at least one target task".into()))?;
-    let config = |classes| FusionConfig::new(d, k, classes).with_heads(spec.heads);
+    let config = |classes| {
+        FusionConfig::new(d, k, classes)
+            .with_heads(spec.heads)
+            .with_options(spec.options)
+    };
     if spec.shared {
         let parts: Vec<(&FusionCache, &[usize], usize)> = targets
             .iter()
             .map(|t| (&t.cache, t.y.as_slice(), t.labels.len()))
             .collect();
-        let mut t =
-            FusionTrainer::new_shared_from_tasks(&parts, &config(2), &first.cfg, &engine.device)?;
+        let paper = config(2).with_options(FusionOptions::paper());
+        let mut t = FusionTrainer::new_shared_from_tasks(&parts, &paper, &first.cfg, &engine.device)?;
         observer.start(SHARED_JOB, t.total_steps());
         let outcome = drive(&mut t, observer).await?;
-        return Ok((t.finish_shared()?, outcome));
+        let layers = t.finish_shared()?;
+        let layers = layers
+            .into_iter()
+            .map(|layer| TrainedLayer {
+                last: layer.clone(),
+                layer,
+                gate: None,
+            })
+            .collect();
+        return Ok((layers, outcome));
     }
     let mut layers = Vec::new();
     for target in targets {
@@ -191,7 +347,7 @@ pub async fn train_layers<O: FusionObserver>(
 
 /// Trains the fusion over `adapters` for every target ([`train_layers`]), fits each layer's
 /// temperature on its target's held-out rows, and records it in a manifest that lists exactly the
-/// tasks that got a layer.
+/// tasks that got a layer, with each task's gate.
 pub async fn train_fusion<O: FusionObserver>(
     engine: &Engine,
     adapters: &[FusedAdapter],
@@ -199,15 +355,24 @@ pub async fn train_fusion<O: FusionObserver>(
     spec: &FusionSpec,
     observer: &mut O,
 ) -> Result<(FusedModel, Outcome)> {
-    let (layers, outcome) = train_layers(engine, adapters.len(), targets, spec, observer).await?;
-    let mut tasks = Vec::with_capacity(layers.len());
-    for (t, layer) in targets.iter().zip(&layers) {
+    let (trained, outcome) = train_layers(engine, adapters.len(), targets, spec, observer).await?;
+    let mut tasks = Vec::with_capacity(trained.len());
+    let mut layers = Vec::with_capacity(trained.len());
+    for (t, tl) in targets.iter().zip(trained) {
         tasks.push(FusedTask {
             task: t.name.clone(),
             labels: t.labels.clone(),
-            temperature: t.fit_temperature(layer).await?,
+            temperature: t.fit_temperature(&tl.layer).await?,
+            own: tl.layer.own,
+            use_hybrid: tl.use_hybrid(spec.gate),
+            gate: tl.gate,
         });
+        layers.push(tl.layer);
     }
+    let options = match spec.shared {
+        true => FusionOptions::paper(),
+        false => spec.options,
+    };
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: engine.model_sha256.clone(),
@@ -216,6 +381,7 @@ pub async fn train_fusion<O: FusionObserver>(
         adapters: adapters.to_vec(),
         tasks,
         shared: spec.shared,
+        options,
     };
     Ok((FusedModel { manifest, layers }, outcome))
 }

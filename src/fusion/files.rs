@@ -11,7 +11,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::module::{AttentionFusion, FusionConfig};
+use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::tensorfile::{self, TensorFile};
@@ -43,10 +43,85 @@ pub struct FusedTask {
     /// fusion trained; absent in older files: 1 (none).
     #[serde(default = "one")]
     pub temperature: f64,
+    /// Position of the task's own adapter in the fusion (set for the variants that use it: their
+    /// layer holds a copy of the task's stage-1 head). Absent in older files.
+    #[serde(default)]
+    pub own: Option<usize>,
+    /// Whether the task predicts with the hybrid (`true`) or with its own LoRA (`false`: the
+    /// hybrid did not beat it on the held-out rows, see `gate`). Absent in older files: `true`.
+    #[serde(default = "yes")]
+    pub use_hybrid: bool,
+    /// The held-out check behind `use_hybrid` (none without held-out rows).
+    #[serde(default)]
+    pub gate: Option<GateCheck>,
+}
+
+impl FusedTask {
+    /// What the gate decided, in words: which prediction the task answers with, and why.
+    pub fn describe_gate(&self) -> String {
+        let Some(g) = &self.gate else {
+            return match self.use_hybrid {
+                true => "answers with the hybrid (no held-out rows to check it on)".into(),
+                false => "answers with its own LoRA".into(),
+            };
+        };
+        let used = match self.use_hybrid {
+            true => "the hybrid",
+            false => "its own LoRA",
+        };
+        format!(
+            "answers with {used}: on {} held-out examples the hybrid (epoch {}) scored {:.1} % \
+             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3})",
+            g.rows,
+            g.epoch,
+            100.0 * g.hybrid_accuracy,
+            g.hybrid_nll,
+            100.0 * g.lora_accuracy,
+            g.lora_nll
+        )
+    }
+}
+
+/// The hybrid against the task's own LoRA on the task's held-out rows, as the gate saw them
+/// (docs/design.md §1.6): the hybrid is used only when it beats LoRA there.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GateCheck {
+    /// Held-out rows compared on.
+    pub rows: usize,
+    /// The selected hybrid's accuracy on them.
+    pub hybrid_accuracy: f64,
+    /// Its mean negative log-likelihood.
+    pub hybrid_nll: f64,
+    /// The own LoRA's accuracy on them.
+    pub lora_accuracy: f64,
+    /// Its mean negative log-likelihood.
+    pub lora_nll: f64,
+    /// The fusion epoch selected on them (0: the untrained layer).
+    pub epoch: usize,
+}
+
+impl GateCheck {
+    /// Whether the hybrid beats LoRA: higher accuracy, or the same accuracy and a lower
+    /// negative log-likelihood (which decides on small held-out sets, where accuracies tie).
+    pub fn hybrid_wins(&self) -> bool {
+        better(
+            (self.hybrid_accuracy, self.hybrid_nll),
+            (self.lora_accuracy, self.lora_nll),
+        )
+    }
+}
+
+/// `a` beats `b`, each (accuracy, NLL): higher accuracy, or equal accuracy and lower NLL.
+pub fn better(a: (f64, f64), b: (f64, f64)) -> bool {
+    a.0 > b.0 + 1e-12 || ((a.0 - b.0).abs() <= 1e-12 && a.1 < b.1 - 1e-9)
 }
 
 fn one() -> f64 {
     1.0
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What `fusion_manifest.json` holds.
@@ -68,6 +143,9 @@ pub struct FusionManifest {
     /// are equal but for their classifiers. Absent in older files: `false`.
     #[serde(default)]
     pub shared: bool,
+    /// The variant's shape. Absent in older files: the paper's fusion.
+    #[serde(default)]
+    pub options: FusionOptions,
 }
 
 fn push_linear(out: &mut Vec<(String, Tensor<2>)>, name: &str, l: &Linear) {
@@ -98,6 +176,12 @@ fn named_tensors(f: &AttentionFusion, p: &str) -> Vec<(String, Tensor<2>)> {
     push_linear(&mut v, &format!("{p}.base_proj"), &f.base_proj);
     push_norm(&mut v, &format!("{p}.fused_norm"), &f.fused_norm);
     push_linear(&mut v, &format!("{p}.classifier"), &f.classifier);
+    if let Some(h) = &f.own_head {
+        push_linear(&mut v, &format!("{p}.own_head"), h);
+    }
+    if let Some(m) = &f.mix {
+        v.push((format!("{p}.mix"), m.val().unsqueeze::<2>()));
+    }
     v
 }
 
@@ -172,9 +256,35 @@ pub fn from_files(
                 task.task
             )));
         }
-        let cfg = FusionConfig::new(manifest.d_model, manifest.adapters.len(), task.labels.len())
-            .with_heads(manifest.heads);
-        let mut f = cfg.init(0, device);
+        let k = manifest.adapters.len();
+        let cfg = FusionConfig::new(manifest.d_model, k, task.labels.len())
+            .with_heads(manifest.heads)
+            .with_options(manifest.options);
+        let mut f = match task.own {
+            Some(own) if own < k => {
+                let head = crate::model::ClassifierHead::init(
+                    manifest.d_model,
+                    task.labels.len(),
+                    0.0,
+                    0,
+                    device,
+                );
+                cfg.init_for_task(0, own, &head, device)
+            }
+            Some(own) => {
+                return Err(Error::Fusion(format!(
+                    "{MANIFEST}: task {:?} names adapter {own} of {k} as its own",
+                    task.task
+                )));
+            }
+            None if cfg.needs_own() => {
+                return Err(Error::Fusion(format!(
+                    "{MANIFEST}: task {:?} has no own adapter, which this fusion variant needs",
+                    task.task
+                )));
+            }
+            None => cfg.init(0, device),
+        };
         let expected: Vec<(String, Vec<usize>)> = named_tensors(&f, &format!("task.{i}"))
             .into_iter()
             .map(|(n, t)| {
@@ -229,6 +339,12 @@ pub fn from_files(
         set_linear(&mut f.out, &format!("{p}.attention.out"))?;
         set_linear(&mut f.base_proj, &format!("{p}.base_proj"))?;
         set_linear(&mut f.classifier, &format!("{p}.classifier"))?;
+        if let Some(h) = f.own_head.as_mut() {
+            set_linear(h, &format!("{p}.own_head"))?;
+        }
+        if f.mix.is_some() {
+            f.mix = Some(Param::from_tensor(take(format!("{p}.mix"))?.squeeze_dim(0)));
+        }
         layers.push(f);
     }
     Ok((manifest, layers))

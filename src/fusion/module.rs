@@ -25,8 +25,9 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::model::dropout;
+use crate::model::{ClassifierHead, dropout};
 
 /// Configuration of an [`AttentionFusion`].
 #[derive(Config, Debug, PartialEq)]
@@ -50,6 +51,128 @@ pub struct FusionConfig {
     /// the attention cannot settle on the task's own adapter alone (default 0: off, as the paper).
     #[config(default = 0.0)]
     pub adapter_dropout: f64,
+    /// The variant's shape: the paper's fusion by default ([`FusionOptions::paper`]).
+    #[config(default = "FusionOptions::paper()")]
+    pub options: FusionOptions,
+}
+
+/// Rows per group of the authors'-code ablation ([`FusionOptions::across_batch`]): the batch
+/// size the fusion trains with by default.
+pub const AUTHORS_BATCH: usize = 16;
+
+/// How the fusion mixes the task vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mixer {
+    /// Multi-head self-attention over the K task vectors, then their mean (the paper's).
+    Attention,
+    /// A learned weight per source, no softmax (ScaLearn, Frohmann et al. 2023, arXiv 2310.01217):
+    /// `a = Σ_s w_s · u_s`, the weights starting at `1/K`.
+    Scalar,
+}
+
+/// The shape of a fusion variant (docs/design.md §1.3 and §1.6). [`FusionOptions::paper`] is the
+/// paper's fusion; the others start from the task's own LoRA and move away only as far as
+/// training pulls them. Kept in `fusion_manifest.json`, so a saved fusion is rebuilt as trained;
+/// absent fields take the paper's values, so older files load as the paper's fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FusionOptions {
+    /// Residual on the own adapter: `logits = own head(own adapter vector) + classifier(z)`,
+    /// with the own stage-1 head frozen inside the layer and the classifier starting at zero, so
+    /// the untrained fusion predicts exactly what the task's LoRA predicts.
+    pub residual: bool,
+    /// How the task vectors are mixed.
+    pub mixer: Mixer,
+    /// AdapterFusion's initialisation (Pfeiffer et al. 2021, arXiv 2005.00247, §3.2): the value
+    /// and output projections start as the identity with zero bias.
+    pub value_identity: bool,
+    /// Weight of AdapterFusion's pull toward that identity, `λ · (‖I − V‖² + ‖I − O‖²)` added to
+    /// the loss (they use 0.01; 0 = off).
+    pub value_penalty: f64,
+    /// AdapterFusion's query residual: each position's input is added back to its attention output.
+    pub query_residual: bool,
+    /// Softmax temperature of the attention scores (1 = none; above 1 spreads the attention).
+    pub attention_temperature: f64,
+    /// Leave the own adapter out of the mix: with `residual`, it then enters only through its
+    /// logits, and the mix carries the other tasks' adapters (and the base branch).
+    pub exclude_own: bool,
+    /// The authors' code (`Bert/combine_k_9.py`): `nn.MultiheadAttention` fed `[batch, K, d]`
+    /// without `batch_first`, so it attends across the examples of a batch, once per adapter,
+    /// and a prediction depends on its batch companions. A bench-only ablation.
+    pub across_batch: bool,
+}
+
+impl Default for FusionOptions {
+    fn default() -> Self {
+        Self::paper()
+    }
+}
+
+impl FusionOptions {
+    /// The paper's fusion (docs/design.md §1.3).
+    pub const fn paper() -> Self {
+        Self {
+            residual: false,
+            mixer: Mixer::Attention,
+            value_identity: false,
+            value_penalty: 0.0,
+            query_residual: false,
+            attention_temperature: 1.0,
+            exclude_own: false,
+            across_batch: false,
+        }
+    }
+
+    /// The named variants, as `--fusion` takes them.
+    pub const NAMES: [&'static str; 6] = [
+        "paper",
+        "residual",
+        "residual-others",
+        "adapterfusion",
+        "scalar",
+        "authors-code",
+    ];
+
+    /// The variant called `name` (one of [`Self::NAMES`]).
+    pub fn named(name: &str) -> Option<Self> {
+        let residual = Self {
+            residual: true,
+            ..Self::paper()
+        };
+        Some(match name {
+            "paper" => Self::paper(),
+            "residual" => residual,
+            "residual-others" => Self {
+                exclude_own: true,
+                ..residual
+            },
+            "adapterfusion" => Self {
+                value_identity: true,
+                value_penalty: 0.01,
+                query_residual: true,
+                ..residual
+            },
+            "scalar" => Self {
+                mixer: Mixer::Scalar,
+                ..residual
+            },
+            "authors-code" => Self {
+                across_batch: true,
+                ..Self::paper()
+            },
+            _ => return None,
+        })
+    }
+
+    /// The name of these options if they are one of [`Self::NAMES`], else `"custom"`.
+    pub fn name(&self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|n| Self::named(n).as_ref() == Some(self))
+            .copied()
+            .unwrap_or("custom")
+    }
 }
 
 /// The fusion layer for one target task.
@@ -75,10 +198,20 @@ pub struct AttentionFusion {
     pub fused_norm: LayerNorm,
     /// `Linear(d, classes)`.
     pub classifier: Linear,
+    /// With [`Mixer::Scalar`]: the weight of each source, `[K]`.
+    pub mix: Option<Param<Tensor<1>>>,
+    /// With `options.residual`: the own task's stage-1 head (frozen: its output is detached).
+    pub own_head: Option<Linear>,
     /// Number of heads.
     pub heads: usize,
     /// Dropout before the classifier in training.
     pub dropout: f64,
+    /// Which adapter is the target task's own (used with `options.residual` / `exclude_own`).
+    #[module(skip)]
+    pub own: Option<usize>,
+    /// The variant's shape.
+    #[module(skip)]
+    pub options: FusionOptions,
 }
 
 /// Logits and attention weights of a fusion forward pass.
@@ -120,7 +253,7 @@ impl FusionConfig {
                 .with_epsilon(self.epsilon)
                 .init(device)
         };
-        AttentionFusion {
+        let mut f = AttentionFusion {
             adapter_norms: (0..self.adapters).map(|_| ln()).collect(),
             base_norm: ln(),
             query: linear(d, d, &mut rng, device),
@@ -131,10 +264,63 @@ impl FusionConfig {
             base_proj: linear(d, d, &mut rng, device),
             fused_norm: ln(),
             classifier: linear(d, self.classes, &mut rng, device),
+            mix: None,
+            own_head: None,
             heads: self.heads,
             dropout: self.dropout,
+            own: None,
+            options: self.options,
+        };
+        if self.options.value_identity {
+            f.value = identity(d, device);
+            f.out = identity(d, device);
         }
+        if self.options.mixer == Mixer::Scalar {
+            let k = self.adapters.max(1);
+            f.mix = Some(Param::from_tensor(Tensor::full(
+                [k],
+                1.0 / k as f32,
+                device,
+            )));
+        }
+        f
     }
+
+    /// A fresh layer for target task `own` (its adapter's position) whose stage-1 `head` it
+    /// needs with `options.residual` (the classifier then starts at zero, so the layer's logits
+    /// are the head's) or `options.exclude_own`.
+    pub fn init_for_task(
+        &self,
+        seed: u64,
+        own: usize,
+        head: &ClassifierHead,
+        device: &Device,
+    ) -> AttentionFusion {
+        let mut f = self.init(seed, device);
+        f.own = Some(own);
+        if self.options.residual {
+            f.own_head = Some(head.linear.clone());
+            f.classifier.weight = Param::from_tensor(f.classifier.weight.val().zeros_like());
+            f.classifier.bias = f
+                .classifier
+                .bias
+                .map(|b| Param::from_tensor(b.val().zeros_like()));
+        }
+        f
+    }
+
+    /// Whether this configuration needs the target task's own adapter and head.
+    pub fn needs_own(&self) -> bool {
+        self.options.residual || self.options.exclude_own
+    }
+}
+
+/// A `d × d` identity `Linear` with zero bias.
+fn identity(d: usize, device: &Device) -> Linear {
+    let mut l = LinearConfig::new(d, d).init(device);
+    l.weight = Param::from_tensor(Tensor::eye(d, device));
+    l.bias = Some(Param::from_tensor(Tensor::zeros([d], device)));
+    l
 }
 
 impl AttentionFusion {
@@ -181,7 +367,7 @@ impl AttentionFusion {
     /// # Shapes
     /// - base: `[batch, d]` raw mean-pooled vector of the frozen base
     /// - adapters: `[batch, K, d]` raw mean-pooled vectors of the K adapters
-    /// - mask: `[K]`, `true` = use this adapter (`None`: all); at least one must be `true`
+    /// - mask: `[K]`, `true` = use this adapter (`None`: all)
     /// - output: logits `[batch, classes]`, weights `[batch, K]`
     pub fn forward(
         &self,
@@ -199,42 +385,130 @@ impl AttentionFusion {
             .map(|(s, ln)| ln.forward(adapters.clone().slice([0..b, s..s + 1, 0..d])))
             .collect();
         let h = Tensor::cat(normed, 1); // [b, k, d]
-        let hd = d / self.heads;
-        let split = |y: Tensor<3>| y.reshape([b, k, self.heads, hd]).swap_dims(1, 2); // [b, heads, k, hd]
-        let q = split(self.query.forward(h.clone()));
-        let kk = split(self.key.forward(h.clone()));
-        let v = split(self.value.forward(h));
-        let mut scores = q
-            .matmul(kk.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt()); // [b, heads, k, k]
-        let keep: Vec<bool> = mask.map_or(vec![true; k], <[bool]>::to_vec);
-        if keep.iter().any(|&m| !m) {
-            let off: Vec<bool> = keep.iter().map(|&m| !m).collect();
-            let off = Tensor::<1, Bool>::from_data(TensorData::new(off, [k]), &device)
-                .reshape([1, 1, 1, k])
-                .expand([b, self.heads, k, k]);
-            scores = scores.mask_fill(off, -1e9);
+        let mut keep: Vec<bool> = mask.map_or(vec![true; k], <[bool]>::to_vec);
+        if self.options.exclude_own
+            && let Some(own) = self.own
+            && own < k
+        {
+            keep[own] = false;
         }
-        let probs = softmax(scores, 3); // over keys
-        let ctx = probs.clone().matmul(v).swap_dims(1, 2).reshape([b, k, d]);
-        let attended = self.out.forward(ctx); // [b, k, d]
-        // Mean over the query positions that are kept.
-        let used = keep.iter().filter(|&&m| m).count().max(1) as f64;
+        let used = keep.iter().filter(|&&m| m).count();
         let qmask: Vec<f32> = keep.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
         let qmask = Tensor::<1>::from_data(TensorData::new(qmask, [k]), &device);
+        let (a, weights) = match (&self.mix, used) {
+            // Nothing left to mix (only the own adapter, left out): the base branch alone.
+            (_, 0) => (Tensor::zeros([b, d], &device), Tensor::zeros([b, k], &device)),
+            (Some(mix), _) => {
+                let w = mix.val() * qmask; // [k]
+                let a = (h * w.clone().reshape([1, k, 1])).sum_dim(1).squeeze_dim::<2>(1);
+                let share = w.clone().abs().div(w.abs().sum().add_scalar(1e-12));
+                (a, share.reshape([1, k]).expand([b, k]))
+            }
+            (None, _) if self.options.across_batch => self.attend_across_batch(h),
+            (None, _) => self.attend(h, &keep, qmask, used),
+        };
+        let a = self.attention_norm.forward(a);
+        let u0 = self.base_norm.forward(base);
+        let z = self.fused_norm.forward(a + self.base_proj.forward(u0));
+        let mut logits = self.classifier.forward(dropout(z, self.dropout, train));
+        if let (Some(head), Some(own)) = (&self.own_head, self.own)
+            && own < k
+        {
+            let own_vec = adapters.slice([0..b, own..own + 1, 0..d]).reshape([b, d]);
+            logits = logits + head.forward(own_vec).detach();
+        }
+        FusionOutput { logits, weights }
+    }
+
+    /// Multi-head self-attention over the kept task vectors `h` `[b, k, d]`, then the mean over
+    /// the kept query positions: `a` `[b, d]`, and the attention averaged over heads and kept
+    /// queries `[b, k]`.
+    fn attend(
+        &self,
+        h: Tensor<3>,
+        keep: &[bool],
+        qmask: Tensor<1>,
+        used: usize,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let k = h.dims()[1];
+        let (probs, attended) = self.attention(h.clone(), Some(keep));
+        let attended = match self.options.query_residual {
+            true => attended + h,
+            false => attended,
+        };
+        let used = used.max(1) as f64;
         let a = (attended * qmask.clone().reshape([1, k, 1]))
             .sum_dim(1)
             .squeeze_dim::<2>(1)
             .div_scalar(used);
-        let a = self.attention_norm.forward(a);
-        let u0 = self.base_norm.forward(base);
-        let z = self.fused_norm.forward(a + self.base_proj.forward(u0));
-        let logits = self.classifier.forward(dropout(z, self.dropout, train));
-        // Attention weights averaged over heads and kept query positions: [b, k].
         let weights = (probs.mean_dim(1).squeeze_dim::<3>(1) * qmask.reshape([1, k, 1]))
             .sum_dim(1)
             .squeeze_dim::<2>(1)
             .div_scalar(used);
-        FusionOutput { logits, weights }
+        (a, weights)
+    }
+
+    /// The authors' code: the same attention with the rows of the batch as the sequence, once per
+    /// adapter (their `nn.MultiheadAttention` without `batch_first`), then the mean over adapters.
+    /// Rows are taken in groups of [`AUTHORS_BATCH`] (their batch, so that scoring many rows at
+    /// once sees what their training saw). The weights reported are uniform: there is no
+    /// distribution over adapters.
+    fn attend_across_batch(&self, h: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
+        let [b, k, d] = h.dims();
+        let device = h.device();
+        let groups: Vec<Tensor<2>> = (0..b)
+            .step_by(AUTHORS_BATCH)
+            .map(|s| {
+                let e = (s + AUTHORS_BATCH).min(b);
+                let g = h.clone().slice([s..e, 0..k, 0..d]);
+                let (_, attended) = self.attention(g.swap_dims(0, 1), None); // [k, rows, d]
+                attended.swap_dims(0, 1).mean_dim(1).squeeze_dim::<2>(1)
+            })
+            .collect();
+        (Tensor::cat(groups, 0), Tensor::full([b, k], 1.0 / k as f32, &device))
+    }
+
+    /// Scaled dot-product attention with `heads` heads over the positions of `x` `[n, p, d]`,
+    /// keys masked by `keep` `[p]`: the probabilities `[n, heads, p, p]` and the output `[n, p, d]`.
+    fn attention(&self, x: Tensor<3>, keep: Option<&[bool]>) -> (Tensor<4>, Tensor<3>) {
+        let [n, p, d] = x.dims();
+        let device = x.device();
+        let hd = d / self.heads;
+        let split = |y: Tensor<3>| y.reshape([n, p, self.heads, hd]).swap_dims(1, 2); // [n, heads, p, hd]
+        let q = split(self.query.forward(x.clone()));
+        let kk = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let tau = match self.options.attention_temperature {
+            t if t.is_finite() && t > 0.0 => t,
+            _ => 1.0,
+        };
+        let mut scores = q
+            .matmul(kk.swap_dims(2, 3))
+            .mul_scalar(1.0 / ((hd as f64).sqrt() * tau)); // [n, heads, p, p]
+        if let Some(keep) = keep
+            && keep.iter().any(|&m| !m)
+        {
+            let off: Vec<bool> = keep.iter().map(|&m| !m).collect();
+            let off = Tensor::<1, Bool>::from_data(TensorData::new(off, [p]), &device)
+                .reshape([1, 1, 1, p])
+                .expand([n, self.heads, p, p]);
+            scores = scores.mask_fill(off, -1e9);
+        }
+        let probs = softmax(scores, 3); // over keys
+        let ctx = probs.clone().matmul(v).swap_dims(1, 2).reshape([n, p, d]);
+        (probs, self.out.forward(ctx))
+    }
+
+    /// AdapterFusion's pull toward the identity, `λ · (‖I − V‖² + ‖I − O‖²)` (`None` when off).
+    pub fn identity_penalty(&self) -> Option<Tensor<1>> {
+        let lambda = self.options.value_penalty;
+        if lambda <= 0.0 || self.mix.is_some() {
+            return None;
+        }
+        let d = self.d_model();
+        let device = self.value.weight.device();
+        let eye = Tensor::<2>::eye(d, &device);
+        let dist = |l: &Linear| (l.weight.val() - eye.clone()).powi_scalar(2).sum();
+        Some((dist(&self.value) + dist(&self.out)).mul_scalar(lambda))
     }
 }

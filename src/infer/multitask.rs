@@ -29,6 +29,9 @@ pub struct TaskParts<'a> {
     pub temperature: f64,
     /// Temperature of the hybrid probabilities.
     pub hybrid_temperature: f64,
+    /// Whether the task's answer is the hybrid's (its gate, or the user's choice) rather than
+    /// its own LoRA's. Both predictions are computed either way.
+    pub use_hybrid: bool,
 }
 
 /// `logits / t` (a positive, finite temperature; anything else leaves the logits as they are).
@@ -121,6 +124,7 @@ pub async fn predict_all<S: AsRef<str>>(
                     task: t.name.to_string(),
                     single: prediction(t.labels, single[i].clone()),
                     hybrid: hybrid.as_ref().map(|h| prediction(t.labels, h[i].clone())),
+                    uses_hybrid: t.use_hybrid && hybrid.is_some(),
                     attention: attention.as_ref().map(|a| a[i].clone()),
                 })
                 .collect()

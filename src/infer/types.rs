@@ -23,6 +23,20 @@ pub struct TaskPrediction {
     pub hybrid: Option<Prediction>,
     /// Attention of the fusion over the task adapters (sums to 1), in task order.
     pub attention: Option<Vec<f32>>,
+    /// Whether the task's answer is `hybrid` (else `single`): the fusion's gate, or the user's
+    /// choice. Absent in older messages: `false`.
+    #[serde(default)]
+    pub uses_hybrid: bool,
+}
+
+impl TaskPrediction {
+    /// The prediction the task answers with.
+    pub fn answer(&self) -> &Prediction {
+        match (&self.hybrid, self.uses_hybrid) {
+            (Some(h), true) => h,
+            _ => &self.single,
+        }
+    }
 }
 
 /// Predictions for a batch of texts.

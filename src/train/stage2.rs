@@ -16,7 +16,7 @@ use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::host;
 use crate::infer::{EVAL_BATCH, SortedBatches};
 use crate::lora::LoraAdapter;
-use crate::model::{Encoder, TextTokenizer};
+use crate::model::{ClassifierHead, Encoder, TextTokenizer};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -145,10 +145,13 @@ pub struct FusionTrainer {
 
 impl FusionTrainer {
     /// `labels[i]` is the class of example `i` of the source; the fusion learns at `cfg.head_lr`.
+    /// `own` is the target task's adapter position and stage-1 head, which a residual fusion
+    /// (or one that leaves the own adapter out) needs ([`FusionConfig::needs_own`]).
     pub fn new(
         source: VectorSource,
         labels: &[usize],
         fusion: &FusionConfig,
+        own: Option<(usize, &ClassifierHead)>,
         cfg: &TrainConfig,
         device: &Device,
     ) -> Result<Self> {
@@ -180,8 +183,24 @@ impl FusionTrainer {
                 fusion.adapter_dropout
             )));
         }
+        let layer = match own {
+            Some((o, head)) if o < fusion.adapters && head.classes() == fusion.classes => {
+                fusion.init_for_task(cfg.seed, o, head, &ad)
+            }
+            Some(_) => {
+                return Err(Error::Train(
+                    "the own adapter or head does not match the fusion".into(),
+                ));
+            }
+            None if fusion.needs_own() => {
+                return Err(Error::Train(
+                    "this fusion variant needs the task's own adapter and head".into(),
+                ));
+            }
+            None => fusion.init(cfg.seed, &ad),
+        };
         Ok(Self {
-            fusion: fusion.init(cfg.seed, &ad),
+            fusion: layer,
             shared: None,
             adapter_dropout: fusion.adapter_dropout,
             source,
@@ -234,7 +253,12 @@ impl FusionTrainer {
         }
         let mut fc = fusion.clone();
         fc.classes = classes.iter().sum();
-        let mut me = Self::new(source, &joint, &fc, cfg, device)?;
+        if fc.needs_own() {
+            return Err(Error::Train(
+                "a shared fusion has no own adapter: it takes the paper's variant only".into(),
+            ));
+        }
+        let mut me = Self::new(source, &joint, &fc, None, cfg, device)?;
         me.shared = Some(SharedHeads {
             classes: classes.to_vec(),
             offsets,
@@ -328,7 +352,10 @@ impl FusionTrainer {
             Some(m) => out.logits + m,
             None => out.logits,
         };
-        let loss = cross_entropy(logits, targets);
+        let mut loss = cross_entropy(logits, targets);
+        if let Some(p) = self.fusion.identity_penalty() {
+            loss = loss + p;
+        }
         let mut grads = loss.backward();
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
@@ -356,6 +383,11 @@ impl FusionTrainer {
             keep[i] = true;
         }
         Some(keep)
+    }
+
+    /// The fusion as trained so far, for inference (per-epoch validation).
+    pub fn current(&self) -> AttentionFusion {
+        self.fusion.clone().valid()
     }
 
     /// Ends the run and returns the fusion for inference (for a shared run: the joint layer,

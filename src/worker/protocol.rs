@@ -166,6 +166,12 @@ pub struct TaskView {
     pub curve: Vec<EpochPoint>,
     /// sha256 of the adapter weights.
     pub adapter_sha256: Option<String>,
+    /// Once fused: whether live predictions answer with the hybrid (else the task's own LoRA).
+    #[serde(default)]
+    pub uses_hybrid: bool,
+    /// Once fused: the hybrid against the own LoRA on the held-out rows and the choice, in words.
+    #[serde(default)]
+    pub fusion_note: Option<String>,
 }
 
 /// What the UI shows of the workspace.

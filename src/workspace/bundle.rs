@@ -38,6 +38,34 @@ pub struct TaskSettings {
     /// bundles: the default, 10 %).
     #[serde(default)]
     pub holdout: HoldoutPolicy,
+    /// Which prediction the task answers with once fused (absent in older bundles: automatic).
+    #[serde(default)]
+    pub answer: AnswerChoice,
+}
+
+/// Which prediction a fused task answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnswerChoice {
+    /// The fusion's gate decides: the hybrid where it beat the task's own LoRA on the held-out
+    /// rows, else the LoRA (docs/design.md §1.6).
+    #[default]
+    Automatic,
+    /// Always the hybrid.
+    Hybrid,
+    /// Always the task's own LoRA.
+    Lora,
+}
+
+impl AnswerChoice {
+    /// Whether to answer with the hybrid, given the gate's verdict.
+    pub fn use_hybrid(self, gate: bool) -> bool {
+        match self {
+            Self::Automatic => gate,
+            Self::Hybrid => true,
+            Self::Lora => false,
+        }
+    }
 }
 
 /// One task of a workspace.

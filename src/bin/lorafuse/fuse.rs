@@ -12,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use lorafuse::data::LabelVocab;
+use lorafuse::data::holdout::HoldoutPolicy;
+use lorafuse::fusion::module::FusionOptions;
 use lorafuse::engine::Engine;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_fusion};
 use lorafuse::experiment::{FusionTarget, Labelled, fusion_train_config};
@@ -53,6 +55,28 @@ pub struct FuseArgs {
     /// of one fusion per task (the default, as the authors).
     #[arg(long)]
     shared: bool,
+    /// The fusion variant (paper, residual, residual-others, adapterfusion, scalar;
+    /// docs/design.md §1.6).
+    #[arg(long, default_value = FusionSpec::DEFAULT_VARIANT, value_parser = parse_variant)]
+    fusion: String,
+    /// Always predict with the fusion: no epoch selection on held-out rows, no gate.
+    #[arg(long)]
+    no_gate: bool,
+    /// Share of each task's data held out (stratified, seeded with the task's training seed, as
+    /// `train` does: the same file and share give the same rows stage 1 never saw). The fusion's
+    /// epoch is selected, the gate decided and the temperature fitted on them.
+    #[arg(long, default_value_t = lorafuse::data::holdout::DEFAULT_HOLDOUT_FRACTION)]
+    holdout: f64,
+}
+
+/// A `--fusion` value: a named variant, not the bench-only authors'-code ablation.
+fn parse_variant(s: &str) -> Result<String, String> {
+    match FusionOptions::named(s) {
+        Some(o) if !o.across_batch => Ok(s.to_string()),
+        _ => Err(format!(
+            "unknown fusion variant {s:?}; one of: paper, residual, residual-others, adapterfusion, scalar"
+        )),
+    }
 }
 
 fn task_name(t: &LoadedTask, dir: &Path) -> Result<String> {
@@ -88,30 +112,46 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         a.lr,
     );
     // Every target task's training rows, encoded once by the base and every adapter.
+    let policy = HoldoutPolicy {
+        fraction: a.holdout,
+    };
+    policy.validate()?;
     let mut targets = Vec::new();
     for spec in &a.data {
         let (task, file) = spec
             .split_once('=')
             .with_context(|| format!("--data entry {spec:?} is not task=file"))?;
-        let (_, _, t) = loaded.iter().find(|(n, _, _)| n == task).with_context(|| {
+        let own = loaded.iter().position(|(n, _, _)| n == task).with_context(|| {
             format!("--data names task {task:?}, which none of the adapters is")
         })?;
+        let t = &loaded[own].2;
         let labels = t
             .meta
             .as_ref()
             .map(|m| m.labels.clone())
             .unwrap_or_default();
-        let rows = Labelled::all(
-            &read_examples(Path::new(file), &a.columns)?,
-            &LabelVocab::from_names(labels.clone()),
-        )?;
+        let vocab = LabelVocab::from_names(labels.clone());
+        let seed = t.meta.as_ref().map_or(a.seed, |m| m.train.seed);
+        let examples = read_examples(Path::new(file), &a.columns)?;
+        let (train_rows, held) = policy.split(&examples, &[], seed);
+        let rows = Labelled::all(&train_rows, &vocab)?;
+        let held = Labelled::known(&held, &vocab).0;
         let pb = spinner(&format!(
             "{task}: encoding {} texts with the base and {} adapters",
             rows.len(),
             adapters.len()
         ));
-        let target = FusionTarget::encode(engine, &adapters, task, labels, &rows, cfg.clone());
-        targets.push(block_on(target)?);
+        let target = block_on(FusionTarget::encode(
+            engine,
+            &adapters,
+            task,
+            labels,
+            &rows,
+            cfg.clone(),
+        ))?;
+        let head = t.head.as_ref().context("adapter without head")?;
+        let target = block_on(target.with_held_out(engine, &adapters, &held))?.with_own(own, head);
+        targets.push(target);
         pb.finish_and_clear();
     }
     let fused: Vec<FusedAdapter> = loaded
@@ -124,10 +164,15 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     let spec = FusionSpec {
         heads: a.heads,
         shared: a.shared,
+        options: FusionOptions::named(&a.fusion).unwrap_or_default(),
+        gate: !a.no_gate,
     };
     let mut bars = Bars::new("fusion ");
     let (model, _) = block_on(train_fusion(engine, &fused, &targets, &spec, &mut bars))?;
     bars.finish();
+    for t in &model.manifest.tasks {
+        eprintln!("{}: {}", t.task, t.describe_gate());
+    }
     let files = block_on(fusion_files::to_files(&model.manifest, &model.layers))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, bytes) in &files {
@@ -196,6 +241,7 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 fusion: fused.map(|i| &layers[i]),
                 temperature: t.meta.as_ref().map_or(1.0, |m| m.temperature),
                 hybrid_temperature: fused.map_or(1.0, |i| manifest.tasks[i].temperature),
+                use_hybrid: fused.is_some_and(|i| manifest.tasks[i].use_hybrid),
             })
         })
         .collect::<Result<_>>()?;

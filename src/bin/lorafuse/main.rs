@@ -16,6 +16,7 @@ mod eval;
 mod fuse;
 mod io;
 mod predict;
+mod snapshot;
 mod train;
 
 #[derive(Parser)]

@@ -216,7 +216,7 @@ impl Session {
         let start = now_sec();
         cancel.store(false, Ordering::Relaxed);
         let mut targets = Vec::new();
-        for (t, tr, _) in &ready {
+        for (own, (t, tr, head)) in ready.iter().enumerate() {
             let name = &t.state.name;
             let s = &t.state.settings;
             let (rows, held) = t.rows(&tr.labels);
@@ -237,7 +237,8 @@ impl Session {
             let cfg = fusion_train_config(&s.train, None, None);
             let labels = tr.labels.clone();
             let target = FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?;
-            targets.push(target.with_held_out(&engine, &adapters, &held).await?);
+            let target = target.with_held_out(&engine, &adapters, &held).await?;
+            targets.push(target.with_own(own, head));
         }
         let fused: Vec<FusedAdapter> = ready
             .iter()
@@ -287,6 +288,15 @@ impl Session {
             .map_or(1.0, |t| t.temperature)
     }
 
+    /// Whether a fused task answers with the hybrid: its answer setting, and by default the gate.
+    pub(super) fn uses_hybrid(&self, task: &Task) -> bool {
+        let tasks = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
+        let gate = tasks
+            .and_then(|ts| ts.iter().find(|t| t.task == task.state.name))
+            .map(|t| t.use_hybrid);
+        gate.is_some_and(|g| task.state.settings.answer.use_hybrid(g))
+    }
+
     pub(super) fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
         let f = self.fusion.as_ref()?;
         let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
@@ -323,6 +333,7 @@ impl Session {
                 fusion: self.fusion_for(&t.state.name),
                 temperature: tr.temperature,
                 hybrid_temperature: self.hybrid_temperature(&t.state.name),
+                use_hybrid: self.uses_hybrid(t),
             })
             .collect();
         let e = &self.engine;

@@ -153,6 +153,7 @@ impl Session {
                 lora: m.lora.clone(),
                 train: m.train.clone(),
                 holdout: t.state.settings.holdout,
+                answer: t.state.settings.answer,
             };
         }
         t.state.adapter = Some(files);

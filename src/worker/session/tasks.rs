@@ -6,7 +6,7 @@ use crate::data::{self, LabelVocab, ParseOptions};
 use crate::error::{Error, Result};
 use crate::experiment::Labelled;
 use crate::worker::protocol::{DataRole, Event, TaskView, WorkspaceView};
-use crate::workspace::bundle::TaskState;
+use crate::workspace::bundle::{AnswerChoice, TaskState};
 
 /// Rows shown in a task's preview.
 pub const PREVIEW_ROWS: usize = 5;
@@ -92,8 +92,34 @@ impl Session {
 
     /// What the UI shows.
     pub fn view(&self) -> WorkspaceView {
+        let fused = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut v = t.view();
+                let ft = fused.and_then(|ts| ts.iter().find(|f| f.task == t.state.name));
+                if let Some(ft) = ft {
+                    v.uses_hybrid = self.uses_hybrid(t);
+                    v.fusion_note = Some(match t.state.settings.answer {
+                        AnswerChoice::Automatic => format!("Automatic: {}", ft.describe_gate()),
+                        AnswerChoice::Hybrid => "Set to always answer with the hybrid".into(),
+                        AnswerChoice::Lora => "Set to always answer with the task's own LoRA".into(),
+                    } + &match (t.state.settings.answer, ft.gate) {
+                        (AnswerChoice::Automatic, _) | (_, None) => String::new(),
+                        (_, Some(g)) => format!(
+                            " (held-out check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
+                            100.0 * g.hybrid_accuracy,
+                            100.0 * g.lora_accuracy,
+                            g.rows
+                        ),
+                    });
+                }
+                v
+            })
+            .collect();
         WorkspaceView {
-            tasks: self.tasks.iter().map(Task::view).collect(),
+            tasks,
             fused: self.fusion.is_some(),
             fused_tasks: self
                 .fusion
@@ -161,6 +187,8 @@ impl Task {
                 .unwrap_or_default(),
             curve: self.curve.clone(),
             adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
+            uses_hybrid: false,
+            fusion_note: None,
         }
     }
 }

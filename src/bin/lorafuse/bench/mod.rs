@@ -13,10 +13,11 @@ mod score;
 mod variants;
 
 use score::{
-    fusion_config, passes_per_text_measured, score_fusion, score_task, shared_fusion, target,
+    VariantResult, fusion_config, passes_per_text_measured, score_fusion, score_task,
+    shared_fusion, target, train_variant,
 };
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,7 +27,10 @@ use serde::Serialize;
 
 use lorafuse::data::{self, Example, ParseOptions};
 use lorafuse::engine::Engine;
+use lorafuse::experiment::fusion_job::FusionSpec;
 use lorafuse::experiment::{Labelled, PreparedTask, fusion_train_config, run_stage1};
+use lorafuse::fusion::files::GateCheck;
+use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
 use lorafuse::train::calibration::Calibration;
 use lorafuse::train::stage2::FusionCache;
@@ -67,11 +71,45 @@ pub struct BenchArgs {
     /// Attention heads of the fusion.
     #[arg(long, default_value_t = 4)]
     fusion_heads: usize,
+    /// The fusion variant reported as `hybrid` (paper, residual, residual-others, adapterfusion,
+    /// scalar, authors-code; docs/design.md §1.6).
+    #[arg(long, default_value = FusionSpec::DEFAULT_VARIANT, value_parser = parse_variant)]
+    fusion: String,
+    /// Report the `hybrid` after its last epoch, always (no selection on dev, no gate).
+    #[arg(long)]
+    no_gate: bool,
+    /// Also train these variants per task on the same caches and report each (last epoch, and
+    /// dev-selected with the gate) under `fusion_variants` in the JSON.
+    #[arg(long, value_delimiter = ',', value_parser = parse_variant)]
+    fusion_variants: Vec<String>,
+    /// Keep each seed's stage-1 models and K + 1 vector caches in this folder and reuse them on a
+    /// later run with the same tasks, data, split and training settings (stage 1 is ~95 % of the
+    /// bench's time; the fusion variants then run in minutes).
+    #[arg(long)]
+    stage1_cache: Option<PathBuf>,
     #[command(flatten)]
     variants: variants::VariantArgs,
     /// Write every number as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// A `--fusion` value: one of the named variants.
+fn parse_variant(s: &str) -> Result<String, String> {
+    match FusionOptions::named(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(format!(
+            "unknown fusion variant {s:?}; one of: {}",
+            FusionOptions::NAMES.join(", ")
+        )),
+    }
+}
+
+impl BenchArgs {
+    /// The options of the `--fusion` variant.
+    fn options(&self) -> FusionOptions {
+        FusionOptions::named(&self.fusion).unwrap_or_default()
+    }
 }
 
 /// A task's rows after overlap removal.
@@ -120,6 +158,14 @@ struct TaskSeedResult {
     frozen_seconds: f64,
     fusion_seconds: f64,
     mean_attention_on_test: Vec<f32>,
+    /// The variant reported as `hybrid`.
+    fusion_variant: String,
+    /// Its gate: the selected hybrid against LoRA on dev.
+    gate: Option<GateCheck>,
+    /// Whether `hybrid` is the fusion (`false`: the gate chose LoRA, and `hybrid` = `lora`).
+    use_hybrid: bool,
+    /// With `--fusion-variants`: each variant's scores.
+    fusion_variants: BTreeMap<String, VariantResult>,
 }
 
 /// Wall times of one seed's stages.
@@ -221,10 +267,24 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         };
         let (mut frozen_total, mut fusion_total) = (0.0, 0.0);
         for (i, t) in tasks.iter().enumerate() {
-            let (mut r, fusion) = score_task(&ctx, i, &t.name, a.fusion_heads)?;
+            let (mut r, fusion) = score_task(&ctx, i, &t.name, &a)?;
+            for name in &a.fusion_variants {
+                let options = FusionOptions::named(name).unwrap_or_default();
+                let train = ctx.caches[i][0].clone();
+                let (v, _) =
+                    train_variant(&ctx, i, &t.name, a.fusion_heads, options, train, &r.lora)?;
+                eprintln!(
+                    "seed {seed} {:>10}: variant {name}: test {:.4} (last epoch {:.4}), dev {:.4}{}",
+                    t.name,
+                    v.gated.test.accuracy,
+                    v.last.test.accuracy,
+                    v.gated.dev.accuracy,
+                    if v.use_hybrid { "" } else { " (gate: LoRA)" }
+                );
+                r.fusion_variants.insert(name.clone(), v);
+            }
             let shared = shared_layers.get(i);
-            r.variants =
-                variants::run(&ctx, i, &t.name, a.fusion_heads, &a.variants, shared, &lora)?;
+            r.variants = variants::run(&ctx, i, &t.name, &a, shared, &lora)?;
             r.stage1_seconds = stage1_secs[i];
             frozen_total += r.frozen_seconds;
             fusion_total += r.fusion_seconds;
@@ -285,7 +345,39 @@ fn prepare_seed<'a>(
         let test = Labelled::known(&t.test, &task.vocab).0;
         splits.push(Split { task, test });
     }
-    // Stage 1.
+    // Stage 1 and the caches, from the snapshot when one was kept for exactly this setting.
+    let snap = match &a.stage1_cache {
+        Some(root) => {
+            let key = (
+                "bench-stage1/1",
+                &a.tasks,
+                a.data_dir.canonicalize().unwrap_or(a.data_dir.clone()),
+                a.train_per_task,
+                a.test_per_task,
+                a.training.holdout().fraction,
+                lora,
+                &cfg,
+            );
+            Some(crate::snapshot::folder(root, &format!("seed{seed}"), &key)?)
+        }
+        None => None,
+    };
+    if let Some(dir) = &snap
+        && let Some(loaded) = load_snapshot(dir, engine, tasks.len(), cfg.head_dropout)?
+    {
+        eprintln!("seed {seed}: stage 1 and caches from {}", dir.display());
+        let (models, caches, stage1_secs, caching_secs) = loaded;
+        let ctx = SeedCtx {
+            engine,
+            seed,
+            fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
+            cfg,
+            models,
+            splits,
+            caches,
+        };
+        return Ok((ctx, stage1_secs, caching_secs));
+    }
     let mut models = Vec::new();
     let mut stage1_secs = Vec::new();
     for (t, s) in tasks.iter().zip(&splits) {
@@ -328,6 +420,9 @@ fn prepare_seed<'a>(
         "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
         adapters.len() + 1
     );
+    if let Some(dir) = &snap {
+        save_snapshot(dir, &models, &caches, &stage1_secs, caching_secs)?;
+    }
     let ctx = SeedCtx {
         engine,
         seed,
@@ -338,4 +433,53 @@ fn prepare_seed<'a>(
         caches,
     };
     Ok((ctx, stage1_secs, caching_secs))
+}
+
+/// Writes one seed's stage-1 models, caches and times under `dir`.
+fn save_snapshot(
+    dir: &Path,
+    models: &[TaskModel],
+    caches: &[[FusionCache; 3]],
+    stage1_secs: &[f64],
+    caching_secs: f64,
+) -> Result<()> {
+    for (i, (m, c)) in models.iter().zip(caches).enumerate() {
+        crate::snapshot::save_model(&dir.join(format!("task{i}")), m)?;
+        let named = [("train", &c[0]), ("dev", &c[1]), ("test", &c[2])];
+        crate::snapshot::save_caches(&dir.join(format!("task{i}/caches.safetensors")), &named)?;
+    }
+    let times = serde_json::json!({"stage1_seconds": stage1_secs, "caching_seconds": caching_secs});
+    std::fs::write(dir.join("times.json"), times.to_string())?;
+    Ok(())
+}
+
+/// The models, caches and times [`save_snapshot`] wrote for `n` tasks; `None` when incomplete.
+#[allow(clippy::type_complexity)]
+fn load_snapshot(
+    dir: &Path,
+    engine: &Engine,
+    n: usize,
+    head_dropout: f64,
+) -> Result<Option<(Vec<TaskModel>, Vec<[FusionCache; 3]>, Vec<f64>, f64)>> {
+    let Ok(times) = std::fs::read(dir.join("times.json")) else {
+        return Ok(None);
+    };
+    let times: serde_json::Value = serde_json::from_slice(&times)?;
+    let stage1: Vec<f64> = serde_json::from_value(times["stage1_seconds"].clone())?;
+    let caching = times["caching_seconds"].as_f64().unwrap_or(0.0);
+    let (mut models, mut caches) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let d = dir.join(format!("task{i}"));
+        let Some(m) = crate::snapshot::load_model(&d, engine, head_dropout)? else {
+            return Ok(None);
+        };
+        let path = d.join("caches.safetensors");
+        let Some(c) = crate::snapshot::load_caches(&path, &["train", "dev", "test"], engine)? else {
+            return Ok(None);
+        };
+        let [a, b, t]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("3 caches"))?;
+        models.push(m);
+        caches.push([a, b, t]);
+    }
+    Ok((stage1.len() == n).then_some((models, caches, stage1, caching)))
 }

@@ -9,6 +9,8 @@ use anyhow::Result;
 
 use lorafuse::experiment::fusion_job::{FusionSpec, train_layer, train_layers};
 use lorafuse::experiment::{EvalVectors, FusionTarget, Methods, compare, train_probe};
+use lorafuse::fusion::files::GateCheck;
+use lorafuse::fusion::module::FusionOptions;
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::infer::{TaskParts, predict_all};
@@ -17,13 +19,20 @@ use lorafuse::train::calibration::fit_temperature;
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::uncertainty::Paired;
 
-use super::{MethodScores, SeedCtx, TaskData, TaskSeedResult, variants};
+use super::{BenchArgs, MethodScores, SeedCtx, TaskData, TaskSeedResult, variants};
 use crate::io::Bars;
 
-/// The fusion layer config of every per-task fusion in the bench.
-pub(super) fn fusion_config(ctx: &SeedCtx, i: usize, heads: usize) -> FusionConfig {
+/// The fusion layer config of task `i`'s per-task fusion of variant `options`.
+pub(super) fn fusion_config(
+    ctx: &SeedCtx,
+    i: usize,
+    heads: usize,
+    options: FusionOptions,
+) -> FusionConfig {
     let d = ctx.engine.encoder.config.hidden_size;
-    FusionConfig::new(d, ctx.models.len(), ctx.splits[i].task.vocab.len()).with_heads(heads)
+    FusionConfig::new(d, ctx.models.len(), ctx.splits[i].task.vocab.len())
+        .with_heads(heads)
+        .with_options(options)
 }
 
 /// Task `i`'s fusion target over `cache` with `cfg`.
@@ -41,8 +50,60 @@ pub(super) fn target(
         cache,
         y: s.task.train.labels.clone(),
         cfg: cfg.clone(),
-        held_out: None,
+        held_out: Some((ctx.caches[i][1].clone(), s.task.held_out.labels.clone())),
+        own: Some((i, ctx.models[i].head.clone())),
     }
+}
+
+/// One fusion variant of task `i`, trained on its training cache: the layer after its last epoch
+/// (the paper's procedure), and the product's: the epoch selected on dev, used only when it beats
+/// the own LoRA there (else the task predicts with LoRA), with the time it took.
+#[derive(serde::Serialize, Clone)]
+pub(super) struct VariantResult {
+    /// The layer after the last epoch.
+    pub last: MethodScores,
+    /// The dev-selected layer, or LoRA where the gate chose it.
+    pub gated: MethodScores,
+    /// Whether the gate chose the hybrid.
+    pub use_hybrid: bool,
+    /// What the gate compared.
+    pub gate: Option<GateCheck>,
+    /// Mean attention on test of the selected layer.
+    pub attention_on_test: Vec<f32>,
+    /// Training time (s).
+    pub seconds: f64,
+}
+
+/// Trains variant `options` for task `i` on `train` and scores it on dev and test (`lora`: the
+/// own LoRA's scores, which the gated result takes where the gate chose LoRA).
+pub(super) fn train_variant(
+    ctx: &SeedCtx,
+    i: usize,
+    name: &str,
+    heads: usize,
+    options: FusionOptions,
+    train: FusionCache,
+    lora: &MethodScores,
+) -> Result<(VariantResult, AttentionFusion)> {
+    let [_, dev_c, test_c] = &ctx.caches[i];
+    let t0 = Instant::now();
+    let tgt = target(ctx, i, name, train, &ctx.fusion_cfg);
+    let config = fusion_config(ctx, i, heads, options);
+    let (tl, _) = block_on(train_layer(&tgt, &config, ctx.engine, &mut ()))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c)?;
+    let use_hybrid = tl.use_hybrid(true);
+    let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c)?;
+    let gated = if use_hybrid { selected } else { lora.clone() };
+    let r = VariantResult {
+        last,
+        gated,
+        use_hybrid,
+        gate: tl.gate,
+        attention_on_test: att,
+        seconds,
+    };
+    Ok((r, tl.layer))
 }
 
 /// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
@@ -110,8 +171,9 @@ pub(super) fn score_task(
     ctx: &SeedCtx,
     i: usize,
     name: &str,
-    heads: usize,
+    a: &BenchArgs,
 ) -> Result<(TaskSeedResult, AttentionFusion)> {
+    let heads = a.fusion_heads;
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
     let [train_c, dev_c, test_c] = &ctx.caches[i];
@@ -125,31 +187,28 @@ pub(super) fn score_task(
         device,
     ))?;
     let frozen_secs = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    let tgt = target(ctx, i, name, train_c.clone(), &ctx.fusion_cfg);
-    let (fusion, _) = block_on(train_layer(
-        &tgt,
-        &fusion_config(ctx, i, heads),
-        ctx.engine,
-        &mut (),
-    ))?;
-    let fusion_secs = t0.elapsed().as_secs_f64();
     let methods = Methods {
         frozen: Some(&probe),
         lora: Some(&ctx.models[i].head),
-        hybrid: Some(&fusion),
+        hybrid: None,
     };
-    let (scores, att) = score(ctx, i, dev_c, test_c, &methods)?;
-    let [frozen, lora, hybrid]: [MethodScores; 3] = scores
+    let (scores, _) = score(ctx, i, dev_c, test_c, &methods)?;
+    let [frozen, lora]: [MethodScores; 2] = scores
         .try_into()
-        .map_err(|_| anyhow::anyhow!("three methods were scored"))?;
+        .map_err(|_| anyhow::anyhow!("two methods were scored"))?;
+    let (v, fusion) = train_variant(ctx, i, name, heads, a.options(), train_c.clone(), &lora)?;
+    let hybrid = match a.no_gate {
+        true => v.last.clone(),
+        false => v.gated.clone(),
+    };
     eprintln!(
-        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
+        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}{}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
         ctx.seed,
         name,
         frozen.test.accuracy,
         lora.test.accuracy,
         hybrid.test.accuracy,
+        if a.no_gate || v.use_hybrid { "" } else { " (gate: LoRA)" },
         frozen.dev.accuracy,
         lora.dev.accuracy,
         hybrid.dev.accuracy
@@ -172,8 +231,12 @@ pub(super) fn score_task(
         variants: variants::VariantScores::default(),
         stage1_seconds: 0.0,
         frozen_seconds: frozen_secs,
-        fusion_seconds: fusion_secs,
-        mean_attention_on_test: att,
+        fusion_seconds: v.seconds,
+        mean_attention_on_test: v.attention_on_test.clone(),
+        fusion_variant: a.options().name().to_string(),
+        gate: v.gate,
+        use_hybrid: a.no_gate || v.use_hybrid,
+        fusion_variants: Default::default(),
     };
     Ok((r, fusion))
 }
@@ -194,6 +257,7 @@ pub(super) fn shared_fusion(
     let spec = FusionSpec {
         heads,
         shared: true,
+        ..FusionSpec::default()
     };
     let mut bars = Bars::new(&format!("seed {} ", ctx.seed));
     let (layers, _) = block_on(train_layers(
@@ -203,6 +267,7 @@ pub(super) fn shared_fusion(
         &spec,
         &mut bars,
     ))?;
+    let layers = layers.into_iter().map(|l| l.last).collect();
     bars.finish();
     let secs = t0.elapsed().as_secs_f64();
     eprintln!("seed {} shared fusion: {secs:.1} s", ctx.seed);
@@ -238,6 +303,7 @@ pub(super) fn passes_per_text_measured(
             fusion: if j == 0 { Some(fusion) } else { None },
             temperature: 1.0,
             hybrid_temperature: 1.0,
+            use_hybrid: j == 0,
         })
         .collect();
     let e = ctx.engine;

@@ -16,7 +16,9 @@ use lorafuse::train::crossfit::crossfit_cache;
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::{Metrics, TrainConfig};
 
-use super::{MethodScores, SeedCtx, fusion_config, score_fusion, target};
+use lorafuse::fusion::module::FusionOptions;
+
+use super::{BenchArgs, MethodScores, SeedCtx, fusion_config, score_fusion, target};
 
 /// Which variants to run.
 #[derive(Args)]
@@ -66,6 +68,8 @@ struct Task<'a, 'b> {
     i: usize,
     name: &'a str,
     heads: usize,
+    /// The `--fusion` variant, which these variants modify.
+    options: FusionOptions,
 }
 
 impl Task<'_, '_> {
@@ -92,7 +96,7 @@ impl Task<'_, '_> {
     ) -> Result<(MethodScores, Vec<f32>)> {
         let tgt = target(self.ctx, self.i, self.name, train, cfg);
         let (f, _) = block_on(train_layer(&tgt, config, self.ctx.engine, &mut ()))?;
-        score_fusion(self.ctx, self.i, &f, dev, test)
+        score_fusion(self.ctx, self.i, &f.last, dev, test)
     }
 }
 
@@ -101,8 +105,7 @@ pub fn run(
     ctx: &SeedCtx,
     i: usize,
     name: &str,
-    heads: usize,
-    a: &VariantArgs,
+    args: &BenchArgs,
     shared: Option<&AttentionFusion>,
     lora: &LoraConfig,
 ) -> Result<VariantScores> {
@@ -110,8 +113,11 @@ pub fn run(
         ctx,
         i,
         name,
-        heads,
+        heads: args.fusion_heads,
+        options: args.options(),
     };
+    let heads = t.heads;
+    let a = &args.variants;
     let mut v = VariantScores::default();
     if a.fusion_grid {
         grid(&t, &mut v)?;
@@ -122,7 +128,7 @@ pub fn run(
             base: c.base.zeros_like(),
             adapters: c.adapters.clone(),
         };
-        let config = fusion_config(ctx, i, heads);
+        let config = fusion_config(ctx, i, heads, t.options);
         let (m, _) = t.train_and_score(
             zero(train_c),
             &config,
@@ -158,7 +164,7 @@ fn grid(t: &Task, v: &mut VariantScores) -> Result<()> {
                     epochs,
                     ..lorafuse::train::stage2::default_config(&t.ctx.cfg)
                 };
-                let config = fusion_config(t.ctx, t.i, t.heads)
+                let config = fusion_config(t.ctx, t.i, t.heads, t.options)
                     .with_dropout(0.1)
                     .with_adapter_dropout(adapter_dropout);
                 let (m, _) = t.train_and_score(train_c.clone(), &config, &cfg, dev_c, test_c)?;
@@ -201,10 +207,10 @@ fn crossfit(t: &Task, lora: &LoraConfig, v: &mut VariantScores) -> Result<()> {
         &e.device,
     ))?;
     let tgt = target(t.ctx, t.i, t.name, cf, &t.ctx.fusion_cfg);
-    let config = fusion_config(t.ctx, t.i, t.heads);
+    let config = fusion_config(t.ctx, t.i, t.heads, t.options);
     let (f, _) = block_on(train_layer(&tgt, &config, e, &mut ()))?;
     v.crossfit_seconds = t0.elapsed().as_secs_f64();
-    let (m, att) = score_fusion(t.ctx, t.i, &f, dev_c, test_c)?;
+    let (m, att) = score_fusion(t.ctx, t.i, &f.last, dev_c, test_c)?;
     let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);
     t.report("cross-fit fusion", &m, &extra);
     v.crossfit_attention_on_test = att;
