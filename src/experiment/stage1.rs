@@ -7,7 +7,7 @@ use super::split::{Labelled, PreparedTask};
 use crate::engine::{DEFAULT_MODEL_NAME, Engine};
 use crate::error::Result;
 use crate::infer;
-use crate::lora::LoraConfig;
+use crate::lora::{LoraAdapter, LoraConfig};
 use crate::train::calibration::fit_temperature;
 use crate::train::metrics::evaluate;
 use crate::train::{
@@ -108,9 +108,34 @@ pub async fn run_stage1<O: Stage1Observer>(
     validate: bool,
     observer: &mut O,
 ) -> Result<Stage1Run> {
+    run_stage1_from(engine, task, Start::Fresh(lora), cfg, validate, observer).await
+}
+
+/// Where a stage-1 adapter starts.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    /// A fresh adapter with these settings (LoRA's init: A random, B zero).
+    Fresh(&'a LoraConfig),
+    /// A copy of another task's adapter (sequential transfer; its settings).
+    From(&'a LoraAdapter),
+}
+
+/// [`run_stage1`] with the adapter starting at `start`.
+pub async fn run_stage1_from<O: Stage1Observer>(
+    engine: &Engine,
+    task: &PreparedTask,
+    start_at: Start<'_>,
+    cfg: &TrainConfig,
+    validate: bool,
+    observer: &mut O,
+) -> Result<Stage1Run> {
     let e = engine;
     let start = now_sec();
-    let mut trainer = LoraTrainer::new(
+    let lora = match start_at {
+        Start::Fresh(l) => l,
+        Start::From(a) => &a.config,
+    };
+    let trainer = LoraTrainer::new(
         &e.encoder,
         &e.tokenizer,
         &task.train.texts,
@@ -120,6 +145,10 @@ pub async fn run_stage1<O: Stage1Observer>(
         cfg,
         &e.device,
     )?;
+    let mut trainer = match start_at {
+        Start::Fresh(_) => trainer,
+        Start::From(a) => trainer.starting_from(a).await?,
+    };
     let validation = if validate {
         task.validation()
     } else {

@@ -48,9 +48,9 @@ pub struct TrainingArgs {
     /// LoRA dropout.
     #[arg(long, default_value_t = 0.1)]
     pub lora_dropout: f64,
-    /// Comma-separated PEFT target modules.
+    /// Comma-separated PEFT target modules (PEFT's `target_modules`).
     #[arg(long, default_value = "query,key,value", value_delimiter = ',')]
-    pub targets: Vec<String>,
+    pub target_modules: Vec<String>,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -76,7 +76,7 @@ impl TrainingArgs {
             r: self.r,
             alpha: self.alpha,
             dropout: self.lora_dropout,
-            target_modules: self.targets.clone(),
+            target_modules: self.target_modules.clone(),
             ..Default::default()
         }
     }

@@ -1,6 +1,7 @@
 //! `lorafuse`: the native command line over the same engine and experiment code the browser runs.
 //!
-//! One file per command (`embed`, `train`, `predict`, `eval`, `fuse`, `bench`, `bench-speed`);
+//! One file per command (`embed`, `train`, `predict`, `eval`, `fuse`, `bench`, `bench-speed`,
+//! `bench-transfer`; `snapshot.rs` keeps the benchmarks' stage-1 results between runs);
 //! shared arguments in `args.rs`, reading files and drawing progress in `io.rs`. Every command
 //! reads the base model from `--model-dir` (default `public/models/all-MiniLM-L6-v2`, placed
 //! there by `scripts/setup`).
@@ -18,6 +19,7 @@ mod io;
 mod predict;
 mod snapshot;
 mod train;
+mod transfer;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +51,9 @@ enum Command {
     Fuse(fuse::FuseArgs),
     /// Compare frozen, single-task LoRA and the hybrid on several datasets and seeds (docs/design.md §1.5).
     Bench(bench::BenchArgs),
+    /// Transfer benchmark: small target tasks fused with adapters of larger source tasks, against
+    /// the own LoRA, sequential transfer and the sources' heads (docs/design.md §1.7).
+    BenchTransfer(transfer::TransferArgs),
 }
 
 fn main() {
@@ -69,5 +74,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchSpeed(a) => bench_speed::run(c, a),
         Command::Fuse(a) => fuse::run(&io::load_engine(c)?, a),
         Command::Bench(a) => bench::run(&io::load_engine(c)?, a),
+        Command::BenchTransfer(a) => transfer::run(&io::load_engine(c)?, a),
     }
 }

@@ -205,7 +205,7 @@ struct SeedCtx<'a> {
     caches: Vec<[FusionCache; 3]>,
 }
 
-fn read_csv(path: &Path) -> Result<Vec<Example>> {
+pub(crate) fn read_csv(path: &Path) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = data::parse(&bytes, &path.to_string_lossy(), &ParseOptions::default())
         .with_context(|| path.display().to_string())?;

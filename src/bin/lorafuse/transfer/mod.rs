@@ -1,0 +1,489 @@
+//! `lorafuse bench-transfer` (docs/design.md §1.7): does a small target task gain from the adapters
+//! of larger, related source tasks? The setting where AdapterFusion gained (small targets, related
+//! sources), run with the product's own code: stage 1, the probe, the fusion job and the gate of
+//! [`lorafuse::experiment`].
+//!
+//! Protocol. Every target's first `--test-per-task` test rows are its test split, and every train
+//! text (of any source or target) whose normalised form is among them is removed first. The source
+//! adapters are trained once (seed `--source-seed`, `--source-epochs`), as published adapters would
+//! be; then per target, seed and N: a class-stratified subset of N rows, the held-out policy's share
+//! of it as dev (10 %), the target's own LoRA (stage 1, default settings), sequential transfer (the
+//! `--sequential-from` source's adapter trained further on the target, fresh head), and every
+//! method scored on the same test rows: `frozen`, `lora`, `lora-seq-<source>`,
+//! `source-head-<source>` (the source's own head, where its label names are the target's),
+//! `source-probe-<source>` (a fresh head on the source-adapted encoder's vectors), `hybrid` (the
+//! default fusion over the sources and the own adapter, epoch selected on dev, gated) and one
+//! `hybrid-<variant>` per `--fusion-variants` (same procedure), plus `hybrid-<variant>-last` (the
+//! last epoch, no gate). What it leaves out: sources retrained per seed (their seed is fixed).
+
+mod report;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Tensor;
+use clap::Args;
+use serde::Serialize;
+
+use lorafuse::data::{self, Example};
+use lorafuse::engine::Engine;
+use lorafuse::experiment::fusion_job::{FusionSpec, train_layer};
+use lorafuse::experiment::stage1::{Start, run_stage1_from};
+use lorafuse::experiment::{
+    FusionTarget, Labelled, MethodResult, PreparedTask, fusion_train_config, train_probe,
+};
+use lorafuse::experiment::compare::probability_rows;
+use lorafuse::fusion::FusionConfig;
+use lorafuse::fusion::files::GateCheck;
+use lorafuse::fusion::module::FusionOptions;
+use lorafuse::host::block_on;
+use lorafuse::infer::pooled_vectors;
+use lorafuse::lora::LoraAdapter;
+use lorafuse::model::ClassifierHead;
+use lorafuse::train::stage2::FusionCache;
+use lorafuse::train::{TaskModel, TrainConfig};
+
+use crate::bench::read_csv;
+use crate::io::Bars;
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Folder holding the task folders (`<name>/{train,test}.csv`).
+    #[arg(long, default_value = "../shared/datasets")]
+    data_dir: PathBuf,
+    /// Source tasks and their training rows, `name:rows`, comma-separated.
+    #[arg(
+        long,
+        default_value = "sst2:2000,subj:500,trec:500,ag_news:500",
+        value_delimiter = ','
+    )]
+    sources: Vec<String>,
+    /// Target tasks.
+    #[arg(long, default_value = "cr,mr,mpqa", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Training rows per target (class-stratified subsets; the held-out share of each is its dev).
+    #[arg(long, default_value = "16,32,64,128,256", value_delimiter = ',')]
+    target_n: Vec<usize>,
+    /// Seeds of the targets' subsets and training.
+    #[arg(long, default_value = "1,2,3,4,5", value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Test rows per target (the first M rows of its test.csv).
+    #[arg(long, default_value_t = 500)]
+    test_per_task: usize,
+    /// Write every number as JSON here (top-level `rows`: target, n, seed, method, accuracy,
+    /// macro_f1).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the accuracy-vs-N plot here (SVG; PNG beside it where a font is found).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[command(flatten)]
+    training: crate::args::TrainingArgs,
+    /// Epochs of the source adapters (trained once).
+    #[arg(long, default_value_t = 3)]
+    source_epochs: usize,
+    /// Seed of the source adapters.
+    #[arg(long, default_value_t = 1)]
+    source_seed: u64,
+    /// The source whose adapter sequential transfer starts from (default: the first source).
+    #[arg(long)]
+    sequential_from: Option<String>,
+    /// Fusion variants reported besides the default `hybrid`.
+    #[arg(long, value_delimiter = ',', default_value = "paper,residual-others,adapterfusion,scalar")]
+    fusion_variants: Vec<String>,
+    /// Keep the trained source adapters and their test vectors here, and reuse them.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+/// One result row (the interface: fractions in 0..1).
+#[derive(Serialize, Clone)]
+pub struct Row {
+    pub target: String,
+    pub n: usize,
+    pub seed: u64,
+    pub method: String,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+}
+
+/// What the gate of one fused run saw.
+#[derive(Serialize)]
+struct GateRow {
+    target: String,
+    n: usize,
+    seed: u64,
+    method: String,
+    use_hybrid: bool,
+    gate: Option<GateCheck>,
+}
+
+/// Wall times of one target, seed and N.
+#[derive(Serialize)]
+struct Times {
+    target: String,
+    n: usize,
+    seed: u64,
+    stage1_seconds: f64,
+    sequential_seconds: f64,
+    fusion_seconds: f64,
+}
+
+/// A source: its name, adapter and head, label names.
+struct Source {
+    name: String,
+    model: TaskModel,
+    labels: Vec<String>,
+}
+
+fn parse_sources(a: &TransferArgs) -> Result<Vec<(String, usize)>> {
+    a.sources
+        .iter()
+        .map(|s| {
+            let (name, n) = s
+                .split_once(':')
+                .with_context(|| format!("--sources entry {s:?} is not name:rows"))?;
+            let n: usize = n.parse().with_context(|| format!("--sources entry {s:?}"))?;
+            Ok((name.to_string(), n))
+        })
+        .collect()
+}
+
+pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
+    let wall = Instant::now();
+    let sources = parse_sources(&a)?;
+    if sources.is_empty() || a.targets.is_empty() || a.target_n.is_empty() || a.seeds.is_empty() {
+        bail!("bench-transfer needs sources, targets, --target-n and seeds");
+    }
+    for v in &a.fusion_variants {
+        if FusionOptions::named(v).is_none() {
+            bail!("unknown fusion variant {v:?}; one of {}", FusionOptions::NAMES.join(", "));
+        }
+    }
+    let seq_from = a.sequential_from.clone().unwrap_or(sources[0].0.clone());
+    let seq_idx = sources
+        .iter()
+        .position(|(n, _)| *n == seq_from)
+        .with_context(|| format!("--sequential-from {seq_from:?} is not a source"))?;
+    // Data, with every target test text removed from every training set.
+    let mut tests = Vec::new();
+    for t in &a.targets {
+        let mut test = read_csv(&a.data_dir.join(t).join("test.csv"))?;
+        test.truncate(a.test_per_task);
+        tests.push(test);
+    }
+    let forbidden: HashSet<String> = tests
+        .iter()
+        .flatten()
+        .map(|e| data::normalise_for_overlap(&e.text))
+        .collect();
+    let train_of = |name: &str| -> Result<Vec<Example>> {
+        let rows = read_csv(&a.data_dir.join(name).join("train.csv"))?;
+        let (kept, removed) = data::remove_overlap(&rows, &forbidden);
+        eprintln!("{name}: {removed} train rows removed (in a target's test split)");
+        Ok(kept)
+    };
+    let lora = a.training.lora();
+    lora.validate()?;
+    let srcs = train_sources(engine, &a, &sources, &train_of, &lora)?;
+    let mut rows = Vec::new();
+    let mut gates = Vec::new();
+    let mut times = Vec::new();
+    for (ti, target) in a.targets.iter().enumerate() {
+        let train = train_of(target)?;
+        let test_texts: Vec<String> = tests[ti].iter().map(|e| e.text.clone()).collect();
+        let src_adapters: Vec<&LoraAdapter> = srcs.iter().map(|s| &s.model.adapter).collect();
+        let e = engine;
+        let test_src = block_on(FusionCache::build(
+            &e.encoder,
+            &e.tokenizer,
+            &src_adapters,
+            &test_texts,
+            &e.device,
+        ))?;
+        for &seed in &a.seeds {
+            for &n in &a.target_n {
+                let ctx = RunCtx {
+                    engine,
+                    a: &a,
+                    target,
+                    n,
+                    seed,
+                    srcs: &srcs,
+                    seq_idx,
+                    test: &tests[ti],
+                    test_src: &test_src,
+                };
+                let subset = data::stratified_subset(&train, n, seed);
+                let r = ctx.run(&subset, &lora)?;
+                rows.extend(r.0);
+                gates.extend(r.1);
+                times.push(r.2);
+            }
+        }
+    }
+    let secs = wall.elapsed().as_secs_f64();
+    report::print(&rows, &times, secs);
+    if let Some(p) = &a.plot {
+        report::plot(&rows, p)?;
+    }
+    if let Some(p) = &a.out {
+        let json = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "sources": a.sources,
+            "targets": a.targets,
+            "target_n": a.target_n,
+            "seeds": a.seeds,
+            "test_per_task": a.test_per_task,
+            "source_epochs": a.source_epochs,
+            "source_seed": a.source_seed,
+            "sequential_from": seq_from,
+            "default_fusion": FusionSpec::DEFAULT_VARIANT,
+            "lora": lora,
+            "train": a.training.train(1),
+            "rows": rows,
+            "gates": gates,
+            "times": times,
+            "wall_seconds": secs,
+        });
+        std::fs::write(p, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Trains (or loads from `--cache`) every source adapter once.
+fn train_sources(
+    engine: &Engine,
+    a: &TransferArgs,
+    sources: &[(String, usize)],
+    train_of: &dyn Fn(&str) -> Result<Vec<Example>>,
+    lora: &lorafuse::lora::LoraConfig,
+) -> Result<Vec<Source>> {
+    let cfg = TrainConfig {
+        epochs: a.source_epochs,
+        ..a.training.train(a.source_seed)
+    };
+    let mut out = Vec::new();
+    for (name, n) in sources {
+        let train = train_of(name)?;
+        let subset = data::stratified_subset(&train, *n, a.source_seed);
+        let task = PreparedTask::new(&subset, &[], &a.training.holdout(), a.source_seed)
+            .with_context(|| format!("source {name}"))?;
+        let labels = task.vocab.names().to_vec();
+        let key = ("transfer-source/1", name, n, &a.data_dir, &a.targets, a.test_per_task, lora, &cfg);
+        let dir = match &a.cache {
+            Some(root) => Some(crate::snapshot::folder(root, name, &key)?),
+            None => None,
+        };
+        if let Some(d) = &dir
+            && let Some(model) = crate::snapshot::load_model(d, engine, cfg.head_dropout)?
+        {
+            eprintln!("source {name}: adapter from {}", d.display());
+            out.push(Source { name: name.clone(), model, labels });
+            continue;
+        }
+        let mut bars = Bars::new(&format!("source {name}"));
+        let run = block_on(lorafuse::experiment::run_stage1(
+            engine, &task, lora, &cfg, false, &mut bars,
+        ))?;
+        bars.finish();
+        eprintln!("source {name}: {} rows, {:.1} s", task.train.len(), run.seconds);
+        if let Some(d) = &dir {
+            crate::snapshot::save_model(d, &run.model)?;
+        }
+        out.push(Source { name: name.clone(), model: run.model, labels });
+    }
+    Ok(out)
+}
+
+/// One target, seed and N.
+struct RunCtx<'a> {
+    engine: &'a Engine,
+    a: &'a TransferArgs,
+    target: &'a str,
+    n: usize,
+    seed: u64,
+    srcs: &'a [Source],
+    seq_idx: usize,
+    /// The target's test rows.
+    test: &'a [Example],
+    /// Test vectors of the base and every source adapter.
+    test_src: &'a FusionCache,
+}
+
+impl RunCtx<'_> {
+    fn row(&self, method: &str, r: &MethodResult) -> Row {
+        Row {
+            target: self.target.to_string(),
+            n: self.n,
+            seed: self.seed,
+            method: method.to_string(),
+            accuracy: r.metrics.accuracy,
+            macro_f1: r.metrics.macro_f1,
+        }
+    }
+
+
+    fn run(
+        &self,
+        subset: &[Example],
+        lora: &lorafuse::lora::LoraConfig,
+    ) -> Result<(Vec<Row>, Vec<GateRow>, Times)> {
+        let e = self.engine;
+        let (target, n, seed) = (self.target, self.n, self.seed);
+        let cfg = self.a.training.train(seed);
+        let task = PreparedTask::new(subset, &[], &self.a.training.holdout(), seed)
+            .with_context(|| format!("target {target}, N = {n}"))?;
+        let classes = task.vocab.len();
+        // Test labels in this subset's class order (every test row's class must be known).
+        let test = Labelled::known(self.test, &task.vocab).0;
+        anyhow::ensure!(test.len() == self.test.len(), "the subset of {target} lacks a class");
+        let score = |method: &str, probs: Vec<Vec<f32>>| {
+            MethodResult::new(method, probs, &test.labels, classes)
+        };
+        let tag = format!("{target} N={n} seed {seed}");
+        let mut bars = Bars::new(&format!("{tag} lora"));
+        let own = block_on(run_stage1_from(e, &task, Start::Fresh(lora), &cfg, false, &mut bars))?;
+        bars.finish();
+        let src = &self.srcs[self.seq_idx];
+        let mut bars = Bars::new(&format!("{tag} lora-seq"));
+        let start = Start::From(&src.model.adapter);
+        let seq = block_on(run_stage1_from(e, &task, start, &cfg, false, &mut bars))?;
+        bars.finish();
+        // Vectors: sources then the own adapter (position S).
+        let s = self.srcs.len();
+        let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
+        adapters.push(&own.model.adapter);
+        let build = |texts: &[String]| {
+            block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))
+        };
+        let train_c = build(&task.train.texts)?;
+        let dev_c = build(&task.held_out.texts)?;
+        let own_test = block_on(pooled_vectors(
+            &e.encoder,
+            &e.tokenizer,
+            Some(&own.model.adapter),
+            &test.texts,
+            &e.device,
+        ))?;
+        let test_c = FusionCache {
+            base: self.test_src.base.clone(),
+            adapters: Tensor::cat(vec![self.test_src.adapters.clone(), own_test.clone().unsqueeze_dim(1)], 1),
+        };
+        let seq_test = block_on(pooled_vectors(
+            &e.encoder,
+            &e.tokenizer,
+            Some(&seq.model.adapter),
+            &test.texts,
+            &e.device,
+        ))?;
+        let mut rows = Vec::new();
+        let mut results = Vec::new();
+        let probs = |h: &ClassifierHead, v: Tensor<2>| block_on(probability_rows(h.forward(v, false)));
+        // frozen, lora, sequential
+        let probe = block_on(train_probe(train_c.base.clone(), &task.train.labels, classes, &cfg, &e.device))?;
+        results.push(("frozen".to_string(), score("frozen", probs(&probe, test_c.base.clone())?)));
+        let lora_r = score("lora", probs(&own.model.head, own_test)?);
+        results.push(("lora".into(), lora_r.clone()));
+        let name = format!("lora-seq-{}", src.name);
+        results.push((name.clone(), score(&name, probs(&seq.model.head, seq_test)?)));
+        // the sources' heads and fresh heads on the sources' vectors
+        for (j, sr) in self.srcs.iter().enumerate() {
+            let [nt, _, d] = test_c.adapters.dims();
+            let v = |c: &FusionCache| {
+                let m = c.adapters.dims()[0];
+                c.adapters.clone().slice([0..m, j..j + 1, 0..d]).reshape([m, d])
+            };
+            let _ = nt;
+            if let Some(order) = label_map(&sr.labels, task.vocab.names()) {
+                let p = probs(&sr.model.head, v(&test_c))?;
+                let p = p.into_iter().map(|r| order.iter().map(|&k| r[k]).collect()).collect();
+                let name = format!("source-head-{}", sr.name);
+                results.push((name.clone(), score(&name, p)));
+            }
+            let head = block_on(train_probe(v(&train_c), &task.train.labels, classes, &cfg, &e.device))?;
+            let name = format!("source-probe-{}", sr.name);
+            results.push((name.clone(), score(&name, probs(&head, v(&test_c))?)));
+        }
+        // the fusion: default and variants
+        let fusion_cfg = fusion_train_config(&cfg, None, None);
+        let tgt = FusionTarget {
+            name: target.to_string(),
+            labels: task.vocab.names().to_vec(),
+            cache: train_c,
+            y: task.train.labels.clone(),
+            cfg: fusion_cfg,
+            held_out: Some((dev_c, task.held_out.labels.clone())),
+            own: Some((s, own.model.head.clone())),
+        };
+        let mut gates = Vec::new();
+        let mut fusion_secs = 0.0;
+        let mut variants = vec![FusionSpec::DEFAULT_VARIANT.to_string()];
+        variants.extend(self.a.fusion_variants.iter().filter(|v| *v != FusionSpec::DEFAULT_VARIANT).cloned());
+        for (vi, v) in variants.iter().enumerate() {
+            let options = FusionOptions::named(v).unwrap_or_default();
+            let config = FusionConfig::new(e.encoder.config.hidden_size, s + 1, classes).with_options(options);
+            let t0 = Instant::now();
+            let (tl, _) = block_on(train_layer(&tgt, &config, e, &mut ()))?;
+            let secs = t0.elapsed().as_secs_f64();
+            if vi == 0 {
+                fusion_secs = secs;
+            }
+            let out = |f: &lorafuse::fusion::AttentionFusion| {
+                let o = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
+                block_on(probability_rows(o.logits))
+            };
+            let name = if vi == 0 { "hybrid".to_string() } else { format!("hybrid-{v}") };
+            let use_hybrid = tl.use_hybrid(true);
+            let gated = match use_hybrid {
+                true => score(&name, out(&tl.layer)?),
+                false => lora_r.clone(),
+            };
+            results.push((name.clone(), gated));
+            let last = format!("hybrid-{v}-last");
+            results.push((last.clone(), score(&last, out(&tl.last)?)));
+            gates.push(GateRow {
+                target: target.to_string(),
+                n,
+                seed,
+                method: name,
+                use_hybrid,
+                gate: tl.gate,
+            });
+        }
+        let mut line = format!("{tag}:");
+        for (m, r) in &results {
+            rows.push(self.row(m, r));
+            if ["frozen", "lora", "hybrid"].contains(&m.as_str()) || m.starts_with("lora-seq") {
+                line += &format!(" {m} {:.3}", r.metrics.accuracy);
+            }
+        }
+        eprintln!("{line}");
+        let times = Times {
+            target: target.to_string(),
+            n,
+            seed,
+            stage1_seconds: own.seconds,
+            sequential_seconds: seq.seconds,
+            fusion_seconds: fusion_secs,
+        };
+        Ok((rows, gates, times))
+    }
+}
+
+/// For each target class (in `target` order), the source class of the same name; `None` unless
+/// both have the same label names.
+fn label_map(source: &[String], target: &[String]) -> Option<Vec<usize>> {
+    if source.len() != target.len() {
+        return None;
+    }
+    target
+        .iter()
+        .map(|t| source.iter().position(|s| s == t))
+        .collect()
+}
+
