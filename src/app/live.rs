@@ -102,9 +102,13 @@ pub fn LivePanel() -> impl IntoView {
                                 view! {
                                     <tr data-testid="prediction" data-task=tp.task.clone()>
                                         <th scope="row">{tp.task.clone()}</th>
-                                        <td><strong>{tp.single.label.clone()}</strong>{bars(labels.clone(), tp.single.clone())}</td>
-                                        <td>{match tp.hybrid.clone() {
-                                            Some(h) => view! { <strong>{h.label.clone()}</strong>{bars(labels.clone(), h)} }.into_any(),
+                                        <td class:answer=!tp.uses_hybrid><strong>{tp.single.label.clone()}</strong>
+                                            {(!tp.uses_hybrid && tp.hybrid.is_some()).then(|| view! { <span class="badge" data-testid="answer-badge">" answer"</span> })}
+                                            {bars(labels.clone(), tp.single.clone())}</td>
+                                        <td class:answer=tp.uses_hybrid>{match tp.hybrid.clone() {
+                                            Some(h) => view! { <strong>{h.label.clone()}</strong>
+                                                {tp.uses_hybrid.then(|| view! { <span class="badge" data-testid="answer-badge">" answer"</span> })}
+                                                {bars(labels.clone(), h)} }.into_any(),
                                             None => view! { <em>"train the fusion"</em> }.into_any(),
                                         }}</td>
                                         <td>{tp.attention.clone().map(|a| a.into_iter().enumerate().map(|(i, w)| {

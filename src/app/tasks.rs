@@ -10,7 +10,7 @@ use web_sys::{DragEvent, File, HtmlInputElement};
 
 use super::{Ui, chart, files, send};
 use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
-use crate::workspace::bundle::TaskSettings;
+use crate::workspace::bundle::{AnswerChoice, TaskSettings};
 
 /// An example data file in the shared datasets' format, offered as a download.
 const EXAMPLE_CSV: &str = include_str!("example_sentiment.csv");
@@ -205,6 +205,7 @@ fn TaskCard(name: String) -> impl IntoView {
         }
     };
     let set_t = set.clone();
+    let set_a = set.clone();
     let num = move |label: &'static str,
                     field: &'static str,
                     value: Box<dyn Fn(&TaskSettings) -> String + Send + Sync>,
@@ -378,6 +379,34 @@ fn TaskCard(name: String) -> impl IntoView {
                                 <td>{p.val_accuracy.map(|a| format!("{:.1} %", a * 100.0)).unwrap_or_else(|| "–".into())}</td></tr>
                         }).collect_view()}</tbody>
                     </table>
+                    <Show when=move || get().fusion_note.is_some()>
+                        <div class="answer" data-testid="answer">
+                            <label>"Live answer "
+                                <select name="answer" on:change={
+                                    let set_a = set_a.clone();
+                                    move |ev| {
+                                        let v = event_target_value(&ev);
+                                        set_a(&|s| {
+                                            s.answer = match v.as_str() {
+                                                "hybrid" => AnswerChoice::Hybrid,
+                                                "lora" => AnswerChoice::Lora,
+                                                _ => AnswerChoice::Automatic,
+                                            };
+                                            Ok(())
+                                        })
+                                    }
+                                }>
+                                    <option value="automatic" selected=move || get().settings.answer == AnswerChoice::Automatic>
+                                        "automatic (the held-out check decides)"</option>
+                                    <option value="hybrid" selected=move || get().settings.answer == AnswerChoice::Hybrid>
+                                        "always the hybrid"</option>
+                                    <option value="lora" selected=move || get().settings.answer == AnswerChoice::Lora>
+                                        "always this task's LoRA"</option>
+                                </select>
+                            </label>
+                            <p data-testid="fusion-note">{move || get().fusion_note.unwrap_or_default()}</p>
+                        </div>
+                    </Show>
                 </div>
             </div>
         </section>

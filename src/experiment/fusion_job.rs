@@ -16,7 +16,7 @@ use crate::model::ClassifierHead;
 use crate::train::driver::EpochEnd;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::{Observer, Outcome, TrainConfig, drive};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 /// The job name of a shared fusion run (per-task runs are named after their task).
 pub const SHARED_JOB: &str = "all tasks (shared)";
@@ -258,13 +258,13 @@ impl TrainedLayer {
 pub async fn train_layer<O: FusionObserver>(
     target: &FusionTarget,
     config: &FusionConfig,
-    engine: &Engine,
+    device: &Device,
     observer: &mut O,
 ) -> Result<(TrainedLayer, Outcome)> {
     let source = VectorSource::Cached(target.cache.clone());
     let own = target.own.as_ref().map(|(o, h)| (*o, h));
     let own = if config.needs_own() { own } else { None };
-    let mut t = FusionTrainer::new(source, &target.y, config, own, &target.cfg, &engine.device)?;
+    let mut t = FusionTrainer::new(source, &target.y, config, own, &target.cfg, device)?;
     observer.start(&target.name, t.total_steps());
     let mut select = SelectOnHeldOut {
         inner: observer,
@@ -336,7 +336,7 @@ pub async fn train_layers<O: FusionObserver>(
     let mut layers = Vec::new();
     for target in targets {
         let (layer, outcome) =
-            train_layer(target, &config(target.labels.len()), engine, observer).await?;
+            train_layer(target, &config(target.labels.len()), &engine.device, observer).await?;
         layers.push(layer);
         if outcome == Outcome::Cancelled {
             return Ok((layers, outcome));
@@ -384,4 +384,114 @@ pub async fn train_fusion<O: FusionObserver>(
         options,
     };
     Ok((FusedModel { manifest, layers }, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::block_on;
+    use burn::tensor::Distribution;
+
+    const D: usize = 16;
+
+    fn cache(n: usize, k: usize, device: &Device) -> FusionCache {
+        FusionCache {
+            base: Tensor::random([n, D], Distribution::Normal(0.0, 1.0), device),
+            adapters: Tensor::random([n, k, D], Distribution::Normal(0.0, 1.0), device),
+        }
+    }
+
+    /// Class of every row by the sign of coordinate 0 of adapter `s`'s vector.
+    fn by_adapter(c: &FusionCache, s: usize) -> Vec<usize> {
+        let [n, _, _] = c.adapters.dims();
+        let v = c.adapters.clone().slice([0..n, s..s + 1, 0..1]).reshape([n]);
+        block_on(crate::host::floats(v)).unwrap().iter().map(|&x| usize::from(x > 0.0)).collect()
+    }
+
+    /// A head on adapter 0 that predicts the sign of its coordinate 0 (class 1 when positive).
+    fn sign_head(device: &Device) -> ClassifierHead {
+        let mut h = ClassifierHead::init(D, 2, 0.0, 1, device);
+        let mut w = vec![0f32; D * 2];
+        w[1] = 5.0; // weight [d = 0, class 1]
+        w[0] = -5.0;
+        h.linear.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            burn::tensor::TensorData::new(w, [D, 2]),
+            device,
+        ));
+        h.linear.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([2], device)));
+        h
+    }
+
+    fn target(train: FusionCache, y: Vec<usize>, dev: FusionCache, dev_y: Vec<usize>) -> FusionTarget {
+        FusionTarget {
+            name: "t".into(),
+            labels: vec!["a".into(), "b".into()],
+            cache: train,
+            y,
+            cfg: TrainConfig {
+                epochs: 20,
+                head_lr: 1e-2,
+                batch_size: 16,
+                seed: 4,
+                ..TrainConfig::default()
+            },
+            held_out: Some((dev, dev_y)),
+            own: Some((0, sign_head(&Device::flex()))),
+        }
+    }
+
+    fn trained(t: &FusionTarget, variant: &str) -> TrainedLayer {
+        let cfg = FusionConfig::new(D, 2, 2)
+            .with_options(FusionOptions::named(variant).unwrap())
+            .with_dropout(0.0);
+        block_on(train_layer(t, &cfg, &Device::flex(), &mut ())).unwrap().0
+    }
+
+    #[test]
+    fn the_gate_picks_lora_when_the_hybrid_is_worse_on_held_out_rows() {
+        let device = Device::flex();
+        let (train, dev) = (cache(64, 2, &device), cache(32, 2, &device));
+        // The own LoRA is right on the held-out rows; the fusion is taught the opposite.
+        let flipped = by_adapter(&train, 0).iter().map(|y| 1 - y).collect();
+        let t = target(train, flipped, dev.clone(), by_adapter(&dev, 0));
+        let paper = trained(&t, "paper");
+        let g = paper.gate.unwrap();
+        assert_eq!(g.lora_accuracy, 1.0);
+        assert!(g.hybrid_accuracy < g.lora_accuracy, "{g:?}");
+        assert!(!paper.use_hybrid(true) && paper.use_hybrid(false));
+        // The residual fusion starts as the LoRA, so the layer kept is never worse on those rows.
+        let residual = trained(&t, "residual");
+        let g = residual.gate.unwrap();
+        assert!(g.hybrid_accuracy >= g.lora_accuracy, "{g:?}");
+        assert_eq!(residual.use_hybrid(true), g.hybrid_wins());
+    }
+
+    #[test]
+    fn a_win_is_higher_accuracy_or_the_same_accuracy_and_lower_log_loss() {
+        let g = |ha, hn, la, ln| GateCheck {
+            rows: 10,
+            hybrid_accuracy: ha,
+            hybrid_nll: hn,
+            lora_accuracy: la,
+            lora_nll: ln,
+            epoch: 1,
+        };
+        assert!(g(0.8, 0.9, 0.7, 0.1).hybrid_wins());
+        assert!(g(0.7, 0.2, 0.7, 0.3).hybrid_wins());
+        assert!(!g(0.7, 0.3, 0.7, 0.3).hybrid_wins(), "a tie is not a win");
+        assert!(!g(0.6, 0.1, 0.7, 0.9).hybrid_wins());
+    }
+
+    #[test]
+    fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
+        let device = Device::flex();
+        let (train, dev) = (cache(96, 2, &device), cache(48, 2, &device));
+        // The labels follow adapter 1, which the own head (on adapter 0) knows nothing of.
+        let (y, dev_y) = (by_adapter(&train, 1), by_adapter(&dev, 1));
+        let t = target(train, y, dev, dev_y);
+        let r = trained(&t, "residual");
+        let g = r.gate.unwrap();
+        assert!(r.use_hybrid(true), "{g:?}");
+        assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
+    }
 }

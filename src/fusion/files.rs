@@ -61,7 +61,7 @@ impl FusedTask {
     pub fn describe_gate(&self) -> String {
         let Some(g) = &self.gate else {
             return match self.use_hybrid {
-                true => "answers with the hybrid (no held-out rows to check it on)".into(),
+                true => "answers with the hybrid (no held-out check was made: a shared fusion, or no held-out rows)".into(),
                 false => "answers with its own LoRA".into(),
             };
         };

@@ -512,3 +512,74 @@ impl AttentionFusion {
         Some((dist(&self.value) + dist(&self.out)).mul_scalar(lambda))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn inputs(b: usize, k: usize, d: usize, device: &Device) -> (Tensor<2>, Tensor<3>) {
+        (
+            Tensor::random([b, d], Distribution::Normal(0.0, 1.0), device),
+            Tensor::random([b, k, d], Distribution::Normal(0.0, 1.0), device),
+        )
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        crate::host::block_on(crate::host::floats(t)).unwrap()
+    }
+
+    #[test]
+    fn every_residual_variant_starts_as_the_own_lora_exactly() {
+        let device = Device::flex();
+        let (d, k, own) = (32, 3, 1);
+        let head = ClassifierHead::init(d, 4, 0.0, 9, &device);
+        let (base, adapters) = inputs(5, k, d, &device);
+        let own_vec = adapters.clone().slice([0..5, own..own + 1, 0..d]).reshape([5, d]);
+        let lora = values(head.forward(own_vec, false));
+        for name in ["residual", "residual-others", "adapterfusion", "scalar"] {
+            let options = FusionOptions::named(name).unwrap();
+            let f = FusionConfig::new(d, k, 4)
+                .with_options(options)
+                .init_for_task(3, own, &head, &device);
+            let out = f.forward(base.clone(), adapters.clone(), None, false);
+            assert_eq!(values(out.logits), lora, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_authors_code_depends_on_the_batch_and_ours_does_not() {
+        let device = Device::flex();
+        let (d, k) = (32, 3);
+        let (base, adapters) = inputs(6, k, d, &device);
+        let row = |f: &AttentionFusion, b: usize| {
+            let out = f.forward(
+                base.clone().slice([0..b, 0..d]),
+                adapters.clone().slice([0..b, 0..k, 0..d]),
+                None,
+                false,
+            );
+            values(out.logits.slice([0..1, 0..2]))
+        };
+        let authors = FusionConfig::new(d, k, 2)
+            .with_options(FusionOptions::named("authors-code").unwrap())
+            .init(1, &device);
+        let (alone, with_others) = (row(&authors, 1), row(&authors, 6));
+        let moved = alone.iter().zip(&with_others).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(moved > 1e-4, "authors' code: row 0 alone {alone:?}, in a batch {with_others:?}");
+        let ours = FusionConfig::new(d, k, 2).init(1, &device);
+        let (alone, with_others) = (row(&ours, 1), row(&ours, 6));
+        let moved = alone.iter().zip(&with_others).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(moved < 1e-5, "ours: row 0 alone {alone:?}, in a batch {with_others:?}");
+    }
+
+    #[test]
+    fn variant_names_round_trip_and_older_options_default_to_the_paper() {
+        for n in FusionOptions::NAMES {
+            assert_eq!(FusionOptions::named(n).unwrap().name(), n);
+        }
+        assert!(FusionOptions::named("nope").is_none());
+        let old: FusionOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(old, FusionOptions::paper());
+    }
+}

@@ -406,6 +406,22 @@ async function main() {
       await waitTrained('#fusion', '#fusion [data-testid=progress]', 'fusion training');
       const status = await text('[data-testid=fusion-status]');
       check(/one fusion per task/.test(status), `fusion status after the default run: ${status}`);
+      // Each task says which prediction it answers with, and the held-out check behind it.
+      for (const t of TASKS) {
+        const note = await text(`${q(t.name)} [data-testid=fusion-note]`);
+        check(/answers with (the hybrid|its own LoRA).*held-out/.test(note), `${t.name}: fusion note ${note}`);
+        console.log(`     ${t.name}: ${note}`);
+      }
+      // The user can force either: the choice is kept and said.
+      await page.selectOption(`${q(TASKS[0].name)} select[name=answer]`, 'lora', { timeout: T.ui });
+      await page.waitForFunction(
+        (sel) => /always answer with the task's own LoRA/.test(document.querySelector(sel)?.textContent ?? ''),
+        `${q(TASKS[0].name)} [data-testid=fusion-note]`,
+        { timeout: T.ui, polling: 250 },
+      ).catch(async () => {
+        throw new StepError(`forcing LoRA: the note shows ${await text(`${q(TASKS[0].name)} [data-testid=fusion-note]`)}`);
+      });
+      await page.selectOption(`${q(TASKS[0].name)} select[name=answer]`, 'automatic', { timeout: T.ui });
     });
 
     // e2. the shared option: tick [data-testid=fusion-shared], train again; the status says so
@@ -440,6 +456,10 @@ async function main() {
       for (const s of sels) {
         const shown = await text(s);
         check(!shown.includes('100.0 %'), `${s} shows a probability of 100.0 %: ${shown.slice(0, 200)}`);
+      }
+      for (const s of sels) {
+        const answers = await page.locator(`${s} [data-testid=answer-badge]`).count();
+        check(answers === 1, `${s} marks ${answers} predictions as the answer (expected 1)`);
       }
       for (const s of sels) {
         const bars = await page.locator(`${s} [data-testid=attention-bar]`).count();

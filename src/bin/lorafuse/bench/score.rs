@@ -89,7 +89,7 @@ pub(super) fn train_variant(
     let t0 = Instant::now();
     let tgt = target(ctx, i, name, train, &ctx.fusion_cfg);
     let config = fusion_config(ctx, i, heads, options);
-    let (tl, _) = block_on(train_layer(&tgt, &config, ctx.engine, &mut ()))?;
+    let (tl, _) = block_on(train_layer(&tgt, &config, &ctx.engine.device, &mut ()))?;
     let seconds = t0.elapsed().as_secs_f64();
     let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c)?;
     let use_hybrid = tl.use_hybrid(true);

@@ -95,7 +95,7 @@ impl Task<'_, '_> {
         test: &FusionCache,
     ) -> Result<(MethodScores, Vec<f32>)> {
         let tgt = target(self.ctx, self.i, self.name, train, cfg);
-        let (f, _) = block_on(train_layer(&tgt, config, self.ctx.engine, &mut ()))?;
+        let (f, _) = block_on(train_layer(&tgt, config, &self.ctx.engine.device, &mut ()))?;
         score_fusion(self.ctx, self.i, &f.last, dev, test)
     }
 }
@@ -208,7 +208,7 @@ fn crossfit(t: &Task, lora: &LoraConfig, v: &mut VariantScores) -> Result<()> {
     ))?;
     let tgt = target(t.ctx, t.i, t.name, cf, &t.ctx.fusion_cfg);
     let config = fusion_config(t.ctx, t.i, t.heads, t.options);
-    let (f, _) = block_on(train_layer(&tgt, &config, e, &mut ()))?;
+    let (f, _) = block_on(train_layer(&tgt, &config, &e.device, &mut ()))?;
     v.crossfit_seconds = t0.elapsed().as_secs_f64();
     let (m, att) = score_fusion(t.ctx, t.i, &f.last, dev_c, test_c)?;
     let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);

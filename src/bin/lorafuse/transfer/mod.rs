@@ -428,7 +428,7 @@ impl RunCtx<'_> {
             let options = FusionOptions::named(v).unwrap_or_default();
             let config = FusionConfig::new(e.encoder.config.hidden_size, s + 1, classes).with_options(options);
             let t0 = Instant::now();
-            let (tl, _) = block_on(train_layer(&tgt, &config, e, &mut ()))?;
+            let (tl, _) = block_on(train_layer(&tgt, &config, &e.device, &mut ()))?;
             let secs = t0.elapsed().as_secs_f64();
             if vi == 0 {
                 fusion_secs = secs;
