@@ -258,7 +258,8 @@ fn stage2_keeps_adapters_frozen_and_caching_changes_nothing() {
         adapters: vec![fx.clone(), second.clone()],
         texts: texts.clone(),
     };
-    let mut live = FusionTrainer::new(live_src, &labels, &fcfg, None, &cfg, &engine.device).unwrap();
+    let mut live =
+        FusionTrainer::new(live_src, &labels, &fcfg, None, &cfg, &engine.device).unwrap();
     let mut obs = Steps {
         cancel: None,
         on_step: |p: &Progress| l2.push(p.loss),

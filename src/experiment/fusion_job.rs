@@ -146,9 +146,15 @@ impl FusionTarget {
         };
         let [n, k, d] = cache.adapters.dims();
         if *own >= k {
-            return Err(Error::Fusion("the own adapter is not among the fused ones".into()));
+            return Err(Error::Fusion(
+                "the own adapter is not among the fused ones".into(),
+            ));
         }
-        let v = cache.adapters.clone().slice([0..n, *own..*own + 1, 0..d]).reshape([n, d]);
+        let v = cache
+            .adapters
+            .clone()
+            .slice([0..n, *own..*own + 1, 0..d])
+            .reshape([n, d]);
         self.held_out_score(head.forward(v, false)).await.map(Some)
     }
 }
@@ -319,7 +325,8 @@ pub async fn train_layers<O: FusionObserver>(
             .map(|t| (&t.cache, t.y.as_slice(), t.labels.len()))
             .collect();
         let paper = config(2).with_options(FusionOptions::paper());
-        let mut t = FusionTrainer::new_shared_from_tasks(&parts, &paper, &first.cfg, &engine.device)?;
+        let mut t =
+            FusionTrainer::new_shared_from_tasks(&parts, &paper, &first.cfg, &engine.device)?;
         observer.start(SHARED_JOB, t.total_steps());
         let outcome = drive(&mut t, observer).await?;
         let layers = t.finish_shared()?;
@@ -335,8 +342,13 @@ pub async fn train_layers<O: FusionObserver>(
     }
     let mut layers = Vec::new();
     for target in targets {
-        let (layer, outcome) =
-            train_layer(target, &config(target.labels.len()), &engine.device, observer).await?;
+        let (layer, outcome) = train_layer(
+            target,
+            &config(target.labels.len()),
+            &engine.device,
+            observer,
+        )
+        .await?;
         layers.push(layer);
         if outcome == Outcome::Cancelled {
             return Ok((layers, outcome));
@@ -404,8 +416,16 @@ mod tests {
     /// Class of every row by the sign of coordinate 0 of adapter `s`'s vector.
     fn by_adapter(c: &FusionCache, s: usize) -> Vec<usize> {
         let [n, _, _] = c.adapters.dims();
-        let v = c.adapters.clone().slice([0..n, s..s + 1, 0..1]).reshape([n]);
-        block_on(crate::host::floats(v)).unwrap().iter().map(|&x| usize::from(x > 0.0)).collect()
+        let v = c
+            .adapters
+            .clone()
+            .slice([0..n, s..s + 1, 0..1])
+            .reshape([n]);
+        block_on(crate::host::floats(v))
+            .unwrap()
+            .iter()
+            .map(|&x| usize::from(x > 0.0))
+            .collect()
     }
 
     /// A head on adapter 0 that predicts the sign of its coordinate 0 (class 1 when positive).
@@ -422,7 +442,12 @@ mod tests {
         h
     }
 
-    fn target(train: FusionCache, y: Vec<usize>, dev: FusionCache, dev_y: Vec<usize>) -> FusionTarget {
+    fn target(
+        train: FusionCache,
+        y: Vec<usize>,
+        dev: FusionCache,
+        dev_y: Vec<usize>,
+    ) -> FusionTarget {
         FusionTarget {
             name: "t".into(),
             labels: vec!["a".into(), "b".into()],
@@ -444,7 +469,9 @@ mod tests {
         let cfg = FusionConfig::new(D, 2, 2)
             .with_options(FusionOptions::named(variant).unwrap())
             .with_dropout(0.0);
-        block_on(train_layer(t, &cfg, &Device::flex(), &mut ())).unwrap().0
+        block_on(train_layer(t, &cfg, &Device::flex(), &mut ()))
+            .unwrap()
+            .0
     }
 
     #[test]

@@ -397,10 +397,15 @@ impl AttentionFusion {
         let qmask = Tensor::<1>::from_data(TensorData::new(qmask, [k]), &device);
         let (a, weights) = match (&self.mix, used) {
             // Nothing left to mix (only the own adapter, left out): the base branch alone.
-            (_, 0) => (Tensor::zeros([b, d], &device), Tensor::zeros([b, k], &device)),
+            (_, 0) => (
+                Tensor::zeros([b, d], &device),
+                Tensor::zeros([b, k], &device),
+            ),
             (Some(mix), _) => {
                 let w = mix.val() * qmask; // [k]
-                let a = (h * w.clone().reshape([1, k, 1])).sum_dim(1).squeeze_dim::<2>(1);
+                let a = (h * w.clone().reshape([1, k, 1]))
+                    .sum_dim(1)
+                    .squeeze_dim::<2>(1);
                 let share = w.clone().abs().div(w.abs().sum().add_scalar(1e-12));
                 (a, share.reshape([1, k]).expand([b, k]))
             }
@@ -465,7 +470,10 @@ impl AttentionFusion {
                 attended.swap_dims(0, 1).mean_dim(1).squeeze_dim::<2>(1)
             })
             .collect();
-        (Tensor::cat(groups, 0), Tensor::full([b, k], 1.0 / k as f32, &device))
+        (
+            Tensor::cat(groups, 0),
+            Tensor::full([b, k], 1.0 / k as f32, &device),
+        )
     }
 
     /// Scaled dot-product attention with `heads` heads over the positions of `x` `[n, p, d]`,
@@ -535,7 +543,10 @@ mod tests {
         let (d, k, own) = (32, 3, 1);
         let head = ClassifierHead::init(d, 4, 0.0, 9, &device);
         let (base, adapters) = inputs(5, k, d, &device);
-        let own_vec = adapters.clone().slice([0..5, own..own + 1, 0..d]).reshape([5, d]);
+        let own_vec = adapters
+            .clone()
+            .slice([0..5, own..own + 1, 0..d])
+            .reshape([5, d]);
         let lora = values(head.forward(own_vec, false));
         for name in ["residual", "residual-others", "adapterfusion", "scalar"] {
             let options = FusionOptions::named(name).unwrap();
@@ -561,16 +572,24 @@ mod tests {
             );
             values(out.logits.slice([0..1, 0..2]))
         };
+        // How far row 0's logits move when it is scored with 5 companions instead of alone.
+        let moved = |f: &AttentionFusion| {
+            let (alone, with_others) = (row(f, 1), row(f, 6));
+            alone
+                .iter()
+                .zip(&with_others)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
         let authors = FusionConfig::new(d, k, 2)
             .with_options(FusionOptions::named("authors-code").unwrap())
             .init(1, &device);
-        let (alone, with_others) = (row(&authors, 1), row(&authors, 6));
-        let moved = alone.iter().zip(&with_others).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(moved > 1e-4, "authors' code: row 0 alone {alone:?}, in a batch {with_others:?}");
+        assert!(
+            moved(&authors) > 1e-4,
+            "the authors' code ignores the batch"
+        );
         let ours = FusionConfig::new(d, k, 2).init(1, &device);
-        let (alone, with_others) = (row(&ours, 1), row(&ours, 6));
-        let moved = alone.iter().zip(&with_others).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(moved < 1e-5, "ours: row 0 alone {alone:?}, in a batch {with_others:?}");
+        assert!(moved(&ours) < 1e-5, "ours depends on the batch");
     }
 
     #[test]

@@ -13,11 +13,11 @@ use clap::Args;
 
 use lorafuse::data::LabelVocab;
 use lorafuse::data::holdout::HoldoutPolicy;
-use lorafuse::fusion::module::FusionOptions;
 use lorafuse::engine::Engine;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_fusion};
 use lorafuse::experiment::{FusionTarget, Labelled, fusion_train_config};
 use lorafuse::fusion::files::{self as fusion_files, FusedAdapter};
+use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
 use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
@@ -121,9 +121,12 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         let (task, file) = spec
             .split_once('=')
             .with_context(|| format!("--data entry {spec:?} is not task=file"))?;
-        let own = loaded.iter().position(|(n, _, _)| n == task).with_context(|| {
-            format!("--data names task {task:?}, which none of the adapters is")
-        })?;
+        let own = loaded
+            .iter()
+            .position(|(n, _, _)| n == task)
+            .with_context(|| {
+                format!("--data names task {task:?}, which none of the adapters is")
+            })?;
         let t = &loaded[own].2;
         let labels = t
             .meta

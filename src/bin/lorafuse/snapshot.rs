@@ -35,7 +35,10 @@ pub fn save_model(dir: &Path, m: &TaskModel) -> Result<()> {
     let (config, weights) = block_on(peft::save(&m.adapter))?;
     std::fs::write(dir.join("adapter_config.json"), config)?;
     std::fs::write(dir.join("adapter_model.safetensors"), weights)?;
-    std::fs::write(dir.join("head.safetensors"), block_on(m.head.to_safetensors())?)?;
+    std::fs::write(
+        dir.join("head.safetensors"),
+        block_on(m.head.to_safetensors())?,
+    )?;
     Ok(())
 }
 
@@ -62,7 +65,11 @@ pub fn save_caches(path: &Path, caches: &[(&str, &FusionCache)]) -> Result<()> {
     for (name, c) in caches {
         let [n, d] = c.base.dims();
         let [_, k, _] = c.adapters.dims();
-        tensors.push((format!("{name}.base"), vec![n, d], block_on(lorafuse::host::floats(c.base.clone()))?));
+        tensors.push((
+            format!("{name}.base"),
+            vec![n, d],
+            block_on(lorafuse::host::floats(c.base.clone()))?,
+        ));
         tensors.push((
             format!("{name}.adapters"),
             vec![n, k, d],
@@ -83,7 +90,11 @@ pub fn save_caches(path: &Path, caches: &[(&str, &FusionCache)]) -> Result<()> {
 }
 
 /// Reads the caches `names` written by [`save_caches`]; `None` when the file is not there.
-pub fn load_caches(path: &Path, names: &[&str], engine: &Engine) -> Result<Option<Vec<FusionCache>>> {
+pub fn load_caches(
+    path: &Path,
+    names: &[&str],
+    engine: &Engine,
+) -> Result<Option<Vec<FusionCache>>> {
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
     };
@@ -93,7 +104,11 @@ pub fn load_caches(path: &Path, names: &[&str], engine: &Engine) -> Result<Optio
     for name in names {
         let (b, bs) = file.read(&format!("{name}.base"))?;
         let (a, as_) = file.read(&format!("{name}.adapters"))?;
-        anyhow::ensure!(bs.len() == 2 && as_.len() == 3, "{}: bad cache shapes", path.display());
+        anyhow::ensure!(
+            bs.len() == 2 && as_.len() == 3,
+            "{}: bad cache shapes",
+            path.display()
+        );
         out.push(FusionCache {
             base: Tensor::from_data(TensorData::new(b, [bs[0], bs[1]]), dev),
             adapters: Tensor::from_data(TensorData::new(a, [as_[0], as_[1], as_[2]]), dev),

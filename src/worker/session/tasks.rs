@@ -101,19 +101,23 @@ impl Session {
                 let ft = fused.and_then(|ts| ts.iter().find(|f| f.task == t.state.name));
                 if let Some(ft) = ft {
                     v.uses_hybrid = self.uses_hybrid(t);
-                    v.fusion_note = Some(match t.state.settings.answer {
-                        AnswerChoice::Automatic => format!("Automatic: {}", ft.describe_gate()),
-                        AnswerChoice::Hybrid => "Set to always answer with the hybrid".into(),
-                        AnswerChoice::Lora => "Set to always answer with the task's own LoRA".into(),
-                    } + &match (t.state.settings.answer, ft.gate) {
-                        (AnswerChoice::Automatic, _) | (_, None) => String::new(),
-                        (_, Some(g)) => format!(
-                            " (held-out check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
-                            100.0 * g.hybrid_accuracy,
-                            100.0 * g.lora_accuracy,
-                            g.rows
-                        ),
-                    });
+                    v.fusion_note = Some(
+                        match t.state.settings.answer {
+                            AnswerChoice::Automatic => format!("Automatic: {}", ft.describe_gate()),
+                            AnswerChoice::Hybrid => "Set to always answer with the hybrid".into(),
+                            AnswerChoice::Lora => {
+                                "Set to always answer with the task's own LoRA".into()
+                            }
+                        } + &match (t.state.settings.answer, ft.gate) {
+                            (AnswerChoice::Automatic, _) | (_, None) => String::new(),
+                            (_, Some(g)) => format!(
+                                " (held-out check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
+                                100.0 * g.hybrid_accuracy,
+                                100.0 * g.lora_accuracy,
+                                g.rows
+                            ),
+                        },
+                    );
                 }
                 v
             })

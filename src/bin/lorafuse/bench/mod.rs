@@ -362,27 +362,51 @@ fn prepare_seed<'a>(
         }
         None => None,
     };
-    if let Some(dir) = &snap
-        && let Some(loaded) = load_snapshot(dir, engine, tasks.len(), cfg.head_dropout)?
-    {
-        eprintln!("seed {seed}: stage 1 and caches from {}", dir.display());
-        let (models, caches, stage1_secs, caching_secs) = loaded;
-        let ctx = SeedCtx {
-            engine,
-            seed,
-            fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
-            cfg,
-            models,
-            splits,
-            caches,
-        };
-        return Ok((ctx, stage1_secs, caching_secs));
-    }
+    let loaded = match &snap {
+        Some(dir) => load_snapshot(dir, engine, tasks.len(), cfg.head_dropout)?,
+        None => None,
+    };
+    let (models, caches, stage1_secs, caching_secs) = match loaded {
+        Some(l) => {
+            eprintln!("seed {seed}: stage 1 and caches from the snapshot");
+            l
+        }
+        None => {
+            let l = train_and_cache(engine, tasks, &splits, &cfg, lora)?;
+            if let Some(dir) = &snap {
+                save_snapshot(dir, &l.0, &l.1, &l.2, l.3)?;
+            }
+            l
+        }
+    };
+    let ctx = SeedCtx {
+        engine,
+        seed,
+        fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
+        cfg,
+        models,
+        splits,
+        caches,
+    };
+    Ok((ctx, stage1_secs, caching_secs))
+}
+
+/// Stage 1 of every task and the cache of every text's K + 1 vectors, with the stage-1 seconds
+/// per task and the caching seconds.
+#[allow(clippy::type_complexity)]
+fn train_and_cache(
+    engine: &Engine,
+    tasks: &[TaskData],
+    splits: &[Split],
+    cfg: &TrainConfig,
+    lora: &lorafuse::lora::LoraConfig,
+) -> Result<(Vec<TaskModel>, Vec<[FusionCache; 3]>, Vec<f64>, f64)> {
+    let seed = cfg.seed;
     let mut models = Vec::new();
     let mut stage1_secs = Vec::new();
-    for (t, s) in tasks.iter().zip(&splits) {
+    for (t, s) in tasks.iter().zip(splits) {
         let mut bars = Bars::new(&format!("seed {seed} lora {}", t.name));
-        let run = block_on(run_stage1(engine, &s.task, lora, &cfg, false, &mut bars))?;
+        let run = block_on(run_stage1(engine, &s.task, lora, cfg, false, &mut bars))?;
         bars.finish();
         eprintln!("seed {seed} stage 1 {}: {:.1} s", t.name, run.seconds);
         stage1_secs.push(run.seconds);
@@ -397,7 +421,7 @@ fn prepare_seed<'a>(
         .sum();
     let pb = step_bar(tasks.len() * 3, &format!("seed {seed} caching"));
     let mut caches = Vec::new();
-    for s in &splits {
+    for s in splits {
         let mut c = Vec::new();
         for texts in [&s.task.train.texts, &s.task.held_out.texts, &s.test.texts] {
             let e = engine;
@@ -420,19 +444,7 @@ fn prepare_seed<'a>(
         "seed {seed} caching: {total_texts} texts x {} passes, {caching_secs:.1} s",
         adapters.len() + 1
     );
-    if let Some(dir) = &snap {
-        save_snapshot(dir, &models, &caches, &stage1_secs, caching_secs)?;
-    }
-    let ctx = SeedCtx {
-        engine,
-        seed,
-        fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
-        cfg,
-        models,
-        splits,
-        caches,
-    };
-    Ok((ctx, stage1_secs, caching_secs))
+    Ok((models, caches, stage1_secs, caching_secs))
 }
 
 /// Writes one seed's stage-1 models, caches and times under `dir`.
@@ -474,7 +486,8 @@ fn load_snapshot(
             return Ok(None);
         };
         let path = d.join("caches.safetensors");
-        let Some(c) = crate::snapshot::load_caches(&path, &["train", "dev", "test"], engine)? else {
+        let Some(c) = crate::snapshot::load_caches(&path, &["train", "dev", "test"], engine)?
+        else {
             return Ok(None);
         };
         let [a, b, t]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("3 caches"))?;

@@ -54,6 +54,7 @@ pub(super) fn print(
     accuracy_table(a, tasks, results);
     calibration_table(tasks, results);
     paired_summary(results);
+    fusion_variants_table(a, results);
     times_table(a, tasks, results, times);
     println!(
         "\nMulti-task prediction, {} tasks: {:.2} encoder passes per text (K + 1 = {}).",
@@ -186,6 +187,57 @@ fn calibration_table(tasks: &[TaskData], results: &[TaskSeedResult]) {
 
 /// The hybrid against LoRA over every task and seed: mean difference, wins / ties / losses with an
 /// exact sign test, and how many single comparisons the exact McNemar test finds significant.
+/// The default fusion and every `--fusion-variants` entry, averaged over tasks and seeds: test
+/// and dev accuracy as the product uses it (epoch selected on dev, gated), test accuracy after the
+/// last epoch, and how often the gate chose the hybrid.
+fn fusion_variants_table(a: &BenchArgs, results: &[TaskSeedResult]) {
+    if results.is_empty() {
+        return;
+    }
+    println!(
+        "\nFusion variants (mean over tasks and seeds, %; `gated` = epoch selected on dev, LoRA \
+         where the hybrid does not beat it on dev):"
+    );
+    println!("| variant | test, gated | dev, gated | test, last epoch | gate chose the hybrid |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let n = results.len() as f64;
+    let mean = |f: &dyn Fn(&TaskSeedResult) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = results.iter().filter_map(f).collect();
+        (v.len() == results.len()).then(|| 100.0 * v.iter().sum::<f64>() / n)
+    };
+    let lora_test = mean(&|r| Some(r.lora.test.accuracy)).unwrap_or(0.0);
+    let lora_dev = mean(&|r| Some(r.lora.dev.accuracy)).unwrap_or(0.0);
+    println!("| (own LoRA) | {lora_test:.2} | {lora_dev:.2} | — | — |");
+    if !a.no_gate {
+        let chose = results.iter().filter(|r| r.use_hybrid).count();
+        println!(
+            "| {} (default) | {:.2} | {:.2} | — | {chose} of {} |",
+            a.fusion,
+            mean(&|r| Some(r.hybrid.test.accuracy)).unwrap_or(0.0),
+            mean(&|r| Some(r.hybrid.dev.accuracy)).unwrap_or(0.0),
+            results.len()
+        );
+    }
+    for name in &a.fusion_variants {
+        let get = |r: &TaskSeedResult| r.fusion_variants.get(name).cloned();
+        let (Some(t), Some(d), Some(l)) = (
+            mean(&|r| get(r).map(|v| v.gated.test.accuracy)),
+            mean(&|r| get(r).map(|v| v.gated.dev.accuracy)),
+            mean(&|r| get(r).map(|v| v.last.test.accuracy)),
+        ) else {
+            continue;
+        };
+        let chose = results
+            .iter()
+            .filter(|r| get(r).is_some_and(|v| v.use_hybrid))
+            .count();
+        println!(
+            "| {name} | {t:.2} | {d:.2} | {l:.2} | {chose} of {} |",
+            results.len()
+        );
+    }
+}
+
 fn paired_summary(results: &[TaskSeedResult]) {
     let diffs: Vec<f64> = results
         .iter()

@@ -208,7 +208,11 @@ pub(super) fn score_task(
         frozen.test.accuracy,
         lora.test.accuracy,
         hybrid.test.accuracy,
-        if a.no_gate || v.use_hybrid { "" } else { " (gate: LoRA)" },
+        if a.no_gate || v.use_hybrid {
+            ""
+        } else {
+            " (gate: LoRA)"
+        },
         frozen.dev.accuracy,
         lora.dev.accuracy,
         hybrid.dev.accuracy

@@ -29,12 +29,12 @@ use serde::Serialize;
 
 use lorafuse::data::{self, Example};
 use lorafuse::engine::Engine;
+use lorafuse::experiment::compare::probability_rows;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_layer};
 use lorafuse::experiment::stage1::{Start, run_stage1_from};
 use lorafuse::experiment::{
     FusionTarget, Labelled, MethodResult, PreparedTask, fusion_train_config, train_probe,
 };
-use lorafuse::experiment::compare::probability_rows;
 use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
@@ -91,7 +91,11 @@ pub struct TransferArgs {
     #[arg(long)]
     sequential_from: Option<String>,
     /// Fusion variants reported besides the default `hybrid`.
-    #[arg(long, value_delimiter = ',', default_value = "paper,residual-others,adapterfusion,scalar")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "paper,residual-others,adapterfusion,scalar"
+    )]
     fusion_variants: Vec<String>,
     /// Keep the trained source adapters and their test vectors here, and reuse them.
     #[arg(long)]
@@ -145,7 +149,9 @@ fn parse_sources(a: &TransferArgs) -> Result<Vec<(String, usize)>> {
             let (name, n) = s
                 .split_once(':')
                 .with_context(|| format!("--sources entry {s:?} is not name:rows"))?;
-            let n: usize = n.parse().with_context(|| format!("--sources entry {s:?}"))?;
+            let n: usize = n
+                .parse()
+                .with_context(|| format!("--sources entry {s:?}"))?;
             Ok((name.to_string(), n))
         })
         .collect()
@@ -159,7 +165,10 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     }
     for v in &a.fusion_variants {
         if FusionOptions::named(v).is_none() {
-            bail!("unknown fusion variant {v:?}; one of {}", FusionOptions::NAMES.join(", "));
+            bail!(
+                "unknown fusion variant {v:?}; one of {}",
+                FusionOptions::NAMES.join(", ")
+            );
         }
     }
     let seq_from = a.sequential_from.clone().unwrap_or(sources[0].0.clone());
@@ -274,7 +283,16 @@ fn train_sources(
         let task = PreparedTask::new(&subset, &[], &a.training.holdout(), a.source_seed)
             .with_context(|| format!("source {name}"))?;
         let labels = task.vocab.names().to_vec();
-        let key = ("transfer-source/1", name, n, &a.data_dir, &a.targets, a.test_per_task, lora, &cfg);
+        let key = (
+            "transfer-source/1",
+            name,
+            n,
+            &a.data_dir,
+            &a.targets,
+            a.test_per_task,
+            lora,
+            &cfg,
+        );
         let dir = match &a.cache {
             Some(root) => Some(crate::snapshot::folder(root, name, &key)?),
             None => None,
@@ -283,7 +301,11 @@ fn train_sources(
             && let Some(model) = crate::snapshot::load_model(d, engine, cfg.head_dropout)?
         {
             eprintln!("source {name}: adapter from {}", d.display());
-            out.push(Source { name: name.clone(), model, labels });
+            out.push(Source {
+                name: name.clone(),
+                model,
+                labels,
+            });
             continue;
         }
         let mut bars = Bars::new(&format!("source {name}"));
@@ -291,11 +313,19 @@ fn train_sources(
             engine, &task, lora, &cfg, false, &mut bars,
         ))?;
         bars.finish();
-        eprintln!("source {name}: {} rows, {:.1} s", task.train.len(), run.seconds);
+        eprintln!(
+            "source {name}: {} rows, {:.1} s",
+            task.train.len(),
+            run.seconds
+        );
         if let Some(d) = &dir {
             crate::snapshot::save_model(d, &run.model)?;
         }
-        out.push(Source { name: name.clone(), model: run.model, labels });
+        out.push(Source {
+            name: name.clone(),
+            model: run.model,
+            labels,
+        });
     }
     Ok(out)
 }
@@ -327,7 +357,6 @@ impl RunCtx<'_> {
         }
     }
 
-
     fn run(
         &self,
         subset: &[Example],
@@ -341,13 +370,23 @@ impl RunCtx<'_> {
         let classes = task.vocab.len();
         // Test labels in this subset's class order (every test row's class must be known).
         let test = Labelled::known(self.test, &task.vocab).0;
-        anyhow::ensure!(test.len() == self.test.len(), "the subset of {target} lacks a class");
+        anyhow::ensure!(
+            test.len() == self.test.len(),
+            "the subset of {target} lacks a class"
+        );
         let score = |method: &str, probs: Vec<Vec<f32>>| {
             MethodResult::new(method, probs, &test.labels, classes)
         };
         let tag = format!("{target} N={n} seed {seed}");
         let mut bars = Bars::new(&format!("{tag} lora"));
-        let own = block_on(run_stage1_from(e, &task, Start::Fresh(lora), &cfg, false, &mut bars))?;
+        let own = block_on(run_stage1_from(
+            e,
+            &task,
+            Start::Fresh(lora),
+            &cfg,
+            false,
+            &mut bars,
+        ))?;
         bars.finish();
         let src = &self.srcs[self.seq_idx];
         let mut bars = Bars::new(&format!("{tag} lora-seq"));
@@ -359,7 +398,13 @@ impl RunCtx<'_> {
         let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
         adapters.push(&own.model.adapter);
         let build = |texts: &[String]| {
-            block_on(FusionCache::build(&e.encoder, &e.tokenizer, &adapters, texts, &e.device))
+            block_on(FusionCache::build(
+                &e.encoder,
+                &e.tokenizer,
+                &adapters,
+                texts,
+                &e.device,
+            ))
         };
         let train_c = build(&task.train.texts)?;
         let dev_c = build(&task.held_out.texts)?;
@@ -372,7 +417,13 @@ impl RunCtx<'_> {
         ))?;
         let test_c = FusionCache {
             base: self.test_src.base.clone(),
-            adapters: Tensor::cat(vec![self.test_src.adapters.clone(), own_test.clone().unsqueeze_dim(1)], 1),
+            adapters: Tensor::cat(
+                vec![
+                    self.test_src.adapters.clone(),
+                    own_test.clone().unsqueeze_dim(1),
+                ],
+                1,
+            ),
         };
         let seq_test = block_on(pooled_vectors(
             &e.encoder,
@@ -383,29 +434,54 @@ impl RunCtx<'_> {
         ))?;
         let mut rows = Vec::new();
         let mut results = Vec::new();
-        let probs = |h: &ClassifierHead, v: Tensor<2>| block_on(probability_rows(h.forward(v, false)));
+        let probs =
+            |h: &ClassifierHead, v: Tensor<2>| block_on(probability_rows(h.forward(v, false)));
         // frozen, lora, sequential
-        let probe = block_on(train_probe(train_c.base.clone(), &task.train.labels, classes, &cfg, &e.device))?;
-        results.push(("frozen".to_string(), score("frozen", probs(&probe, test_c.base.clone())?)));
+        let probe = block_on(train_probe(
+            train_c.base.clone(),
+            &task.train.labels,
+            classes,
+            &cfg,
+            &e.device,
+        ))?;
+        results.push((
+            "frozen".to_string(),
+            score("frozen", probs(&probe, test_c.base.clone())?),
+        ));
         let lora_r = score("lora", probs(&own.model.head, own_test)?);
         results.push(("lora".into(), lora_r.clone()));
         let name = format!("lora-seq-{}", src.name);
-        results.push((name.clone(), score(&name, probs(&seq.model.head, seq_test)?)));
+        results.push((
+            name.clone(),
+            score(&name, probs(&seq.model.head, seq_test)?),
+        ));
         // the sources' heads and fresh heads on the sources' vectors
         for (j, sr) in self.srcs.iter().enumerate() {
             let [nt, _, d] = test_c.adapters.dims();
             let v = |c: &FusionCache| {
                 let m = c.adapters.dims()[0];
-                c.adapters.clone().slice([0..m, j..j + 1, 0..d]).reshape([m, d])
+                c.adapters
+                    .clone()
+                    .slice([0..m, j..j + 1, 0..d])
+                    .reshape([m, d])
             };
             let _ = nt;
             if let Some(order) = label_map(&sr.labels, task.vocab.names()) {
                 let p = probs(&sr.model.head, v(&test_c))?;
-                let p = p.into_iter().map(|r| order.iter().map(|&k| r[k]).collect()).collect();
+                let p = p
+                    .into_iter()
+                    .map(|r| order.iter().map(|&k| r[k]).collect())
+                    .collect();
                 let name = format!("source-head-{}", sr.name);
                 results.push((name.clone(), score(&name, p)));
             }
-            let head = block_on(train_probe(v(&train_c), &task.train.labels, classes, &cfg, &e.device))?;
+            let head = block_on(train_probe(
+                v(&train_c),
+                &task.train.labels,
+                classes,
+                &cfg,
+                &e.device,
+            ))?;
             let name = format!("source-probe-{}", sr.name);
             results.push((name.clone(), score(&name, probs(&head, v(&test_c))?)));
         }
@@ -423,10 +499,17 @@ impl RunCtx<'_> {
         let mut gates = Vec::new();
         let mut fusion_secs = 0.0;
         let mut variants = vec![FusionSpec::DEFAULT_VARIANT.to_string()];
-        variants.extend(self.a.fusion_variants.iter().filter(|v| *v != FusionSpec::DEFAULT_VARIANT).cloned());
+        variants.extend(
+            self.a
+                .fusion_variants
+                .iter()
+                .filter(|v| *v != FusionSpec::DEFAULT_VARIANT)
+                .cloned(),
+        );
         for (vi, v) in variants.iter().enumerate() {
             let options = FusionOptions::named(v).unwrap_or_default();
-            let config = FusionConfig::new(e.encoder.config.hidden_size, s + 1, classes).with_options(options);
+            let config = FusionConfig::new(e.encoder.config.hidden_size, s + 1, classes)
+                .with_options(options);
             let t0 = Instant::now();
             let (tl, _) = block_on(train_layer(&tgt, &config, &e.device, &mut ()))?;
             let secs = t0.elapsed().as_secs_f64();
@@ -437,7 +520,11 @@ impl RunCtx<'_> {
                 let o = f.forward(test_c.base.clone(), test_c.adapters.clone(), None, false);
                 block_on(probability_rows(o.logits))
             };
-            let name = if vi == 0 { "hybrid".to_string() } else { format!("hybrid-{v}") };
+            let name = if vi == 0 {
+                "hybrid".to_string()
+            } else {
+                format!("hybrid-{v}")
+            };
             let use_hybrid = tl.use_hybrid(true);
             let gated = match use_hybrid {
                 true => score(&name, out(&tl.layer)?),
@@ -486,4 +573,3 @@ fn label_map(source: &[String], target: &[String]) -> Option<Vec<usize>> {
         .map(|t| source.iter().position(|s| s == t))
         .collect()
 }
-

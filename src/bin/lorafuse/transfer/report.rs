@@ -89,7 +89,11 @@ pub fn print(rows: &[Row], times: &[Times], wall_seconds: f64) {
         table(rows, Some(t));
     }
     let (s1, seq, fu): (f64, f64, f64) = times.iter().fold((0.0, 0.0, 0.0), |a, t| {
-        (a.0 + t.stage1_seconds, a.1 + t.sequential_seconds, a.2 + t.fusion_seconds)
+        (
+            a.0 + t.stage1_seconds,
+            a.1 + t.sequential_seconds,
+            a.2 + t.fusion_seconds,
+        )
     });
     println!(
         "\nTraining time: own LoRA {s1:.1} s, sequential transfer {seq:.1} s, default fusion \
@@ -118,7 +122,9 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
     let (lo, hi) = cells
         .iter()
         .filter(|((m, _), _)| drawn(m))
-        .fold((100.0f64, 0.0f64), |(lo, hi), (_, (v, _))| (lo.min(*v), hi.max(*v)));
+        .fold((100.0f64, 0.0f64), |(lo, hi), (_, (v, _))| {
+            (lo.min(*v), hi.max(*v))
+        });
     let x = |n: usize| (n.max(1) as f64).log2();
     let (x0, x1) = (x(ns[0]) - 0.2, x(*ns.last().unwrap_or(&ns[0])) + 0.2);
     let mut svg = String::new();
@@ -166,7 +172,9 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(|x| e(&x))?
                 .label(m.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(|x| e(&x))?;
