@@ -97,9 +97,16 @@ pub struct TransferArgs {
         default_value = "paper,residual-others,adapterfusion,scalar"
     )]
     fusion_variants: Vec<String>,
-    /// Keep the trained source adapters and their test vectors here, and reuse them.
+    /// Keep the trained source adapters, each target run's own and sequential LoRA and their
+    /// vectors here, and reuse them (the fusion variants then rerun in minutes).
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Fusion epochs (default 30).
+    #[arg(long)]
+    fusion_epochs: Option<usize>,
+    /// Fusion learning rate (default: the head learning rate).
+    #[arg(long)]
+    fusion_lr: Option<f64>,
 }
 
 /// One result row (the interface: fractions in 0..1).
@@ -377,61 +384,13 @@ impl RunCtx<'_> {
         let score = |method: &str, probs: Vec<Vec<f32>>| {
             MethodResult::new(method, probs, &test.labels, classes)
         };
-        let tag = format!("{target} N={n} seed {seed}");
-        let mut bars = Bars::new(&format!("{tag} lora"));
-        let own = block_on(run_stage1_from(
-            e,
-            &task,
-            Start::Fresh(lora),
-            &cfg,
-            false,
-            &mut bars,
-        ))?;
-        bars.finish();
-        let src = &self.srcs[self.seq_idx];
-        let mut bars = Bars::new(&format!("{tag} lora-seq"));
-        let start = Start::From(&src.model.adapter);
-        let seq = block_on(run_stage1_from(e, &task, start, &cfg, false, &mut bars))?;
-        bars.finish();
-        // Vectors: sources then the own adapter (position S).
+        let st = self.stage1(&task, &test, lora, &cfg)?;
+        let (train_c, dev_c, test_c) = (st.train, st.dev, st.test);
+        let (own_test, seq_test) = (st.own_test, st.seq_test);
         let s = self.srcs.len();
-        let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
-        adapters.push(&own.model.adapter);
-        let build = |texts: &[String]| {
-            block_on(FusionCache::build(
-                &e.encoder,
-                &e.tokenizer,
-                &adapters,
-                texts,
-                &e.device,
-            ))
-        };
-        let train_c = build(&task.train.texts)?;
-        let dev_c = build(&task.held_out.texts)?;
-        let own_test = block_on(pooled_vectors(
-            &e.encoder,
-            &e.tokenizer,
-            Some(&own.model.adapter),
-            &test.texts,
-            &e.device,
-        ))?;
-        let test_c = FusionCache {
-            base: self.test_src.base.clone(),
-            adapters: Tensor::cat(
-                vec![
-                    self.test_src.adapters.clone(),
-                    own_test.clone().unsqueeze_dim(1),
-                ],
-                1,
-            ),
-        };
-        let seq_test = block_on(pooled_vectors(
-            &e.encoder,
-            &e.tokenizer,
-            Some(&seq.model.adapter),
-            &test.texts,
-            &e.device,
-        ))?;
+        let src = &self.srcs[self.seq_idx];
+        let own = &st.own;
+        let seq = &st.seq;
         let mut rows = Vec::new();
         let mut results = Vec::new();
         let probs =
@@ -448,13 +407,10 @@ impl RunCtx<'_> {
             "frozen".to_string(),
             score("frozen", probs(&probe, test_c.base.clone())?),
         ));
-        let lora_r = score("lora", probs(&own.model.head, own_test)?);
+        let lora_r = score("lora", probs(&own.head, own_test)?);
         results.push(("lora".into(), lora_r.clone()));
         let name = format!("lora-seq-{}", src.name);
-        results.push((
-            name.clone(),
-            score(&name, probs(&seq.model.head, seq_test)?),
-        ));
+        results.push((name.clone(), score(&name, probs(&seq.head, seq_test)?)));
         // the sources' heads and fresh heads on the sources' vectors
         for (j, sr) in self.srcs.iter().enumerate() {
             let [nt, _, d] = test_c.adapters.dims();
@@ -486,7 +442,7 @@ impl RunCtx<'_> {
             results.push((name.clone(), score(&name, probs(&head, v(&test_c))?)));
         }
         // the fusion: default and variants
-        let fusion_cfg = fusion_train_config(&cfg, None, None);
+        let fusion_cfg = fusion_train_config(&cfg, self.a.fusion_epochs, self.a.fusion_lr);
         let tgt = FusionTarget {
             name: target.to_string(),
             labels: task.vocab.names().to_vec(),
@@ -494,7 +450,7 @@ impl RunCtx<'_> {
             y: task.train.labels.clone(),
             cfg: fusion_cfg,
             held_out: Some((dev_c, task.held_out.labels.clone())),
-            own: Some((s, own.model.head.clone())),
+            own: Some((s, own.head.clone())),
         };
         let mut gates = Vec::new();
         let mut fusion_secs = 0.0;
@@ -542,7 +498,7 @@ impl RunCtx<'_> {
                 gate: tl.gate,
             });
         }
-        let mut line = format!("{tag}:");
+        let mut line = format!("{target} N={n} seed {seed}:");
         for (m, r) in &results {
             rows.push(self.row(m, r));
             if ["frozen", "lora", "hybrid"].contains(&m.as_str()) || m.starts_with("lora-seq") {
@@ -554,11 +510,178 @@ impl RunCtx<'_> {
             target: target.to_string(),
             n,
             seed,
-            stage1_seconds: own.seconds,
-            sequential_seconds: seq.seconds,
+            stage1_seconds: st.own_seconds,
+            sequential_seconds: st.seq_seconds,
             fusion_seconds: fusion_secs,
         };
         Ok((rows, gates, times))
+    }
+}
+
+/// What stage 1 gives one target, seed and N: the own and the sequential LoRA, and the vectors.
+struct Stage1 {
+    own: TaskModel,
+    seq: TaskModel,
+    /// Train, dev and test rows over the sources' adapters and the own one (last).
+    train: FusionCache,
+    dev: FusionCache,
+    test: FusionCache,
+    /// `[test rows, d]`: the own and the sequential adapter's test vectors.
+    own_test: Tensor<2>,
+    seq_test: Tensor<2>,
+    own_seconds: f64,
+    seq_seconds: f64,
+}
+
+impl RunCtx<'_> {
+    /// Stage 1 of the target (own LoRA, sequential transfer) and its caches; from `--cache` when
+    /// kept there for exactly this setting.
+    fn stage1(
+        &self,
+        task: &PreparedTask,
+        test: &Labelled,
+        lora: &lorafuse::lora::LoraConfig,
+        cfg: &TrainConfig,
+    ) -> Result<Stage1> {
+        let e = self.engine;
+        let (target, n, seed) = (self.target, self.n, self.seed);
+        let key = (
+            "transfer-target/1",
+            target,
+            n,
+            seed,
+            &self.a.sources,
+            &self.a.data_dir,
+            &self.a.targets,
+            self.a.test_per_task,
+            self.a.source_epochs,
+            self.a.source_seed,
+            self.seq_idx,
+            lora,
+            cfg,
+        );
+        let dir = match &self.a.cache {
+            Some(root) => Some(crate::snapshot::folder(
+                root,
+                &format!("{target}-n{n}-seed{seed}"),
+                &key,
+            )?),
+            None => None,
+        };
+        if let Some(d) = &dir
+            && let (Some(own), Some(seq)) = (
+                crate::snapshot::load_model(&d.join("own"), e, cfg.head_dropout)?,
+                crate::snapshot::load_model(&d.join("seq"), e, cfg.head_dropout)?,
+            )
+            && let Some(c) = crate::snapshot::load_caches(
+                &d.join("caches.safetensors"),
+                &["train", "dev", "test", "seq"],
+                e,
+            )?
+            && let Ok(times) = std::fs::read_to_string(d.join("times.json"))
+        {
+            let t: (f64, f64) = serde_json::from_str(&times)?;
+            let [train, dev, test, seq_c]: [FusionCache; 4] =
+                c.try_into().map_err(|_| anyhow::anyhow!("4 caches"))?;
+            let [m, k, dd] = test.adapters.dims();
+            let own_test = test
+                .adapters
+                .clone()
+                .slice([0..m, k - 1..k, 0..dd])
+                .reshape([m, dd]);
+            return Ok(Stage1 {
+                own,
+                seq,
+                train,
+                dev,
+                test,
+                own_test,
+                seq_test: seq_c.base,
+                own_seconds: t.0,
+                seq_seconds: t.1,
+            });
+        }
+        let tag = format!("{target} N={n} seed {seed}");
+        let mut bars = Bars::new(&format!("{tag} lora"));
+        let own = block_on(run_stage1_from(
+            e,
+            task,
+            Start::Fresh(lora),
+            cfg,
+            false,
+            &mut bars,
+        ))?;
+        bars.finish();
+        let src = &self.srcs[self.seq_idx];
+        let mut bars = Bars::new(&format!("{tag} lora-seq"));
+        let start = Start::From(&src.model.adapter);
+        let seq = block_on(run_stage1_from(e, task, start, cfg, false, &mut bars))?;
+        bars.finish();
+        // Vectors: sources then the own adapter (position S).
+        let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
+        adapters.push(&own.model.adapter);
+        let build = |texts: &[String]| {
+            block_on(FusionCache::build(
+                &e.encoder,
+                &e.tokenizer,
+                &adapters,
+                texts,
+                &e.device,
+            ))
+        };
+        let train = build(&task.train.texts)?;
+        let dev = build(&task.held_out.texts)?;
+        let pooled = |a: &LoraAdapter| {
+            block_on(pooled_vectors(
+                &e.encoder,
+                &e.tokenizer,
+                Some(a),
+                &test.texts,
+                &e.device,
+            ))
+        };
+        let own_test = pooled(&own.model.adapter)?;
+        let seq_test = pooled(&seq.model.adapter)?;
+        let test_c = FusionCache {
+            base: self.test_src.base.clone(),
+            adapters: Tensor::cat(
+                vec![
+                    self.test_src.adapters.clone(),
+                    own_test.clone().unsqueeze_dim(1),
+                ],
+                1,
+            ),
+        };
+        if let Some(d) = &dir {
+            crate::snapshot::save_model(&d.join("own"), &own.model)?;
+            crate::snapshot::save_model(&d.join("seq"), &seq.model)?;
+            let seq_c = FusionCache {
+                base: seq_test.clone(),
+                adapters: seq_test.clone().unsqueeze_dim(1),
+            };
+            let named = [
+                ("train", &train),
+                ("dev", &dev),
+                ("test", &test_c),
+                ("seq", &seq_c),
+            ];
+            crate::snapshot::save_caches(&d.join("caches.safetensors"), &named)?;
+            std::fs::write(
+                d.join("times.json"),
+                serde_json::to_string(&(own.seconds, seq.seconds))?,
+            )?;
+        }
+        Ok(Stage1 {
+            own: own.model,
+            seq: seq.model,
+            train,
+            dev,
+            test: test_c,
+            own_test,
+            seq_test,
+            own_seconds: own.seconds,
+            seq_seconds: seq.seconds,
+        })
     }
 }
 
