@@ -4,10 +4,12 @@
 //! vector is better than it will ever be on new text, and the fusion learns to trust it alone (the
 //! attention collapses onto the own adapter; docs/results.md). Cross-fitting replaces, in the
 //! fusion's training cache, the own-adapter vector of each row by the vector of an adapter trained
-//! on the *other* fold of the task's data (two folds, stratified by class), as in stacked
-//! generalisation. The other tasks' adapters never saw the task's rows and are left as they are;
-//! at prediction time the full adapter is used. Costs one more stage-1 run per task (two half-size
-//! runs) and one more encoder pass over its training texts.
+//! on the *other* folds of the task's data (k folds, stratified by class; 5 by default), as in
+//! stacked generalisation. The other tasks' adapters never saw the task's rows and are left as
+//! they are; at prediction time the full adapter is used. Costs k more stage-1 runs per task on
+//! (k − 1)/k of its rows (about k − 1 times stage 1) and one more encoder pass over its training
+//! texts. A residual fusion applies the full adapter's head to these out-of-fold vectors (the fold
+//! adapters start from the same seed, so their spaces are close; not identical).
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -20,23 +22,27 @@ use crate::infer::pooled_vectors;
 use crate::lora::LoraConfig;
 use crate::model::{Encoder, TextTokenizer};
 
-/// Fold (0 or 1) of each row: classes alternate between folds in row order, so both folds hold
-/// every class that has at least two rows.
-pub fn folds(labels: &[usize]) -> Vec<usize> {
+/// Default number of folds.
+pub const DEFAULT_FOLDS: usize = 5;
+
+/// Fold (0..k) of each row: each class's rows go round the folds in row order, so every fold
+/// holds every class that has at least k rows.
+pub fn folds(labels: &[usize], k: usize) -> Vec<usize> {
+    let k = k.max(2);
     let mut seen = std::collections::HashMap::new();
     labels
         .iter()
         .map(|&l| {
             let c = seen.entry(l).or_insert(0usize);
             *c += 1;
-            (*c - 1) % 2
+            (*c - 1) % k
         })
         .collect()
 }
 
 /// `cache` (the fusion's training cache of task `own`'s `texts`) with the own-adapter slot
-/// replaced by cross-fitted vectors: rows of fold `f` get the vector of an adapter trained on the
-/// other fold with `lora` and `cfg`.
+/// replaced by cross-fitted vectors: rows of fold `f` (of `k`) get the vector of an adapter
+/// trained on the other folds with `lora` and `cfg`.
 #[allow(clippy::too_many_arguments)]
 pub async fn crossfit_cache(
     encoder: &Encoder,
@@ -48,6 +54,7 @@ pub async fn crossfit_cache(
     lora: &LoraConfig,
     cfg: &TrainConfig,
     cache: &FusionCache,
+    k_folds: usize,
     device: &Device,
 ) -> Result<FusionCache> {
     let n = texts.len();
@@ -57,9 +64,9 @@ pub async fn crossfit_cache(
             "cross-fitting: the cache does not match the texts".into(),
         ));
     }
-    let fold = folds(labels);
+    let fold = folds(labels, k_folds);
     let mut own_rows = vec![0f32; n * d];
-    for f in 0..2 {
+    for f in 0..k_folds.max(2) {
         let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
         let out: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
         if out.is_empty() {
@@ -109,6 +116,7 @@ mod tests {
 
     #[test]
     fn folds_alternate_within_each_class() {
-        assert_eq!(folds(&[0, 0, 1, 0, 1, 1]), [0, 1, 0, 0, 1, 0]);
+        assert_eq!(folds(&[0, 0, 1, 0, 1, 1], 2), [0, 1, 0, 0, 1, 0]);
+        assert_eq!(folds(&[0, 0, 0, 1, 0, 0, 0], 5), [0, 1, 2, 0, 3, 4, 0]);
     }
 }

@@ -28,10 +28,13 @@ pub struct VariantArgs {
     #[arg(long)]
     pub fusion_grid: bool,
     /// Also train the fusion on cross-fitted vectors (the own adapter's vector of each training row
-    /// comes from an adapter trained on the other half of the task's data; `train::crossfit`) and
-    /// report it as `hybrid (cross-fit)`.
+    /// comes from an adapter trained on the other folds of the task's data; `train::crossfit`) and
+    /// report it as `hybrid (cross-fit)`, with its cost in seconds.
     #[arg(long)]
     pub fusion_crossfit: bool,
+    /// Folds of `--fusion-crossfit`.
+    #[arg(long, default_value_t = lorafuse::train::crossfit::DEFAULT_FOLDS)]
+    pub crossfit_folds: usize,
     /// Also train one fusion shared by all tasks (per-task heads, on every task's training rows
     /// together; docs/design.md §1.3's option) and report it as `hybrid (shared)`.
     #[arg(long)]
@@ -140,7 +143,7 @@ pub fn run(
         v.hybrid_no_base = Some(m);
     }
     if a.fusion_crossfit {
-        crossfit(&t, lora, &mut v)?;
+        crossfit(&t, lora, a.crossfit_folds, &mut v)?;
     }
     if let Some(f) = shared {
         let [_, dev_c, test_c] = t.caches();
@@ -189,7 +192,7 @@ fn grid(t: &Task, v: &mut VariantScores) -> Result<()> {
 }
 
 /// The fusion trained on cross-fitted own-adapter vectors (`train::crossfit`).
-fn crossfit(t: &Task, lora: &LoraConfig, v: &mut VariantScores) -> Result<()> {
+fn crossfit(t: &Task, lora: &LoraConfig, k: usize, v: &mut VariantScores) -> Result<()> {
     let [train_c, dev_c, test_c] = t.caches();
     let t0 = Instant::now();
     let s = &t.ctx.splits[t.i];
@@ -204,6 +207,7 @@ fn crossfit(t: &Task, lora: &LoraConfig, v: &mut VariantScores) -> Result<()> {
         lora,
         &t.ctx.cfg,
         train_c,
+        k,
         &e.device,
     ))?;
     let tgt = target(t.ctx, t.i, t.name, cf, &t.ctx.fusion_cfg);
