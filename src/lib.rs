@@ -24,6 +24,7 @@
 #[cfg(target_arch = "wasm32")]
 pub mod app;
 pub mod backend;
+pub mod chart;
 pub mod data;
 pub mod engine;
 pub mod error;

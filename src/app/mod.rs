@@ -9,7 +9,6 @@
 //! top-level view; each panel lives in its own file.
 
 mod bridge;
-mod chart;
 mod files;
 mod live;
 mod report;

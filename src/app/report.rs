@@ -5,8 +5,8 @@
 
 use leptos::prelude::*;
 
-use super::chart::reliability_svg;
 use super::{Ui, send};
+use crate::chart::reliability_svg;
 use crate::worker::protocol::{MethodResult, Request, TaskReport};
 
 fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {

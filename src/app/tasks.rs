@@ -8,7 +8,8 @@
 use leptos::prelude::*;
 use web_sys::{DragEvent, File, HtmlInputElement};
 
-use super::{Ui, chart, files, send};
+use super::{Ui, files, send};
+use crate::chart;
 use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
 use crate::workspace::bundle::{AnswerChoice, TaskSettings};
 

@@ -154,6 +154,27 @@ pub fn reliability(probs: &[Vec<f32>], labels: &[usize]) -> Vec<Bin> {
         .collect()
 }
 
+/// Bins of several reliability diagrams (each of [`reliability`]) pooled into one: counts added,
+/// confidence and accuracy averaged weighted by count.
+pub fn pool(diagrams: &[Vec<Bin>]) -> Vec<Bin> {
+    (0..BINS)
+        .map(|i| {
+            let bins: Vec<&Bin> = diagrams.iter().filter_map(|d| d.get(i)).collect();
+            let count: usize = bins.iter().map(|b| b.count).sum();
+            let mean = |f: fn(&Bin) -> f64| match count {
+                0 => 0.0,
+                c => bins.iter().map(|b| f(b) * b.count as f64).sum::<f64>() / c as f64,
+            };
+            Bin {
+                lower: i as f64 / BINS as f64,
+                count,
+                confidence: mean(|b| b.confidence),
+                accuracy: mean(|b| b.accuracy),
+            }
+        })
+        .collect()
+}
+
 /// Expected calibration error: `Σ_b |B_b| / n · |accuracy(B_b) − confidence(B_b)|` over the
 /// [`BINS`] bins of [`reliability`]. 0 without rows.
 pub fn ece(probs: &[Vec<f32>], labels: &[usize]) -> f64 {
@@ -243,6 +264,24 @@ mod tests {
             labels.push(y);
         }
         (probs, labels)
+    }
+
+    #[test]
+    fn pooled_diagrams_equal_the_diagram_of_all_rows() {
+        let a = vec![vec![0.9f32, 0.1], vec![0.35, 0.65], vec![0.2, 0.8]];
+        let b = vec![vec![0.95f32, 0.05], vec![0.6, 0.4]];
+        let (ya, yb) = ([0usize, 0, 1], [0usize, 1]);
+        let all: Vec<Vec<f32>> = a.iter().chain(&b).cloned().collect();
+        let y: Vec<usize> = ya.iter().chain(&yb).copied().collect();
+        let pooled = pool(&[reliability(&a, &ya), reliability(&b, &yb)]);
+        let direct = reliability(&all, &y);
+        for (p, d) in pooled.iter().zip(&direct) {
+            assert_eq!((p.lower, p.count), (d.lower, d.count));
+            assert!(
+                (p.confidence - d.confidence).abs() < 1e-12
+                    && (p.accuracy - d.accuracy).abs() < 1e-12
+            );
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use lorafuse::experiment::{Labelled, PreparedTask, fusion_train_config, run_stag
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
-use lorafuse::train::calibration::Calibration;
+use lorafuse::train::calibration::{Bin, Calibration};
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::uncertainty::Paired;
 use lorafuse::train::{Metrics, TaskModel, TrainConfig};
@@ -82,6 +82,11 @@ pub struct BenchArgs {
     /// dev-selected with the gate) under `fusion_variants` in the JSON.
     #[arg(long, value_delimiter = ',', value_parser = parse_variant)]
     fusion_variants: Vec<String>,
+    /// Write the reliability diagrams of the test probabilities (pooled over tasks and seeds, per
+    /// method, raw and at the dev-fitted temperature) as SVG files `<PREFIX>_raw.svg` and
+    /// `<PREFIX>_scaled.svg`.
+    #[arg(long)]
+    reliability_svg: Option<PathBuf>,
     /// Keep each seed's stage-1 models and K + 1 vector caches in this folder and reuse them on a
     /// later run with the same tasks, data, split and training settings (stage 1 is ~95 % of the
     /// bench's time; the fusion variants then run in minutes).
@@ -134,6 +139,10 @@ struct MethodScores {
     test_calibration: Calibration,
     /// Test calibration at the dev-fitted temperature.
     test_calibration_scaled: Calibration,
+    /// Reliability diagram of the raw test probabilities (10 bins).
+    test_reliability: Vec<Bin>,
+    /// The same at the dev-fitted temperature.
+    test_reliability_scaled: Vec<Bin>,
     /// The test rows' predicted classes (for paired comparisons).
     #[serde(skip)]
     test_predictions: Vec<usize>,
@@ -310,6 +319,9 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
         passes_per_text,
         wall.elapsed().as_secs_f64(),
     );
+    if let Some(prefix) = &a.reliability_svg {
+        report::reliability_svgs(&results, prefix)?;
+    }
     if let Some(p) = &a.out {
         report::write_json(
             p,

@@ -355,3 +355,43 @@ pub(super) fn write_json(
     std::fs::write(path, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// The reliability diagrams of the test probabilities, pooled over tasks and seeds per method:
+/// `<prefix>_raw.svg` and `<prefix>_scaled.svg` (at the dev-fitted temperatures).
+pub(super) fn reliability_svgs(results: &[TaskSeedResult], prefix: &Path) -> Result<()> {
+    type Pick = fn(&MethodScores) -> &Vec<lorafuse::train::calibration::Bin>;
+    let kinds: [(&str, &str, Pick); 2] = [
+        ("raw", "as trained", |m| &m.test_reliability),
+        ("scaled", "at the dev-fitted temperature", |m| {
+            &m.test_reliability_scaled
+        }),
+    ];
+    for (suffix, words, pick) in kinds {
+        let methods: Vec<(String, Vec<lorafuse::train::calibration::Bin>)> = [
+            (
+                "frozen",
+                (|r| &r.frozen) as fn(&TaskSeedResult) -> &MethodScores,
+            ),
+            ("lora", |r| &r.lora),
+            ("hybrid", |r| &r.hybrid),
+        ]
+        .into_iter()
+        .map(|(name, get)| {
+            let diagrams: Vec<_> = results.iter().map(|r| pick(get(r)).clone()).collect();
+            (
+                name.to_string(),
+                lorafuse::train::calibration::pool(&diagrams),
+            )
+        })
+        .collect();
+        let svg = lorafuse::chart::reliability_svg(&methods, &format!("test, {words}"));
+        let stem = prefix
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let path = prefix.with_file_name(format!("{stem}_{suffix}.svg"));
+        std::fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

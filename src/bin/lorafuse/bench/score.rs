@@ -15,7 +15,7 @@ use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
-use lorafuse::train::calibration::fit_temperature;
+use lorafuse::train::calibration::{fit_temperature, reliability};
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::uncertainty::Paired;
 
@@ -135,13 +135,16 @@ fn score(
         .zip(&t.results)
         .map(|(d, t)| {
             let temperature = fit_temperature(&d.probabilities, &s.task.held_out.labels);
+            let scaled = t.at_temperature(temperature, &s.test.labels);
             MethodScores {
                 dev: d.metrics.clone(),
                 test: t.metrics.clone(),
                 test_accuracy_interval: t.accuracy_interval(),
                 temperature,
                 test_calibration: t.calibration.clone(),
-                test_calibration_scaled: t.at_temperature(temperature, &s.test.labels).calibration,
+                test_calibration_scaled: scaled.calibration,
+                test_reliability: reliability(&t.probabilities, &s.test.labels),
+                test_reliability_scaled: reliability(&scaled.probabilities, &s.test.labels),
                 test_predictions: t.predictions(),
             }
         })

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
-use plotters::prelude::*;
 
 use super::{Row, Times};
 
@@ -110,85 +109,26 @@ fn drawn(m: &str) -> bool {
         || m.starts_with("source-head-")
 }
 
-/// Writes the accuracy-vs-N plot (mean over targets and seeds; log2 N on x) as SVG to `path`.
+/// Writes the accuracy-vs-N plot (mean over targets and seeds) as SVG to `path`.
 pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
     let cells = by_method_n(rows, None);
-    let ns: Vec<usize> = {
-        let mut v: Vec<usize> = rows.iter().map(|r| r.n).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let (lo, hi) = cells
-        .iter()
-        .filter(|((m, _), _)| drawn(m))
-        .fold((100.0f64, 0.0f64), |(lo, hi), (_, (v, _))| {
-            (lo.min(*v), hi.max(*v))
-        });
-    let x = |n: usize| (n.max(1) as f64).log2();
-    let (x0, x1) = (x(ns[0]) - 0.2, x(*ns.last().unwrap_or(&ns[0])) + 0.2);
-    let mut svg = String::new();
-    {
-        let e = |x: &dyn std::fmt::Display| anyhow!("plot: {x}");
-        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
-        root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .caption(
-                "bench-transfer: test accuracy vs target training rows (mean over targets, seeds)",
-                ("sans-serif", 15),
-            )
-            .x_label_area_size(34)
-            .y_label_area_size(48)
-            .right_y_label_area_size(0)
-            .build_cartesian_2d(x0..x1, (lo - 2.0).floor()..(hi + 2.0).ceil())
-            .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc("N (training rows per target, log scale)")
-            .y_desc("accuracy (%)")
-            .x_label_formatter(&|v| format!("{:.0}", 2f64.powf(*v)))
-            .x_labels(ns.len() + 2)
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(|x| e(&x))?;
-        let palette = [
-            RGBColor(100, 100, 100),
-            RGBColor(37, 99, 235),
-            RGBColor(220, 38, 38),
-            RGBColor(234, 88, 12),
-            RGBColor(22, 163, 74),
-            RGBColor(147, 51, 234),
-            RGBColor(8, 145, 178),
-            RGBColor(190, 24, 93),
-        ];
-        for (i, m) in methods(rows).iter().filter(|m| drawn(m)).enumerate() {
-            let c = palette[i % palette.len()];
-            let pts: Vec<(f64, f64)> = ns
+    let series: Vec<(String, Vec<(usize, f64)>)> = methods(rows)
+        .into_iter()
+        .filter(|m| drawn(m))
+        .map(|m| {
+            let pts = cells
                 .iter()
-                .filter_map(|n| cells.get(&(m.clone(), *n)).map(|(v, _)| (x(*n), *v)))
+                .filter(|((name, _), _)| *name == m)
+                .map(|((_, n), (v, _))| (*n, *v))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(m.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(|x| e(&x))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(|x| e(&x))?;
-        root.present().map_err(|x| e(&x))?;
-    }
+            (m, pts)
+        })
+        .collect();
+    let svg = lorafuse::chart::accuracy_vs_n_svg(
+        &series,
+        "bench-transfer: test accuracy vs target training rows (mean over targets, seeds)",
+    )
+    .map_err(|e| anyhow!("plot: {e}"))?;
     std::fs::write(path, svg)?;
     eprintln!("wrote {}", path.display());
     Ok(())

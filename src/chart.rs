@@ -1,5 +1,7 @@
-//! The charts of the page as SVGs drawn by `plotters`: the loss curve, and the reliability
-//! diagram (predicted confidence against observed accuracy) of the evaluation.
+//! Charts as SVGs drawn by `plotters`: the page's loss curve and the reliability diagram
+//! (predicted confidence against observed accuracy) of its evaluation, which `bench` also draws
+//! for docs/results.md, and `bench-transfer`'s accuracy-vs-N plot. Plain data in, SVG text out:
+//! no tensors, no DOM.
 
 use plotters::prelude::*;
 
@@ -71,7 +73,7 @@ fn method_colour(method: &str) -> RGBColor {
 /// A reliability diagram: for each method, the mean confidence and accuracy of its non-empty
 /// confidence bins as a line, against the diagonal of perfect calibration.
 pub fn reliability_svg(
-    methods: &[(String, Vec<crate::worker::protocol::Bin>)],
+    methods: &[(String, Vec<crate::train::calibration::Bin>)],
     caption: &str,
 ) -> String {
     let mut svg = String::new();
@@ -83,7 +85,7 @@ pub fn reliability_svg(
 
 fn draw_reliability(
     svg: &mut String,
-    methods: &[(String, Vec<crate::worker::protocol::Bin>)],
+    methods: &[(String, Vec<crate::train::calibration::Bin>)],
     caption: &str,
 ) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
@@ -133,4 +135,85 @@ fn draw_reliability(
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
     Ok(())
+}
+
+/// Lines of accuracy (%) against N (log2 scale on x), one per named series of `(N, accuracy)`
+/// points, with a legend.
+pub fn accuracy_vs_n_svg(
+    series: &[(String, Vec<(usize, f64)>)],
+    caption: &str,
+) -> Result<String, String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut ns: Vec<usize> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let (Some(&first), Some(&last)) = (ns.first(), ns.last()) else {
+        return Err("no points".into());
+    };
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold((100.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let x = |n: usize| (n.max(1) as f64).log2();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .caption(caption, ("sans-serif", 15))
+            .x_label_area_size(34)
+            .y_label_area_size(48)
+            .build_cartesian_2d(
+                x(first) - 0.2..x(last) + 0.2,
+                (lo - 2.0).floor()..(hi + 2.0).ceil(),
+            )
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("N (training rows per target, log scale)")
+            .y_desc("accuracy (%)")
+            .x_label_formatter(&|v| format!("{:.0}", 2f64.powf(*v)))
+            .x_labels(ns.len() + 2)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|x| e(&x))?;
+        let palette = [
+            RGBColor(100, 100, 100),
+            RGBColor(37, 99, 235),
+            RGBColor(220, 38, 38),
+            RGBColor(234, 88, 12),
+            RGBColor(22, 163, 74),
+            RGBColor(147, 51, 234),
+            RGBColor(8, 145, 178),
+            RGBColor(190, 24, 93),
+        ];
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let c = palette[i % palette.len()];
+            let pts: Vec<(f64, f64)> = pts.iter().map(|&(n, v)| (x(n), v)).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(|x| e(&x))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 12))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
 }
