@@ -398,7 +398,7 @@ fn TaskCard(name: String) -> impl IntoView {
                                     }
                                 }>
                                     <option value="automatic" selected=move || get().settings.answer == AnswerChoice::Automatic>
-                                        "automatic (the held-out check decides)"</option>
+                                        "automatic (held-out check)"</option>
                                     <option value="hybrid" selected=move || get().settings.answer == AnswerChoice::Hybrid>
                                         "always the hybrid"</option>
                                     <option value="lora" selected=move || get().settings.answer == AnswerChoice::Lora>
