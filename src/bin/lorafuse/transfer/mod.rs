@@ -120,6 +120,18 @@ pub struct Row {
     pub macro_f1: f64,
 }
 
+/// The calibration of one method's raw test probabilities (ECE over 10 bins, Brier, NLL).
+#[derive(Serialize)]
+struct CalRow {
+    target: String,
+    n: usize,
+    seed: u64,
+    method: String,
+    ece: f64,
+    brier: f64,
+    nll: f64,
+}
+
 /// What the gate of one fused run saw.
 #[derive(Serialize)]
 struct GateRow {
@@ -207,6 +219,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut gates = Vec::new();
     let mut times = Vec::new();
+    let mut calibration = Vec::new();
     for (ti, target) in a.targets.iter().enumerate() {
         let train = train_of(target)?;
         let test_texts: Vec<String> = tests[ti].iter().map(|e| e.text.clone()).collect();
@@ -237,6 +250,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
                 rows.extend(r.0);
                 gates.extend(r.1);
                 times.push(r.2);
+                calibration.extend(r.3);
             }
         }
     }
@@ -261,6 +275,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
             "train": a.training.train(1),
             "rows": rows,
             "gates": gates,
+            "calibration": calibration,
             "times": times,
             "wall_seconds": secs,
         });
@@ -368,7 +383,7 @@ impl RunCtx<'_> {
         &self,
         subset: &[Example],
         lora: &lorafuse::lora::LoraConfig,
-    ) -> Result<(Vec<Row>, Vec<GateRow>, Times)> {
+    ) -> Result<(Vec<Row>, Vec<GateRow>, Times, Vec<CalRow>)> {
         let e = self.engine;
         let (target, n, seed) = (self.target, self.n, self.seed);
         let cfg = self.a.training.train(seed);
@@ -499,8 +514,18 @@ impl RunCtx<'_> {
             });
         }
         let mut line = format!("{target} N={n} seed {seed}:");
+        let mut cal = Vec::new();
         for (m, r) in &results {
             rows.push(self.row(m, r));
+            cal.push(CalRow {
+                target: target.to_string(),
+                n,
+                seed,
+                method: m.clone(),
+                ece: r.calibration.ece,
+                brier: r.calibration.brier,
+                nll: r.calibration.nll,
+            });
             if ["frozen", "lora", "hybrid"].contains(&m.as_str()) || m.starts_with("lora-seq") {
                 line += &format!(" {m} {:.3}", r.metrics.accuracy);
             }
@@ -514,7 +539,7 @@ impl RunCtx<'_> {
             sequential_seconds: st.seq_seconds,
             fusion_seconds: fusion_secs,
         };
-        Ok((rows, gates, times))
+        Ok((rows, gates, times, cal))
     }
 }
 
