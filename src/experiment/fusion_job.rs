@@ -165,7 +165,10 @@ impl HeldOut {
             .filter(|(p, y)| crate::infer::argmax(p) == **y)
             .count();
         let acc = right as f64 / self.labels.len().max(1) as f64;
-        Ok((acc, crate::train::calibration::nll(&probs, &self.labels, 1.0)))
+        Ok((
+            acc,
+            crate::train::calibration::nll(&probs, &self.labels, 1.0),
+        ))
     }
 
     /// `layer`'s (accuracy, NLL).
@@ -207,8 +210,7 @@ impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
             return Ok(());
         };
         let score = rows.score_layer(&layer).await?;
-        if self.best.as_ref().is_none_or(|(b, _, _)| better(score, *b))
-        {
+        if self.best.as_ref().is_none_or(|(b, _, _)| better(score, *b)) {
             self.best = Some((score, epoch, layer));
         }
         Ok(())
