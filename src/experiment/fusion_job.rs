@@ -3,20 +3,18 @@
 //! all tasks through the driver, and the manifest that records what was fused. The page,
 //! `lorafuse fuse` and `bench` all fuse through [`train_fusion`] / [`train_layer`].
 
+use super::gate::{HeldOut, MIN_SPLIT_HELD_OUT, SelectOnHeldOut};
 use super::split::Labelled;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::fusion::files::{
-    FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck, better,
-};
+use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck};
 use crate::fusion::module::FusionOptions;
 use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
-use crate::train::driver::EpochEnd;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::{Observer, Outcome, TrainConfig, drive};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 /// The job name of a shared fusion run (per-task runs are named after their task).
 pub const SHARED_JOB: &str = "all tasks (shared)";
@@ -142,91 +140,6 @@ impl FusionTarget {
             }
         };
         Some((part(0), part(1)))
-    }
-}
-
-/// Held-out rows below which selection and gate share them (each half would hold fewer than 2).
-pub const MIN_SPLIT_HELD_OUT: usize = 4;
-
-/// Held-out rows with their classes.
-#[derive(Clone)]
-struct HeldOut {
-    cache: FusionCache,
-    labels: Vec<usize>,
-}
-
-impl HeldOut {
-    /// (accuracy, mean NLL) of `logits` on these rows.
-    async fn score(&self, logits: Tensor<2>) -> Result<(f64, f64)> {
-        let probs = super::compare::probability_rows(logits).await?;
-        let right = probs
-            .iter()
-            .zip(&self.labels)
-            .filter(|(p, y)| crate::infer::argmax(p) == **y)
-            .count();
-        let acc = right as f64 / self.labels.len().max(1) as f64;
-        Ok((
-            acc,
-            crate::train::calibration::nll(&probs, &self.labels, 1.0),
-        ))
-    }
-
-    /// `layer`'s (accuracy, NLL).
-    async fn score_layer(&self, layer: &AttentionFusion) -> Result<(f64, f64)> {
-        let c = &self.cache;
-        let out = layer.forward(c.base.clone(), c.adapters.clone(), None, false);
-        self.score(out.logits).await
-    }
-
-    /// The own LoRA's (accuracy, NLL): `head` on adapter `own`'s vectors.
-    async fn score_lora(&self, own: usize, head: &ClassifierHead) -> Result<(f64, f64)> {
-        let [n, k, d] = self.cache.adapters.dims();
-        if own >= k {
-            return Err(Error::Fusion(
-                "the own adapter is not among the fused ones".into(),
-            ));
-        }
-        let v = self
-            .cache
-            .adapters
-            .clone()
-            .slice([0..n, own..own + 1, 0..d])
-            .reshape([n, d]);
-        self.score(head.forward(v, false)).await
-    }
-}
-
-/// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
-/// the earliest on ties), while passing everything on to the caller's observer.
-struct SelectOnHeldOut<'a, O> {
-    inner: &'a mut O,
-    rows: Option<&'a HeldOut>,
-    best: Option<((f64, f64), usize, AttentionFusion)>,
-}
-
-impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
-    async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
-        let Some(rows) = self.rows else {
-            return Ok(());
-        };
-        let score = rows.score_layer(&layer).await?;
-        if self.best.as_ref().is_none_or(|(b, _, _)| better(score, *b)) {
-            self.best = Some((score, epoch, layer));
-        }
-        Ok(())
-    }
-}
-
-impl<O: FusionObserver> Observer<FusionTrainer> for SelectOnHeldOut<'_, O> {
-    async fn should_stop(&mut self) -> bool {
-        self.inner.should_stop().await
-    }
-    fn on_step(&mut self, p: &crate::train::Progress) {
-        self.inner.on_step(p)
-    }
-    async fn on_epoch_end(&mut self, t: &FusionTrainer, e: EpochEnd) -> Result<()> {
-        self.offer(t.current(), e.epoch).await?;
-        self.inner.on_epoch_end(t, e).await
     }
 }
 
@@ -443,7 +356,7 @@ pub async fn train_fusion<O: FusionObserver>(
 mod tests {
     use super::*;
     use crate::host::block_on;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, Tensor};
 
     const D: usize = 16;
 

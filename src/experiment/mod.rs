@@ -9,13 +9,15 @@
 //! - [`compare`]: the frozen probe and the per-task comparison (frozen / LoRA / hybrid) on
 //!   encoded held-out rows;
 //! - [`fusion_job`]: the fusion's targets (training rows encoded by the base and every adapter),
-//!   training per task or shared, and the manifest.
+//!   training per task or shared, and the manifest;
+//! - [`gate`]: the fusion's epoch chosen on held-out rows, and the gate against the own LoRA.
 //!
 //! What it leaves out: reading files and rendering results (the CLI, `bench` and the page do
 //! that, each in its own way), and the trainers themselves ([`crate::train`]).
 
 pub mod compare;
 pub mod fusion_job;
+pub mod gate;
 pub mod split;
 pub mod stage1;
 

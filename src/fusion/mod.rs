@@ -2,11 +2,14 @@
 //! pooled vectors of K frozen task adapters plus the frozen base.
 //!
 //! - [`module`]: the fusion layer itself ([`AttentionFusion`]);
+//! - [`options`]: the variants ([`FusionOptions`]);
 //! - [`files`]: saving a fused model as safetensors + a JSON manifest.
 //!
 //! Training lives in [`crate::train::stage2`]; multi-task inference in [`crate::infer::multitask`].
 
 pub mod files;
 pub mod module;
+pub mod options;
 
 pub use module::{AttentionFusion, FusionConfig, FusionOutput};
+pub use options::{FusionOptions, Mixer};

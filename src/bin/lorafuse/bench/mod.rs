@@ -375,7 +375,7 @@ fn prepare_seed<'a>(
         None => None,
     };
     let loaded = match &snap {
-        Some(dir) => load_snapshot(dir, engine, tasks.len(), cfg.head_dropout)?,
+        Some(dir) => crate::snapshot::load_seed(dir, engine, tasks.len(), cfg.head_dropout)?,
         None => None,
     };
     let (models, caches, stage1_secs, caching_secs) = match loaded {
@@ -386,7 +386,7 @@ fn prepare_seed<'a>(
         None => {
             let l = train_and_cache(engine, tasks, &splits, &cfg, lora)?;
             if let Some(dir) = &snap {
-                save_snapshot(dir, &l.0, &l.1, &l.2, l.3)?;
+                crate::snapshot::save_seed(dir, &l.0, &l.1, &l.2, l.3)?;
             }
             l
         }
@@ -457,54 +457,4 @@ fn train_and_cache(
         adapters.len() + 1
     );
     Ok((models, caches, stage1_secs, caching_secs))
-}
-
-/// Writes one seed's stage-1 models, caches and times under `dir`.
-fn save_snapshot(
-    dir: &Path,
-    models: &[TaskModel],
-    caches: &[[FusionCache; 3]],
-    stage1_secs: &[f64],
-    caching_secs: f64,
-) -> Result<()> {
-    for (i, (m, c)) in models.iter().zip(caches).enumerate() {
-        crate::snapshot::save_model(&dir.join(format!("task{i}")), m)?;
-        let named = [("train", &c[0]), ("dev", &c[1]), ("test", &c[2])];
-        crate::snapshot::save_caches(&dir.join(format!("task{i}/caches.safetensors")), &named)?;
-    }
-    let times = serde_json::json!({"stage1_seconds": stage1_secs, "caching_seconds": caching_secs});
-    std::fs::write(dir.join("times.json"), times.to_string())?;
-    Ok(())
-}
-
-/// The models, caches and times [`save_snapshot`] wrote for `n` tasks; `None` when incomplete.
-#[allow(clippy::type_complexity)]
-fn load_snapshot(
-    dir: &Path,
-    engine: &Engine,
-    n: usize,
-    head_dropout: f64,
-) -> Result<Option<(Vec<TaskModel>, Vec<[FusionCache; 3]>, Vec<f64>, f64)>> {
-    let Ok(times) = std::fs::read(dir.join("times.json")) else {
-        return Ok(None);
-    };
-    let times: serde_json::Value = serde_json::from_slice(&times)?;
-    let stage1: Vec<f64> = serde_json::from_value(times["stage1_seconds"].clone())?;
-    let caching = times["caching_seconds"].as_f64().unwrap_or(0.0);
-    let (mut models, mut caches) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let d = dir.join(format!("task{i}"));
-        let Some(m) = crate::snapshot::load_model(&d, engine, head_dropout)? else {
-            return Ok(None);
-        };
-        let path = d.join("caches.safetensors");
-        let Some(c) = crate::snapshot::load_caches(&path, &["train", "dev", "test"], engine)?
-        else {
-            return Ok(None);
-        };
-        let [a, b, t]: [FusionCache; 3] = c.try_into().map_err(|_| anyhow::anyhow!("3 caches"))?;
-        models.push(m);
-        caches.push([a, b, t]);
-    }
-    Ok((stage1.len() == n).then_some((models, caches, stage1, caching)))
 }

@@ -17,6 +17,9 @@
 //! last epoch, no gate). What it leaves out: sources retrained per seed (their seed is fixed).
 
 mod report;
+mod stage1;
+
+use stage1::train_sources;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -31,7 +34,6 @@ use lorafuse::data::{self, Example};
 use lorafuse::engine::Engine;
 use lorafuse::experiment::compare::probability_rows;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_layer};
-use lorafuse::experiment::stage1::{Start, run_stage1_from};
 use lorafuse::experiment::{
     FusionTarget, Labelled, MethodResult, PreparedTask, fusion_train_config, train_probe,
 };
@@ -39,14 +41,12 @@ use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
-use lorafuse::infer::pooled_vectors;
 use lorafuse::lora::LoraAdapter;
 use lorafuse::model::ClassifierHead;
+use lorafuse::train::TaskModel;
 use lorafuse::train::stage2::FusionCache;
-use lorafuse::train::{TaskModel, TrainConfig};
 
 use crate::bench::read_csv;
-use crate::io::Bars;
 
 #[derive(Args)]
 pub struct TransferArgs {
@@ -286,72 +286,6 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     Ok(())
 }
 
-/// Trains (or loads from `--cache`) every source adapter once.
-fn train_sources(
-    engine: &Engine,
-    a: &TransferArgs,
-    sources: &[(String, usize)],
-    train_of: &dyn Fn(&str) -> Result<Vec<Example>>,
-    lora: &lorafuse::lora::LoraConfig,
-) -> Result<Vec<Source>> {
-    let cfg = TrainConfig {
-        epochs: a.source_epochs,
-        ..a.training.train(a.source_seed)
-    };
-    let mut out = Vec::new();
-    for (name, n) in sources {
-        let train = train_of(name)?;
-        let subset = data::stratified_subset(&train, *n, a.source_seed);
-        let task = PreparedTask::new(&subset, &[], &a.training.holdout(), a.source_seed)
-            .with_context(|| format!("source {name}"))?;
-        let labels = task.vocab.names().to_vec();
-        let key = (
-            "transfer-source/1",
-            name,
-            n,
-            &a.data_dir,
-            &a.targets,
-            a.test_per_task,
-            lora,
-            &cfg,
-        );
-        let dir = match &a.cache {
-            Some(root) => Some(crate::snapshot::folder(root, name, &key)?),
-            None => None,
-        };
-        if let Some(d) = &dir
-            && let Some(model) = crate::snapshot::load_model(d, engine, cfg.head_dropout)?
-        {
-            eprintln!("source {name}: adapter from {}", d.display());
-            out.push(Source {
-                name: name.clone(),
-                model,
-                labels,
-            });
-            continue;
-        }
-        let mut bars = Bars::new(&format!("source {name}"));
-        let run = block_on(lorafuse::experiment::run_stage1(
-            engine, &task, lora, &cfg, false, &mut bars,
-        ))?;
-        bars.finish();
-        eprintln!(
-            "source {name}: {} rows, {:.1} s",
-            task.train.len(),
-            run.seconds
-        );
-        if let Some(d) = &dir {
-            crate::snapshot::save_model(d, &run.model)?;
-        }
-        out.push(Source {
-            name: name.clone(),
-            model: run.model,
-            labels,
-        });
-    }
-    Ok(out)
-}
-
 /// One target, seed and N.
 struct RunCtx<'a> {
     engine: &'a Engine,
@@ -540,173 +474,6 @@ impl RunCtx<'_> {
             fusion_seconds: fusion_secs,
         };
         Ok((rows, gates, times, cal))
-    }
-}
-
-/// What stage 1 gives one target, seed and N: the own and the sequential LoRA, and the vectors.
-struct Stage1 {
-    own: TaskModel,
-    seq: TaskModel,
-    /// Train, dev and test rows over the sources' adapters and the own one (last).
-    train: FusionCache,
-    dev: FusionCache,
-    test: FusionCache,
-    /// `[test rows, d]`: the own and the sequential adapter's test vectors.
-    own_test: Tensor<2>,
-    seq_test: Tensor<2>,
-    own_seconds: f64,
-    seq_seconds: f64,
-}
-
-impl RunCtx<'_> {
-    /// Stage 1 of the target (own LoRA, sequential transfer) and its caches; from `--cache` when
-    /// kept there for exactly this setting.
-    fn stage1(
-        &self,
-        task: &PreparedTask,
-        test: &Labelled,
-        lora: &lorafuse::lora::LoraConfig,
-        cfg: &TrainConfig,
-    ) -> Result<Stage1> {
-        let e = self.engine;
-        let (target, n, seed) = (self.target, self.n, self.seed);
-        let key = (
-            "transfer-target/1",
-            target,
-            n,
-            seed,
-            &self.a.sources,
-            &self.a.data_dir,
-            &self.a.targets,
-            self.a.test_per_task,
-            self.a.source_epochs,
-            self.a.source_seed,
-            self.seq_idx,
-            lora,
-            cfg,
-        );
-        let dir = match &self.a.cache {
-            Some(root) => Some(crate::snapshot::folder(
-                root,
-                &format!("{target}-n{n}-seed{seed}"),
-                &key,
-            )?),
-            None => None,
-        };
-        if let Some(d) = &dir
-            && let (Some(own), Some(seq)) = (
-                crate::snapshot::load_model(&d.join("own"), e, cfg.head_dropout)?,
-                crate::snapshot::load_model(&d.join("seq"), e, cfg.head_dropout)?,
-            )
-            && let Some(c) = crate::snapshot::load_caches(
-                &d.join("caches.safetensors"),
-                &["train", "dev", "test", "seq"],
-                e,
-            )?
-            && let Ok(times) = std::fs::read_to_string(d.join("times.json"))
-        {
-            let t: (f64, f64) = serde_json::from_str(&times)?;
-            let [train, dev, test, seq_c]: [FusionCache; 4] =
-                c.try_into().map_err(|_| anyhow::anyhow!("4 caches"))?;
-            let [m, k, dd] = test.adapters.dims();
-            let own_test = test
-                .adapters
-                .clone()
-                .slice([0..m, k - 1..k, 0..dd])
-                .reshape([m, dd]);
-            return Ok(Stage1 {
-                own,
-                seq,
-                train,
-                dev,
-                test,
-                own_test,
-                seq_test: seq_c.base,
-                own_seconds: t.0,
-                seq_seconds: t.1,
-            });
-        }
-        let tag = format!("{target} N={n} seed {seed}");
-        let mut bars = Bars::new(&format!("{tag} lora"));
-        let own = block_on(run_stage1_from(
-            e,
-            task,
-            Start::Fresh(lora),
-            cfg,
-            false,
-            &mut bars,
-        ))?;
-        bars.finish();
-        let src = &self.srcs[self.seq_idx];
-        let mut bars = Bars::new(&format!("{tag} lora-seq"));
-        let start = Start::From(&src.model.adapter);
-        let seq = block_on(run_stage1_from(e, task, start, cfg, false, &mut bars))?;
-        bars.finish();
-        // Vectors: sources then the own adapter (position S).
-        let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
-        adapters.push(&own.model.adapter);
-        let build = |texts: &[String]| {
-            block_on(FusionCache::build(
-                &e.encoder,
-                &e.tokenizer,
-                &adapters,
-                texts,
-                &e.device,
-            ))
-        };
-        let train = build(&task.train.texts)?;
-        let dev = build(&task.held_out.texts)?;
-        let pooled = |a: &LoraAdapter| {
-            block_on(pooled_vectors(
-                &e.encoder,
-                &e.tokenizer,
-                Some(a),
-                &test.texts,
-                &e.device,
-            ))
-        };
-        let own_test = pooled(&own.model.adapter)?;
-        let seq_test = pooled(&seq.model.adapter)?;
-        let test_c = FusionCache {
-            base: self.test_src.base.clone(),
-            adapters: Tensor::cat(
-                vec![
-                    self.test_src.adapters.clone(),
-                    own_test.clone().unsqueeze_dim(1),
-                ],
-                1,
-            ),
-        };
-        if let Some(d) = &dir {
-            crate::snapshot::save_model(&d.join("own"), &own.model)?;
-            crate::snapshot::save_model(&d.join("seq"), &seq.model)?;
-            let seq_c = FusionCache {
-                base: seq_test.clone(),
-                adapters: seq_test.clone().unsqueeze_dim(1),
-            };
-            let named = [
-                ("train", &train),
-                ("dev", &dev),
-                ("test", &test_c),
-                ("seq", &seq_c),
-            ];
-            crate::snapshot::save_caches(&d.join("caches.safetensors"), &named)?;
-            std::fs::write(
-                d.join("times.json"),
-                serde_json::to_string(&(own.seconds, seq.seconds))?,
-            )?;
-        }
-        Ok(Stage1 {
-            own: own.model,
-            seq: seq.model,
-            train,
-            dev,
-            test: test_c,
-            own_test,
-            seq_test,
-            own_seconds: own.seconds,
-            seq_seconds: seq.seconds,
-        })
     }
 }
 
