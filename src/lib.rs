@@ -7,6 +7,7 @@
 //! - [`train`]: step-wise trainers (stage 1, frozen probe, fusion), the one training driver,
 //!   optimiser schedule, metrics;
 //! - [`data`]: parsing and validating uploads, label vocabularies, subsets and splits;
+//! - [`limits`]: the fixed sizes and counts every file is checked against (docs/reliability.md);
 //! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
 //! - [`backend`]: choosing the burn device at run time;
 //! - [`host`]: reading tensors back to host memory, always asynchronously (and `block_on` for
@@ -32,6 +33,7 @@ pub mod experiment;
 pub mod fusion;
 pub mod host;
 pub mod infer;
+pub mod limits;
 pub mod lora;
 pub mod model;
 pub mod tensorfile;

@@ -2,9 +2,13 @@
 //! a task's `head.safetensors`, PEFT's `adapter_model.safetensors` and `fusion.safetensors`.
 //!
 //! [`TensorFile`] parses a byte buffer and reads named tensors as host `Vec<f32>`s, checking the
-//! dtype (F32 only) and, where the caller knows it, the shape; [`write`] turns named f32 arrays
-//! and string metadata into the bytes of a file. Every error is the caller's [`Error`] variant
-//! with a message naming the file and the tensor.
+//! dtype (F32 only), that every value is finite and, where the caller knows it, the shape;
+//! [`write`] turns named f32 arrays and string metadata into the bytes of a file. Before the
+//! `safetensors` crate sees a file, its header is checked here: at most
+//! [`crate::limits::MAX_SAFETENSORS_HEADER`] bytes, inside the file, and no tensor name twice (the
+//! crate would keep the last silently). The crate then checks dtypes, shapes and that the offsets
+//! tile the data exactly. Every error is the caller's [`Error`] variant with a message naming the
+//! file and the tensor.
 //!
 //! What it leaves out: burn tensors (callers read them back with the async `crate::host` helpers
 //! first, and build layers from the returned values), dtypes other than F32 (F16/BF16 files are
@@ -15,8 +19,10 @@
 use std::collections::HashMap;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_SAFETENSORS_HEADER;
 
 /// A parsed safetensors buffer; tensor data are decoded lazily, by name.
 pub struct TensorFile<'a> {
@@ -29,6 +35,7 @@ impl<'a> TensorFile<'a> {
     /// Parses the header of `bytes`, the contents of the file called `file` (used in messages).
     /// Errors are built with `err`, the caller's variant (e.g. `Error::Model`).
     pub fn parse(bytes: &'a [u8], file: &str, err: fn(String) -> Error) -> Result<Self> {
+        check_header(bytes).map_err(|m| err(format!("{file} is not a safetensors file: {m}")))?;
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| err(format!("{file} is not a safetensors file: {e}")))?;
         Ok(Self {
@@ -60,7 +67,17 @@ impl<'a> TensorFile<'a> {
                 view.dtype()
             )));
         }
-        Ok((f32_from_le_bytes(view.data()), view.shape().to_vec()))
+        let values = f32_from_le_bytes(view.data());
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err((self.err)(format!(
+                "{file}: tensor {name:?} holds {bad} NaN or infinite value{} (the first at index \
+                 {first}); the file is damaged, or the training that wrote it diverged",
+                if bad == 1 { "" } else { "s" }
+            )));
+        }
+        Ok((values, view.shape().to_vec()))
     }
 
     /// Reads tensor `name` as f32 values, checking that its shape is `expected`.
@@ -110,6 +127,56 @@ pub fn write<'t>(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     safetensors::serialize(views, Some(meta)).map_err(|e| err(format!("cannot write {file}: {e}")))
+}
+
+/// Checks a safetensors file's header before it is parsed: the declared length is within the file
+/// and [`MAX_SAFETENSORS_HEADER`], the header is a JSON object, and no key appears twice.
+fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(len) = bytes.get(..8) else {
+        return Err(format!(
+            "it has {} bytes, fewer than the 8 of a header length",
+            bytes.len()
+        ));
+    };
+    let len = u64::from_le_bytes(len.try_into().unwrap_or([0; 8]));
+    if len > MAX_SAFETENSORS_HEADER as u64 {
+        return Err(format!(
+            "its header declares {len} bytes, more than the limit of {MAX_SAFETENSORS_HEADER}"
+        ));
+    }
+    let header = bytes.get(8..8 + len as usize).ok_or_else(|| {
+        format!(
+            "its header declares {len} bytes, but the file has only {} after the length",
+            bytes.len() - 8
+        )
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(header);
+    de.deserialize_map(UniqueKeys)
+        .map_err(|e| format!("its header is not a JSON object of tensors: {e}"))
+}
+
+/// A serde visitor over a JSON object that fails on a repeated key.
+struct UniqueKeys;
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the tensor name {key:?} appears twice"
+                )));
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(())
+    }
 }
 
 /// Decodes little-endian f32 bytes (safetensors' byte order).
@@ -187,5 +254,84 @@ mod tests {
         let f = TensorFile::parse(&bytes, "h.safetensors", Error::Adapter).unwrap();
         let msg = f.read("h").unwrap_err().to_string();
         assert!(msg.contains("F16") && msg.contains("only F32"), "{msg}");
+    }
+
+    /// A file with the given raw JSON header and data bytes.
+    fn raw(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn hostile_headers_and_values_are_refused_by_name() {
+        let parse = |b: &[u8]| {
+            TensorFile::parse(b, "a.safetensors", Error::Adapter)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        // A repeated name: serde (and so the safetensors crate) would keep the last one.
+        let dup = raw(
+            r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            &[0; 4],
+        );
+        assert!(
+            parse(&dup).contains("\"w\" appears twice"),
+            "{}",
+            parse(&dup)
+        );
+        // A header length beyond the limit, or beyond the file.
+        let mut huge = (u64::MAX).to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        assert!(
+            parse(&huge).contains("more than the limit"),
+            "{}",
+            parse(&huge)
+        );
+        let mut short = 100u64.to_le_bytes().to_vec();
+        short.extend_from_slice(b"{}");
+        assert!(
+            parse(&short).contains("the file has only 2"),
+            "{}",
+            parse(&short)
+        );
+        assert!(parse(b"\x02\0\0\0\0\0\0\0[]").contains("not a JSON object"));
+        // Offsets that do not tile the data, and a shape larger than its bytes.
+        let gap = raw(
+            r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
+            &[0; 8],
+        );
+        assert!(
+            parse(&gap).contains("not a safetensors file"),
+            "{}",
+            parse(&gap)
+        );
+        let big = raw(
+            r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}"#,
+            &[0; 4],
+        );
+        assert!(
+            parse(&big).contains("not a safetensors file"),
+            "{}",
+            parse(&big)
+        );
+        // NaN and infinity are read as damage, naming the tensor.
+        let bytes = write(
+            [("w", &[3usize][..], &[1.0, f32::NAN, f32::INFINITY][..])],
+            &[],
+            "n.safetensors",
+            Error::Adapter,
+        )
+        .unwrap();
+        let f = TensorFile::parse(&bytes, "n.safetensors", Error::Adapter).unwrap();
+        let msg = f.read("w").unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "n.safetensors: tensor \"w\" holds 2 NaN or infinite values (the first at index 1)"
+            ),
+            "{msg}"
+        );
     }
 }

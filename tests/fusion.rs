@@ -330,7 +330,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
         options: Default::default(),
     };
     let out = block_on(files::to_files(&manifest, &layers)).unwrap();
-    let (m2, back) = files::from_files(&out, &device).unwrap();
+    let (m2, back) = files::from_files(&out, 32, &device).unwrap();
     assert_eq!(m2, manifest, "temperatures included");
     // A manifest written before temperatures existed loads with none (1).
     let mut old: serde_json::Value = serde_json::from_slice(&out[files::MANIFEST]).unwrap();
@@ -339,7 +339,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
     }
     let mut old_files = out.clone();
     old_files.insert(files::MANIFEST.into(), serde_json::to_vec(&old).unwrap());
-    let (m3, _) = files::from_files(&old_files, &device).unwrap();
+    let (m3, _) = files::from_files(&old_files, 32, &device).unwrap();
     assert!(m3.tasks.iter().all(|t| t.temperature == 1.0));
     let base = Tensor::<2>::from_data(TensorData::new(random(5 * 32, 3), [5, 32]), &device);
     let ad = Tensor::<3>::from_data(TensorData::new(random(5 * 3 * 32, 4), [5, 3, 32]), &device);
@@ -352,20 +352,60 @@ fn fused_model_files_reproduce_predictions_exactly() {
     // Damaged files give errors, not panics.
     let mut bad = out.clone();
     bad.insert(files::WEIGHTS.into(), b"nope".to_vec());
-    assert!(files::from_files(&bad, &device).is_err());
+    assert!(files::from_files(&bad, 32, &device).is_err());
     let mut bad = out.clone();
     bad.remove(files::MANIFEST);
-    assert!(files::from_files(&bad, &device).is_err());
+    assert!(files::from_files(&bad, 32, &device).is_err());
     let mut bad: BTreeMap<String, Vec<u8>> = out;
     bad.insert(
         files::MANIFEST.into(),
         serde_json::to_vec(&FusionManifest {
             d_model: 30,
-            ..manifest
+            ..manifest.clone()
         })
         .unwrap(),
     );
-    assert!(files::from_files(&bad, &device).is_err());
+    assert!(files::from_files(&bad, 32, &device).is_err());
+    // A crafted manifest is refused by its field before any layer is allocated from it.
+    let refuse = |m: FusionManifest, want: &str| {
+        let mut f = bad.clone();
+        f.insert(files::MANIFEST.into(), serde_json::to_vec(&m).unwrap());
+        let msg = files::from_files(&f, 32, &device)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains(files::MANIFEST) && msg.contains(want),
+            "{want}: {msg}"
+        );
+    };
+    refuse(
+        FusionManifest {
+            d_model: 1 << 30,
+            heads: 1,
+            ..manifest.clone()
+        },
+        "d_model is 1073741824, but the running model's vectors have 32 dimensions",
+    );
+    refuse(
+        FusionManifest {
+            heads: 0,
+            ..manifest.clone()
+        },
+        "heads is 0",
+    );
+    let mut many = manifest.clone();
+    many.tasks[0].labels = (0..1_000_000).map(|i| i.to_string()).collect();
+    refuse(many, "has 1000000 labels");
+    let mut own = manifest.clone();
+    own.tasks[0].own = Some(7);
+    refuse(own, "names adapter 7 as its own, but there are 3");
+    let mut temp = manifest.clone();
+    temp.tasks[1].temperature = -1.0;
+    refuse(temp, "has temperature -1");
+    let mut adapters = manifest.clone();
+    adapters.adapters = Vec::new();
+    refuse(adapters, "lists 0 adapters");
 }
 
 fn train(

@@ -102,6 +102,8 @@ fn upload(task: &str, file: &str) -> Request {
         bytes: common::read(&common::fixture(&format!("data/{file}"))),
         text_column: String::new(),
         label_column: String::new(),
+        delimiter: None,
+        header: true,
     }
 }
 
@@ -170,9 +172,11 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             task: "sentiment".into(),
             role: DataRole::Train,
             file_name: "x.csv".into(),
-            bytes: b"\xff\xfe\x00garbage".to_vec(),
+            bytes: b"text,label\n\xc3\x28garbage,x\n".to_vec(),
             text_column: String::new(),
             label_column: String::new(),
+            delimiter: None,
+            header: true,
         },
     );
     assert!(msg.contains("UTF-8"), "{msg}");
@@ -192,6 +196,8 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         bytes: csv.clone(),
         text_column: t.into(),
         label_column: l.into(),
+        delimiter: None,
+        header: true,
     };
     block_on(s.handle(up("", ""), &h));
     let ev = h.take();

@@ -61,6 +61,8 @@ pub struct Ui {
     pub evaluating: RwSignal<bool>,
     pub messages: RwSignal<Vec<Message>>,
     pub check: RwSignal<Option<String>>,
+    /// A large upload being read by the worker: (task, file, fraction).
+    pub reading: RwSignal<Option<(String, String, f64)>>,
 }
 
 impl Ui {
@@ -76,6 +78,7 @@ impl Ui {
             evaluating: RwSignal::new(false),
             messages: RwSignal::new(Vec::new()),
             check: RwSignal::new(None),
+            reading: RwSignal::new(None),
         }
     }
 
@@ -110,7 +113,15 @@ impl Ui {
                 fallback_reason,
                 load_sec,
             }),
-            Event::Workspace(v) => self.ws.set(v),
+            Event::Workspace(v) => {
+                self.reading.set(None);
+                self.ws.set(v)
+            }
+            Event::Reading {
+                task,
+                file_name,
+                fraction,
+            } => self.reading.set(Some((task, file_name, fraction))),
             Event::Persist { bundle } => {
                 let ui = *self;
                 wasm_bindgen_futures::spawn_local(async move {
@@ -166,6 +177,7 @@ impl Ui {
                 }
             }
             Event::Error { context, message } => {
+                self.reading.set(None);
                 if context == "evaluating" {
                     self.evaluating.set(false);
                 }

@@ -113,6 +113,9 @@ fn TaskCard(name: String) -> impl IntoView {
     let get = move || task.get().unwrap_or_default();
     let text_col = RwSignal::new("text".to_string());
     let label_col = RwSignal::new("label".to_string());
+    // How to read a delimited file: "auto" or the delimiter; whether the first row is data.
+    let delimiter = RwSignal::new("auto".to_string());
+    let no_header = RwSignal::new(false);
     // The last picked file, kept so a change of columns can re-read it.
     let last_file: StoredValue<Option<(String, Vec<u8>, DataRole)>, LocalStorage> =
         StoredValue::new_local(None);
@@ -128,6 +131,11 @@ fn TaskCard(name: String) -> impl IntoView {
             bytes,
             text_column: text_col.get_untracked(),
             label_column: label_col.get_untracked(),
+            delimiter: match delimiter.get_untracked().as_str() {
+                "tab" => Some('\t'),
+                d => d.chars().next().filter(|_| d.chars().count() == 1),
+            },
+            header: !no_header.get_untracked(),
         });
     };
     let upload_file = {
@@ -234,6 +242,9 @@ fn TaskCard(name: String) -> impl IntoView {
     let n_rm = name.clone();
     let n_chart = name.clone();
     let reupload2 = reupload.clone();
+    let reupload3 = reupload.clone();
+    let reupload4 = reupload.clone();
+    let n_reading = name.clone();
 
     view! {
         <section class="task" data-task=name.clone()
@@ -280,7 +291,32 @@ fn TaskCard(name: String) -> impl IntoView {
                                 {move || column_options(get().columns, label_col.get())}
                             </select>
                         </label>
+                        <label>"Delimiter "
+                            <select aria-label="Delimiter" data-testid="delimiter"
+                                on:change=move |ev| { delimiter.set(event_target_value(&ev)); reupload3(); }>
+                                <option value="auto" selected=true>"detect"</option>
+                                <option value=",">"comma ,"</option>
+                                <option value=";">"semicolon ;"</option>
+                                <option value="tab">"tab"</option>
+                                <option value="|">"pipe |"</option>
+                            </select>
+                        </label>
+                        <label class="small">
+                            <input type="checkbox" data-testid="no-header"
+                                prop:checked=move || no_header.get()
+                                on:change=move |ev| { no_header.set(event_target_checked(&ev)); reupload4(); }/>
+                            " First row is data (no header)"
+                        </label>
                     </div>
+                    {move || ui.reading.get().filter(|(t, _, _)| *t == n_reading).map(|(_, f, x)| view! {
+                        <p class="small" data-testid="reading" role="status">
+                            {format!("Reading {f}: {:.0} % ", 100.0 * x)}
+                            <progress max="1" value=x></progress>
+                        </p>
+                    })}
+                    {move || get().read_as.map(|r| view! {
+                        <p class="small" data-testid="read-as">{format!("Read as {r}")}</p>
+                    })}
                     <p>{move || {
                         let t = get();
                         let file = t.file_name.clone().map(|f| format!(" from {f}")).unwrap_or_default();

@@ -62,8 +62,8 @@ impl LabelVocab {
 
 /// Checks that `ds` can train a classifier and returns its vocabulary.
 ///
-/// Fails with [`DataError::NoUsableRows`] when there are no examples and [`DataError::OneClass`] when
-/// they all share one label.
+/// Fails with [`DataError::NoUsableRows`] when there are no examples, [`DataError::OneClass`] when
+/// they all share one label and [`DataError::TooManyClasses`] above [`crate::limits::MAX_CLASSES`].
 pub fn validate_for_training(ds: &[Example]) -> Result<LabelVocab, DataError> {
     let vocab = LabelVocab::from_examples(ds);
     match vocab.names() {
@@ -73,6 +73,10 @@ pub fn validate_for_training(ds: &[Example]) -> Result<LabelVocab, DataError> {
         }),
         [only] => Err(DataError::OneClass {
             label: only.clone(),
+        }),
+        names if names.len() > crate::limits::MAX_CLASSES => Err(DataError::TooManyClasses {
+            classes: names.len(),
+            max: crate::limits::MAX_CLASSES,
         }),
         _ => Ok(vocab),
     }

@@ -12,21 +12,29 @@
 //!   [`rng`] holds splitmix64).
 //! - [`normalise_for_overlap`] and [`remove_overlap`] implement the train/test de-duplication of docs/design.md §1.5.
 //!
+//! - Before parsing, [`sniff`] refuses a known binary format given as text (an `.xlsx`, a PDF, a zip:
+//!   named in the error), decodes UTF-8 (with or without a byte-order mark) or UTF-16 with a mark,
+//!   and guesses a CSV's delimiter (`,` `;` tab `|`; [`ParseOptions::delimiter`] overrides it). A
+//!   file without a header row is read with [`ParseOptions::header`] `false`.
+//!
 //! What it leaves out: tokenisation and batching into tensors (see `model`), reading files from disk or
-//! IndexedDB (callers hand in bytes, so the module is the same natively and on wasm32), spreadsheet
-//! formats (xlsx) and JSON arrays (a `.json` upload is read as JSON Lines), encodings other than UTF-8,
-//! and de-duplication of repeated rows inside one upload.
+//! IndexedDB (callers hand in bytes, so the module is the same natively and on wasm32), reading
+//! spreadsheet formats (xlsx is refused by name) and JSON arrays (a `.json` upload is read as JSON
+//! Lines), 8-bit encodings (Windows-1252 is refused as invalid UTF-8), and de-duplication of
+//! repeated rows inside one upload.
 
 pub mod holdout;
 mod labels;
 mod parse;
 pub mod rng;
+mod sniff;
 mod split;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use labels::{LabelVocab, class_counts, validate_for_training};
+pub use sniff::Encoding;
 pub use split::{normalise_for_overlap, remove_overlap, stratified_split, stratified_subset};
 
 /// The file formats an upload can have.
@@ -56,7 +64,7 @@ impl Format {
             Some("jsonl" | "json" | "ndjson") => return Format::Jsonl,
             _ => {}
         }
-        let bytes = strip_bom(bytes);
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             return Format::Jsonl;
         }
@@ -79,10 +87,18 @@ pub struct ParseOptions {
     pub text_column: String,
     /// Header name (CSV/TSV) or key (JSONL) of the label. Default `"label"`.
     pub label_column: String,
-    /// Largest accepted file size in bytes. Default 50 MiB.
+    /// Largest accepted file size in bytes. Default [`crate::limits::MAX_DATA_BYTES`] (128 MiB).
     pub max_bytes: usize,
     /// Longest accepted text, in characters; longer rows are rejected. Default 10 000.
     pub max_text_chars: usize,
+    /// The field delimiter of a CSV file (an ASCII character), or `None` to guess it from the first
+    /// lines (`,` `;` tab or `|`). A TSV file's default is tab. Default `None`.
+    pub delimiter: Option<char>,
+    /// Whether the first row of a CSV/TSV file names the columns. When `false` every row is data,
+    /// the columns are called `column 1`, `column 2`, …, and the text and label are the columns
+    /// that `text_column` / `label_column` number (`"2"` or `"column 2"`), else the first and the
+    /// second. Default `true`.
+    pub header: bool,
 }
 
 impl Default for ParseOptions {
@@ -91,8 +107,10 @@ impl Default for ParseOptions {
             format: None,
             text_column: "text".to_owned(),
             label_column: "label".to_owned(),
-            max_bytes: 50 * 1024 * 1024,
+            max_bytes: crate::limits::MAX_DATA_BYTES,
             max_text_chars: 10_000,
+            delimiter: None,
+            header: true,
         }
     }
 }
@@ -124,6 +142,54 @@ pub struct ParsedDataset {
     pub rejected: Vec<RejectedRow>,
     /// The header names (CSV/TSV) or the JSON keys seen (JSONL, in order of first appearance).
     pub columns: Vec<String>,
+    /// How the file was read.
+    pub reading: Reading,
+}
+
+/// How an upload was read: what was detected or chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reading {
+    /// The format.
+    pub format: Option<Format>,
+    /// The text encoding.
+    pub encoding: Encoding,
+    /// The field delimiter (CSV/TSV).
+    pub delimiter: Option<char>,
+    /// Whether the first row was read as column names (CSV/TSV).
+    pub header: bool,
+}
+
+impl Reading {
+    /// In words, e.g. `CSV, ';'-separated, UTF-8 with BOM, header row`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            match self.format {
+                Some(Format::Csv) => "CSV",
+                Some(Format::Tsv) => "TSV",
+                Some(Format::Jsonl) => "JSON Lines",
+                None => "unknown format",
+            }
+            .to_string(),
+        ];
+        if let Some(d) = self.delimiter {
+            parts.push(match d {
+                '\t' => "tab-separated".to_string(),
+                d => format!("'{d}'-separated"),
+            });
+        }
+        parts.push(self.encoding.name().to_string());
+        if self.format != Some(Format::Jsonl) {
+            parts.push(
+                if self.header {
+                    "header row"
+                } else {
+                    "no header row"
+                }
+                .to_string(),
+            );
+        }
+        parts.join(", ")
+    }
 }
 
 /// Why an upload (or a data set) cannot be used as a whole.
@@ -150,6 +216,38 @@ pub enum DataError {
         /// 0-based byte offset of the first invalid byte.
         byte_offset: usize,
     },
+    /// The file is a known binary format (a spreadsheet, a PDF, an archive), not text.
+    #[error("the file is {kind}, not a CSV, TSV or JSON Lines text file")]
+    NotText {
+        /// What the file's signature says it is.
+        kind: &'static str,
+    },
+    /// The decoded text holds a NUL character: a binary file, or UTF-16 without a byte-order mark.
+    #[error(
+        "the file holds a NUL byte (byte offset {byte_offset}): it is binary, or UTF-16 without a byte-order mark; save it as UTF-8 and upload it again"
+    )]
+    NulBytes {
+        /// 0-based byte offset of the first NUL.
+        byte_offset: usize,
+    },
+    /// A UTF-16 file (with a byte-order mark) holds an invalid code unit sequence.
+    #[error(
+        "the file starts with a {encoding} byte-order mark but is not valid {encoding} (byte offset {byte_offset}); save it as UTF-8 and upload it again"
+    )]
+    InvalidUtf16 {
+        /// `UTF-16 LE` or `UTF-16 BE`.
+        encoding: &'static str,
+        /// 0-based byte offset of the problem.
+        byte_offset: usize,
+    },
+    /// The chosen delimiter is not a single ASCII character other than a quote or a line break.
+    #[error(
+        "the delimiter {delimiter:?} cannot be used; choose one ASCII character such as , ; | or tab"
+    )]
+    BadDelimiter {
+        /// The delimiter asked for.
+        delimiter: char,
+    },
     /// The first row of a CSV/TSV file names no columns.
     #[error(
         "the first row has no column names; the file needs a header row naming the text and label columns"
@@ -157,7 +255,7 @@ pub enum DataError {
     NoHeader,
     /// The text or label column is not in the header (CSV/TSV) or in any object (JSONL).
     #[error(
-        "there is no column named `{column}`; the columns are: {}. The first row must be a header naming the text and label columns",
+        "there is no column named `{column}`; the columns are: {}. The first row must be a header naming the text and label columns, or, if the first row is data, read the file without a header row",
         describe_columns(.available)
     )]
     MissingColumn {
@@ -181,6 +279,16 @@ pub enum DataError {
     OneClass {
         /// The only label.
         label: String,
+    },
+    /// More classes than a task may have.
+    #[error(
+        "the data has {classes} different labels, more than the limit of {max}; is the label column the right one?"
+    )]
+    TooManyClasses {
+        /// Distinct labels in the data.
+        classes: usize,
+        /// The limit.
+        max: usize,
     },
     /// The CSV reader failed on the header row.
     #[error("line {line}: cannot read the file: {message}")]
@@ -218,23 +326,29 @@ fn describe_no_rows(rejected: usize, first_reasons: &[String]) -> String {
     )
 }
 
-/// Strips a UTF-8 byte-order mark, as spreadsheet programs write one.
-fn strip_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
-}
-
 /// Parses an upload into examples, rejected rows and column names.
 ///
 /// `file_name` is used only to detect the format when `opts.format` is `None`. Texts and labels are
 /// trimmed. Rows with the wrong number of fields, an empty text or label, a text longer than
 /// `opts.max_text_chars`, or (JSONL) invalid JSON, a non-object, a missing key or a label that is not a
 /// string, number or boolean are rejected with their line number; blank JSONL lines are skipped. The
-/// whole file fails when it is empty, too large, not UTF-8, lacks the text or label column, or has no
-/// usable row.
+/// whole file fails when it is empty, too large, a binary format, not UTF-8 or UTF-16 with a
+/// byte-order mark, lacks the text or label column, or has no usable row.
 pub fn parse(
     bytes: &[u8],
     file_name: &str,
     opts: &ParseOptions,
+) -> Result<ParsedDataset, DataError> {
+    parse_with_progress(bytes, file_name, opts, &mut |_| {})
+}
+
+/// [`parse`], calling `progress` with the fraction of the text read (0 to 1) about every
+/// [`PROGRESS_EVERY`] bytes, for uploads large enough to need a progress bar.
+pub fn parse_with_progress(
+    bytes: &[u8],
+    file_name: &str,
+    opts: &ParseOptions,
+    progress: &mut dyn FnMut(f64),
 ) -> Result<ParsedDataset, DataError> {
     if bytes.len() > opts.max_bytes {
         return Err(DataError::TooLarge {
@@ -242,22 +356,35 @@ pub fn parse(
             max: opts.max_bytes,
         });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let byte_offset = e.valid_up_to();
-        let line = 1 + bytes[..byte_offset].iter().filter(|&&b| b == b'\n').count();
-        DataError::InvalidUtf8 { line, byte_offset }
-    })?;
-    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    if let Some(kind) = sniff::binary_kind(bytes) {
+        return Err(DataError::NotText { kind });
+    }
+    let (text, encoding) = sniff::decode(bytes)?;
     if text.trim().is_empty() {
         return Err(DataError::Empty);
     }
     let format = opts
         .format
-        .unwrap_or_else(|| Format::detect(file_name, bytes));
-    let parsed = match format {
-        Format::Csv => parse::parse_delimited(text, b',', opts)?,
-        Format::Tsv => parse::parse_delimited(text, b'\t', opts)?,
-        Format::Jsonl => parse::parse_jsonl(text, opts)?,
+        .unwrap_or_else(|| Format::detect(file_name, text.as_bytes()));
+    let delimiter = match (format, opts.delimiter) {
+        (Format::Jsonl, _) => None,
+        (_, Some(d)) if d.is_ascii() && !matches!(d, '"' | '\n' | '\r') => Some(d as u8),
+        (_, Some(d)) => return Err(DataError::BadDelimiter { delimiter: d }),
+        (Format::Tsv, None) => Some(b'\t'),
+        (Format::Csv, None) => Some(sniff::delimiter(&text)),
+    };
+    let total = text.len().max(1) as f64;
+    let mut at = |done: usize| progress(done as f64 / total);
+    let mut parsed = match delimiter {
+        Some(d) => parse::parse_delimited(&text, d, opts, &mut at)?,
+        None => parse::parse_jsonl(&text, opts, &mut at)?,
+    };
+    progress(1.0);
+    parsed.reading = Reading {
+        format: Some(format),
+        encoding,
+        delimiter: delimiter.map(char::from),
+        header: opts.header || format == Format::Jsonl,
     };
     if parsed.examples.is_empty() {
         return Err(DataError::NoUsableRows {
@@ -272,6 +399,9 @@ pub fn parse(
     }
     Ok(parsed)
 }
+
+/// How often (in bytes of text) [`parse_with_progress`] reports.
+pub const PROGRESS_EVERY: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests;

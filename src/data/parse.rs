@@ -1,7 +1,7 @@
 //! The CSV/TSV and JSONL readers behind [`super::parse`]. Input is already checked to be UTF-8 and
 //! non-empty; these functions never fail on a single bad row, only on a missing column.
 
-use super::{DataError, Example, ParseOptions, ParsedDataset, RejectedRow};
+use super::{DataError, Example, PROGRESS_EVERY, ParseOptions, ParsedDataset, RejectedRow};
 use serde_json::Value;
 
 /// Index of `wanted` in `names`: an exact match first, else one that differs only in ASCII case.
@@ -35,18 +35,29 @@ fn make_example(text: &str, label: &str, opts: &ParseOptions) -> Result<Example,
     })
 }
 
-/// Reads CSV (`delimiter` `b','`) or TSV (`b'\t'`) with a header row.
+/// The 0-based index a header-less column choice names: `"2"` or `"column 2"` is 1.
+fn column_number(choice: &str) -> Option<usize> {
+    let c = choice.trim();
+    let c = c.strip_prefix("column").map_or(c, str::trim);
+    c.parse::<usize>().ok().filter(|&n| n >= 1).map(|n| n - 1)
+}
+
+/// Reads a delimited file (`delimiter` `b','`, `b';'`, `b'\t'`, …), with a header row unless
+/// `opts.header` is false. `at` is called with the byte offset reached about every
+/// [`PROGRESS_EVERY`] bytes.
 pub(super) fn parse_delimited(
     text: &str,
     delimiter: u8,
     opts: &ParseOptions,
+    at: &mut dyn FnMut(usize),
 ) -> Result<ParsedDataset, DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
-        .has_headers(true)
+        .has_headers(opts.header)
         .from_reader(text.as_bytes());
-    let columns: Vec<String> = reader
+    // Without a header, `headers()` is the first record (still read as data below).
+    let first: Vec<String> = reader
         .headers()
         .map_err(|e| DataError::Malformed {
             line: e.position().map_or(1, |p| p.line() as usize),
@@ -55,23 +66,44 @@ pub(super) fn parse_delimited(
         .iter()
         .map(|h| h.trim().to_owned())
         .collect();
-    if columns.iter().all(String::is_empty) {
-        return Err(DataError::NoHeader);
-    }
-    let missing = |column: &str| DataError::MissingColumn {
-        column: column.to_owned(),
-        available: columns.clone(),
+    let (columns, text_idx, label_idx) = if opts.header {
+        if first.iter().all(String::is_empty) {
+            return Err(DataError::NoHeader);
+        }
+        let missing = |column: &str| DataError::MissingColumn {
+            column: column.to_owned(),
+            available: first.clone(),
+        };
+        let t = find_column(&first, &opts.text_column).ok_or_else(|| missing(&opts.text_column))?;
+        let l =
+            find_column(&first, &opts.label_column).ok_or_else(|| missing(&opts.label_column))?;
+        (first, t, l)
+    } else {
+        let columns: Vec<String> = (1..=first.len()).map(|i| format!("column {i}")).collect();
+        let t = column_number(&opts.text_column).unwrap_or(0);
+        let l = column_number(&opts.label_column).unwrap_or(1);
+        for (i, wanted) in [(t, &opts.text_column), (l, &opts.label_column)] {
+            if i >= columns.len() {
+                return Err(DataError::MissingColumn {
+                    column: format!("column {} ({wanted})", i + 1),
+                    available: columns,
+                });
+            }
+        }
+        (columns, t, l)
     };
-    let text_idx =
-        find_column(&columns, &opts.text_column).ok_or_else(|| missing(&opts.text_column))?;
-    let label_idx =
-        find_column(&columns, &opts.label_column).ok_or_else(|| missing(&opts.label_column))?;
 
     let mut out = ParsedDataset {
         columns,
         ..ParsedDataset::default()
     };
+    let mut next_report = PROGRESS_EVERY;
     for record in reader.records() {
+        let byte = reader_position(&record);
+        if byte >= next_report {
+            at(byte);
+            next_report = byte + PROGRESS_EVERY;
+        }
         let record = match record {
             Ok(record) => record,
             Err(e) => match e.position() {
@@ -111,6 +143,15 @@ pub(super) fn parse_delimited(
         }
     }
     Ok(out)
+}
+
+/// The byte offset a record (or the error in reading it) starts at.
+fn reader_position(record: &Result<csv::StringRecord, csv::Error>) -> usize {
+    let pos = match record {
+        Ok(r) => r.position(),
+        Err(e) => e.position(),
+    };
+    pos.map_or(0, |p| p.byte() as usize)
 }
 
 /// Name of a JSON value's type, for messages.
@@ -164,13 +205,24 @@ fn jsonl_example(
     make_example(text, &label, opts)
 }
 
-/// Reads JSON Lines: one object per line, blank lines skipped.
-pub(super) fn parse_jsonl(text: &str, opts: &ParseOptions) -> Result<ParsedDataset, DataError> {
+/// Reads JSON Lines: one object per line, blank lines skipped. `at` is called with the byte
+/// offset reached about every [`PROGRESS_EVERY`] bytes.
+pub(super) fn parse_jsonl(
+    text: &str,
+    opts: &ParseOptions,
+    at: &mut dyn FnMut(usize),
+) -> Result<ParsedDataset, DataError> {
     let mut out = ParsedDataset::default();
     let mut objects = 0usize;
     let (mut saw_text, mut saw_label) = (false, false);
+    let (mut byte, mut next_report) = (0usize, PROGRESS_EVERY);
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
+        byte += raw.len() + 1;
+        if byte >= next_report {
+            at(byte);
+            next_report = byte + PROGRESS_EVERY;
+        }
         let raw = raw.trim();
         if raw.is_empty() {
             continue;

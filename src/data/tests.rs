@@ -358,3 +358,147 @@ fn fuzz_parse_never_panics() {
         }
     }
 }
+
+#[test]
+fn excel_csv_exports_read_as_written() {
+    // Excel in a German or French locale: UTF-8 BOM, `;`, CRLF, quoted `;` and line breaks.
+    let file = "\u{FEFF}text;label\r\n\"Gut; wirklich\r\nsehr gut\";pos\r\nschlecht;neg\r\n";
+    let p = parse(file.as_bytes(), "export.csv", &opts()).unwrap();
+    assert_eq!(
+        p.examples,
+        vec![
+            ex("Gut; wirklich\r\nsehr gut", "pos"),
+            ex("schlecht", "neg")
+        ]
+    );
+    assert_eq!(
+        p.reading.describe(),
+        "CSV, ';'-separated, UTF-8 with BOM, header row"
+    );
+    // Excel's "Unicode text": UTF-16 LE with a BOM, tab-separated, saved as .txt.
+    let utf16: Vec<u8> = b"\xFF\xFE"
+        .iter()
+        .copied()
+        .chain(
+            "text\tlabel\r\nça va\tpos\r\nnon\tneg\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    let p = parse(&utf16, "export.txt", &opts()).unwrap();
+    assert_eq!(p.examples, vec![ex("ça va", "pos"), ex("non", "neg")]);
+    assert_eq!(
+        p.reading.describe(),
+        "TSV, tab-separated, UTF-16 LE, header row"
+    );
+}
+
+#[test]
+fn delimiter_can_be_chosen() {
+    let file = "text|label\na,b|x\nc|y\n";
+    let p = parse(file.as_bytes(), "f.csv", &opts()).unwrap();
+    assert_eq!(p.examples, vec![ex("a,b", "x"), ex("c", "y")]);
+    let comma = ParseOptions {
+        delimiter: Some(','),
+        ..opts()
+    };
+    // Read with `,`, the header is one column `text|label`.
+    assert!(matches!(
+        parse(file.as_bytes(), "f.csv", &comma),
+        Err(DataError::MissingColumn { .. })
+    ));
+    let quote = ParseOptions {
+        delimiter: Some('"'),
+        ..opts()
+    };
+    assert_eq!(
+        parse(file.as_bytes(), "f.csv", &quote),
+        Err(DataError::BadDelimiter { delimiter: '"' })
+    );
+}
+
+#[test]
+fn headerless_files_read_the_first_row_as_data() {
+    let file = "great movie,pos\nawful,neg\n";
+    // With a header expected, the error says the first row may be data.
+    let msg = csv(file).unwrap_err().to_string();
+    assert!(msg.contains("if the first row is data"), "{msg}");
+    let no_header = ParseOptions {
+        header: false,
+        ..opts()
+    };
+    let p = parse(file.as_bytes(), "f.csv", &no_header).unwrap();
+    assert_eq!(
+        p.examples,
+        vec![ex("great movie", "pos"), ex("awful", "neg")]
+    );
+    assert_eq!(p.columns, vec!["column 1", "column 2"]);
+    // Columns chosen by number, the label first.
+    let swapped = ParseOptions {
+        header: false,
+        text_column: "column 2".into(),
+        label_column: "1".into(),
+        ..opts()
+    };
+    let p = parse(b"pos,great\nneg,awful\n", "f.csv", &swapped).unwrap();
+    assert_eq!(p.examples, vec![ex("great", "pos"), ex("awful", "neg")]);
+    let third = ParseOptions {
+        header: false,
+        label_column: "3".into(),
+        ..opts()
+    };
+    assert!(matches!(
+        parse(file.as_bytes(), "f.csv", &third),
+        Err(DataError::MissingColumn { .. })
+    ));
+}
+
+#[test]
+fn binary_files_given_as_csv_are_named() {
+    let xlsx = b"PK\x03\x04\x14\0\x06\0\x08\0\0\0!\0[Content_Types].xml xl/workbook.xml";
+    let msg = parse(xlsx, "data.csv", &opts()).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("the file is an Excel workbook (.xlsx)"),
+        "{msg}"
+    );
+    let msg = parse(b"%PDF-1.4\n%\xE2\xE3", "data.csv", &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("a PDF document, not a CSV"), "{msg}");
+    let msg = parse(b"t\0e\0x\0t\0", "data.csv", &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("NUL byte"), "{msg}");
+}
+
+#[test]
+fn many_classes_and_too_many() {
+    let mut file = String::from("text,label\n");
+    for i in 0..150 {
+        file.push_str(&format!("example {i},intent_{i}\n"));
+    }
+    let p = csv(&file).unwrap();
+    assert_eq!(validate_for_training(&p.examples).unwrap().len(), 150);
+    let mut file = String::from("text,label\n");
+    for i in 0..=crate::limits::MAX_CLASSES {
+        file.push_str(&format!("example {i},{i}\n"));
+    }
+    let p = csv(&file).unwrap();
+    let msg = validate_for_training(&p.examples).unwrap_err().to_string();
+    assert!(
+        msg.contains("1001 different labels, more than the limit of 1000"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn progress_is_reported_on_large_files() {
+    let row = "a text of some length that repeats,pos\nanother one,neg\n";
+    let file = format!("text,label\n{}", row.repeat(3 * PROGRESS_EVERY / row.len()));
+    let mut seen = Vec::new();
+    let p =
+        parse_with_progress(file.as_bytes(), "big.csv", &opts(), &mut |f| seen.push(f)).unwrap();
+    assert_eq!(p.examples.len(), 2 * (3 * PROGRESS_EVERY / row.len()));
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen.last() == Some(&1.0));
+}

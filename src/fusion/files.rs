@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
+use crate::limits::{MAX_CLASSES, MAX_FUSION_HEADS, MAX_LABEL_CHARS, MAX_TASKS};
 use crate::tensorfile::{self, TensorFile};
 
 /// Manifest file name.
@@ -148,6 +149,104 @@ pub struct FusionManifest {
     pub options: FusionOptions,
 }
 
+impl FusionManifest {
+    /// Checks everything the layers will be built from against the running model's width
+    /// `d_model` and the fixed limits of [`crate::limits`], before anything is allocated. The
+    /// error is one sentence naming `fusion_manifest.json` and the field.
+    pub fn check(&self, d_model: usize) -> Result<()> {
+        let bad = |m: String| Err(Error::Fusion(format!("{MANIFEST}: {m}")));
+        if self.format != FUSION_FORMAT {
+            return bad(format!(
+                "format is {:?}, expected {FUSION_FORMAT:?}",
+                self.format
+            ));
+        }
+        if self.d_model != d_model {
+            return bad(format!(
+                "d_model is {}, but the running model's vectors have {d_model} dimensions",
+                self.d_model
+            ));
+        }
+        if self.heads == 0 || self.heads > MAX_FUSION_HEADS || d_model % self.heads != 0 {
+            return bad(format!(
+                "heads is {}; it must be in 1..={MAX_FUSION_HEADS} and divide d_model {d_model}",
+                self.heads
+            ));
+        }
+        let k = self.adapters.len();
+        if k == 0 || k > MAX_TASKS {
+            return bad(format!(
+                "it lists {k} adapters; a fusion has 1..={MAX_TASKS}"
+            ));
+        }
+        if self.tasks.is_empty() || self.tasks.len() > MAX_TASKS {
+            return bad(format!(
+                "it lists {} tasks; a fusion has 1..={MAX_TASKS}",
+                self.tasks.len()
+            ));
+        }
+        let o = &self.options;
+        if !(o.attention_temperature.is_finite() && o.attention_temperature > 0.0) {
+            return bad(format!(
+                "options.attention_temperature is {}; it must be positive",
+                o.attention_temperature
+            ));
+        }
+        if !(o.value_penalty.is_finite() && o.value_penalty >= 0.0) {
+            return bad(format!(
+                "options.value_penalty is {}; it must be >= 0",
+                o.value_penalty
+            ));
+        }
+        for t in &self.tasks {
+            let n = t.labels.len();
+            if !(2..=MAX_CLASSES).contains(&n) {
+                return bad(format!(
+                    "task {:?} has {n} labels; a task has 2..={MAX_CLASSES}",
+                    t.task
+                ));
+            }
+            if let Some(l) = t
+                .labels
+                .iter()
+                .find(|l| l.chars().count() > MAX_LABEL_CHARS)
+            {
+                return bad(format!(
+                    "task {:?} has a label of {} characters, more than {MAX_LABEL_CHARS}",
+                    t.task,
+                    l.chars().count()
+                ));
+            }
+            let distinct: std::collections::BTreeSet<&String> = t.labels.iter().collect();
+            if distinct.len() != n {
+                return bad(format!("task {:?} lists a label twice", t.task));
+            }
+            if !(t.temperature.is_finite() && t.temperature > 0.0) {
+                return bad(format!(
+                    "task {:?} has temperature {}; it must be positive",
+                    t.task, t.temperature
+                ));
+            }
+            match t.own {
+                Some(own) if own >= k => {
+                    return bad(format!(
+                        "task {:?} names adapter {own} as its own, but there are {k}",
+                        t.task
+                    ));
+                }
+                None if o.residual || o.exclude_own => {
+                    return bad(format!(
+                        "task {:?} has no own adapter, which this fusion variant needs",
+                        t.task
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 fn push_linear(out: &mut Vec<(String, Tensor<2>)>, name: &str, l: &Linear) {
     out.push((format!("{name}.weight"), l.weight.val().transpose()));
     if let Some(b) = &l.bias {
@@ -222,9 +321,12 @@ pub async fn to_files(
     ]))
 }
 
-/// Rebuilds the manifest and the fusion layers from the two files.
+/// Rebuilds the manifest and the fusion layers from the two files, for a model whose pooled
+/// vectors have `d_model` dimensions. The manifest is checked ([`FusionManifest::check`]) before
+/// any layer is built.
 pub fn from_files(
     files: &BTreeMap<String, Vec<u8>>,
+    d_model: usize,
     device: &Device,
 ) -> Result<(FusionManifest, Vec<AttentionFusion>)> {
     let manifest = files
@@ -232,18 +334,7 @@ pub fn from_files(
         .ok_or_else(|| Error::Fusion(format!("no {MANIFEST}")))?;
     let manifest: FusionManifest =
         serde_json::from_slice(manifest).map_err(|e| Error::Fusion(format!("{MANIFEST}: {e}")))?;
-    if manifest.format != FUSION_FORMAT {
-        return Err(Error::Fusion(format!(
-            "{MANIFEST} has format {:?}, expected {FUSION_FORMAT:?}",
-            manifest.format
-        )));
-    }
-    if manifest.adapters.is_empty() || manifest.heads == 0 || manifest.d_model % manifest.heads != 0
-    {
-        return Err(Error::Fusion(format!(
-            "{MANIFEST}: needs at least one adapter and d_model divisible by heads"
-        )));
-    }
+    manifest.check(d_model)?;
     let weights = files
         .get(WEIGHTS)
         .ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;

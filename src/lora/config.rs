@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
+use crate::limits::MAX_LORA_RANK;
 
 /// The six linears of a BERT layer that LoRA can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -129,9 +130,9 @@ impl LoraConfig {
 
     /// Checks the settings; the error names the bad one.
     pub fn validate(&self) -> Result<()> {
-        if self.r == 0 || self.r > 1024 {
+        if self.r == 0 || self.r > MAX_LORA_RANK {
             return Err(Error::Adapter(format!(
-                "r must be in 1..=1024, got {}",
+                "r must be in 1..={MAX_LORA_RANK}, got {}",
                 self.r
             )));
         }
@@ -267,7 +268,10 @@ impl LoraConfig {
                 .unwrap_or("")
                 .to_owned(),
         };
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            Error::Adapter(m) => Error::Adapter(format!("adapter_config.json: {m}")),
+            e => e,
+        })?;
         Ok(cfg)
     }
 }

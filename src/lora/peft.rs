@@ -99,6 +99,17 @@ pub fn load(
 ) -> Result<LoraAdapter> {
     let config = LoraConfig::from_peft_json(config_json)?;
     let sites = config.sites()?;
+    for &site in &sites {
+        let (d_in, d_out) = site.dims(model.hidden_size, model.intermediate_size);
+        if config.r > d_in.min(d_out) {
+            return Err(Error::Adapter(format!(
+                "adapter_config.json: r is {}, more than the {} dimensions of {} in this model",
+                config.r,
+                d_in.min(d_out),
+                site.path()
+            )));
+        }
+    }
     let file = TensorFile::parse(safetensors, FILE, Error::Adapter)?;
     let mut found: BTreeMap<(usize, Site), (Option<TensorData>, Option<TensorData>)> =
         BTreeMap::new();

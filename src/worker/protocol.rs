@@ -70,6 +70,12 @@ pub enum Request {
         text_column: String,
         /// Column/key holding the label (default `label`).
         label_column: String,
+        /// The CSV delimiter, or `None` to detect it.
+        #[serde(default)]
+        delimiter: Option<char>,
+        /// Whether the first row is a header (absent: yes).
+        #[serde(default = "yes")]
+        header: bool,
     },
     /// Change a task's settings.
     Settings {
@@ -154,6 +160,8 @@ pub struct TaskView {
     pub columns: Vec<String>,
     /// Name of the last uploaded file.
     pub file_name: Option<String>,
+    /// How the last upload was read, in words (format, delimiter, encoding, header).
+    pub read_as: Option<String>,
     /// Settings.
     pub settings: TaskSettings,
     /// Whether an adapter is trained or loaded.
@@ -339,4 +347,17 @@ pub enum Event {
     },
     /// An informational note (e.g. the fusion was dropped because an adapter changed).
     Notice(String),
+    /// How far the worker has read a large upload.
+    Reading {
+        /// The task it is for.
+        task: String,
+        /// The file.
+        file_name: String,
+        /// Fraction read, 0 to 1.
+        fraction: f64,
+    },
+}
+
+fn yes() -> bool {
+    true
 }

@@ -21,6 +21,7 @@ use super::{task_files, zipfile};
 use crate::data::holdout::HoldoutPolicy;
 use crate::data::{self, Example, Format, ParseOptions};
 use crate::error::{Error, Result};
+use crate::limits::{MAX_TASK_NAME, MAX_TASKS};
 use crate::lora::LoraConfig;
 use crate::train::TrainConfig;
 
@@ -41,6 +42,15 @@ pub struct TaskSettings {
     /// Which prediction the task answers with once fused (absent in older bundles: automatic).
     #[serde(default)]
     pub answer: AnswerChoice,
+}
+
+impl TaskSettings {
+    /// Checks every setting; the error names the bad one.
+    pub fn validate(&self) -> Result<()> {
+        self.lora.validate()?;
+        self.train.validate()?;
+        self.holdout.validate()
+    }
 }
 
 /// Which prediction a fused task answers with.
@@ -191,6 +201,33 @@ impl Workspace {
                 "manifest.json has format {:?}, expected {BUNDLE_FORMAT:?}",
                 manifest.format
             )));
+        }
+        if manifest.tasks.len() > MAX_TASKS {
+            return Err(Error::Bundle(format!(
+                "manifest.json lists {} tasks, more than the limit of {MAX_TASKS}",
+                manifest.tasks.len()
+            )));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for mt in &manifest.tasks {
+            let n = mt.name.trim();
+            if n.is_empty() || n.chars().count() > MAX_TASK_NAME || n.chars().any(char::is_control)
+            {
+                return Err(Error::Bundle(format!(
+                    "manifest.json has an unusable task name {:?} (1..={MAX_TASK_NAME} characters, no control characters)",
+                    mt.name.chars().take(80).collect::<String>()
+                )));
+            }
+            if !names.insert(n) {
+                return Err(Error::Bundle(format!(
+                    "manifest.json lists the task {n:?} twice"
+                )));
+            }
+            mt.settings.validate().map_err(|e| {
+                Error::Bundle(format!(
+                    "manifest.json: task {n:?} has unusable settings: {e}"
+                ))
+            })?;
         }
         let mut tasks = Vec::new();
         for (i, mt) in manifest.tasks.into_iter().enumerate() {

@@ -16,6 +16,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::limits::{MAX_CLASSES, MAX_LABEL_CHARS};
 use crate::lora::{LoraAdapter, LoraConfig, peft};
 use crate::model::{BertConfig, ClassifierHead};
 use crate::train::{Metrics, TaskModel, TrainConfig};
@@ -62,6 +63,46 @@ pub struct TaskMeta {
     /// after training (docs/design.md §5.6); absent in older files: 1 (none).
     #[serde(default = "one")]
     pub temperature: f64,
+}
+
+impl TaskMeta {
+    /// Checks the fields a loaded task is built from against the fixed limits of
+    /// [`crate::limits`]; the error names `task_meta.json` and the field.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Adapter(format!("{META}: {m}")));
+        if self.format != TASK_FORMAT {
+            return bad(format!(
+                "format is {:?}, expected {TASK_FORMAT:?}",
+                self.format
+            ));
+        }
+        let n = self.labels.len();
+        if !(2..=MAX_CLASSES).contains(&n) {
+            return bad(format!("it lists {n} labels; a task has 2..={MAX_CLASSES}"));
+        }
+        if let Some(l) = self
+            .labels
+            .iter()
+            .find(|l| l.chars().count() > MAX_LABEL_CHARS)
+        {
+            return bad(format!(
+                "a label has {} characters, more than {MAX_LABEL_CHARS}",
+                l.chars().count()
+            ));
+        }
+        let distinct: std::collections::BTreeSet<&String> = self.labels.iter().collect();
+        if distinct.len() != n {
+            return bad("a label is listed twice".into());
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return bad(format!(
+                "temperature is {}; it must be positive",
+                self.temperature
+            ));
+        }
+        let settings = self.lora.validate().and_then(|_| self.train.validate());
+        settings.or_else(|e| bad(format!("its settings are unusable: {e}")))
+    }
 }
 
 fn one() -> f64 {
@@ -129,12 +170,7 @@ pub fn from_files(
         Some(bytes) => {
             let m: TaskMeta = serde_json::from_slice(bytes)
                 .map_err(|e| Error::Adapter(format!("{META}: {e}")))?;
-            if m.format != TASK_FORMAT {
-                return Err(Error::Adapter(format!(
-                    "{META} has format {:?}, expected {TASK_FORMAT:?}",
-                    m.format
-                )));
-            }
+            m.check()?;
             Some(m)
         }
         None => None,

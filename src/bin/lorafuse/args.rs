@@ -34,6 +34,13 @@ pub struct Columns {
     /// Name of the label column.
     #[arg(long, default_value = "label")]
     pub label_column: String,
+    /// Field delimiter of a CSV file (one ASCII character, or `tab`); detected when not given.
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// The first row is data, not column names; the columns are then `1`, `2`, … (text 1 and
+    /// label 2 unless `--text-column` / `--label-column` give other numbers).
+    #[arg(long)]
+    pub no_header: bool,
 }
 
 /// LoRA and stage-1 settings shared by `train` and `bench`.

@@ -24,6 +24,6 @@ pub fn run(common: &Common, a: EmbedArgs) -> Result<()> {
     let engine = load_engine(common)?;
     let adapter = a.adapter.map(|dir| read_task(&engine, &dir)).transpose()?;
     let v = block_on(engine.embed(&[a.text], adapter.as_ref().map(|t| &t.adapter)))?;
-    println!("{}", serde_json::to_string(&v[0])?);
+    outln!("{}", serde_json::to_string(&v[0])?)?;
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn run(common: &Common, a: EvalArgs) -> Result<()> {
     // The probabilities the adapter's users see: at the temperature recorded with its head.
     let r = cmp.results[0].at_temperature(meta.temperature, &rows.labels);
     let (lo, hi) = r.accuracy_interval();
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "metrics": r.metrics,
@@ -58,6 +58,6 @@ pub fn run(common: &Common, a: EvalArgs) -> Result<()> {
             "labels": vocab.names(),
             "confusion_matrix": r.confusion.counts,
         }))?
-    );
+    )?;
     Ok(())
 }

@@ -207,7 +207,8 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 .with_context(|| format!("reading {}", dir.join(name).display()))?,
         );
     }
-    let (manifest, layers) = fusion_files::from_files(&files, &engine.device)?;
+    let (manifest, layers) =
+        fusion_files::from_files(&files, engine.encoder.config.hidden_size, &engine.device)?;
     let mut tasks = Vec::new();
     for fa in &manifest.adapters {
         let t = read_task(engine, &dir.join("adapters").join(&fa.task))?;
@@ -256,7 +257,7 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
         &engine.device,
     ))?;
     for (t, preds) in texts.iter().zip(&out.predictions) {
-        println!("{}", serde_json::json!({"text": t, "tasks": preds}));
+        outln!("{}", serde_json::json!({"text": t, "tasks": preds}))?;
     }
     eprintln!(
         "encoder passes per text: {:.1}",

@@ -86,9 +86,17 @@ pub fn read_examples(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let delimiter = match columns.delimiter.as_deref() {
+        None => None,
+        Some("tab" | "\\t") => Some('\t'),
+        Some(d) if d.chars().count() == 1 => d.chars().next(),
+        Some(d) => anyhow::bail!("--delimiter {d:?}: give one character, or `tab`"),
+    };
     let opts = ParseOptions {
         text_column: columns.text_column.clone(),
         label_column: columns.label_column.clone(),
+        delimiter,
+        header: !columns.no_header,
         ..Default::default()
     };
     let parsed =

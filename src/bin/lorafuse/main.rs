@@ -9,6 +9,15 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// `println!` that gives an error instead of panicking when stdout is closed early, as by
+/// `lorafuse embed … | head`; [`main`] ends quietly on that error.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
 mod args;
 mod bench;
 mod bench_speed;
@@ -59,6 +68,14 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if closed {
+            // The reader of our output went away (`| head`): not an error of ours.
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -52,10 +52,10 @@ pub fn run(common: &Common, a: PredictArgs) -> Result<()> {
             .map(String::as_str)
             .zip(p.iter().copied())
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"text": t, "label": meta.labels[best], "probabilities": probs})
-        );
+        )?;
     }
     Ok(())
 }

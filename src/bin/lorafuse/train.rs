@@ -131,7 +131,7 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
             .with_context(|| format!("writing {}", a.out.join(name).display()))?;
     }
     eprintln!("wrote {}", a.out.display());
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(())
 }
 

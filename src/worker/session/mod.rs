@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::protocol::{EpochPoint, Event, Request};
-use crate::data::RejectedRow;
+use crate::data::{ParseOptions, RejectedRow};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
@@ -58,6 +58,7 @@ struct Task {
     rejected: Vec<RejectedRow>,
     columns: Vec<String>,
     file_name: Option<String>,
+    read_as: Option<String>,
     curve: Vec<EpochPoint>,
 }
 
@@ -156,9 +157,17 @@ impl Session {
                 bytes,
                 text_column,
                 label_column,
+                delimiter,
+                header,
             } => {
-                let cols = (text_column, label_column);
-                self.upload(&task, role, file_name, &bytes, cols, host)?;
+                let opts = ParseOptions {
+                    text_column,
+                    label_column,
+                    delimiter,
+                    header,
+                    ..ParseOptions::default()
+                };
+                self.upload(&task, role, file_name, &bytes, opts, host)?;
                 self.changed(host, true)
             }
             Request::Settings { task, settings } => {

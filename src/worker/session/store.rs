@@ -91,7 +91,11 @@ impl Session {
     }
 
     fn load_fusion(&self, files: BTreeMap<String, Vec<u8>>) -> Result<Fusion> {
-        let (manifest, layers) = fusion_files::from_files(&files, &self.engine.device)?;
+        let (manifest, layers) = fusion_files::from_files(
+            &files,
+            self.engine.encoder.config.hidden_size,
+            &self.engine.device,
+        )?;
         if manifest.base_model_sha256 != self.engine.model_sha256 {
             return Err(Error::Fusion("it was trained on another base model".into()));
         }

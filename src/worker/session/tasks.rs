@@ -10,10 +10,7 @@ use crate::workspace::bundle::{AnswerChoice, TaskState};
 
 /// Rows shown in a task's preview.
 pub const PREVIEW_ROWS: usize = 5;
-/// Longest task name.
-pub const MAX_TASK_NAME: usize = 64;
-/// Most tasks in a workspace.
-pub const MAX_TASKS: usize = 16;
+pub use crate::limits::{MAX_TASK_NAME, MAX_TASKS};
 
 impl Session {
     pub(super) fn index(&self, task: &str) -> Result<usize> {
@@ -52,31 +49,52 @@ impl Session {
         role: DataRole,
         file_name: String,
         bytes: &[u8],
-        (text_column, label_column): (String, String),
+        opts: ParseOptions,
         host: &H,
     ) -> Result<()> {
         let i = self.index(task)?;
         let opts = ParseOptions {
-            text_column: non_empty(text_column, "text"),
-            label_column: non_empty(label_column, "label"),
-            ..ParseOptions::default()
+            text_column: non_empty(opts.text_column, "text"),
+            label_column: non_empty(opts.label_column, "label"),
+            ..opts
         };
-        let parsed = match data::parse(bytes, &file_name, &opts) {
+        let mut last = -1.0;
+        let mut progress = |fraction: f64| {
+            // Only large files report; a step of 5 % keeps the messages few.
+            if bytes.len() >= data::PROGRESS_EVERY && fraction - last >= 0.05 {
+                last = fraction;
+                host.emit(Event::Reading {
+                    task: task.to_string(),
+                    file_name: file_name.clone(),
+                    fraction,
+                });
+            }
+        };
+        let parsed = match data::parse_with_progress(bytes, &file_name, &opts, &mut progress) {
             Ok(p) => p,
             Err(e) => {
                 if let data::DataError::MissingColumn { available, .. } = &e {
                     let t = &mut self.tasks[i];
                     t.columns = available.clone();
                     t.file_name = Some(file_name);
+                    t.read_as = None;
                     host.emit(Event::Workspace(self.view()));
                 }
                 return Err(Error::Data(e));
             }
         };
+        let classes = LabelVocab::from_examples(&parsed.examples).len();
+        if classes > crate::limits::MAX_CLASSES {
+            return Err(Error::Data(data::DataError::TooManyClasses {
+                classes,
+                max: crate::limits::MAX_CLASSES,
+            }));
+        }
         let t = &mut self.tasks[i];
         t.rejected = parsed.rejected;
         t.columns = parsed.columns;
         t.file_name = Some(file_name);
+        t.read_as = Some(parsed.reading.describe());
         match role {
             DataRole::Train => t.state.examples = parsed.examples,
             DataRole::Test => t.state.test_examples = parsed.examples,
@@ -159,6 +177,7 @@ impl Task {
             rejected: Vec::new(),
             columns: Vec::new(),
             file_name: None,
+            read_as: None,
             curve: Vec::new(),
         }
     }
@@ -181,6 +200,7 @@ impl Task {
             rejected: self.rejected.clone(),
             columns: self.columns.clone(),
             file_name: self.file_name.clone(),
+            read_as: self.read_as.clone(),
             settings: s.settings.clone(),
             has_adapter: self.trained.is_some(),
             has_head: self.trained.as_ref().is_some_and(|t| t.head.is_some()),
