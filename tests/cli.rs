@@ -113,6 +113,25 @@ fn embed_prints_a_normalised_vector() {
     assert!(common::max_abs_diff(&v, &want) < 1e-4);
 }
 
+/// `lorafuse embed … | head -c 0`: the reader has gone before the vector is written. The CLI must
+/// end quietly (exit 0, no panic), as Unix tools do.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lorafuse"))
+        .args(["embed", "--text", "Hello world"])
+        .env("LORAFUSE_MODEL_DIR", common::model_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Close the read end at once: the model takes far longer to load than this.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("waits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
+
 /// train → predict → eval → fuse → predict --fused, on tiny data (a smoke test of the CLI paths;
 /// the numbers are not the point).
 #[test]

@@ -138,7 +138,8 @@ fn read_jsonl(bytes: &[u8], what: &str) -> Result<Vec<Example>> {
         format: Some(Format::Jsonl),
         ..Default::default()
     };
-    let parsed = data::parse(bytes, what, &opts)?;
+    let parsed =
+        data::parse(bytes, what, &opts).map_err(|e| Error::Bundle(format!("{what}: {e}")))?;
     if let Some(r) = parsed.rejected.first() {
         return Err(Error::Bundle(format!(
             "{what}, line {}: {}",

@@ -87,6 +87,11 @@ pub fn read(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
                 }
             )));
         }
+        if raw.starts_with(['/', '\\']) || raw.contains(':') {
+            return Err(Error::Bundle(format!(
+                "entry {raw:?} has an unsafe path (absolute or with `..`)"
+            )));
+        }
         let name = f.enclosed_name().ok_or_else(|| {
             Error::Bundle(format!(
                 "entry {raw:?} has an unsafe path (absolute or with `..`)"

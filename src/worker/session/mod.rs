@@ -129,7 +129,7 @@ impl Session {
             Request::Init { bundle, .. } => {
                 if let Some(b) = bundle {
                     match bundle::classify(&b)? {
-                        Upload::Workspace(ws) => self.restore(ws, host).await?,
+                        Upload::Workspace(ws) => self.restore(ws, false, host).await?,
                         Upload::Task(_) => {
                             return Err(Error::Bundle(
                                 "the saved workspace is not a bundle".into(),

@@ -21,8 +21,14 @@ impl Session {
     }
 
     /// Replaces the session's tasks and fusion with a saved workspace's. A fusion that no longer
-    /// matches is dropped with a notice; anything else wrong is an error.
-    pub(super) async fn restore<H: Host>(&mut self, ws: Workspace, host: &H) -> Result<()> {
+    /// matches is dropped with a notice when the page restores its own saved workspace; when
+    /// `strict` (a zip the user imports) it is an error like anything else wrong.
+    pub(super) async fn restore<H: Host>(
+        &mut self,
+        ws: Workspace,
+        strict: bool,
+        host: &H,
+    ) -> Result<()> {
         let mut tasks = Vec::new();
         for state in ws.tasks {
             let trained = match &state.adapter {
@@ -43,6 +49,7 @@ impl Session {
         if let Some(files) = ws.fusion {
             match self.load_fusion(files) {
                 Ok(f) => self.fusion = Some(f),
+                Err(e) if strict => return Err(e),
                 Err(e) => host.emit(Event::Notice(format!(
                     "the saved fusion was not loaded ({e}); train it again"
                 ))),
@@ -62,7 +69,7 @@ impl Session {
         match bundle::classify(bytes)? {
             Upload::Workspace(ws) => {
                 let mut fresh = Session::new(self.engine.clone());
-                fresh.restore(ws, host).await?;
+                fresh.restore(ws, true, host).await?;
                 self.tasks = fresh.tasks;
                 self.fusion = fresh.fusion;
                 Ok(())
