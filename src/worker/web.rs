@@ -2,7 +2,9 @@
 //! [`Session`], and posts [`Event`]s back. It also loads the model: picks the backend (WebGPU with
 //! an async init and a smoke test, else the CPU backend), fetches the model files from the page's
 //! own `models/` folder with byte progress, and keeps them in the browser's Cache Storage so a
-//! second visit reads them locally. About 400 lines, all of them this one concern: the worker's side of the
+//! second visit reads them locally. Every file read, from the network or the cache, is checked
+//! against the sha256 of [`DEFAULT_MODEL_FILES`]; a damaged cache entry is evicted and fetched
+//! again. About 400 lines, all of them this one concern: the worker's side of the
 //! browser (messages, model files, backend choice).
 //!
 //! A Cancel is applied at once (it only sets a flag the training loop checks between steps); other
@@ -24,7 +26,7 @@ use web_sys::{
 
 use super::protocol::{BackendChoice, Event, ModelProgress, Request};
 use super::session::{Host, Session};
-use crate::engine::{DEFAULT_MODEL_NAME, Engine};
+use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, Engine};
 use crate::train::now_sec;
 
 /// Where the page serves the default model, relative to the worker script.
@@ -313,51 +315,133 @@ async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {
         .map(JsCast::unchecked_into)
 }
 
-/// One model file, from the cache when it is there, else from the network (then cached).
+/// The sha256 a default model file must have, if `name` is one.
+fn expected_sha256(name: &str) -> Option<&'static str> {
+    DEFAULT_MODEL_FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sha)| *sha)
+}
+
+/// sha256 of `bytes` as lowercase hex: the browser's SubtleCrypto (native speed) where the page is
+/// a secure context, else the `sha2` crate.
+async fn sha256_hex(scope: &DedicatedWorkerGlobalScope, bytes: &[u8]) -> String {
+    let subtle = scope.crypto().ok().map(|c| c.subtle());
+    if let Some(p) = subtle.and_then(|s| s.digest_with_str_and_u8_array("SHA-256", bytes).ok())
+        && let Ok(buf) = JsFuture::from(p).await
+    {
+        return hex::encode(Uint8Array::new(&buf).to_vec());
+    }
+    crate::workspace::task_files::sha256_hex(bytes)
+}
+
+/// One model file, from the cache when it is there and its sha256 is right, else from the network
+/// (checked the same way, then cached). A damaged cache entry is deleted and fetched again.
 async fn fetch_cached(
     host: &WebHost,
     cache: Option<&Cache>,
     name: &str,
 ) -> Result<Vec<u8>, String> {
     let url = format!("{MODEL_DIR}{name}");
+    let want = expected_sha256(name);
     let hit = match cache {
         Some(c) => JsFuture::from(c.match_with_str(&url)).await.ok(),
         None => None,
     }
     .filter(|v| v.is_instance_of::<Response>());
-    let (resp, cached): (Response, bool) = match hit {
-        Some(r) => (r.unchecked_into(), true),
-        None => {
-            let r = JsFuture::from(host.scope.fetch_with_str(&url))
-                .await
-                .map_err(|e| format!("{url}: {}", js_err(e)))?;
-            let r: Response = r.unchecked_into();
-            if !r.ok() {
-                return Err(format!(
-                    "{url}: the server answered {} {} (run ./scripts/setup to install the model)",
-                    r.status(),
-                    r.status_text()
-                ));
+    if let (Some(resp), Some(c)) = (hit, cache) {
+        let bytes = read_body(host, resp.unchecked_into(), name, true).await;
+        let sha = match &bytes {
+            Ok(b) => Some(sha256_hex(&host.scope, b).await),
+            Err(_) => None,
+        };
+        match (bytes, want) {
+            (Ok(b), None) => return Ok(b),
+            (Ok(b), Some(w)) if sha.as_deref() == Some(w) => return Ok(b),
+            (result, _) => {
+                let what = match (&result, &sha) {
+                    (Err(e), _) => format!("could not be read ({e})"),
+                    (Ok(b), Some(got)) => format!(
+                        "was damaged ({} bytes, sha256 {}… instead of {}…)",
+                        b.len(),
+                        &got[..12],
+                        &want.unwrap_or_default()[..12]
+                    ),
+                    (Ok(_), None) => "was damaged".into(),
+                };
+                let deleted = JsFuture::from(c.delete_with_str(&url)).await.is_ok();
+                host.emit(Event::Notice(format!(
+                    "the copy of {name} kept in this browser {what}; it was {} and is downloaded again",
+                    if deleted { "removed" } else { "left (it could not be removed)" }
+                )));
             }
-            (r, false)
         }
-    };
+    }
+    let resp = JsFuture::from(host.scope.fetch_with_str(&url))
+        .await
+        .map_err(|e| format!("{url}: {}", js_err(e)))?;
+    let resp: Response = resp.unchecked_into();
+    if !resp.ok() {
+        return Err(format!(
+            "{url}: the server answered {} {} (run ./scripts/setup to install the model)",
+            resp.status(),
+            resp.status_text()
+        ));
+    }
+    let mut out = read_body(host, resp, name, false).await?;
+    if let Some(w) = want {
+        let got = sha256_hex(&host.scope, &out).await;
+        if got != w {
+            return Err(format!(
+                "{url}: the server's file has sha256 {got}, not the {w} of the model this page \
+                 was built for (run ./scripts/setup to install it again)"
+            ));
+        }
+    }
+    if let Some(c) = cache {
+        let stored =
+            Response::new_with_opt_u8_array(Some(&mut out)).map(|r| c.put_with_str(&url, &r));
+        match stored {
+            Ok(p) => {
+                if let Err(e) = JsFuture::from(p).await {
+                    host.emit(Event::Notice(format!(
+                        "the model could not be cached for the next visit: {}",
+                        js_err(e)
+                    )));
+                }
+            }
+            Err(e) => host.emit(Event::Notice(format!(
+                "the model could not be cached for the next visit: {}",
+                js_err(e)
+            ))),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a response body with byte progress.
+async fn read_body(
+    host: &WebHost,
+    resp: Response,
+    name: &str,
+    cached: bool,
+) -> Result<Vec<u8>, String> {
     let total = resp
         .headers()
         .get("content-length")
         .ok()
         .flatten()
         .and_then(|s| s.parse::<u64>().ok());
-    let mut out = Vec::with_capacity(total.unwrap_or(0) as usize);
+    let mut out = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
     let body = resp
         .body()
-        .ok_or_else(|| format!("{url}: empty response"))?;
+        .ok_or_else(|| format!("{name}: empty response"))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut last = 0.0;
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
-            .map_err(|e| format!("{url}: {}", js_err(e)))?;
+            .map_err(|e| format!("{name}: {}", js_err(e)))?;
         let done = Reflect::get(&chunk, &"done".into())
             .map(|d| d.is_truthy())
             .unwrap_or(true);
@@ -384,23 +468,5 @@ async fn fetch_cached(
         total: Some(out.len() as u64),
         cached,
     }));
-    if !cached && let Some(c) = cache {
-        let stored = Response::new_with_opt_u8_array(Some(&mut out.clone()))
-            .map(|r| c.put_with_str(&url, &r));
-        match stored {
-            Ok(p) => {
-                if let Err(e) = JsFuture::from(p).await {
-                    host.emit(Event::Notice(format!(
-                        "the model could not be cached for the next visit: {}",
-                        js_err(e)
-                    )));
-                }
-            }
-            Err(e) => host.emit(Event::Notice(format!(
-                "the model could not be cached for the next visit: {}",
-                js_err(e)
-            ))),
-        }
-    }
     Ok(out)
 }

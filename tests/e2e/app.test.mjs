@@ -3,7 +3,7 @@
 //   node tests/e2e/app.test.mjs [dist-folder]     (default: dist; scripts/e2e builds it first)
 //
 // A plain Node script, no test runner: it serves the built page itself (node:http on 127.0.0.1, a free
-// port), walks through the page (steps a–k below), saves a full-page screenshot after each step to
+// port), walks through the page (steps a–l below), saves a full-page screenshot after each step to
 // tests/e2e/artifacts/NN-step.png, prints one timing line per step, and exits with status 1 and the
 // name of the failing step on the first failure. It fails on any request that leaves the page's own
 // origin, on an uncaught page error, and on a Rust panic message in the page's or a worker's console.
@@ -47,6 +47,8 @@ const TASKS = [
 ];
 // e2e_malformed.csv: empty text on line 6, three fields on line 8, empty label on line 10.
 const MALFORMED_LINES = [6, 8, 10];
+// sha256 of the default model's weights (src/engine.rs DEFAULT_MODEL_FILES, scripts/setup).
+const MODEL_SHA256 = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db';
 const LIVE_TEXT = 'a wonderful, moving film that I loved';
 const PEFT_KEY =
   /^base_model\.model\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.weight$/;
@@ -566,6 +568,43 @@ async function main() {
       console.log('     ' + (await page.locator(sel).first().innerText()).replace(/\n/g, '\n     '));
     });
 
+    // j1. uploads as spreadsheet programs write them: Excel's CSV (BOM, `;`, CRLF, a quoted line
+    //     break) is read, and [data-testid=read-as] says how; a label holding HTML is shown as text,
+    //     never run; an .xlsx given as .csv is refused by name in [data-testid=error]
+    await step('excel-uploads', async () => {
+      await page.setInputFiles(`${q('broken')} input[data-testid=train-file]`, path.join(FIXTURES, 'e2e_excel_semicolon.csv'), { timeout: T.ui });
+      const readAs = `${q('broken')} [data-testid=read-as]`;
+      await page.waitForFunction(
+        (sel) => /';'-separated, UTF-8 with BOM, header row/.test(document.querySelector(sel)?.textContent ?? ''),
+        readAs,
+        { timeout: T.ui, polling: 250 },
+      ).catch(async () => {
+        throw new StepError(`${readAs} does not say ';'-separated UTF-8 with BOM: ${await text(readAs).catch(() => '(missing)')}`);
+      });
+      const counts = await text(`${q('broken')} [data-testid=class-counts]`);
+      check(/positiv/.test(counts) && /negativ/.test(counts), `class counts of the Excel file: ${counts}`);
+      check(counts.includes('<img src=x onerror="window.__xss=1">'), `the HTML label is not shown as text: ${counts}`);
+      const injected = await page.evaluate((sel) => ({
+        xss: window.__xss ?? null,
+        imgs: document.querySelectorAll(`${sel} img`).length,
+      }), q('broken'));
+      check(injected.xss === null && injected.imgs === 0, `the HTML label was rendered as HTML: ${JSON.stringify(injected)}`);
+      console.log(`     ${await text(readAs)}; classes: ${counts.replace(/\s+/g, ' ')}`);
+      // A workbook saved as .csv: refused, named.
+      const xlsx = Buffer.concat([Buffer.from('PK\x03\x04\x14\x00\x06\x00', 'latin1'), Buffer.from('[Content_Types].xml xl/workbook.xml')]);
+      await page.setInputFiles(`${q('broken')} input[data-testid=train-file]`, { name: 'sales.csv', mimeType: 'text/csv', buffer: xlsx }, { timeout: T.ui });
+      await page.waitForFunction(
+        () => [...document.querySelectorAll('[data-testid=error]')].some((e) => /Excel workbook/.test(e.textContent)),
+        null,
+        { timeout: T.ui, polling: 250 },
+      ).catch(async () => {
+        throw new StepError(`no error naming the Excel workbook: ${(await page.locator('[data-testid=error]').allInnerTexts()).join(' | ')}`);
+      });
+      // The refused file changed nothing: the Excel rows are still the task's data.
+      const after = await text(`${q('broken')} [data-testid=class-counts]`);
+      check(after === counts, `the refused upload changed the task's data: ${after}`);
+    });
+
     // j2. a narrow window (a phone): nothing wider than the window, the controls still there
     await step('narrow-window', async () => {
       await page.setViewportSize({ width: 390, height: 800 });
@@ -593,6 +632,39 @@ async function main() {
       check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);
       const unexpected = consoleErrors.filter((l) => !CONSOLE_ERROR_ALLOW.some((re) => re.test(l)));
       check(unexpected.length === 0, `console errors in the page or a worker:\n  ${unexpected.join('\n  ')}`);
+    });
+
+    // l. a damaged model in Cache Storage: evicted, fetched again, checked, and the page is ready
+    await step('damaged-cache', async () => {
+      const before = serverLog.filter((r) => r.path.endsWith('/model.safetensors')).length;
+      const damaged = await page.evaluate(async () => {
+        const c = await caches.open('lorafuse-model-v1');
+        const key = (await c.keys()).find((r) => r.url.endsWith('/model.safetensors'));
+        if (!key) return 'no model.safetensors in Cache Storage';
+        const buf = new Uint8Array(await (await c.match(key)).arrayBuffer());
+        buf[buf.length - 1] ^= 0xff; // one flipped byte
+        await c.put(key, new Response(buf));
+        return buf.length;
+      });
+      check(typeof damaged === 'number', String(damaged));
+      await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+      await waitModelReady();
+      const notices = (await page.locator('[data-testid=notice]').allInnerTexts()).join(' | ');
+      check(/model\.safetensors .* was damaged .* removed and is downloaded again/.test(notices), `no notice of the damaged cache entry: ${notices}`);
+      const after = serverLog.filter((r) => r.path.endsWith('/model.safetensors')).length;
+      check(after === before + 1, `model.safetensors was fetched ${after - before} times after the damage (expected 1)`);
+      const sha = await page.evaluate(async () => {
+        const c = await caches.open('lorafuse-model-v1');
+        const key = (await c.keys()).find((r) => r.url.endsWith('/model.safetensors'));
+        const d = await crypto.subtle.digest('SHA-256', await (await c.match(key)).arrayBuffer());
+        return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
+      });
+      check(sha === MODEL_SHA256, `the cache holds model.safetensors with sha256 ${sha}`);
+      for (const t of TASKS) {
+        await page.waitForSelector(`${q(t.name)}[data-trained="true"]`, { state: 'attached', timeout: T.restore })
+          .catch(() => { throw new StepError(`after the damaged-cache reload, ${t.name} is not trained`); });
+      }
+      console.log(`     ${notices}`);
     });
   } catch (err) {
     failed = err;
