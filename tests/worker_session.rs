@@ -325,6 +325,35 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert_eq!(t.curve.len(), 2, "one point per epoch");
         assert!(t.curve.iter().all(|p| p.val_accuracy.is_some()));
         assert!(last_bundle(&ev).is_some(), "training saves the workspace");
+        assert!(t.partial.is_none(), "{:?}", t.partial);
+        // After the first epoch the workspace was saved with that epoch's adapter (a checkpoint):
+        // a page reloaded then restores it, saying the run did not finish.
+        let done = ev
+            .iter()
+            .position(|e| matches!(e, Event::JobDone { .. }))
+            .unwrap();
+        let checkpoint = ev[..done]
+            .iter()
+            .find_map(|e| match e {
+                Event::Persist { bundle } => Some(bundle.clone()),
+                _ => None,
+            })
+            .expect("a checkpoint saved during training");
+        let hr = Recorder::default();
+        let mut restored = Session::new(common::engine());
+        let rv = last_view(&ok(
+            &mut restored,
+            &hr,
+            Request::Init {
+                backend: Default::default(),
+                bundle: Some(checkpoint),
+            },
+        ));
+        let rt = rv.tasks.iter().find(|t| t.name == task).unwrap();
+        assert!(rt.has_head && rt.examples == 40);
+        assert_eq!(rt.curve.len(), 1);
+        let partial = rt.partial.as_deref().unwrap_or_default();
+        assert!(partial.starts_with("Trained 1 of 2 epochs"), "{partial}");
     }
 
     // Fusion.

@@ -23,6 +23,18 @@ thread_local! {
     /// Requests waiting for the worker to start.
     static PENDING: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
     static RESTARTS: Cell<u32> = const { Cell::new(0) };
+    /// Another tab edits the workspace: a restart must not restore over it either.
+    static READ_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this tab read-only (another tab holds the workspace).
+pub fn set_read_only() {
+    READ_ONLY.with(|r| r.set(true));
+}
+
+/// Whether this tab is read-only.
+pub fn read_only() -> bool {
+    READ_ONLY.with(Cell::get)
 }
 
 /// Starts the worker and asks it to load the model (and restore `bundle`); `on_event` receives

@@ -13,6 +13,7 @@ mod files;
 mod live;
 mod report;
 mod storage;
+mod tabs;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,8 @@ pub struct Ui {
     pub check: RwSignal<Option<String>>,
     /// A large upload being read by the worker: (task, file, fraction).
     pub reading: RwSignal<Option<(String, String, f64)>>,
+    /// Another tab edits this workspace: this one only shows it and saves nothing ([`tabs`]).
+    pub read_only: RwSignal<bool>,
 }
 
 impl Ui {
@@ -79,6 +82,7 @@ impl Ui {
             messages: RwSignal::new(Vec::new()),
             check: RwSignal::new(None),
             reading: RwSignal::new(None),
+            read_only: RwSignal::new(false),
         }
     }
 
@@ -94,9 +98,11 @@ impl Ui {
         });
     }
 
-    /// Whether the engine is ready and idle.
+    /// Whether the engine is ready and idle, and this tab may edit.
     pub fn idle(&self) -> bool {
-        matches!(self.model.get(), ModelState::Ready { .. }) && self.job.get().is_none()
+        matches!(self.model.get(), ModelState::Ready { .. })
+            && self.job.get().is_none()
+            && !self.read_only.get()
     }
 
     fn on_event(&self, ev: Event) {
@@ -122,6 +128,7 @@ impl Ui {
                 file_name,
                 fraction,
             } => self.reading.set(Some((task, file_name, fraction))),
+            Event::Persist { .. } if self.read_only.get_untracked() => {}
             Event::Persist { bundle } => {
                 let ui = *self;
                 wasm_bindgen_futures::spawn_local(async move {
@@ -203,8 +210,21 @@ impl Ui {
     }
 }
 
-/// Sends a request to the engine.
+/// Sends a request to the engine. A read-only tab ([`tabs`]) sends only the requests that change
+/// nothing: predictions, evaluation, exports and the backend check.
 pub fn send(req: Request) {
+    let harmless = matches!(
+        req,
+        Request::Predict { .. }
+            | Request::Evaluate
+            | Request::ExportTask { .. }
+            | Request::ExportWorkspace
+            | Request::BackendCheck { .. }
+            | Request::Cancel
+    );
+    if bridge::read_only() && !harmless {
+        return;
+    }
     bridge::send(&req);
 }
 
@@ -290,6 +310,13 @@ fn ModelBar() -> impl IntoView {
                     "Check backend"</button>
                 <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
             </div>
+            <Show when=move || ui.read_only.get()>
+                <p class="read-only" data-testid="read-only" role="alert">
+                    "This workspace is open in another tab of this browser. This tab only shows it: "
+                    "live predictions, evaluation and downloads work, changes are off and nothing here is saved. "
+                    "Close the other tab to edit here; this tab then reloads by itself."
+                </p>
+            </Show>
         </header>
     }
 }
@@ -421,6 +448,11 @@ pub fn start() {
     let ui = Ui::new();
     leptos::mount::mount_to_body(move || view! { <App ui=ui/> });
     wasm_bindgen_futures::spawn_local(async move {
+        if !tabs::claim().await {
+            bridge::set_read_only();
+            ui.read_only.set(true);
+            tabs::reload_when_free();
+        }
         let bundle = match storage::load().await {
             Ok(b) => b,
             Err(e) => {

@@ -397,6 +397,9 @@ fn TaskCard(name: String) -> impl IntoView {
                     <button data-testid="download-adapter" disabled=move || !get().has_adapter || !ui.idle()
                         on:click=move |_| send(Request::ExportTask { task: n_dl.clone() })>"Download adapter"</button>
                     {move || my_job().map(|j| view! { <ProgressLine job=j/> })}
+                    {move || get().partial.map(|p| view! {
+                        <p class="small partial" data-testid="partial" role="status">{p}</p>
+                    })}
                     <div class="chart" data-testid="loss-chart"
                         inner_html=move || {
                             let steps = ui.losses.with(|l| l.get(&n_chart).cloned().unwrap_or_default());

@@ -27,6 +27,15 @@ pub trait Stage1Observer {
     fn on_step(&mut self, _p: &Progress) {}
     /// Called after every epoch with the curve so far (the new record last).
     fn on_epoch(&mut self, _history: &[EpochRecord]) {}
+    /// Whether [`Stage1Observer::checkpoint`] is wanted (it costs a copy of the model per epoch).
+    fn wants_checkpoints(&self) -> bool {
+        false
+    }
+    /// Called after every completed epoch with the model as trained so far and the curve, so a
+    /// run cut short (the page reloaded) keeps what its completed epochs produced.
+    async fn checkpoint(&mut self, _model: &TaskModel, _history: &[EpochRecord]) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Stage1Observer for () {}
@@ -93,6 +102,11 @@ impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
             val_accuracy,
         });
         self.inner.on_epoch(&self.history);
+        if self.inner.wants_checkpoints() {
+            self.inner
+                .checkpoint(&trainer.snapshot(), &self.history)
+                .await?;
+        }
         Ok(())
     }
 }
@@ -202,19 +216,35 @@ impl Stage1Run {
         cfg: &TrainConfig,
         metrics: Option<Metrics>,
     ) -> TaskMeta {
-        TaskMeta {
-            format: TASK_FORMAT.into(),
-            task: name.to_string(),
-            labels: task.vocab.names().to_vec(),
-            base_model: DEFAULT_MODEL_NAME.into(),
-            base_model_sha256: engine.model_sha256.clone(),
-            lora: lora.clone(),
-            train: cfg.clone(),
-            train_examples: task.train.len(),
-            metrics,
-            adapter_sha256: String::new(),
-            history: self.history.clone(),
-            temperature: self.temperature,
-        }
+        let mut meta = task_meta(engine, name, task, lora, cfg, &self.history);
+        meta.metrics = metrics;
+        meta.temperature = self.temperature;
+        meta
+    }
+}
+
+/// The metadata of `task`'s adapter after the epochs of `history` (no metrics, temperature 1:
+/// what a checkpoint records; [`Stage1Run::meta`] adds them at the end of a run).
+pub fn task_meta(
+    engine: &Engine,
+    name: &str,
+    task: &PreparedTask,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    history: &[EpochRecord],
+) -> TaskMeta {
+    TaskMeta {
+        format: TASK_FORMAT.into(),
+        task: name.to_string(),
+        labels: task.vocab.names().to_vec(),
+        base_model: DEFAULT_MODEL_NAME.into(),
+        base_model_sha256: engine.model_sha256.clone(),
+        lora: lora.clone(),
+        train: cfg.clone(),
+        train_examples: task.train.len(),
+        metrics: None,
+        adapter_sha256: String::new(),
+        history: history.to_vec(),
+        temperature: 1.0,
     }
 }

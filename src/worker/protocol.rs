@@ -162,6 +162,9 @@ pub struct TaskView {
     pub file_name: Option<String>,
     /// How the last upload was read, in words (format, delimiter, encoding, header).
     pub read_as: Option<String>,
+    /// Set when the adapter comes from a run that did not finish (stopped, or the page closed):
+    /// how many of its epochs completed, in words.
+    pub partial: Option<String>,
     /// Settings.
     pub settings: TaskSettings,
     /// Whether an adapter is trained or loaded.

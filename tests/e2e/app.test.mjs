@@ -634,6 +634,27 @@ async function main() {
       check(unexpected.length === 0, `console errors in the page or a worker:\n  ${unexpected.join('\n  ')}`);
     });
 
+    // k2. a second tab on the same workspace: [data-testid=read-only] says it only shows it, its
+    //     controls are off, the first tab is unaffected
+    await step('two-tabs', async () => {
+      const tab2 = await context.newPage();
+      tab2.on('console', (msg) => onConsole(msg.worker?.() ? 'worker (tab 2)' : 'page (tab 2)')(msg));
+      try {
+        await tab2.goto(origin + '/', { waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+        await tab2.waitForSelector('[data-testid=read-only]', { timeout: T.modelLoad })
+          .catch(() => { throw new StepError('the second tab does not say it is read-only'); });
+        await tab2.waitForSelector(`${q('sentiment')}[data-trained="true"]`, { state: 'attached', timeout: T.modelLoad })
+          .catch(() => { throw new StepError('the second tab does not show the saved workspace'); });
+        check(await tab2.isDisabled('#add-task'), 'the read-only tab lets the user add a task');
+        check(await tab2.isDisabled(`${q('sentiment')} [data-testid=train]`), 'the read-only tab lets the user train');
+        console.log(`     tab 2: ${(await tab2.locator('[data-testid=read-only]').innerText()).slice(0, 90)}…`);
+      } finally {
+        await tab2.close();
+      }
+      check(await page.locator('[data-testid=read-only]').count() === 0, 'the first tab became read-only');
+      check(!(await page.isDisabled('#add-task')), 'the first tab cannot add tasks any more');
+    });
+
     // l. a damaged model in Cache Storage: evicted, fetched again, checked, and the page is ready
     await step('damaged-cache', async () => {
       const before = serverLog.filter((r) => r.path.endsWith('/model.safetensors')).length;
@@ -665,6 +686,35 @@ async function main() {
           .catch(() => { throw new StepError(`after the damaged-cache reload, ${t.name} is not trained`); });
       }
       console.log(`     ${notices}`);
+    });
+
+    // m. a reload in the middle of training keeps the uploaded data and the adapter of the
+    //    completed epochs, and [data-testid=partial] says the run did not finish
+    await step('reload-during-training', async () => {
+      const t = TASKS[0];
+      const epochs = page.locator(`${q(t.name)} input[name=epochs]`);
+      await epochs.fill('6', { timeout: T.ui });
+      await epochs.dispatchEvent('change');
+      await page.click(`${q(t.name)} [data-testid=train]`, { timeout: T.ui });
+      // The first epoch is complete (and its checkpoint saved) once the progress line is in epoch 2.
+      await page.waitForFunction(
+        (sel) => /· epoch [2-6] ·/.test(document.querySelector(sel)?.textContent ?? ''),
+        `${q(t.name)} .progress-line`,
+        { timeout: T.training, polling: 100 },
+      ).catch(() => { throw new StepError('training did not reach epoch 2'); });
+      await sleep(1500); // the checkpoint's save to IndexedDB is asynchronous
+      await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+      await waitModelReady();
+      await page.waitForSelector(`${q(t.name)}[data-trained="true"] [data-testid=partial]`, { timeout: T.restore })
+        .catch(async () => {
+          throw new StepError(`after a reload during training, ${t.name} shows no partial adapter: ` +
+            (await page.locator(q(t.name)).first().innerText().catch(() => '')).slice(0, 400));
+        });
+      const partial = await text(`${q(t.name)} [data-testid=partial]`);
+      check(/Trained [1-5] of 6 epochs/.test(partial), `partial note: ${partial}`);
+      const counts = await text(`${q(t.name)} [data-testid=class-counts]`);
+      check(t.classes.every((c) => counts.includes(c)), `the uploaded data is gone after the reload: ${counts}`);
+      console.log(`     ${partial}`);
     });
   } catch (err) {
     failed = err;

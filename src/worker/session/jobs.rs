@@ -8,6 +8,7 @@ use super::{Fusion, Host, Session, Task, Trained};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
+use crate::experiment::stage1::task_meta;
 use crate::experiment::{
     FusionTarget, PreparedTask, Stage1Observer, fusion_train_config, run_stage1,
 };
@@ -17,16 +18,21 @@ use crate::infer::{MultiTaskOutput, TaskParts, predict_all};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
 use crate::train::stage2::FusionTrainer;
-use crate::train::{LoraTrainer, Observer, Outcome, Progress, TrainConfig, now_sec};
+use crate::train::{LoraTrainer, Observer, Outcome, Progress, TaskModel, TrainConfig, now_sec};
 use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress};
+use crate::workspace::bundle::TaskSettings;
 use crate::workspace::task_files;
 
-/// Stage 1 as the page sees it: progress events, the curve after every epoch, Cancel.
+/// Stage 1 as the page sees it: progress events, the curve after every epoch, Cancel, and after
+/// every completed epoch a checkpoint saved with the workspace, so a reload during training keeps
+/// what the completed epochs produced (docs/reliability.md).
 struct PageStage1<'a, H> {
     session: &'a mut Session,
     host: &'a H,
     job: &'a Job,
     task: usize,
+    prepared: &'a PreparedTask,
+    settings: &'a TaskSettings,
 }
 
 impl<H: Host> Stage1Observer for PageStage1<'_, H> {
@@ -40,6 +46,30 @@ impl<H: Host> Stage1Observer for PageStage1<'_, H> {
     fn on_epoch(&mut self, history: &[EpochPoint]) {
         self.session.tasks[self.task].curve = history.to_vec();
         self.host.emit(Event::Workspace(self.session.view()));
+    }
+    fn wants_checkpoints(&self) -> bool {
+        true
+    }
+    /// Saves the adapter of the completed epochs as the task's files (the in-memory model, and so
+    /// what the page shows as trained, changes only when the run ends).
+    async fn checkpoint(&mut self, model: &TaskModel, history: &[EpochPoint]) -> Result<()> {
+        let s = self.settings;
+        let name = self.session.tasks[self.task].state.name.clone();
+        let meta = task_meta(
+            &self.session.engine,
+            &name,
+            self.prepared,
+            &s.lora,
+            &s.train,
+            history,
+        );
+        let files = task_files::to_files(model, &meta).await?;
+        self.session.tasks[self.task].state.adapter = Some(files);
+        self.session.drop_fusion(
+            self.host,
+            &format!("the adapter of {name:?} is being trained"),
+        );
+        self.session.changed(self.host, true)
     }
 }
 
@@ -145,11 +175,14 @@ impl Session {
         let job = Job::Task(task.to_string());
         self.cancel.store(false, Ordering::Relaxed);
         self.tasks[i].curve.clear();
+        host.emit(Event::Workspace(self.view()));
         let mut obs = PageStage1 {
             session: self,
             host,
             job: &job,
             task: i,
+            prepared: &prepared,
+            settings: s,
         };
         let run = run_stage1(&engine, &prepared, &s.lora, &s.train, true, &mut obs).await?;
         if run.steps > 0 {
@@ -166,6 +199,7 @@ impl Session {
                 sha256,
                 history: run.history,
                 temperature: run.temperature,
+                epochs_planned: s.train.epochs,
             });
             self.drop_fusion(host, &format!("the adapter of {task:?} changed"));
         }

@@ -49,6 +49,9 @@ struct Trained {
     history: Vec<EpochPoint>,
     /// Temperature of the head's probabilities (1 = none).
     temperature: f64,
+    /// Epochs the run that produced it was set to (more than `history` holds when it was stopped,
+    /// or the page closed, before the end).
+    epochs_planned: usize,
 }
 
 /// One task: its persistent state and what is loaded in memory.

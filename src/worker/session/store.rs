@@ -93,6 +93,7 @@ impl Session {
             head: loaded.head,
             sha256: loaded.adapter_sha256,
             temperature: meta.as_ref().map_or(1.0, |m| m.temperature),
+            epochs_planned: meta.as_ref().map_or(0, |m| m.train.epochs),
         };
         Ok((trained, meta))
     }

@@ -213,6 +213,17 @@ impl Task {
             adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
             uses_hybrid: false,
             fusion_note: None,
+            partial: self.trained.as_ref().and_then(|t| {
+                let done = t.history.iter().filter(|p| p.loss.is_finite()).count();
+                (done > 0 && done < t.epochs_planned).then(|| {
+                    format!(
+                        "Trained {done} of {} epochs: the run was stopped, or the page closed, \
+                         before it finished. This is the adapter of the completed epochs; train \
+                         again for a full run.",
+                        t.epochs_planned
+                    )
+                })
+            }),
         }
     }
 }
