@@ -255,6 +255,12 @@ async function main() {
     }
   };
   context.on('request', (r) => requests.push(r.url()));
+  // Content-Security-Policy violations in the page, from its first script on.
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) =>
+      window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile ?? ''}:${e.lineNumber ?? ''}`));
+  });
   const page = context.pages()[0] ?? (await context.newPage());
   // The page's console also carries its workers' messages (msg.worker() tells them apart).
   page.on('console', (msg) => onConsole(msg.worker?.() ? 'worker' : 'page')(msg));
@@ -632,6 +638,17 @@ async function main() {
       check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);
       const unexpected = consoleErrors.filter((l) => !CONSOLE_ERROR_ALLOW.some((re) => re.test(l)));
       check(unexpected.length === 0, `console errors in the page or a worker:\n  ${unexpected.join('\n  ')}`);
+    });
+
+    // k1. the page carries a Content-Security-Policy (scripts/csp.py) and broke none of it
+    await step('csp', async () => {
+      const csp = await page.evaluate(() =>
+        document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? null);
+      check(csp && /script-src 'self' 'wasm-unsafe-eval' 'sha256-/.test(csp) && /connect-src 'self'/.test(csp),
+        `no Content-Security-Policy meta tag with script-src and connect-src: ${csp}`);
+      const violations = await page.evaluate(() => window.__csp ?? ['(the listener is missing)']);
+      check(violations.length === 0, `Content-Security-Policy violations:\n  ${violations.join('\n  ')}`);
+      console.log(`     ${csp.slice(0, 120)}…; 0 violations`);
     });
 
     // k2. a second tab on the same workspace: [data-testid=read-only] says it only shows it, its
