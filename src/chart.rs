@@ -217,3 +217,25 @@ pub fn accuracy_vs_n_svg(
     }
     Ok(svg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The charts go into the page as HTML (`inner_html`) and their captions carry task names:
+    /// text must come out escaped.
+    #[test]
+    fn captions_and_names_are_escaped() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let bins =
+            crate::train::calibration::reliability(&[vec![0.9, 0.1], vec![0.2, 0.8]], &[0, 1]);
+        for svg in [
+            loss_svg(&[(1, 0.5), (2, 0.4)], evil),
+            reliability_svg(&[(evil.to_string(), bins)], evil),
+        ] {
+            assert!(svg.starts_with("<svg"), "{svg}");
+            assert!(!svg.contains("<img"), "{svg}");
+            assert!(svg.contains("&lt;img"), "{svg}");
+        }
+    }
+}

@@ -723,3 +723,147 @@ fn the_session_and_the_cli_give_identical_metrics() {
     assert_eq!(cm, lora.confusion, "same predictions on the same rows");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A task of 150 classes (the size of public intent data sets) trains, predicts and reports.
+#[test]
+fn a_150_class_task_trains_predicts_and_reports() {
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let h = Recorder::default();
+    let mut s = Session::new(common::engine());
+    ok(
+        &mut s,
+        &h,
+        Request::AddTask {
+            name: "intents".into(),
+        },
+    );
+    let topics = [
+        "the weather",
+        "my bank balance",
+        "a taxi",
+        "the next train",
+        "a pizza",
+        "my alarm",
+        "the lights",
+        "a song",
+        "the news",
+        "my calendar",
+        "a recipe",
+        "the score",
+        "a hotel",
+        "my flight",
+        "the thermostat",
+    ];
+    let verbs = [
+        "check",
+        "book",
+        "cancel",
+        "change",
+        "explain",
+        "find",
+        "remind me about",
+        "report a problem with",
+        "rate",
+        "share",
+    ];
+    let mut csv = String::from("text,label\n");
+    for (v, verb) in verbs.iter().enumerate() {
+        for (t, topic) in topics.iter().enumerate() {
+            for phrasing in [
+                "please {} {}",
+                "can you {} {} for me",
+                "I want to {} {} now",
+            ] {
+                let text = phrasing.replacen("{}", verb, 1).replacen("{}", topic, 1);
+                csv.push_str(&format!("{text},intent_{v:02}_{t:02}\n"));
+            }
+        }
+    }
+    ok(&mut s, &h, upload_bytes("intents", csv.into_bytes()));
+    let view = s.view();
+    assert_eq!(view.tasks[0].class_counts.len(), 150);
+    let mut settings = view.tasks[0].settings.clone();
+    settings.train.epochs = 1;
+    settings.holdout.fraction = 1.0 / 3.0;
+    ok(
+        &mut s,
+        &h,
+        Request::Settings {
+            task: "intents".into(),
+            settings,
+        },
+    );
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::Train {
+            task: "intents".into(),
+        },
+    );
+    let t = &last_view(&ev).tasks[0];
+    assert!(
+        t.has_head && t.labels.len() == 150,
+        "{} labels",
+        t.labels.len()
+    );
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::Predict {
+            id: 1,
+            text: "please book a taxi".into(),
+        },
+    );
+    let out = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .expect("predictions");
+    let p = &out.predictions[0][0].single;
+    assert_eq!(p.probabilities.len(), 150);
+    assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    let ev = ok(&mut s, &h, Request::Evaluate);
+    let report = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Report(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("a report");
+    let r = &report[0];
+    assert_eq!(r.labels.len(), 150);
+    for m in &r.results {
+        assert_eq!(m.confusion.len(), 150);
+        assert!(m.confusion.iter().all(|row| row.len() == 150));
+        assert_eq!(m.per_class.len(), 150);
+        assert_eq!(
+            m.confusion.iter().flatten().sum::<usize>(),
+            r.n,
+            "every held-out example is counted once"
+        );
+    }
+    println!(
+        "150 classes: {} held-out examples, accuracy {}",
+        r.n,
+        r.results
+            .iter()
+            .map(|m| format!("{} {:.1} %", m.method, 100.0 * m.accuracy))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn upload_bytes(task: &str, bytes: Vec<u8>) -> Request {
+    Request::Upload {
+        task: task.into(),
+        role: DataRole::Train,
+        file_name: "data.csv".into(),
+        bytes,
+        text_column: String::new(),
+        label_column: String::new(),
+        delimiter: None,
+        header: true,
+    }
+}

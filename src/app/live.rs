@@ -12,10 +12,21 @@ use crate::worker::protocol::Request;
 /// Wait after the last keystroke before predicting.
 const DEBOUNCE_MS: u64 = 250;
 
+/// Most classes shown per prediction; the rest are summed up in one line (a 150-class task would
+/// otherwise fill the screen with near-zero bars).
+const TOP_K: usize = 5;
+
 fn bars(labels: Vec<String>, p: Prediction) -> impl IntoView {
-    labels
+    let mut rows: Vec<(String, f32)> = labels.into_iter().zip(p.probabilities).collect();
+    let hidden = rows.len().saturating_sub(TOP_K);
+    let mut rest = 0.0f32;
+    if hidden > 0 {
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        rest = rows[TOP_K..].iter().map(|r| r.1).sum();
+        rows.truncate(TOP_K);
+    }
+    let shown = rows
         .into_iter()
-        .zip(p.probabilities)
         .map(|(l, v)| {
             let pct = (v * 100.0).clamp(0.0, 100.0);
             let top = l == p.label;
@@ -30,7 +41,15 @@ fn bars(labels: Vec<String>, p: Prediction) -> impl IntoView {
                 </div>
             }
         })
-        .collect_view()
+        .collect_view();
+    view! {
+        {shown}
+        {(hidden > 0).then(|| view! {
+            <p class="small more-classes" data-testid="more-classes">
+                {format!("{hidden} more classes, {} together", percent(rest))}
+            </p>
+        })}
+    }
 }
 
 #[component]

@@ -19,6 +19,7 @@ fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
         .unwrap_or(1)
         .max(1) as f64;
     view! {
+        <div class="scroll" tabindex="0" role="region" aria-label=format!("confusion matrix, {} (scrolls)", m.method)>
         <table class="confusion" aria-label=format!("confusion matrix, {}", m.method)>
             <caption>{format!("{} (rows: truth, columns: predicted)", m.method)}</caption>
             <thead><tr><th></th>{labels.iter().map(|l| view! { <th>{l.clone()}</th> }).collect_view()}</tr></thead>
@@ -33,12 +34,14 @@ fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
             }).collect_view()}
             </tbody>
         </table>
+        </div>
     }
 }
 
 /// Precision, recall and F1 per class of one method.
 fn per_class(labels: Vec<String>, m: MethodResult) -> impl IntoView {
     view! {
+        <div class="scroll" tabindex="0" role="region" aria-label=format!("per-class scores, {} (scrolls)", m.method)>
         <table class="per-class" aria-label=format!("per-class scores, {}", m.method)>
             <caption>{format!("{}: per class", m.method)}</caption>
             <thead><tr><th>"class"</th><th>"precision"</th><th>"recall"</th><th>"F1"</th><th>"n"</th></tr></thead>
@@ -50,6 +53,7 @@ fn per_class(labels: Vec<String>, m: MethodResult) -> impl IntoView {
             }).collect_view()}
             </tbody>
         </table>
+        </div>
     }
 }
 
