@@ -133,9 +133,19 @@ impl Ui {
                 let ui = *self;
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Err(e) = storage::save(&bundle).await {
+                        let full = e.contains("QuotaExceeded") || e.contains("quota");
                         ui.say(
                             true,
-                            format!("the workspace could not be saved in the browser: {e}"),
+                            if full {
+                                format!(
+                                    "the workspace could not be saved: this browser's storage for \
+                                     the page is full ({e}). Your work is still here in this tab: \
+                                     \"Download workspace\" keeps it; free space and change \
+                                     anything to save again."
+                                )
+                            } else {
+                                format!("the workspace could not be saved in the browser: {e}")
+                            },
                         );
                     }
                 });

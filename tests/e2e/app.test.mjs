@@ -651,6 +651,33 @@ async function main() {
       console.log(`     ${csp.slice(0, 120)}…; 0 violations`);
     });
 
+    // k1b. the browser's storage is full: the failed save is reported, the work stays in the tab
+    await step('storage-full', async () => {
+      await page.evaluate(() => {
+        window.__put = IDBObjectStore.prototype.put;
+        IDBObjectStore.prototype.put = function () {
+          throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        };
+      });
+      try {
+        await addTask('quota');
+        await page.waitForFunction(
+          () => [...document.querySelectorAll('[data-testid=error]')].some((e) => /storage for the page is full/.test(e.textContent)),
+          null,
+          { timeout: T.ui, polling: 250 },
+        ).catch(async () => {
+          throw new StepError(`no error about full storage: ${(await page.locator('[data-testid=error]').allInnerTexts()).join(' | ')}`);
+        });
+      } finally {
+        await page.evaluate(() => { IDBObjectStore.prototype.put = window.__put; });
+      }
+      check(await page.locator(q('quota')).count() === 1, 'the task added while storage was full is gone from the tab');
+      // With space again, the next change saves: delete the task, reload, it stays deleted.
+      await page.click(`${q('quota')} button.remove`, { timeout: T.ui });
+      await page.waitForSelector(q('quota'), { state: 'detached', timeout: T.ui });
+      console.log(`     ${(await page.locator('[data-testid=error]').last().innerText()).slice(0, 140)}…`);
+    });
+
     // k2. a second tab on the same workspace: [data-testid=read-only] says it only shows it, its
     //     controls are off, the first tab is unaffected
     await step('two-tabs', async () => {
