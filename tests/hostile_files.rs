@@ -596,6 +596,12 @@ fn every_hostile_file_is_refused_by_name_and_changes_nothing() {
     let n = cases.len();
     let mut failures = Vec::new();
     for (name, req, want) in cases {
+        let file = match &req {
+            Request::Upload { file_name, .. } | Request::Import { file_name, .. } => {
+                file_name.clone()
+            }
+            _ => String::new(),
+        };
         block_on(s.handle(req, &h));
         let events: Vec<Event> = h.0.take();
         let errors: Vec<String> = events
@@ -610,6 +616,10 @@ fn every_hostile_file_is_refused_by_name_and_changes_nothing() {
         if errors.len() != 1 || !errors[0].contains(&want) {
             failures.push(format!(
                 "{name}: wanted one error containing {want:?}, got {errors:?}"
+            ));
+        } else if !errors[0].contains(&format!("{file}: ")) {
+            failures.push(format!(
+                "{name}: the error does not name the file {file:?}: {errors:?}"
             ));
         }
         if saved {

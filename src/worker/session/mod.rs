@@ -221,7 +221,9 @@ impl Session {
                 Ok(())
             }
             Request::Import { file_name, bytes } => {
-                self.import(&file_name, &bytes, host).await?;
+                self.import(&file_name, &bytes, host)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("{file_name}: {e}")))?;
                 self.changed(host, true)
             }
             Request::BackendCheck { .. } => Err(Error::Invalid(

@@ -76,19 +76,20 @@ impl Session {
                 if let data::DataError::MissingColumn { available, .. } = &e {
                     let t = &mut self.tasks[i];
                     t.columns = available.clone();
-                    t.file_name = Some(file_name);
+                    t.file_name = Some(file_name.clone());
                     t.read_as = None;
                     host.emit(Event::Workspace(self.view()));
                 }
-                return Err(Error::Data(e));
+                return Err(Error::Invalid(format!("{file_name}: {e}")));
             }
         };
         let classes = LabelVocab::from_examples(&parsed.examples).len();
         if classes > crate::limits::MAX_CLASSES {
-            return Err(Error::Data(data::DataError::TooManyClasses {
+            let e = data::DataError::TooManyClasses {
                 classes,
                 max: crate::limits::MAX_CLASSES,
-            }));
+            };
+            return Err(Error::Invalid(format!("{file_name}: {e}")));
         }
         let t = &mut self.tasks[i];
         t.rejected = parsed.rejected;
