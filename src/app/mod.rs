@@ -66,6 +66,9 @@ pub struct Ui {
     pub reading: RwSignal<Option<(String, String, f64)>>,
     /// Another tab edits this workspace: this one only shows it and saves nothing ([`tabs`]).
     pub read_only: RwSignal<bool>,
+    /// Saves under way (announced by the worker, done when IndexedDB has the bundle); closing the
+    /// page meanwhile asks first.
+    pub saving: RwSignal<u32>,
 }
 
 impl Ui {
@@ -83,6 +86,7 @@ impl Ui {
             check: RwSignal::new(None),
             reading: RwSignal::new(None),
             read_only: RwSignal::new(false),
+            saving: RwSignal::new(0),
         }
     }
 
@@ -128,11 +132,15 @@ impl Ui {
                 file_name,
                 fraction,
             } => self.reading.set(Some((task, file_name, fraction))),
+            Event::Saving if self.read_only.get_untracked() => {}
+            Event::Saving => self.saving.update(|n| *n += 1),
             Event::Persist { .. } if self.read_only.get_untracked() => {}
             Event::Persist { bundle } => {
                 let ui = *self;
                 wasm_bindgen_futures::spawn_local(async move {
-                    if let Err(e) = storage::save(&bundle).await {
+                    let saved = storage::save(&bundle).await;
+                    ui.saving.update(|n| *n = n.saturating_sub(1));
+                    if let Err(e) = saved {
                         let full = e.contains("QuotaExceeded") || e.contains("quota");
                         ui.say(
                             true,
@@ -195,6 +203,10 @@ impl Ui {
             }
             Event::Error { context, message } => {
                 self.reading.set(None);
+                // Packing the workspace failed after [`Event::Saving`]: that save will not come.
+                if message.contains("bundle: writing") || message.contains("bundle: finishing") {
+                    self.saving.update(|n| *n = n.saturating_sub(1));
+                }
                 if context == "evaluating" {
                     self.evaluating.set(false);
                 }
@@ -320,6 +332,9 @@ fn ModelBar() -> impl IntoView {
                     "Check backend"</button>
                 <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
             </div>
+            <Show when=move || { ui.saving.get() > 0 }>
+                <span class="small saving" data-testid="saving" role="status">"Saving…"</span>
+            </Show>
             <Show when=move || ui.read_only.get()>
                 <p class="read-only" data-testid="read-only" role="alert">
                     "This workspace is open in another tab of this browser. This tab only shows it: "
@@ -451,12 +466,37 @@ fn App(ui: Ui) -> impl IntoView {
     }
 }
 
+/// Asks before the page is closed or reloaded while a save is under way (after a large upload the
+/// worker packs the workspace for several seconds), so the upload is not lost.
+fn warn_before_unload_while_saving(ui: Ui) {
+    use wasm_bindgen::JsCast;
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let handler = wasm_bindgen::closure::Closure::<dyn Fn(wasm_bindgen::JsValue)>::new(
+        move |ev: wasm_bindgen::JsValue| {
+            if ui.saving.get_untracked() > 0 {
+                if let Ok(f) = js_sys::Reflect::get(&ev, &"preventDefault".into())
+                    .and_then(|f| f.dyn_into::<js_sys::Function>().map_err(Into::into))
+                {
+                    let _ = f.call0(&ev);
+                }
+                let _ = js_sys::Reflect::set(&ev, &"returnValue".into(), &"".into());
+            }
+        },
+    );
+    let _ =
+        window.add_event_listener_with_callback("beforeunload", handler.as_ref().unchecked_ref());
+    handler.forget();
+}
+
 /// Mounts the page and starts the engine with the workspace saved in this browser.
 pub fn start() {
     console_error_panic_hook::set_once();
     // The state lives as long as the page: created outside any owner, passed to the root.
     let ui = Ui::new();
     leptos::mount::mount_to_body(move || view! { <App ui=ui/> });
+    warn_before_unload_while_saving(ui);
     wasm_bindgen_futures::spawn_local(async move {
         if !tabs::claim().await {
             bridge::set_read_only();

@@ -350,6 +350,9 @@ pub enum Event {
     },
     /// An informational note (e.g. the fusion was dropped because an adapter changed).
     Notice(String),
+    /// The workspace changed and is being packed for saving; an [`Event::Persist`] (or an error)
+    /// follows. The page warns before it is closed until the save is done.
+    Saving,
     /// How far the worker has read a large upload.
     Reading {
         /// The task it is for.

@@ -308,6 +308,13 @@ async function main() {
     check(state === 'ready', `model status shows an error: ${state}`);
   }
 
+  // Waits until no save is under way ([data-testid=saving] gone): the page asks before a reload
+  // while it saves, which Playwright would answer "stay".
+  async function waitSaved() {
+    await page.waitForSelector('[data-testid=saving]', { state: 'detached', timeout: T.ui })
+      .catch(() => { throw new StepError('the page is still saving after ' + secs(T.ui)); });
+  }
+
   async function addTask(name) {
     await page.fill('#new-task-name', name, { timeout: T.ui });
     await page.click('#add-task', { timeout: T.ui });
@@ -543,6 +550,7 @@ async function main() {
 
     // i. reload: the model is ready again, both tasks and the fusion come back trained
     await step('reload', async () => {
+      await waitSaved();
       await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
       for (const sel of [...TASKS.map((t) => `${q(t.name)}[data-trained="true"]`), '#fusion[data-trained="true"]']) {
@@ -712,6 +720,7 @@ async function main() {
         return buf.length;
       });
       check(typeof damaged === 'number', String(damaged));
+      await waitSaved();
       await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
       const notices = (await page.locator('[data-testid=notice]').allInnerTexts()).join(' | ');
@@ -746,7 +755,7 @@ async function main() {
         `${q(t.name)} .progress-line`,
         { timeout: T.training, polling: 100 },
       ).catch(() => { throw new StepError('training did not reach epoch 2'); });
-      await sleep(1500); // the checkpoint's save to IndexedDB is asynchronous
+      await waitSaved();
       await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
       await page.waitForSelector(`${q(t.name)}[data-trained="true"] [data-testid=partial]`, { timeout: T.restore })

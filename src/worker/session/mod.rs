@@ -236,6 +236,7 @@ impl Session {
     fn changed<H: Host>(&self, host: &H, persist: bool) -> Result<()> {
         host.emit(Event::Workspace(self.view()));
         if persist {
+            host.emit(Event::Saving);
             host.emit(Event::Persist {
                 bundle: self.workspace().to_zip()?,
             });
