@@ -2,7 +2,9 @@
 //! it. They live in one place so the page, the CLI, the tests and docs/reliability.md (which gives
 //! the reason for each number) agree.
 //!
-//! What it leaves out: the checks themselves, which stay with each format's reader (`data` for
+//! [`check_labels`] is the one check shared by every file that lists a task's labels.
+//!
+//! What it leaves out: the other checks, which stay with each format's reader (`data` for
 //! uploads, `tensorfile` for safetensors, `workspace::zipfile` for zips, `lora::config` for PEFT's
 //! JSON, `fusion::files` for fused models), and limits that depend on the running model (its
 //! width, its layers), which those readers take from the engine.
@@ -53,3 +55,24 @@ pub const MAX_LORA_RANK: usize = 1024;
 
 /// Most attention heads of a fusion layer.
 pub const MAX_FUSION_HEADS: usize = 64;
+
+/// Checks a task's label names against [`MAX_CLASSES`] and [`MAX_LABEL_CHARS`] (and that none is
+/// listed twice); the error is the end of a sentence that names the task, e.g. "it lists 1000000
+/// labels; a task has 2..=1000".
+pub fn check_labels(labels: &[String]) -> Result<(), String> {
+    let n = labels.len();
+    if !(2..=MAX_CLASSES).contains(&n) {
+        return Err(format!("it lists {n} labels; a task has 2..={MAX_CLASSES}"));
+    }
+    if let Some(l) = labels.iter().find(|l| l.chars().count() > MAX_LABEL_CHARS) {
+        return Err(format!(
+            "a label has {} characters, more than {MAX_LABEL_CHARS}",
+            l.chars().count()
+        ));
+    }
+    let distinct: std::collections::BTreeSet<&String> = labels.iter().collect();
+    if distinct.len() != n {
+        return Err("a label is listed twice".into());
+    }
+    Ok(())
+}

@@ -396,7 +396,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
     );
     let mut many = manifest.clone();
     many.tasks[0].labels = (0..1_000_000).map(|i| i.to_string()).collect();
-    refuse(many, "has 1000000 labels");
+    refuse(many, "lists 1000000 labels");
     let mut own = manifest.clone();
     own.tasks[0].own = Some(7);
     refuse(own, "names adapter 7 as its own, but there are 3");

@@ -541,7 +541,7 @@ fn corpus() -> Vec<(&'static str, Request, String)> {
                     .collect::<Vec<_>>()
                     .into();
             })),
-            s("has 1000000 labels"),
+            s("task \"peft\": it lists 1000000 labels"),
         ),
         (
             "fusion own adapter out of range",

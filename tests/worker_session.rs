@@ -503,13 +503,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             text: "a wonderful, moving film".into(),
         },
     );
-    let out2 = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Predictions { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let out2 = predictions(&ev);
     // Same labels; probabilities equal up to float rounding (loaded weights may be laid out
     // differently in memory than trained ones, so the kernels sum in another order).
     for (a, b) in out.predictions[0].iter().zip(&out2.predictions[0]) {
@@ -814,13 +808,7 @@ fn a_150_class_task_trains_predicts_and_reports() {
             text: "please book a taxi".into(),
         },
     );
-    let out = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Predictions { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .expect("predictions");
+    let out = predictions(&ev);
     let p = &out.predictions[0][0].single;
     assert_eq!(p.probabilities.len(), 150);
     assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
@@ -853,6 +841,17 @@ fn a_150_class_task_trains_predicts_and_reports() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// The first multi-task prediction among `events`.
+fn predictions(events: &[Event]) -> lorafuse::infer::MultiTaskOutput {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .expect("predictions")
 }
 
 fn upload_bytes(task: &str, bytes: Vec<u8>) -> Request {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
-use crate::limits::{MAX_CLASSES, MAX_FUSION_HEADS, MAX_LABEL_CHARS, MAX_TASKS};
+use crate::limits::{MAX_FUSION_HEADS, MAX_TASKS, check_labels};
 use crate::tensorfile::{self, TensorFile};
 
 /// Manifest file name.
@@ -199,27 +199,8 @@ impl FusionManifest {
             ));
         }
         for t in &self.tasks {
-            let n = t.labels.len();
-            if !(2..=MAX_CLASSES).contains(&n) {
-                return bad(format!(
-                    "task {:?} has {n} labels; a task has 2..={MAX_CLASSES}",
-                    t.task
-                ));
-            }
-            if let Some(l) = t
-                .labels
-                .iter()
-                .find(|l| l.chars().count() > MAX_LABEL_CHARS)
-            {
-                return bad(format!(
-                    "task {:?} has a label of {} characters, more than {MAX_LABEL_CHARS}",
-                    t.task,
-                    l.chars().count()
-                ));
-            }
-            let distinct: std::collections::BTreeSet<&String> = t.labels.iter().collect();
-            if distinct.len() != n {
-                return bad(format!("task {:?} lists a label twice", t.task));
+            if let Err(m) = check_labels(&t.labels) {
+                return bad(format!("task {:?}: {m}", t.task));
             }
             if !(t.temperature.is_finite() && t.temperature > 0.0) {
                 return bad(format!(

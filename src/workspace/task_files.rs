@@ -16,7 +16,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::limits::{MAX_CLASSES, MAX_LABEL_CHARS};
+use crate::limits::check_labels;
 use crate::lora::{LoraAdapter, LoraConfig, peft};
 use crate::model::{BertConfig, ClassifierHead};
 use crate::train::{Metrics, TaskModel, TrainConfig};
@@ -76,24 +76,7 @@ impl TaskMeta {
                 self.format
             ));
         }
-        let n = self.labels.len();
-        if !(2..=MAX_CLASSES).contains(&n) {
-            return bad(format!("it lists {n} labels; a task has 2..={MAX_CLASSES}"));
-        }
-        if let Some(l) = self
-            .labels
-            .iter()
-            .find(|l| l.chars().count() > MAX_LABEL_CHARS)
-        {
-            return bad(format!(
-                "a label has {} characters, more than {MAX_LABEL_CHARS}",
-                l.chars().count()
-            ));
-        }
-        let distinct: std::collections::BTreeSet<&String> = self.labels.iter().collect();
-        if distinct.len() != n {
-            return bad("a label is listed twice".into());
-        }
+        check_labels(&self.labels).or_else(bad)?;
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return bad(format!(
                 "temperature is {}; it must be positive",
