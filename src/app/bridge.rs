@@ -75,6 +75,9 @@ fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
                     post(&req);
                 }
             }
+            Ok(Event::DeviceLost { reason }) => {
+                restart_on_cpu(format!("the WebGPU device was lost ({reason})"));
+            }
             Ok(e) => deliver(e),
             Err(e) => deliver(Event::Error {
                 context: "reading a message from the engine".into(),
@@ -86,40 +89,42 @@ fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
     on_message.forget();
     let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|ev: web_sys::ErrorEvent| {
         ev.prevent_default();
-        if let Some(w) = WORKER.with(|w| w.borrow_mut().take()) {
-            w.terminate();
-        }
-        let restarts = RESTARTS.with(|r| {
-            r.set(r.get() + 1);
-            r.get()
-        });
-        if restarts > MAX_RESTARTS {
-            deliver(Event::Error {
-                context: "loading the model".into(),
-                message: format!(
-                    "the engine stopped: {} (reload the page to try again)",
-                    ev.message()
-                ),
-            });
-            return;
-        }
-        deliver(Event::Error {
-            context: "the engine stopped".into(),
-            message: format!(
-                "{} — restarting it on the CPU backend with the saved workspace",
-                ev.message()
-            ),
-        });
-        PENDING.with(|p| p.borrow_mut().clear());
-        wasm_bindgen_futures::spawn_local(async {
-            let bundle = super::storage::load().await.ok().flatten();
-            spawn(BackendChoice::Cpu, bundle);
-        });
+        restart_on_cpu(ev.message());
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
     send(&Request::Init { backend, bundle });
+}
+
+/// The engine stopped (it crashed, or its WebGPU device was lost): starts it again on the CPU
+/// backend with the last saved workspace, so trained adapters are kept; gives up after
+/// [`MAX_RESTARTS`].
+fn restart_on_cpu(why: String) {
+    if let Some(w) = WORKER.with(|w| w.borrow_mut().take()) {
+        w.terminate();
+    }
+    STARTED.with(|s| s.set(false));
+    let restarts = RESTARTS.with(|r| {
+        r.set(r.get() + 1);
+        r.get()
+    });
+    if restarts > MAX_RESTARTS {
+        deliver(Event::Error {
+            context: "loading the model".into(),
+            message: format!("the engine stopped: {why} (reload the page to try again)"),
+        });
+        return;
+    }
+    deliver(Event::Error {
+        context: "the engine stopped".into(),
+        message: format!("{why} — restarting it on the CPU backend with the saved workspace"),
+    });
+    PENDING.with(|p| p.borrow_mut().clear());
+    wasm_bindgen_futures::spawn_local(async {
+        let bundle = super::storage::load().await.ok().flatten();
+        spawn(BackendChoice::Cpu, bundle);
+    });
 }
 
 /// Sends a request to the worker (queued until the worker has started).

@@ -132,6 +132,8 @@ impl Ui {
                 file_name,
                 fraction,
             } => self.reading.set(Some((task, file_name, fraction))),
+            // The bridge restarts the engine on the CPU backend; it never reaches the page.
+            Event::DeviceLost { .. } => {}
             Event::Saving if self.read_only.get_untracked() => {}
             Event::Saving => self.saving.update(|n| *n += 1),
             Event::Persist { .. } if self.read_only.get_untracked() => {}
@@ -242,6 +244,7 @@ pub fn send(req: Request) {
             | Request::ExportTask { .. }
             | Request::ExportWorkspace
             | Request::BackendCheck { .. }
+            | Request::LoseDevice
             | Request::Cancel
     );
     if bridge::read_only() && !harmless {
@@ -490,6 +493,17 @@ fn warn_before_unload_while_saving(ui: Ui) {
     handler.forget();
 }
 
+/// `window.lorafuseLoseDevice()`: destroys the engine's WebGPU device, so the browser test (and a
+/// curious user, from the console) can see the page continue on the CPU backend.
+fn expose_device_loss_for_tests() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let f = wasm_bindgen::closure::Closure::<dyn Fn()>::new(|| send(Request::LoseDevice));
+    let _ = js_sys::Reflect::set(&window, &"lorafuseLoseDevice".into(), f.as_ref());
+    f.forget();
+}
+
 /// Mounts the page and starts the engine with the workspace saved in this browser.
 pub fn start() {
     console_error_panic_hook::set_once();
@@ -497,6 +511,7 @@ pub fn start() {
     let ui = Ui::new();
     leptos::mount::mount_to_body(move || view! { <App ui=ui/> });
     warn_before_unload_while_saving(ui);
+    expose_device_loss_for_tests();
     wasm_bindgen_futures::spawn_local(async move {
         if !tabs::claim().await {
             bridge::set_read_only();

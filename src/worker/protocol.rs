@@ -121,6 +121,9 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// For tests of the fallback: destroy the WebGPU device, as a driver reset or a crashed GPU
+    /// process would (no effect on the CPU backend). The worker reports [`Event::DeviceLost`].
+    LoseDevice,
     /// Check the running backend against the CPU backend: the sentence embedding of `text` on
     /// both, and one LoRA training step on the running backend.
     BackendCheck {
@@ -353,6 +356,12 @@ pub enum Event {
     /// The workspace changed and is being packed for saving; an [`Event::Persist`] (or an error)
     /// follows. The page warns before it is closed until the save is done.
     Saving,
+    /// The WebGPU device was lost (destroyed, a driver reset, a crashed GPU process): the page
+    /// restarts the engine on the CPU backend with the saved workspace.
+    DeviceLost {
+        /// Why, as the browser says.
+        reason: String,
+    },
     /// How far the worker has read a large upload.
     Reading {
         /// The task it is for.

@@ -42,6 +42,11 @@ struct ModelBytes {
     tokenizer: Vec<u8>,
 }
 
+thread_local! {
+    /// Destroys the WebGPU device ([`Request::LoseDevice`]), when one is in use.
+    static GPU_DESTROY: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
+}
+
 #[derive(Default)]
 struct State {
     session: RefCell<Option<Session>>,
@@ -104,6 +109,14 @@ pub fn start() {
                 return;
             }
         };
+        if req == Request::LoseDevice {
+            GPU_DESTROY.with(|d| {
+                if let Some(destroy) = d.borrow().as_ref() {
+                    destroy();
+                }
+            });
+            return;
+        }
         if req == Request::Cancel {
             if let Some(c) = state.cancel.borrow().as_ref() {
                 c.store(true, Ordering::Relaxed);
@@ -281,6 +294,19 @@ async fn webgpu() -> Result<(Device, String), String> {
     if v != 8.0 {
         return Err(format!("WebGPU computed 4 × 2 = {v}"));
     }
+    // A lost device (a driver reset, a crashed GPU process, or `LoseDevice`) ends this engine: the
+    // page restarts it on the CPU backend with the saved workspace.
+    setup.device.set_device_lost_callback(|reason, message| {
+        let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+        post(
+            &scope,
+            &Event::DeviceLost {
+                reason: format!("{reason:?}: {message}"),
+            },
+        );
+    });
+    let gpu = setup.device.clone();
+    GPU_DESTROY.with(|d| *d.borrow_mut() = Some(Box::new(move || gpu.destroy())));
     let info = setup.adapter.get_info();
     // Browsers often withhold the adapter's name.
     let name = [info.name, info.driver, info.driver_info]

@@ -59,6 +59,31 @@ async function main() {
     if (!(diff < 1e-3)) throw new Error(`WebGPU and CPU embeddings differ by ${diff} (limit 1e-3)`);
     if (!Number.isFinite(loss) || loss <= 0) throw new Error(`the WebGPU training step gave loss ${loss}`);
     console.log(`WebGPU check passed: max |Δ| = ${diff.toExponential(2)} < 1e-3, training step loss ${loss}`);
+
+    // A lost WebGPU device (destroyed, as a driver reset would): the page goes on with the CPU
+    // backend and the workspace it had.
+    const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../fixtures/data/e2e_sentiment.csv');
+    const card = 'section[data-task="kept"]';
+    await page.fill('#new-task-name', 'kept');
+    await page.click('#add-task');
+    await page.setInputFiles(`${card} input[data-testid=train-file]`, FIXTURE);
+    await page.waitForFunction((c) => /positive/.test(document.querySelector(`${c} [data-testid=class-counts]`)?.textContent ?? ''), card, { timeout: 60_000 * SCALE });
+    await page.waitForSelector('[data-testid=saving]', { state: 'detached', timeout: 60_000 * SCALE });
+    const t2 = Date.now();
+    await page.evaluate(() => window.lorafuseLoseDevice());
+    await page.waitForFunction(
+      () => /CPU/.test(document.querySelector('[data-testid=backend]')?.textContent ?? '')
+        && /ready/i.test(document.querySelector('[data-testid=model-status]')?.textContent ?? ''),
+      null,
+      { timeout: 300_000 * SCALE },
+    ).catch(async () => {
+      throw new Error(`after the device loss the page is not ready on the CPU backend; backend ${await page.textContent('[data-testid=backend]')}; messages: ${await page.textContent('.messages')}`);
+    });
+    const msgs = (await page.textContent('.messages')) ?? '';
+    if (!/WebGPU device was lost/.test(msgs)) throw new Error(`no message about the lost device: ${msgs}`);
+    const counts = (await page.textContent(`${card} [data-testid=class-counts]`).catch(() => '')) ?? '';
+    if (!/positive/.test(counts) || !/negative/.test(counts)) throw new Error(`the workspace was not kept after the device loss: ${counts}`);
+    console.log(`device loss: on ${(await page.textContent('[data-testid=backend]')).trim()} after ${((Date.now() - t2) / 1000).toFixed(1)} s, task "kept" intact (${counts.replace(/\s+/g, ' ').trim()}); ${msgs.match(/[^.]*device was lost[^—]*/)?.[0]?.trim()}`);
   } catch (e) {
     failure = e;
   }

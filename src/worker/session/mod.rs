@@ -120,6 +120,7 @@ impl Session {
             Request::ExportWorkspace => "exporting the workspace",
             Request::Import { .. } => "importing the zip",
             Request::BackendCheck { .. } => "checking the backend",
+            Request::LoseDevice => "losing the device",
         };
         if let Err(e) = self.dispatch(req, host).await {
             host.emit(err(context, e));
@@ -226,6 +227,9 @@ impl Session {
                     .map_err(|e| Error::Invalid(format!("{file_name}: {e}")))?;
                 self.changed(host, true)
             }
+            Request::LoseDevice => Err(Error::Invalid(
+                "only the page's worker holds a device to lose".into(),
+            )),
             Request::BackendCheck { .. } => Err(Error::Invalid(
                 "the backend check needs a CPU engine: the worker runs it".into(),
             )),
