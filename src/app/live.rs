@@ -105,6 +105,13 @@ pub fn LivePanel() -> impl IntoView {
             <label for="live-text">"Text to classify with every task"</label>
             <textarea id="live-text" rows="3" placeholder="Type a sentence…"
                 prop:value=move || text.get() on:input=on_input></textarea>
+            // A stable live region (one that is created with its text is often not read out).
+            <p class="sr-only" role="status" aria-live="polite" data-testid="live-summary">
+                {move || ui.live.with(|l| l.as_ref().map(|(out, _)| {
+                    let row = out.predictions.first().map(Vec::as_slice).unwrap_or_default();
+                    row.iter().map(|tp| tp.summary()).collect::<Vec<_>>().join(". ")
+                }))}
+            </p>
             <div data-testid="live-results">
                 {move || ui.live.get().map(|(out, ms)| {
                     let row = out.predictions.into_iter().next().unwrap_or_default();

@@ -69,6 +69,9 @@ pub struct Ui {
     /// Saves under way (announced by the worker, done when IndexedDB has the bundle); closing the
     /// page meanwhile asks first.
     pub saving: RwSignal<u32>,
+    /// What a screen reader should hear next about a background job (an epoch started, a report
+    /// arrived): shown only to assistive technology, in a polite live region ([`Announcer`]).
+    pub announce: RwSignal<String>,
 }
 
 impl Ui {
@@ -87,6 +90,7 @@ impl Ui {
             reading: RwSignal::new(None),
             read_only: RwSignal::new(false),
             saving: RwSignal::new(0),
+            announce: RwSignal::new(String::new()),
         }
     }
 
@@ -170,6 +174,21 @@ impl Ui {
                         v.push((p.step, p.loss));
                     });
                 }
+                let new_epoch = self.job.with_untracked(|j| {
+                    j.as_ref()
+                        .is_none_or(|j| j.job != p.job || j.epoch != p.epoch)
+                });
+                if new_epoch {
+                    let what = match &p.job {
+                        Job::Task(t) => format!("Training {t}"),
+                        Job::Fusion(t) => format!("Fusion for {t}"),
+                    };
+                    let pct = 100 * p.step / p.total_steps.max(1);
+                    self.announce.set(format!(
+                        "{what}: epoch {} started, {pct} % done.",
+                        p.epoch + 1
+                    ));
+                }
                 self.job.set(Some(p));
             }
             Event::JobDone {
@@ -196,6 +215,11 @@ impl Ui {
             }
             Event::Report(r) => {
                 self.evaluating.set(false);
+                self.announce.set(format!(
+                    "Evaluation done for {} task{}: the report is below.",
+                    r.len(),
+                    if r.len() == 1 { "" } else { "s" }
+                ));
                 self.report.set(Some(r));
             }
             Event::File { name, bytes } => {
@@ -356,9 +380,23 @@ fn Messages() -> impl IntoView {
         <div class="messages" aria-live="polite">
             <For each=move || ui.messages.get() key=|m| m.id let:m>
                 <p class=if m.error { "msg error" } else { "msg notice" }
+                    role=m.error.then_some("alert")
                     data-testid=if m.error { "error" } else { "notice" }>{m.text.clone()}</p>
             </For>
         </div>
+    }
+}
+
+/// A polite live region, visible only to screen readers, that says what background jobs do
+/// ([`Ui::announce`]). Job ends and errors are said by [`Messages`], live predictions by the live
+/// panel's own summary.
+#[component]
+fn Announcer() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <p class="sr-only" role="status" aria-live="polite" data-testid="announcer">
+            {move || ui.announce.get()}
+        </p>
     }
 }
 
@@ -460,6 +498,7 @@ fn App(ui: Ui) -> impl IntoView {
         <ModelBar/>
         <main>
             <Messages/>
+            <Announcer/>
             <tasks::TasksPanel/>
             <FusionPanel/>
             <live::LivePanel/>

@@ -9,7 +9,7 @@ use super::{Ui, send};
 use crate::chart::reliability_svg;
 use crate::worker::protocol::{MethodResult, Request, TaskReport};
 
-fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
+fn confusion(task: String, labels: Vec<String>, m: MethodResult) -> impl IntoView {
     let max = m
         .confusion
         .iter()
@@ -19,10 +19,10 @@ fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
         .unwrap_or(1)
         .max(1) as f64;
     view! {
-        <div class="scroll" tabindex="0" role="region" aria-label=format!("confusion matrix, {} (scrolls)", m.method)>
+        <div class="scroll" tabindex="0" role="region" aria-label=format!("{task}: confusion matrix, {} (scrolls)", m.method)>
         <table class="confusion" aria-label=format!("confusion matrix, {}", m.method)>
             <caption>{format!("{} (rows: truth, columns: predicted)", m.method)}</caption>
-            <thead><tr><th></th>{labels.iter().map(|l| view! { <th>{l.clone()}</th> }).collect_view()}</tr></thead>
+            <thead><tr><th><span class="sr-only">"true class"</span></th>{labels.iter().map(|l| view! { <th>{l.clone()}</th> }).collect_view()}</tr></thead>
             <tbody>
             {m.confusion.iter().enumerate().map(|(i, row)| view! {
                 <tr><th scope="row">{labels.get(i).cloned().unwrap_or_default()}</th>
@@ -39,9 +39,9 @@ fn confusion(labels: Vec<String>, m: MethodResult) -> impl IntoView {
 }
 
 /// Precision, recall and F1 per class of one method.
-fn per_class(labels: Vec<String>, m: MethodResult) -> impl IntoView {
+fn per_class(task: String, labels: Vec<String>, m: MethodResult) -> impl IntoView {
     view! {
-        <div class="scroll" tabindex="0" role="region" aria-label=format!("per-class scores, {} (scrolls)", m.method)>
+        <div class="scroll" tabindex="0" role="region" aria-label=format!("{task}: per-class scores, {} (scrolls)", m.method)>
         <table class="per-class" aria-label=format!("per-class scores, {}", m.method)>
             <caption>{format!("{}: per class", m.method)}</caption>
             <thead><tr><th>"class"</th><th>"precision"</th><th>"recall"</th><th>"F1"</th><th>"n"</th></tr></thead>
@@ -60,6 +60,18 @@ fn per_class(labels: Vec<String>, m: MethodResult) -> impl IntoView {
 fn task_report(r: TaskReport) -> impl IntoView {
     let labels = r.labels.clone();
     let labels2 = r.labels.clone();
+    let confusions = r
+        .results
+        .iter()
+        .cloned()
+        .map(|m| confusion(r.task.clone(), labels.clone(), m))
+        .collect_view();
+    let scores = r
+        .results
+        .iter()
+        .cloned()
+        .map(|m| per_class(r.task.clone(), labels2.clone(), m))
+        .collect_view();
     view! {
         <div class="task-report" data-task=r.task.clone()>
             <h3>{r.task.clone()}</h3>
@@ -80,8 +92,8 @@ fn task_report(r: TaskReport) -> impl IntoView {
                     </div>
                 }
             }).collect_view()}
-            <div class="matrices">{r.results.iter().cloned().map(|m| confusion(labels.clone(), m)).collect_view()}</div>
-            <div class="matrices">{r.results.iter().cloned().map(|m| per_class(labels2.clone(), m)).collect_view()}</div>
+            <div class="matrices">{confusions}</div>
+            <div class="matrices">{scores}</div>
             <div class="reliability" data-testid="reliability" inner_html=reliability_svg(
                 &r.results.iter().map(|m| (m.method.clone(), m.reliability.clone())).collect::<Vec<_>>(),
                 &format!("{}: reliability after scaling", r.task),

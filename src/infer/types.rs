@@ -37,6 +37,23 @@ impl TaskPrediction {
             _ => &self.single,
         }
     }
+
+    /// The answer in one short sentence, as a screen reader says it:
+    /// `"sentiment: positive, 63.0 % (hybrid)"`.
+    pub fn summary(&self) -> String {
+        let a = self.answer();
+        let p = a
+            .probabilities
+            .get(argmax(&a.probabilities))
+            .copied()
+            .unwrap_or(0.0);
+        let by = if self.uses_hybrid && self.hybrid.is_some() {
+            "hybrid"
+        } else {
+            "own LoRA"
+        };
+        format!("{}: {}, {} ({by})", self.task, a.label, percent(p))
+    }
 }
 
 /// Predictions for a batch of texts.
@@ -74,6 +91,26 @@ pub fn percent(p: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_names_the_answer_and_who_gave_it() {
+        let p = |label: &str, probabilities: Vec<f32>| Prediction {
+            label: label.into(),
+            probabilities,
+        };
+        let mut tp = TaskPrediction {
+            task: "sentiment".into(),
+            single: p("negative", vec![0.8, 0.2]),
+            hybrid: Some(p("positive", vec![0.37, 0.63])),
+            attention: None,
+            uses_hybrid: true,
+        };
+        assert_eq!(tp.summary(), "sentiment: positive, 63.0 % (hybrid)");
+        tp.uses_hybrid = false;
+        assert_eq!(tp.summary(), "sentiment: negative, 80.0 % (own LoRA)");
+        tp.single = p("negative", vec![1.0, 0.0]);
+        assert_eq!(tp.summary(), "sentiment: negative, > 99.9 % (own LoRA)");
+    }
 
     #[test]
     fn percent_never_rounds_to_certainty() {

@@ -7,6 +7,8 @@
 // tests/e2e/artifacts/NN-step.png, prints one timing line per step, and exits with status 1 and the
 // name of the failing step on the first failure. It fails on any request that leaves the page's own
 // origin, on an uncaught page error, and on a Rust panic message in the page's or a worker's console.
+// The main path (create, upload, train, fuse, type, evaluate, download) is walked by keyboard alone,
+// and axe-core (tests/e2e/a11y.mjs) checks the page empty, training, fused and with the report.
 //
 // Environment:
 //   LORAFUSE_E2E_TIMEOUT_SCALE=2   multiply every timeout (slow machines)
@@ -23,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import zlib from 'node:zlib';
+import { chooseFileByKeyboard, describeViolations, runAxe, tabTo } from './a11y.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -322,6 +325,35 @@ async function main() {
       .catch(() => { throw new StepError(`${q(name)} did not appear after clicking #add-task`); });
   }
 
+  // The main path (create, upload, train, fuse, type, evaluate, download) is walked by keyboard
+  // alone: Tab to the control (tabTo fails if it is not reachable or shows no focus), then Enter,
+  // Space or typing. The other steps use the mouse.
+  const kbd = {
+    async press(selector, key = 'Enter') {
+      await tabTo(page, selector).catch((e) => { throw new StepError(`keyboard: ${e.message}`); });
+      await page.keyboard.press(key);
+    },
+    async type(selector, value) {
+      await tabTo(page, selector).catch((e) => { throw new StepError(`keyboard: ${e.message}`); });
+      await page.keyboard.press('ControlOrMeta+A');
+      await page.keyboard.type(value);
+    },
+  };
+  async function addTaskByKeyboard(name) {
+    await kbd.type('#new-task-name', name);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(q(name), { state: 'attached', timeout: T.ui })
+      .catch(() => { throw new StepError(`${q(name)} did not appear after pressing Enter in #new-task-name`); });
+  }
+
+  // axe-core on the page as it is: fails on serious or critical violations, lists the others.
+  async function axeCheck(state) {
+    const { failing, other } = await runAxe(page);
+    if (other.length) console.log(`     axe (${state}), minor/moderate:\n${describeViolations(other)}`);
+    check(failing.length === 0, `axe-core (${state}): serious or critical violations:\n${describeViolations(failing)}`);
+    console.log(`     axe (${state}): no serious or critical violations`);
+  }
+
   // Watches (inside the page, so a short-lived element is not missed) whether `selector` ever exists.
   async function watchFor(key, selector) {
     await page.evaluate(([key, selector]) => {
@@ -369,17 +401,19 @@ async function main() {
       await page.goto(origin + '/', { waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
       console.log(`     backend: ${await text('[data-testid=backend]')}`);
+      await axeCheck('empty');
     });
 
     // b. #new-task-name + #add-task create section[data-task=NAME]
     await step('create-tasks', async () => {
-      for (const t of TASKS) await addTask(t.name);
+      for (const t of TASKS) await addTaskByKeyboard(t.name);
     });
 
     // c. input[data-testid=train-file] in the section; [data-testid=class-counts] names every class
     await step('upload', async () => {
       for (const t of TASKS) {
-        await page.setInputFiles(`${q(t.name)} input[data-testid=train-file]`, path.join(FIXTURES, t.file), { timeout: T.ui });
+        await chooseFileByKeyboard(page, `${q(t.name)} input[data-testid=train-file]`, path.join(FIXTURES, t.file), T.ui)
+          .catch((e) => { throw new StepError(`keyboard upload: ${e.message}`); });
         const sel = `${q(t.name)} [data-testid=class-counts]`;
         await page.waitForFunction(
           ([sel, classes]) => {
@@ -401,23 +435,32 @@ async function main() {
     for (const t of TASKS) {
       await step(`train-${t.name}`, async () => {
         for (const u of TASKS) {
-          const epochs = page.locator(`${q(u.name)} input[name=epochs]`);
-          await epochs.fill('2', { timeout: T.ui });
-          await epochs.dispatchEvent('change');
-          check((await epochs.inputValue()) === '2', `${u.name}: input[name=epochs] did not take the value 2`);
+          const sel = `${q(u.name)} input[name=epochs]`;
+          await kbd.type(sel, '2');
+          await page.keyboard.press('Tab'); // leaving the field commits it (change)
+          const v = await page.locator(sel).inputValue({ timeout: T.ui });
+          check(v === '2', `${u.name}: input[name=epochs] did not take the value 2 (${v})`);
         }
         const progressSel = `${q(t.name)} [data-testid=progress]`;
         await watchFor(`progress-${t.name}`, progressSel);
-        await page.click(`${q(t.name)} [data-testid=train]`, { timeout: T.ui });
+        await kbd.press(`${q(t.name)} [data-testid=train]`);
+        if (t === TASKS[0]) {
+          // axe-core while a job runs (progress bar, disabled controls, the loss chart)
+          await page.waitForSelector(progressSel, { timeout: T.ui });
+          await axeCheck('training');
+        }
         await waitTrained(q(t.name), progressSel, `training ${t.name}`);
         const seen = await page.evaluate((k) => window.__e2eSeen?.[k], `progress-${t.name}`);
         check(seen, `${progressSel} never appeared during training`);
+        // Screen readers heard the epochs start (a polite live region).
+        const said = await text('[data-testid=announcer]');
+        check(/epoch \d+ started/.test(said), `[data-testid=announcer] did not announce an epoch: ${JSON.stringify(said)}`);
       });
     }
 
     // e. #train-fusion; #fusion gets data-trained="true"
     await step('fusion', async () => {
-      await page.click('#train-fusion', { timeout: T.ui });
+      await kbd.press('#train-fusion');
       await waitTrained('#fusion', '#fusion [data-testid=progress]', 'fusion training');
       const status = await text('[data-testid=fusion-status]');
       check(/one fusion per task/.test(status), `fusion status after the default run: ${status}`);
@@ -437,12 +480,14 @@ async function main() {
         throw new StepError(`forcing LoRA: the note shows ${await text(`${q(TASKS[0].name)} [data-testid=fusion-note]`)}`);
       });
       await page.selectOption(`${q(TASKS[0].name)} select[name=answer]`, 'automatic', { timeout: T.ui });
+      await axeCheck('fused');
     });
 
     // e2. the shared option: tick [data-testid=fusion-shared], train again; the status says so
     await step('fusion-shared', async () => {
-      await page.check('[data-testid=fusion-shared]', { timeout: T.ui });
-      await page.click('#train-fusion', { timeout: T.ui });
+      await kbd.press('[data-testid=fusion-shared]', 'Space');
+      check(await page.isChecked('[data-testid=fusion-shared]'), 'Space did not tick [data-testid=fusion-shared]');
+      await kbd.press('#train-fusion');
       await page.waitForFunction(
         () => /one shared fusion/.test(document.querySelector('[data-testid=fusion-status]')?.textContent ?? ''),
         null,
@@ -456,7 +501,7 @@ async function main() {
     // f. #live-text; [data-testid=live-results] [data-testid=prediction][data-task=NAME] with
     //    [data-testid=attention-bar] inside
     await step('live', async () => {
-      await page.fill('#live-text', LIVE_TEXT, { timeout: T.ui });
+      await kbd.type('#live-text', LIVE_TEXT);
       const sels = TASKS.map((t) => `[data-testid=live-results] [data-testid=prediction][data-task="${t.name}"]`);
       await page.waitForFunction(
         (sels) => sels.every((s) => document.querySelector(s)?.querySelector('[data-testid=attention-bar]')),
@@ -480,11 +525,17 @@ async function main() {
         const bars = await page.locator(`${s} [data-testid=attention-bar]`).count();
         console.log(`     ${s.match(/data-task="(.*)"/)[1]}: ${(await text(s)).replace(/\s+/g, ' ').slice(0, 160)} (${bars} attention bars)`);
       }
+      // The same answers, in words, in a live region for screen readers.
+      const spoken = await text('[data-testid=live-summary]');
+      for (const t of TASKS) {
+        check(new RegExp(`${t.name}: \\S+, [<>\\d. ]+%`).test(spoken), `[data-testid=live-summary] has no answer for ${t.name}: ${JSON.stringify(spoken)}`);
+      }
+      console.log(`     read out: ${spoken}`);
     });
 
     // g. #evaluate; [data-testid=report] has rows for both tasks and frozen/lora/hybrid
     await step('evaluate', async () => {
-      await page.click('#evaluate', { timeout: T.ui });
+      await kbd.press('#evaluate');
       const words = [...TASKS.map((t) => t.name), 'frozen', 'lora', 'hybrid'];
       await page.waitForFunction(
         (words) => {
@@ -514,13 +565,16 @@ async function main() {
       }
       console.log('     ' + (await page.locator('[data-testid=report]').first().innerText()).replace(/\n/g, '\n     '));
       console.log('     ' + findings.join('\n     '));
+      const said = await text('[data-testid=announcer]');
+      check(/Evaluation done/.test(said), `[data-testid=announcer] did not announce the report: ${JSON.stringify(said)}`);
+      await axeCheck('report');
     });
 
     // h. [data-testid=download-adapter] in the sentiment section downloads a PEFT adapter zip
     await step('download', async () => {
       const [download] = await Promise.all([
         page.waitForEvent('download', { timeout: T.ui * 2 }),
-        page.click(`${q('sentiment')} [data-testid=download-adapter]`, { timeout: T.ui }),
+        kbd.press(`${q('sentiment')} [data-testid=download-adapter]`),
       ]);
       const zipPath = path.join(ARTIFACTS, 'sentiment-adapter.zip');
       await download.saveAs(zipPath);
