@@ -11,6 +11,7 @@
 mod bridge;
 mod files;
 mod live;
+mod offline;
 mod report;
 mod storage;
 mod tabs;
@@ -72,6 +73,8 @@ pub struct Ui {
     /// What a screen reader should hear next about a background job (an epoch started, a report
     /// arrived): shown only to assistive technology, in a polite live region ([`Announcer`]).
     pub announce: RwSignal<String>,
+    /// Whether the page works with no network ([`offline`]).
+    pub offline: RwSignal<offline::Offline>,
 }
 
 impl Ui {
@@ -91,6 +94,7 @@ impl Ui {
             read_only: RwSignal::new(false),
             saving: RwSignal::new(0),
             announce: RwSignal::new(String::new()),
+            offline: RwSignal::new(offline::Offline::Preparing),
         }
     }
 
@@ -358,6 +362,12 @@ fn ModelBar() -> impl IntoView {
                     title="Compare this backend's embedding with the CPU backend's and run one training step">
                     "Check backend"</button>
                 <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
+                <span class="small offline" data-testid="offline"
+                    data-state=move || match ui.offline.get() {
+                        offline::Offline::Preparing => "preparing",
+                        offline::Offline::Ready => "ready",
+                        offline::Offline::Unavailable(_) => "unavailable",
+                    }>{move || ui.offline.get().describe()}</span>
             </div>
             <Show when=move || { ui.saving.get() > 0 }>
                 <span class="small saving" data-testid="saving" role="status">"Saving…"</span>
@@ -551,6 +561,7 @@ pub fn start() {
     leptos::mount::mount_to_body(move || view! { <App ui=ui/> });
     warn_before_unload_while_saving(ui);
     expose_device_loss_for_tests();
+    offline::register(ui);
     wasm_bindgen_futures::spawn_local(async move {
         if !tabs::claim().await {
             bridge::set_read_only();

@@ -65,6 +65,7 @@ export const MIME = {
   '.mjs': 'text/javascript; charset=utf-8',
   '.wasm': 'application/wasm',
   '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
   '.css': 'text/css; charset=utf-8',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
@@ -75,11 +76,21 @@ export const MIME = {
   '.bin': 'application/octet-stream',
 };
 
-/** Serves `root` on 127.0.0.1 (a free port). Resolves to { server, origin, log }. */
+/**
+ * Serves `root` on 127.0.0.1 (a free port). Resolves to { server, origin, log, setDown }.
+ * setDown(true) makes the server drop every connection without an answer (a network error in the
+ * browser, as with no network at all) until setDown(false); those requests are logged with status 0.
+ */
 export function startServer(root, { headers = {} } = {}) {
   const base = path.resolve(root);
   const log = []; // { method, path, status }
+  let down = false;
   const server = http.createServer((req, res) => {
+    if (down) {
+      log.push({ method: req.method, path: req.url, status: 0 });
+      req.socket.destroy();
+      return;
+    }
     const send = (status, body, type = 'text/plain; charset=utf-8') => {
       log.push({ method: req.method, path: req.url, status });
       res.writeHead(status, { 'Content-Type': type, 'Cache-Control': 'no-cache', ...headers });
@@ -113,7 +124,7 @@ export function startServer(root, { headers = {} } = {}) {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
-      resolve({ server, origin: `http://127.0.0.1:${port}`, log });
+      resolve({ server, origin: `http://127.0.0.1:${port}`, log, setDown: (d) => { down = d; } });
     });
   });
 }
@@ -236,7 +247,7 @@ async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of fs.readdirSync(ARTIFACTS)) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
 
-  const { server, origin, log: serverLog } = await startServer(dist);
+  const { server, origin, log: serverLog, setDown: setServerDown } = await startServer(dist);
   console.log(`serving ${dist} at ${origin}`);
   const { context, close } = await launchBrowser();
   console.log(`chromium ${context.browser()?.version() ?? '(persistent context)'}, args: ${chromiumArgs().join(' ')}`);
@@ -613,6 +624,49 @@ async function main() {
       }
       const status = await text('[data-testid=fusion-status]');
       check(/one shared fusion/.test(status), `after the reload the fusion status shows: ${status}`);
+    });
+
+    // i2. offline: once [data-testid=offline] says "Works offline" (the service worker keeps the
+    //     page's files; the engine keeps the model), a reload with the network cut reaches "ready",
+    //     restores the trained workspace and predicts live. The network is cut twice over: the
+    //     browser is offline (Playwright) and the server drops every connection (the browser's own
+    //     check for a new service worker is not covered by Playwright's offline mode).
+    await step('offline', async () => {
+      await page.waitForSelector('[data-testid=offline][data-state=ready]', { timeout: T.modelLoad })
+        .catch(async () => { throw new StepError(`offline use not ready: ${await text('[data-testid=offline]')}`); });
+      await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: T.ui })
+        .catch(() => { throw new StepError('no service worker controls the page'); });
+      const manifest = await page.evaluate(async () => {
+        const href = document.querySelector('link[rel=manifest]')?.href;
+        return href ? (await fetch(href)).json() : null;
+      });
+      check(manifest?.icons?.some((i) => i.sizes === '512x512'), `web app manifest: ${JSON.stringify(manifest)}`);
+      await waitSaved();
+      const served = serverLog.length;
+      setServerDown(true);
+      await context.setOffline(true);
+      try {
+        await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+        check(await page.evaluate(() => navigator.onLine === false), 'the browser does not think it is offline');
+        await waitModelReady();
+        for (const sel of [...TASKS.map((t) => `${q(t.name)}[data-trained="true"]`), '#fusion[data-trained="true"]']) {
+          await page.waitForSelector(sel, { state: 'attached', timeout: T.restore })
+            .catch(() => { throw new StepError(`offline reload: ${sel} is missing`); });
+        }
+        await page.fill('#live-text', LIVE_TEXT, { timeout: T.ui });
+        const sel = `[data-testid=live-results] [data-testid=prediction][data-task="${TASKS[0].name}"]`;
+        await page.waitForSelector(sel, { timeout: T.live })
+          .catch(() => { throw new StepError('offline: no live prediction'); });
+        const answered = serverLog.slice(served).filter((r) => r.status !== 0).map((r) => r.path);
+        check(answered.length === 0, `offline, yet the server answered ${answered.join(', ')}`);
+        const tried = serverLog.slice(served).map((r) => r.path);
+        console.log(`     offline reload: ready, ${TASKS.length} tasks restored, live: ${(await text('[data-testid=live-summary]')).slice(0, 120)}`);
+        console.log(`     requests that met no network: ${tried.length ? tried.join(', ') : 'none'}`);
+      } finally {
+        await context.setOffline(false);
+        setServerDown(false);
+      }
+      await page.fill('#live-text', '', { timeout: T.ui });
     });
 
     // j. a malformed upload in a third task: [data-testid=rejected] lists each bad row with its line
