@@ -6,6 +6,7 @@
 //! | `adapter_model.safetensors` | PEFT's LoRA weights (`base_model.model.encoder.layer.*.lora_{A,B}.weight`) |
 //! | `head.safetensors` | the classifier head, `weight [classes, d]`, `bias [classes]` |
 //! | `lorafuse_task.json` | task name, ordered labels, base model and its sha256, settings, metrics |
+//! | `README.md` | the model card ([`super::card`]): all of the above in words, and the Python recipe |
 //!
 //! A folder written by PEFT's `save_pretrained` has only the first two: it loads as an adapter
 //! without a head (good for `embed`, not for `predict`).
@@ -127,12 +128,14 @@ pub async fn to_files(model: &TaskModel, meta: &TaskMeta) -> Result<BTreeMap<Str
     let head = model.head.to_safetensors().await?;
     let mut meta = meta.clone();
     meta.adapter_sha256 = sha256_hex(&weights);
+    let card = super::card::model_card(&meta);
     let meta = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Adapter(e.to_string()))?;
     Ok(BTreeMap::from([
         (ADAPTER_CONFIG.to_string(), config.into_bytes()),
         (ADAPTER_WEIGHTS.to_string(), weights),
         (HEAD.to_string(), head),
         (META.to_string(), meta),
+        (super::card::CARD.to_string(), card.into_bytes()),
     ]))
 }
 

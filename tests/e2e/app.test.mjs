@@ -610,6 +610,13 @@ async function main() {
         const wrong = tensors.filter((t) => t.shape.length !== 2 || rank(t) !== cfg.r);
         check(wrong.length === 0, `tensor shapes do not match r=${cfg.r}: ${wrong.map((t) => `${t.name} ${JSON.stringify(t.shape)}`).join(', ')}`);
       }
+      // The model card: base model, labels and the Python recipe.
+      const cardName = find('README.md');
+      check(cardName, 'the zip has no README.md model card');
+      const card = entries.get(cardName).toString('utf8');
+      for (const want of ['base_model: "sentence-transformers/all-MiniLM-L6-v2"', '`negative`, `positive`', 'PeftModel.from_pretrained']) {
+        check(card.includes(want), `README.md model card lacks ${want}`);
+      }
       console.log(`     peft_type LORA, r=${cfg.r}, lora_alpha=${cfg.lora_alpha}, target_modules=${JSON.stringify(cfg.target_modules)}, ${tensors.length} tensors`);
     });
 
