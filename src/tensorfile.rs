@@ -2,7 +2,7 @@
 //! a task's `head.safetensors`, PEFT's `adapter_model.safetensors` and `fusion.safetensors`.
 //!
 //! [`TensorFile`] parses a byte buffer and reads named tensors as host `Vec<f32>`s, checking the
-//! dtype (F32 only), that every value is finite and, where the caller knows it, the shape;
+//! dtype (F32, or F16/BF16 widened to f32), that every value is finite and, where the caller knows it, the shape;
 //! [`write`] turns named f32 arrays and string metadata into the bytes of a file. Before the
 //! `safetensors` crate sees a file, its header is checked here: at most
 //! [`crate::limits::MAX_SAFETENSORS_HEADER`] bytes, inside the file, and no tensor name twice (the
@@ -11,8 +11,8 @@
 //! file and the tensor.
 //!
 //! What it leaves out: burn tensors (callers read them back with the async `crate::host` helpers
-//! first, and build layers from the returned values), dtypes other than F32 (F16/BF16 files are
-//! refused with a message naming the dtype, as the loaders always did), and key naming (each file
+//! first, and build layers from the returned values), writing anything but F32, integer and F64
+//! tensors (refused with a message naming the dtype), and key naming (each file
 //! format keeps its own). burn-store is not used: it cannot keep every tensor read async, which
 //! WebGPU requires.
 
@@ -54,20 +54,25 @@ impl<'a> TensorFile<'a> {
 
     /// Reads tensor `name` as f32 values (row-major) with its shape.
     ///
-    /// A missing tensor or a dtype other than F32 is an error naming the file and the tensor.
+    /// F16 and BF16 tensors (a base model saved in half precision) are widened to f32 exactly.
+    /// A missing tensor or another dtype is an error naming the file and the tensor.
     pub fn read(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
         let file = &self.file;
         let view = self
             .st
             .tensor(name)
             .map_err(|_| (self.err)(format!("{file} has no tensor {name:?}")))?;
-        if view.dtype() != Dtype::F32 {
-            return Err((self.err)(format!(
-                "{file}: tensor {name:?} has dtype {:?}; only F32 is supported",
-                view.dtype()
-            )));
-        }
-        let values = f32_from_le_bytes(view.data());
+        let values = match view.dtype() {
+            Dtype::F32 => f32_from_le_bytes(view.data()),
+            Dtype::F16 => widen(view.data(), |b| half::f16::from_le_bytes(b).to_f32()),
+            Dtype::BF16 => widen(view.data(), |b| half::bf16::from_le_bytes(b).to_f32()),
+            other => {
+                return Err((self.err)(format!(
+                    "{file}: tensor {name:?} has dtype {other:?}; only F32, F16 and BF16 are \
+                     supported"
+                )));
+            }
+        };
         let bad = values.iter().filter(|v| !v.is_finite()).count();
         if bad > 0 {
             let first = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
@@ -180,6 +185,11 @@ impl<'de> Visitor<'de> for UniqueKeys {
 }
 
 /// Decodes little-endian f32 bytes (safetensors' byte order).
+/// Little-endian 16-bit floats to f32.
+fn widen(bytes: &[u8], f: impl Fn([u8; 2]) -> f32) -> Vec<f32> {
+    bytes.chunks_exact(2).map(|c| f([c[0], c[1]])).collect()
+}
+
 fn f32_from_le_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -247,13 +257,46 @@ mod tests {
     }
 
     #[test]
-    fn non_f32_is_an_error() {
-        let data = [0u8; 4];
-        let view = TensorView::new(Dtype::F16, vec![2], &data).unwrap();
+    fn other_dtypes_are_an_error() {
+        let data = [0u8; 8];
+        let view = TensorView::new(Dtype::I32, vec![2], &data).unwrap();
         let bytes = safetensors::serialize([("h", view)], None).unwrap();
         let f = TensorFile::parse(&bytes, "h.safetensors", Error::Adapter).unwrap();
         let msg = f.read("h").unwrap_err().to_string();
-        assert!(msg.contains("F16") && msg.contains("only F32"), "{msg}");
+        assert!(
+            msg.contains("I32") && msg.contains("only F32, F16 and BF16"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn half_precision_is_widened_exactly() {
+        let vals = [1.0f32, -2.5, 0.099975586, 65504.0];
+        let f16: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let bf16: Vec<u8> = vals
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        let a = TensorView::new(Dtype::F16, vec![2, 2], &f16).unwrap();
+        let b = TensorView::new(Dtype::BF16, vec![4], &bf16).unwrap();
+        let bytes = safetensors::serialize([("a", a), ("b", b)], None).unwrap();
+        let f = TensorFile::parse(&bytes, "m.safetensors", Error::Model).unwrap();
+        let (got, shape) = f.read("a").unwrap();
+        assert_eq!(shape, vec![2, 2]);
+        assert_eq!(got, vals.map(|v| half::f16::from_f32(v).to_f32()).to_vec());
+        assert_eq!(got[0], 1.0);
+        assert_eq!(got[3], 65504.0);
+        let (got, _) = f.read("b").unwrap();
+        assert_eq!(got, vals.map(|v| half::bf16::from_f32(v).to_f32()).to_vec());
+        // An f16 infinity is refused like an f32 one.
+        let inf = half::f16::INFINITY.to_le_bytes();
+        let c = TensorView::new(Dtype::F16, vec![1], &inf).unwrap();
+        let bytes = safetensors::serialize([("c", c)], None).unwrap();
+        let f = TensorFile::parse(&bytes, "m.safetensors", Error::Model).unwrap();
+        assert!(f.read("c").unwrap_err().to_string().contains("infinite"));
     }
 
     /// A file with the given raw JSON header and data bytes.

@@ -299,6 +299,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: "x".into(),
+        base_model: "test".into(),
         d_model: 32,
         heads: 4,
         adapters: ["a", "b", "c"]

@@ -424,11 +424,11 @@ fn corpus() -> Vec<(&'static str, Request, String)> {
             s("adapter_model.safetensors is not a safetensors file"),
         ),
         (
-            "safetensors F16",
+            "safetensors I64",
             import(zip(&peft_with_weights(header(
-                r#"{"base_model.model.encoder.layer.0.attention.self.query.lora_A.weight":{"dtype":"F16","shape":[8],"data_offsets":[0,16]}}"#,
+                r#"{"base_model.model.encoder.layer.0.attention.self.query.lora_A.weight":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}"#,
             )))),
-            s("has dtype F16; only F32"),
+            s("has dtype I64; only F32, F16 and BF16"),
         ),
         (
             "safetensors foreign tensor",

@@ -612,6 +612,27 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         },
     );
     assert!(msg.contains("neither"), "{msg}");
+    // An adapter trained on another base model is refused, naming it.
+    let mut other = files.clone();
+    let mut meta: serde_json::Value = serde_json::from_slice(&other["lorafuse_task.json"]).unwrap();
+    meta["base_model"] = "other-encoder".into();
+    meta["base_model_sha256"] = "f".repeat(64).into();
+    other.insert(
+        "lorafuse_task.json".into(),
+        serde_json::to_vec(&meta).unwrap(),
+    );
+    let msg = fails(
+        &mut s3,
+        &h3,
+        Request::Import {
+            file_name: "other.zip".into(),
+            bytes: zipfile::write(&other).unwrap(),
+        },
+    );
+    assert!(
+        msg.contains("trained on the base model \"other-encoder\""),
+        "{msg}"
+    );
     block_on(s3.handle(Request::ExportWorkspace, &h3));
     assert!(h3.take().iter().any(|e| matches!(e, Event::File { .. })));
 }

@@ -342,6 +342,7 @@ pub async fn train_fusion<O: FusionObserver>(
     let manifest = FusionManifest {
         format: FUSION_FORMAT.into(),
         base_model_sha256: engine.model_sha256.clone(),
+        base_model: engine.name.clone(),
         d_model: engine.encoder.config.hidden_size,
         heads: spec.heads,
         adapters: adapters.to_vec(),

@@ -4,7 +4,7 @@
 //! `bench` all train through [`run_stage1`].
 
 use super::split::{Labelled, PreparedTask};
-use crate::engine::{DEFAULT_MODEL_NAME, Engine};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::infer;
 use crate::lora::{LoraAdapter, LoraConfig};
@@ -145,10 +145,13 @@ pub async fn run_stage1_from<O: Stage1Observer>(
 ) -> Result<Stage1Run> {
     let e = engine;
     let start = now_sec();
-    let lora = match start_at {
-        Start::Fresh(l) => l,
-        Start::From(a) => &a.config,
+    // The adapter records the base model it is trained on (`adapter_config.json`).
+    let mut lora = match start_at {
+        Start::Fresh(l) => l.clone(),
+        Start::From(a) => a.config.clone(),
     };
+    lora.base_model_name_or_path = e.name.clone();
+    let lora = &lora;
     let trainer = LoraTrainer::new(
         &e.encoder,
         &e.tokenizer,
@@ -237,9 +240,12 @@ pub fn task_meta(
         format: TASK_FORMAT.into(),
         task: name.to_string(),
         labels: task.vocab.names().to_vec(),
-        base_model: DEFAULT_MODEL_NAME.into(),
+        base_model: engine.name.clone(),
         base_model_sha256: engine.model_sha256.clone(),
-        lora: lora.clone(),
+        lora: LoraConfig {
+            base_model_name_or_path: engine.name.clone(),
+            ..lora.clone()
+        },
         train: cfg.clone(),
         train_examples: task.train.len(),
         metrics: None,

@@ -132,6 +132,9 @@ pub struct FusionManifest {
     pub format: String,
     /// sha256 of the base model's weights.
     pub base_model_sha256: String,
+    /// Name of the base model (absent in older files: empty).
+    #[serde(default)]
+    pub base_model: String,
     /// Width of the pooled vectors.
     pub d_model: usize,
     /// Attention heads.

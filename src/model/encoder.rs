@@ -1,5 +1,6 @@
 //! The whole BERT encoder: embeddings and the stack of layers, loaded from `config.json` +
-//! `model.safetensors`. The pooler (`pooler.dense`) is not loaded: sentence embeddings are mean-pooled.
+//! `model.safetensors`. The pooler (`pooler.dense`) is not loaded: sentence vectors are pooled as
+//! the model's sentence-transformers files say ([`Pooling`], mean by default).
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -7,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::config::BertConfig;
 use super::embeddings::Embeddings;
 use super::layer::BertLayer;
-use super::pooling::mean_pool;
+use super::pooling::Pooling;
 use super::weights::Weights;
 use crate::error::Result;
 use crate::lora::LoraAdapter;
@@ -75,10 +76,14 @@ pub struct Encoder {
     /// Architecture.
     #[module(skip)]
     pub config: BertConfig,
+    /// How token states become a sentence vector.
+    #[module(skip)]
+    pub pooling: Pooling,
 }
 
 impl Encoder {
-    /// Loads an encoder from the bytes of `config.json` and `model.safetensors`.
+    /// Loads an encoder from the bytes of `config.json` and `model.safetensors` (F32, F16 or BF16),
+    /// pooling with the mean; [`Encoder::with_pooling`] sets another.
     pub fn load(config_json: &[u8], safetensors: &[u8], device: &Device) -> Result<Self> {
         let config = BertConfig::from_json_bytes(config_json)?;
         let w = Weights::parse(safetensors)?;
@@ -90,8 +95,15 @@ impl Encoder {
             embeddings,
             layers,
             config,
+            pooling: Pooling::default(),
         }
         .no_grad())
+    }
+
+    /// The same encoder pooling with `pooling`.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
     }
 
     /// Uploads a host batch: `(ids, type_ids, mask as float)`.
@@ -164,7 +176,7 @@ impl Encoder {
         (x, mask)
     }
 
-    /// Mean-pooled (not normalised) sentence vectors.
+    /// Pooled (not normalised) sentence vectors: [`Encoder::pooling`] of the last hidden states.
     ///
     /// # Shapes
     /// - output: `[batch, d]`
@@ -176,6 +188,6 @@ impl Encoder {
         device: &Device,
     ) -> Tensor<2> {
         let (h, mask) = self.forward(input, adapter, mode, device);
-        mean_pool(h, mask)
+        self.pooling.pool(h, mask)
     }
 }

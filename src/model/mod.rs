@@ -1,11 +1,11 @@
 //! The BERT encoder (all-MiniLM-L6-v2 and other BERT-family checkpoints), its tokenizer and
-//! mean pooling — everything from text to a sentence vector.
+//! pooling — everything from text to a sentence vector.
 //!
 //! - [`config`]: HF `config.json`;
 //! - [`weights`]: safetensors → burn layers (transposing PyTorch `[out, in]` linears);
 //! - [`embeddings`], [`attention`], [`layer`], [`encoder`]: the post-LN transformer, with a LoRA
 //!   adapter optionally added to each targeted linear;
-//! - [`pooling`]: masked mean pooling, as sentence-transformers computes it;
+//! - [`pooling`]: mean, [CLS] or max pooling and normalisation, as sentence-transformers configures it;
 //! - [`tokenizer`]: WordPiece via the `tokenizers` crate, truncation and batch padding.
 //!
 //! Nothing here knows about tasks, training or the UI.
@@ -23,7 +23,7 @@ pub mod weights;
 pub use config::BertConfig;
 pub use encoder::{Encoder, EncoderInput, ForwardMode};
 pub use head::ClassifierHead;
-pub use pooling::mean_pool;
+pub use pooling::{Pooling, PoolingMode, mean_pool};
 pub use tokenizer::TextTokenizer;
 
 use burn::tensor::{Distribution, Tensor};

@@ -12,7 +12,9 @@ use lorafuse::train::TrainConfig;
 /// Options of every command.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// Folder with config.json, model.safetensors and tokenizer.json of a BERT-family encoder.
+    /// Folder with config.json, model.safetensors (F32, F16 or BF16) and tokenizer.json of a
+    /// BERT-family encoder; sentence-transformers' modules.json and 1_Pooling/config.json, when
+    /// there, pick the pooling (mean, cls, max) and normalisation.
     #[arg(
         long,
         global = true,

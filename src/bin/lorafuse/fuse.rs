@@ -209,6 +209,8 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
     }
     let (manifest, layers) =
         fusion_files::from_files(&files, engine.encoder.config.hidden_size, &engine.device)?;
+    crate::io::check_base_model(engine, &manifest.base_model, &manifest.base_model_sha256)
+        .with_context(|| format!("fused model {}", dir.display()))?;
     let mut tasks = Vec::new();
     for fa in &manifest.adapters {
         let t = read_task(engine, &dir.join("adapters").join(&fa.task))?;

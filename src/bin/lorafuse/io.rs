@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use lorafuse::data::{self, Example, ParseOptions};
-use lorafuse::engine::Engine;
+use lorafuse::engine::{Engine, ModelFiles};
 use lorafuse::model::ClassifierHead;
+use lorafuse::workspace::task_files::sha256_hex;
 use lorafuse::workspace::task_files::{self, LoadedTask, TaskMeta};
 
 use crate::args::{Columns, Common};
@@ -22,16 +23,52 @@ pub fn load_engine(common: &Common) -> Result<Engine> {
             format!("cannot read {} (run ./scripts/setup to install the default model, or pass --model-dir)", dir.join(name).display())
         })
     };
-    let (config, weights, tokenizer) = (
-        read("config.json")?,
-        read("model.safetensors")?,
-        read("tokenizer.json")?,
-    );
+    // sentence-transformers' files pick the pooling and normalisation when present.
+    let optional = |name: &str| -> Result<Option<Vec<u8>>> {
+        let p = dir.join(name);
+        match p.exists() {
+            true => Ok(Some(
+                std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            )),
+            false => Ok(None),
+        }
+    };
+    let weights = read("model.safetensors")?;
+    let folder = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    let files = ModelFiles {
+        name: ModelFiles::name_for(&folder, &sha256_hex(&weights)),
+        config: read("config.json")?,
+        weights,
+        tokenizer: read("tokenizer.json")?,
+        modules: optional("modules.json")?,
+        pooling: optional("1_Pooling/config.json")?,
+    };
     let device = lorafuse::backend::device(&common.backend)?;
-    Ok(Engine::load(&config, &weights, &tokenizer, &device)?)
+    Engine::from_files(&files, &device)
+        .with_context(|| format!("loading the model in {}", dir.display()))
 }
 
-/// Reads an adapter folder (ours or PEFT's); warns when it was trained on another base model.
+/// Refuses an adapter or fused model trained on another base model than the loaded one (an
+/// adapter applied to other weights computes nonsense without any error). A plain PEFT adapter
+/// records no sha256 and is not checked.
+pub fn check_base_model(engine: &Engine, name: &str, sha256: &str) -> Result<()> {
+    if !sha256.is_empty() && sha256 != engine.model_sha256 {
+        bail!(
+            "it was trained on the base model {name:?} (weights sha256 {}…), but the loaded model \
+             is {:?} (sha256 {}…): pass the model it was trained on with --model-dir",
+            &sha256[..sha256.len().min(12)],
+            engine.name,
+            &engine.model_sha256[..12]
+        );
+    }
+    Ok(())
+}
+
+/// Reads an adapter folder (ours or PEFT's); refuses one trained on another base model.
 pub fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
     if !dir.is_dir() {
         bail!("adapter folder {} does not exist", dir.display());
@@ -51,18 +88,16 @@ pub fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
             );
         }
     }
-    let task = task_files::from_files(&files, &engine.encoder.config, &engine.device)
-        .with_context(|| format!("loading adapter folder {}", dir.display()))?;
-    if let Some(meta) = &task.meta
-        && !meta.base_model_sha256.is_empty()
-        && meta.base_model_sha256 != engine.model_sha256
+    // The base model first: another model's adapter would fail on shapes with a vaguer message.
+    if let Some(meta) = files
+        .get(task_files::META)
+        .and_then(|b| serde_json::from_slice::<TaskMeta>(b).ok())
     {
-        eprintln!(
-            "warning: this adapter was trained on a base model with sha256 {}, not the loaded one",
-            meta.base_model_sha256
-        );
+        check_base_model(engine, &meta.base_model, &meta.base_model_sha256)
+            .with_context(|| format!("adapter folder {}", dir.display()))?;
     }
-    Ok(task)
+    task_files::from_files(&files, &engine.encoder.config, &engine.device)
+        .with_context(|| format!("loading adapter folder {}", dir.display()))
 }
 
 /// The head and metadata of a task folder; a plain PEFT adapter has neither.

@@ -83,6 +83,22 @@ impl Session {
         &self,
         files: &BTreeMap<String, Vec<u8>>,
     ) -> Result<(Trained, Option<TaskMeta>)> {
+        // Another base model's adapter is refused before its weights are read (their shapes
+        // could even fit, and the predictions would be nonsense).
+        if let Some(meta) = files
+            .get(task_files::META)
+            .and_then(|b| serde_json::from_slice::<TaskMeta>(b).ok())
+            && !meta.base_model_sha256.is_empty()
+            && meta.base_model_sha256 != self.engine.model_sha256
+        {
+            return Err(Error::Adapter(format!(
+                "it was trained on the base model {:?} (weights sha256 {}…), not on {:?}, the \
+                 model this page runs",
+                meta.base_model,
+                &meta.base_model_sha256[..meta.base_model_sha256.len().min(12)],
+                self.engine.name
+            )));
+        }
         let loaded =
             task_files::from_files(files, &self.engine.encoder.config, &self.engine.device)?;
         let meta = loaded.meta;
@@ -105,7 +121,12 @@ impl Session {
             &self.engine.device,
         )?;
         if manifest.base_model_sha256 != self.engine.model_sha256 {
-            return Err(Error::Fusion("it was trained on another base model".into()));
+            return Err(Error::Fusion(format!(
+                "it was trained on another base model (weights sha256 {}…), not on {:?}, the model \
+                 this page runs",
+                &manifest.base_model_sha256[..manifest.base_model_sha256.len().min(12)],
+                self.engine.name
+            )));
         }
         let shas: Vec<Option<&str>> = self
             .tasks
