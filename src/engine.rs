@@ -4,9 +4,10 @@
 
 use burn::tensor::Device;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host;
 use crate::infer as predict;
+use crate::limits;
 use crate::lora::LoraAdapter;
 use crate::model::pooling::{Pooling, l2_normalize};
 use crate::model::{Encoder, TextTokenizer, tokenizer::DEFAULT_MAX_LEN};
@@ -50,7 +51,85 @@ pub struct ModelFiles {
     pub pooling: Option<Vec<u8>>,
 }
 
+/// The file names a model folder may hold, as [`ModelFiles::from_named`] reads them.
+pub const MODEL_FILE_NAMES: [&str; 5] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+
 impl ModelFiles {
+    /// A model from `(path in the folder, bytes)` pairs, as the page receives a picked folder:
+    /// the three required files must be there, the two optional ones may be, nothing else is
+    /// kept, no name may come twice, and all of it fits [`limits::MAX_MODEL_BYTES`].
+    pub fn from_named(name: &str, files: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > limits::MAX_MODEL_NAME {
+            return Err(Error::Model(format!(
+                "the model's name must have 1 to {} characters",
+                limits::MAX_MODEL_NAME
+            )));
+        }
+        let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+        if total > limits::MAX_MODEL_BYTES {
+            return Err(Error::Model(format!(
+                "the model's files hold {:.0} MB; at most {} MB fit in the page",
+                total as f64 / 1e6,
+                limits::MAX_MODEL_BYTES >> 20
+            )));
+        }
+        let mut out = ModelFiles {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, bytes) in files {
+            if !MODEL_FILE_NAMES.contains(&path.as_str()) {
+                continue;
+            }
+            if !seen.insert(path.clone()) {
+                return Err(Error::Model(format!("{path} was given twice")));
+            }
+            match path.as_str() {
+                "config.json" => out.config = bytes,
+                "model.safetensors" => out.weights = bytes,
+                "tokenizer.json" => out.tokenizer = bytes,
+                "modules.json" => out.modules = Some(bytes),
+                _ => out.pooling = Some(bytes),
+            }
+        }
+        let missing: Vec<&str> = MODEL_FILE_NAMES[..3]
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains(*n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Model(format!(
+                "a model needs config.json, model.safetensors and tokenizer.json; missing: {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(out)
+    }
+
+    /// The files as `(path, bytes)` pairs, optional ones only when present.
+    pub fn named(&self) -> Vec<(&'static str, &[u8])> {
+        let mut v = vec![
+            (MODEL_FILE_NAMES[0], self.config.as_slice()),
+            (MODEL_FILE_NAMES[1], self.weights.as_slice()),
+            (MODEL_FILE_NAMES[2], self.tokenizer.as_slice()),
+        ];
+        if let Some(m) = &self.modules {
+            v.push((MODEL_FILE_NAMES[3], m));
+        }
+        if let Some(p) = &self.pooling {
+            v.push((MODEL_FILE_NAMES[4], p));
+        }
+        v
+    }
+
     /// The name to record for a model folder called `folder` holding `weights`: the default
     /// model's hub name when the weights are the default model's, else the folder's name.
     pub fn name_for(folder: &str, weights_sha256: &str) -> String {
@@ -118,6 +197,15 @@ impl Engine {
         // Never longer than the model has positions for.
         let max_len = DEFAULT_MAX_LEN.min(encoder.config.max_position_embeddings);
         let tokenizer = TextTokenizer::from_bytes(tokenizer_json, max_len)?;
+        // A token id past the embedding table would index out of it: refuse the pair up front.
+        if tokenizer.vocab_size() > encoder.config.vocab_size {
+            return Err(Error::Model(format!(
+                "tokenizer.json has {} tokens but config.json's vocab_size is {}: the tokenizer \
+                 belongs to another model",
+                tokenizer.vocab_size(),
+                encoder.config.vocab_size
+            )));
+        }
         Ok(Self {
             name,
             encoder,
@@ -144,5 +232,54 @@ impl Engine {
         };
         let v = host::floats(pooled).await?;
         Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str) -> (String, Vec<u8>) {
+        (name.to_string(), name.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_picked_folder_becomes_model_files() {
+        let m = ModelFiles::from_named(
+            " my-encoder ",
+            vec![
+                f("config.json"),
+                f("model.safetensors"),
+                f("tokenizer.json"),
+                f("1_Pooling/config.json"),
+                f("README.md"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m.name, "my-encoder");
+        assert_eq!(m.config, b"config.json");
+        assert_eq!(m.pooling.as_deref(), Some(&b"1_Pooling/config.json"[..]));
+        assert!(m.modules.is_none());
+        assert_eq!(m.named().len(), 4);
+
+        let e = ModelFiles::from_named("x", vec![f("config.json"), f("tokenizer.json")]);
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("missing: model.safetensors")
+        );
+        let e = ModelFiles::from_named(
+            "x",
+            vec![f("config.json"), f("config.json"), f("model.safetensors")],
+        );
+        assert!(e.unwrap_err().to_string().contains("given twice"));
+        let e = ModelFiles::from_named("", vec![]);
+        assert!(e.unwrap_err().to_string().contains("name"));
+        let big = vec![(
+            "model.safetensors".to_string(),
+            vec![0u8; limits::MAX_MODEL_BYTES + 1],
+        )];
+        let e = ModelFiles::from_named("x", big);
+        assert!(e.unwrap_err().to_string().contains("at most"));
     }
 }

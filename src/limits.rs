@@ -56,6 +56,13 @@ pub const MAX_LORA_RANK: usize = 1024;
 /// Most attention heads of a fusion layer.
 pub const MAX_FUSION_HEADS: usize = 64;
 
+/// Largest encoder the page accepts from the user, all its files together (wasm32 has 4 GiB of
+/// address space, and the weights are held as bytes and as tensors while loading).
+pub const MAX_MODEL_BYTES: usize = 512 << 20;
+
+/// Longest name of a user's encoder, in characters.
+pub const MAX_MODEL_NAME: usize = 100;
+
 /// Checks a task's label names against [`MAX_CLASSES`] and [`MAX_LABEL_CHARS`] (and that none is
 /// listed twice); the error is the end of a sentence that names the task, e.g. "it lists 1000000
 /// labels; a task has 2..=1000".

@@ -347,6 +347,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             Request::Init {
                 backend: Default::default(),
                 bundle: Some(checkpoint),
+                model: Default::default(),
             },
         ));
         let rt = rv.tasks.iter().find(|t| t.name == task).unwrap();
@@ -485,6 +486,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         Request::Init {
             backend: Default::default(),
             bundle: Some(bundle),
+            model: Default::default(),
         },
     );
     let v2 = last_view(&ev);
@@ -569,6 +571,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         Request::Init {
             backend: Default::default(),
             bundle: Some(shared_bundle),
+            model: Default::default(),
         },
     );
     assert!(

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-use crate::worker::protocol::{BackendChoice, Event, Request};
+use crate::worker::protocol::{BackendChoice, Event, ModelSource, Request};
 
 /// The worker script Trunk writes next to the page (`data-loader-shim`; a classic worker that
 /// loads the `no-modules` wasm-bindgen output).
@@ -23,6 +23,9 @@ thread_local! {
     /// Requests waiting for the worker to start.
     static PENDING: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
     static RESTARTS: Cell<u32> = const { Cell::new(0) };
+    /// The backend asked for at the start, and the base model the worker runs.
+    static BACKEND: Cell<BackendChoice> = const { Cell::new(BackendChoice::Auto) };
+    static MODEL: Cell<ModelSource> = const { Cell::new(ModelSource::Default) };
     /// Another tab edits the workspace: a restart must not restore over it either.
     static READ_ONLY: Cell<bool> = const { Cell::new(false) };
 }
@@ -37,11 +40,33 @@ pub fn read_only() -> bool {
     READ_ONLY.with(Cell::get)
 }
 
-/// Starts the worker and asks it to load the model (and restore `bundle`); `on_event` receives
+/// Starts the worker and asks it to load `model` (and restore `bundle`); `on_event` receives
 /// every event, also after a restart.
-pub fn start(backend: BackendChoice, bundle: Option<Vec<u8>>, on_event: impl Fn(Event) + 'static) {
+pub fn start(
+    backend: BackendChoice,
+    model: ModelSource,
+    bundle: Option<Vec<u8>>,
+    on_event: impl Fn(Event) + 'static,
+) {
     HANDLER.with(|h| *h.borrow_mut() = Some(Box::new(on_event)));
+    BACKEND.with(|b| b.set(backend));
+    MODEL.with(|m| m.set(model));
     spawn(backend, bundle);
+}
+
+/// Starts the engine again on `model` (the user switched encoders) with the saved workspace, on
+/// the backend asked for at the start.
+pub fn restart_on(model: ModelSource) {
+    if let Some(w) = WORKER.with(|w| w.borrow_mut().take()) {
+        w.terminate();
+    }
+    STARTED.with(|s| s.set(false));
+    PENDING.with(|p| p.borrow_mut().clear());
+    MODEL.with(|m| m.set(model));
+    wasm_bindgen_futures::spawn_local(async {
+        let bundle = super::storage::load().await.ok().flatten();
+        spawn(BACKEND.with(Cell::get), bundle);
+    });
 }
 
 fn deliver(ev: Event) {
@@ -94,7 +119,11 @@ fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
-    send(&Request::Init { backend, bundle });
+    send(&Request::Init {
+        backend,
+        bundle,
+        model: MODEL.with(Cell::get),
+    });
 }
 
 /// The engine stopped (it crashed, or its WebGPU device was lost): starts it again on the CPU

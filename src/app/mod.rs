@@ -11,6 +11,7 @@
 mod bridge;
 mod files;
 mod live;
+mod model;
 mod offline;
 mod report;
 mod storage;
@@ -36,6 +37,10 @@ pub enum ModelState {
         backend: String,
         fallback_reason: Option<String>,
         load_sec: f64,
+        /// The base model's name, its weights' size, and whether it is the user's own.
+        model: String,
+        model_bytes: u64,
+        own_model: bool,
     },
     /// Loading failed.
     Failed(String),
@@ -75,6 +80,8 @@ pub struct Ui {
     pub announce: RwSignal<String>,
     /// Whether the page works with no network ([`offline`]).
     pub offline: RwSignal<offline::Offline>,
+    /// An encoder the user picked, while the worker checks it ([`model`]).
+    pub installing: RwSignal<Option<String>>,
 }
 
 impl Ui {
@@ -95,6 +102,7 @@ impl Ui {
             saving: RwSignal::new(0),
             announce: RwSignal::new(String::new()),
             offline: RwSignal::new(offline::Offline::Preparing),
+            installing: RwSignal::new(None),
         }
     }
 
@@ -125,12 +133,24 @@ impl Ui {
                 backend,
                 fallback_reason,
                 load_sec,
-                ..
-            } => self.model.set(ModelState::Ready {
-                backend,
-                fallback_reason,
-                load_sec,
-            }),
+                model,
+                model_bytes,
+                own_model,
+            } => {
+                // The own encoder did not load (the worker said why): the default runs now.
+                if !own_model {
+                    model::remember(crate::worker::protocol::ModelSource::Default);
+                }
+                self.model.set(ModelState::Ready {
+                    backend,
+                    fallback_reason,
+                    load_sec,
+                    model,
+                    model_bytes,
+                    own_model,
+                })
+            }
+            Event::ModelInstalled { name, bytes } => model::installed(*self, name, bytes),
             Event::Workspace(v) => {
                 self.reading.set(None);
                 self.ws.set(v)
@@ -240,6 +260,9 @@ impl Ui {
                 if context == "evaluating" {
                     self.evaluating.set(false);
                 }
+                if context == "installing the encoder" {
+                    self.installing.set(None);
+                }
                 if context == "predicting" {
                     self.live.set(None);
                 }
@@ -293,7 +316,7 @@ fn backend_from_url() -> BackendChoice {
     }
 }
 
-fn mb(bytes: u64) -> String {
+pub(crate) fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
@@ -362,6 +385,7 @@ fn ModelBar() -> impl IntoView {
                     title="Compare this backend's embedding with the CPU backend's and run one training step">
                     "Check backend"</button>
                 <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
+                <model::ModelPicker/>
                 <span class="small offline" data-testid="offline"
                     data-state=move || match ui.offline.get() {
                         offline::Offline::Preparing => "preparing",
@@ -575,6 +599,8 @@ pub fn start() {
                 None
             }
         };
-        bridge::start(backend_from_url(), bundle, move |ev| ui.on_event(ev));
+        bridge::start(backend_from_url(), model::chosen(), bundle, move |ev| {
+            ui.on_event(ev)
+        });
     });
 }

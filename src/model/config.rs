@@ -78,6 +78,26 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             )));
         }
+        // Far above any BERT-family sentence encoder that fits in a browser; a crafted config
+        // must not make the loader allocate first and fail later.
+        let limits = [
+            ("hidden_size", self.hidden_size, 4096),
+            ("num_hidden_layers", self.num_hidden_layers, 48),
+            ("num_attention_heads", self.num_attention_heads, 64),
+            ("intermediate_size", self.intermediate_size, 16384),
+            ("vocab_size", self.vocab_size, 500_000),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                8192,
+            ),
+            ("type_vocab_size", self.type_vocab_size, 16),
+        ];
+        if let Some((name, v, max)) = limits.iter().find(|(_, v, max)| v > max) {
+            return Err(Error::Model(format!(
+                "config.json: {name} is {v}, more than this engine accepts ({max})"
+            )));
+        }
         if self.num_hidden_layers == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0
         {
             return Err(Error::Model(

@@ -55,6 +55,11 @@ impl TextTokenizer {
         })
     }
 
+    /// Number of token ids the tokenizer can produce (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Maximum sequence length.
     pub fn max_len(&self) -> usize {
         self.max_len

@@ -2,6 +2,8 @@
 //! handles it ([`session`], plain Rust, tested natively) and, in the browser, the Web Worker glue
 //! (`web`).
 
+#[cfg(target_arch = "wasm32")]
+mod own_model;
 pub mod protocol;
 pub mod session;
 #[cfg(target_arch = "wasm32")]

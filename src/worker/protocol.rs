@@ -24,6 +24,27 @@ pub enum BackendChoice {
     WebGpu,
 }
 
+/// Which base model the worker loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ModelSource {
+    /// all-MiniLM-L6-v2 from the page's own `models/` folder (kept in Cache Storage).
+    #[default]
+    Default,
+    /// The encoder the user installed with [`Request::InstallModel`] (kept in Cache Storage).
+    Own,
+}
+
+/// One file of a model the user brings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedFile {
+    /// Its path in the model folder: `config.json`, `model.safetensors`, `tokenizer.json`,
+    /// `modules.json` or `1_Pooling/config.json`.
+    pub name: String,
+    /// Its bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
 /// Which part of an upload a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataRole {
@@ -44,6 +65,18 @@ pub enum Request {
         /// The workspace saved by a previous visit.
         #[serde(with = "serde_bytes")]
         bundle: Option<Vec<u8>>,
+        /// Which base model (absent in older messages: the default).
+        #[serde(default)]
+        model: ModelSource,
+    },
+    /// Check a BERT-family encoder the user picked (it must load and embed) and keep it in the
+    /// browser as the [`ModelSource::Own`] model; answered by [`Event::ModelInstalled`]. The
+    /// running engine is not changed: the page restarts the worker on the new model.
+    InstallModel {
+        /// What to call it (the folder's name).
+        name: String,
+        /// Its files.
+        files: Vec<NamedFile>,
     },
     /// Create an empty task.
     AddTask {
@@ -292,8 +325,21 @@ pub enum Event {
         fallback_reason: Option<String>,
         /// Model name.
         model: String,
+        /// Size of the model's weights file in bytes (absent in older messages: 0).
+        #[serde(default)]
+        model_bytes: u64,
+        /// Whether this is the user's own encoder ([`ModelSource::Own`]).
+        #[serde(default)]
+        own_model: bool,
         /// Seconds from the start of loading.
         load_sec: f64,
+    },
+    /// The encoder of [`Request::InstallModel`] loaded, and is kept in this browser.
+    ModelInstalled {
+        /// Its name.
+        name: String,
+        /// Size of its weights file in bytes.
+        bytes: u64,
     },
     /// The workspace changed.
     Workspace(WorkspaceView),

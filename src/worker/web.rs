@@ -24,23 +24,16 @@ use web_sys::{
     Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response,
 };
 
-use super::protocol::{BackendChoice, Event, ModelProgress, Request};
+use super::own_model;
+use super::protocol::{BackendChoice, Event, ModelProgress, ModelSource, Request};
 use super::session::{Host, Session};
-use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, Engine};
+use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, Engine, ModelFiles};
 use crate::train::now_sec;
 
 /// Where the page serves the default model, relative to the worker script.
 pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2/";
 /// Cache Storage bucket of the model files.
 const CACHE_NAME: &str = "lorafuse-model-v1";
-
-/// The three model files, kept when running on WebGPU so a CPU engine can be built without
-/// fetching them again (backend check).
-struct ModelBytes {
-    config: Vec<u8>,
-    weights: Vec<u8>,
-    tokenizer: Vec<u8>,
-}
 
 thread_local! {
     /// Destroys the WebGPU device ([`Request::LoseDevice`]), when one is in use.
@@ -53,11 +46,13 @@ struct State {
     queue: RefCell<VecDeque<Request>>,
     busy: Cell<bool>,
     cancel: RefCell<Option<Arc<AtomicBool>>>,
-    bytes: RefCell<Option<Rc<ModelBytes>>>,
+    /// The model's files, kept so a CPU engine can be built without reading them again (backend
+    /// check).
+    bytes: RefCell<Option<Rc<ModelFiles>>>,
 }
 
-struct WebHost {
-    scope: DedicatedWorkerGlobalScope,
+pub(super) struct WebHost {
+    pub(super) scope: DedicatedWorkerGlobalScope,
 }
 
 impl Host for WebHost {
@@ -81,7 +76,7 @@ fn post(scope: &DedicatedWorkerGlobalScope, event: &Event) {
     }
 }
 
-fn js_err(e: JsValue) -> String {
+pub(super) fn js_err(e: JsValue) -> String {
     e.as_string()
         .or_else(|| {
             e.dyn_ref::<js_sys::Error>()
@@ -152,7 +147,14 @@ async fn drain(state: Rc<State>, host: Rc<WebHost>) {
         };
         let Some(req) = next else { break };
         match req {
-            Request::Init { backend, bundle } => init(&state, &host, backend, bundle).await,
+            Request::Init {
+                backend,
+                bundle,
+                model,
+            } => init(&state, &host, backend, bundle, model).await,
+            Request::InstallModel { name, files } => {
+                own_model::install(&host, &name, files).await;
+            }
             Request::BackendCheck { text } => backend_check(&state, &host, &text).await,
             req => {
                 let taken = state.session.borrow_mut().take();
@@ -172,35 +174,71 @@ async fn drain(state: Rc<State>, host: Rc<WebHost>) {
     state.busy.set(false);
 }
 
-async fn init(state: &State, host: &WebHost, choice: BackendChoice, bundle: Option<Vec<u8>>) {
+async fn init(
+    state: &State,
+    host: &WebHost,
+    choice: BackendChoice,
+    bundle: Option<Vec<u8>>,
+    source: ModelSource,
+) {
     let start = now_sec();
     let result = async {
         let (device, backend, fallback_reason) = pick_device(choice).await?;
-        let bytes = fetch_model(host).await?;
-        let engine = Engine::load(&bytes.config, &bytes.weights, &bytes.tokenizer, &device)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((engine, backend, fallback_reason, bytes))
+        // The user's own encoder, else (when it is not there, or does not load) the default.
+        let own = match source {
+            ModelSource::Own => match own_model::read(host).await {
+                Ok(files) => match Engine::from_files(&files, &device) {
+                    Ok(engine) => Some((engine, files)),
+                    Err(e) => {
+                        host.emit(Event::Notice(format!(
+                            "your encoder did not load ({e}); the default model is used"
+                        )));
+                        None
+                    }
+                },
+                Err(e) => {
+                    host.emit(Event::Notice(format!("{e}; the default model is used")));
+                    None
+                }
+            },
+            ModelSource::Default => None,
+        };
+        let (engine, files, is_own) = match own {
+            Some((engine, files)) => (engine, files, true),
+            None => {
+                let files = fetch_model(host).await?;
+                let engine = Engine::from_files(&files, &device).map_err(|e| e.to_string())?;
+                (engine, files, false)
+            }
+        };
+        Ok::<_, String>((engine, backend, fallback_reason, files, is_own))
     }
     .await;
     match result {
-        Ok((engine, backend, fallback_reason, bytes)) => {
+        Ok((engine, backend, fallback_reason, bytes, own_model)) => {
+            let model = engine.name.clone();
             let mut session = Session::new(engine);
             *state.cancel.borrow_mut() = Some(session.cancel_flag());
-            host.emit(Event::Ready {
-                backend: backend.clone(),
-                fallback_reason,
-                model: DEFAULT_MODEL_NAME.into(),
-                load_sec: now_sec() - start,
-            });
+            // The workspace first, then "ready": the page never shows a ready engine next to the
+            // previous engine's view of the workspace (after a switch of encoders, say).
             session
                 .handle(
                     Request::Init {
                         backend: choice,
                         bundle,
+                        model: source,
                     },
                     host,
                 )
                 .await;
+            host.emit(Event::Ready {
+                backend: backend.clone(),
+                fallback_reason,
+                model,
+                model_bytes: bytes.weights.len() as u64,
+                own_model,
+                load_sec: now_sec() - start,
+            });
             *state.session.borrow_mut() = Some(session);
             *state.bytes.borrow_mut() = Some(Rc::new(bytes));
         }
@@ -222,10 +260,8 @@ async fn backend_check(state: &State, host: &WebHost, text: &str) {
         return;
     };
     let result = async {
-        let cpu = Engine::load(
-            &bytes.config,
-            &bytes.weights,
-            &bytes.tokenizer,
+        let cpu = Engine::from_files(
+            &bytes,
             &crate::backend::cpu_device(crate::backend::DEFAULT_CPU).map_err(|e| e.to_string())?,
         )
         .map_err(|e| e.to_string())?;
@@ -323,19 +359,24 @@ async fn webgpu() -> Result<(Device, String), String> {
     Err("this build has no WebGPU backend".into())
 }
 
-async fn fetch_model(host: &WebHost) -> Result<ModelBytes, String> {
-    let cache = open_cache(&host.scope).await;
+/// The default model's files, from the cache or the page's own `models/` folder.
+async fn fetch_model(host: &WebHost) -> Result<ModelFiles, String> {
+    let cache = open_cache(&host.scope, CACHE_NAME).await;
     let cache = cache.as_ref();
-    Ok(ModelBytes {
+    Ok(ModelFiles {
+        name: DEFAULT_MODEL_NAME.into(),
         config: fetch_cached(host, cache, "config.json").await?,
         tokenizer: fetch_cached(host, cache, "tokenizer.json").await?,
         weights: fetch_cached(host, cache, "model.safetensors").await?,
+        modules: None,
+        pooling: None,
     })
 }
 
-async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {
+/// Opens Cache Storage bucket `name`.
+pub(super) async fn open_cache(scope: &DedicatedWorkerGlobalScope, name: &str) -> Option<Cache> {
     let caches = scope.caches().ok()?;
-    JsFuture::from(caches.open(CACHE_NAME))
+    JsFuture::from(caches.open(name))
         .await
         .ok()
         .map(JsCast::unchecked_into)
@@ -351,7 +392,7 @@ fn expected_sha256(name: &str) -> Option<&'static str> {
 
 /// sha256 of `bytes` as lowercase hex: the browser's SubtleCrypto (native speed) where the page is
 /// a secure context, else the `sha2` crate.
-async fn sha256_hex(scope: &DedicatedWorkerGlobalScope, bytes: &[u8]) -> String {
+pub(super) async fn sha256_hex(scope: &DedicatedWorkerGlobalScope, bytes: &[u8]) -> String {
     let subtle = scope.crypto().ok().map(|c| c.subtle());
     if let Some(p) = subtle.and_then(|s| s.digest_with_str_and_u8_array("SHA-256", bytes).ok())
         && let Ok(buf) = JsFuture::from(p).await
@@ -446,7 +487,7 @@ async fn fetch_cached(
 }
 
 /// Reads a response body with byte progress.
-async fn read_body(
+pub(super) async fn read_body(
     host: &WebHost,
     resp: Response,
     name: &str,

@@ -20,6 +20,7 @@
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -391,8 +392,9 @@ async function main() {
       if (trained === 'true') break;
       if (Date.now() - t0 > T.training) {
         const body = await page.locator(selector).first().innerText().catch(() => '');
+        const messages = await page.locator('.messages').first().innerText().catch(() => '');
         throw new StepError(`${what}: ${selector} not data-trained="true" after ${secs(T.training)} ` +
-          `(data-trained=${JSON.stringify(trained)}); it shows: ${body.slice(0, 600)}`);
+          `(data-trained=${JSON.stringify(trained)}); it shows: ${body.slice(0, 600)}; messages: ${messages.slice(0, 800)}`);
       }
       if (Date.now() - lastReport > 15_000) {
         lastReport = Date.now();
@@ -884,11 +886,87 @@ async function main() {
       check(t.classes.every((c) => counts.includes(c)), `the uploaded data is gone after the reload: ${counts}`);
       console.log(`     ${partial}`);
     });
+
+    // m. bring your own encoder: a 3-layer copy of MiniLM with CLS pooling in F16
+    //    (scripts/cut_encoder.py), picked as a folder in [data-testid=model-folder]. The engine
+    //    restarts on it ([data-testid=model-name]); the old adapters are not loaded, the tasks'
+    //    data stay; two tasks train, fuse and predict on it; a downloaded adapter records it; an
+    //    adapter of the default model is refused; a reload comes back on it; then back to default.
+    await step('own-encoder', async () => {
+      const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lorafuse-encoder-')), 'minilm3-cls');
+      const made = execFileSync('python3', [path.join(ROOT, 'scripts', 'cut_encoder.py'),
+        path.join(ROOT, 'public', 'models', 'all-MiniLM-L6-v2'), dir,
+        '--layers', '3', '--pooling', 'cls', '--dtype', 'f16', '--no-normalize']).toString().trim();
+      console.log(`     ${made}`);
+      await waitSaved();
+      page.once('dialog', (d) => d.accept());
+      await page.click('.own-model summary', { timeout: T.ui });
+      await page.setInputFiles('[data-testid=model-folder]', dir, { timeout: T.ui });
+      await page.waitForFunction(
+        () => /minilm3-cls \(\d+\.\d MB\)/.test(document.querySelector('[data-testid=model-name]')?.textContent ?? ''),
+        null, { timeout: T.modelLoad, polling: 250 },
+      ).catch(async () => { throw new StepError(`the page did not switch to the picked encoder: ${await text('[data-testid=model-name]')} / ${await text('[data-testid=model-status]')} / ${(await page.locator('[data-testid=error]').allInnerTexts()).join(' | ')}`); });
+      await waitModelReady();
+      console.log(`     running on ${await text('[data-testid=model-name]')}`);
+      for (const t of TASKS) {
+        const counts = await text(`${q(t.name)} [data-testid=class-counts]`);
+        check(t.classes.every((c) => counts.includes(c)), `${t.name}: data gone after switching encoders: ${counts}`);
+        const epochs = page.locator(`${q(t.name)} input[name=epochs]`);
+        await epochs.fill('1', { timeout: T.ui });
+        await epochs.dispatchEvent('change');
+        await page.click(`${q(t.name)} [data-testid=train]`, { timeout: T.ui });
+        await waitTrained(q(t.name), `${q(t.name)} .progress-line`, `training ${t.name} on the picked encoder`);
+      }
+      // The fusion goes over every task: the untrained one of the malformed-upload step goes.
+      await page.click(`${q('broken')} button.remove`, { timeout: T.ui });
+      await page.waitForSelector(q('broken'), { state: 'detached', timeout: T.ui });
+      await page.click('#train-fusion', { timeout: T.ui });
+      await waitTrained('#fusion', '#fusion .progress-line', 'fusion on the picked encoder');
+      await page.fill('#live-text', LIVE_TEXT, { timeout: T.ui });
+      const sel = `[data-testid=live-results] [data-testid=prediction][data-task="${TASKS[0].name}"] [data-testid=attention-bar]`;
+      await page.waitForSelector(sel, { timeout: T.live })
+        .catch(() => { throw new StepError('no fused live prediction on the picked encoder'); });
+      console.log(`     live: ${await text('[data-testid=live-summary]')}`);
+      // The adapter records its encoder.
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: T.ui * 2 }),
+        page.click(`${q(TASKS[0].name)} [data-testid=download-adapter]`, { timeout: T.ui }),
+      ]);
+      const zip = path.join(ARTIFACTS, 'own-encoder-adapter.zip');
+      await download.saveAs(zip);
+      const entries = readZip(fs.readFileSync(zip));
+      const metaName = [...entries.keys()].find((n) => n.endsWith('lorafuse_task.json'));
+      const meta = JSON.parse(entries.get(metaName).toString('utf8'));
+      check(meta.base_model === 'minilm3-cls', `lorafuse_task.json base_model is ${meta.base_model}`);
+      // An adapter of the default model is refused, saying why.
+      const before = await page.locator('[data-testid=error]').count();
+      await page.setInputFiles('#import-file', path.join(ARTIFACTS, 'sentiment-adapter.zip'), { timeout: T.ui });
+      await page.waitForFunction(
+        (n) => [...document.querySelectorAll('[data-testid=error]')].slice(n).some((e) => /trained on the base model/.test(e.textContent)),
+        before, { timeout: T.ui, polling: 250 },
+      ).catch(async () => { throw new StepError(`importing a default-model adapter was not refused: ${(await page.locator('[data-testid=error]').allInnerTexts()).join(' | ')}`); });
+      console.log(`     refused: ${(await page.locator('[data-testid=error]').last().innerText()).slice(0, 160)}`);
+      // A reload comes back on the picked encoder, trained.
+      await waitSaved();
+      await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
+      await waitModelReady();
+      check(/minilm3-cls/.test(await text('[data-testid=model-name]')), 'after a reload the page is not on the picked encoder');
+      await page.waitForSelector('#fusion[data-trained="true"]', { state: 'attached', timeout: T.restore })
+        .catch(() => { throw new StepError('after a reload on the picked encoder, the fusion is gone'); });
+      // Back to the default model.
+      await page.click('.own-model summary', { timeout: T.ui });
+      await page.click('[data-testid=default-model]', { timeout: T.ui });
+      await page.waitForFunction(
+        () => /all-MiniLM-L6-v2/.test(document.querySelector('[data-testid=model-name]')?.textContent ?? ''),
+        null, { timeout: T.modelLoad, polling: 250 },
+      ).catch(async () => { throw new StepError(`not back on the default model: ${await text('[data-testid=model-name]')}`); });
+      console.log(`     back on ${await text('[data-testid=model-name]')}`);
+    });
   } catch (err) {
     failed = err;
   }
 
-  const missing = serverLog.filter((r) => r.status !== 200);
+  const missing = serverLog.filter((r) => r.status !== 200 && r.status !== 0);
   if (missing.length) console.log(`server answered non-200 to:\n  ${missing.map((r) => `${r.status} ${r.path}`).join('\n  ')}`);
   if (consoleErrors.length) console.log(`console errors (${consoleErrors.length}):\n  ${consoleErrors.slice(0, 30).join('\n  ')}`);
   if (pageErrors.length) console.log(`page errors (${pageErrors.length}):\n  ${pageErrors.join('\n  ')}`);

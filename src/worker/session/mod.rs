@@ -121,6 +121,7 @@ impl Session {
             Request::Import { .. } => "importing the zip",
             Request::BackendCheck { .. } => "checking the backend",
             Request::LoseDevice => "losing the device",
+            Request::InstallModel { .. } => "installing the encoder",
         };
         if let Err(e) = self.dispatch(req, host).await {
             host.emit(err(context, e));
@@ -232,6 +233,9 @@ impl Session {
             )),
             Request::BackendCheck { .. } => Err(Error::Invalid(
                 "the backend check needs a CPU engine: the worker runs it".into(),
+            )),
+            Request::InstallModel { .. } => Err(Error::Invalid(
+                "an encoder is installed by the page's worker, into the browser's storage".into(),
             )),
         }
     }

@@ -20,9 +20,10 @@ impl Session {
         }
     }
 
-    /// Replaces the session's tasks and fusion with a saved workspace's. A fusion that no longer
-    /// matches is dropped with a notice when the page restores its own saved workspace; when
-    /// `strict` (a zip the user imports) it is an error like anything else wrong.
+    /// Replaces the session's tasks and fusion with a saved workspace's. An adapter or a fusion
+    /// that no longer loads (trained on another encoder than the one now running) is dropped with
+    /// a notice when the page restores its own saved workspace, the task's data and settings kept;
+    /// when `strict` (a zip the user imports) it is an error like anything else wrong.
     pub(super) async fn restore<H: Host>(
         &mut self,
         ws: Workspace,
@@ -31,8 +32,21 @@ impl Session {
     ) -> Result<()> {
         let mut tasks = Vec::new();
         for state in ws.tasks {
+            let mut state = state;
             let trained = match &state.adapter {
-                Some(files) => Some(self.load_trained(files)?.0),
+                Some(files) => match self.load_trained(files) {
+                    Ok((trained, _)) => Some(trained),
+                    Err(e) if strict => return Err(e),
+                    Err(e) => {
+                        host.emit(Event::Notice(format!(
+                            "the adapter of task {:?} was not loaded ({e}); its data and \
+                             settings are kept: train it again",
+                            state.name
+                        )));
+                        state.adapter = None;
+                        None
+                    }
+                },
                 None => None,
             };
             let mut t = Task::new(state.name.clone());
