@@ -164,6 +164,17 @@ impl Ui {
             Event::DeviceLost { .. } => {}
             Event::Saving if self.read_only.get_untracked() => {}
             Event::Saving => self.saving.update(|n| *n += 1),
+            Event::SaveFailed { message } => {
+                // That save will not come.
+                self.saving.update(|n| *n = n.saturating_sub(1));
+                self.say(
+                    true,
+                    format!(
+                        "the workspace could not be packed for saving: {message}. Your work is \
+                         still here in this tab; the next change saves again."
+                    ),
+                );
+            }
             Event::Persist { .. } if self.read_only.get_untracked() => {}
             Event::Persist { bundle } => {
                 let ui = *self;
@@ -253,10 +264,6 @@ impl Ui {
             }
             Event::Error { context, message } => {
                 self.reading.set(None);
-                // Packing the workspace failed after [`Event::Saving`]: that save will not come.
-                if message.contains("bundle: writing") || message.contains("bundle: finishing") {
-                    self.saving.update(|n| *n = n.saturating_sub(1));
-                }
                 if context == "evaluating" {
                     self.evaluating.set(false);
                 }

@@ -399,9 +399,15 @@ pub enum Event {
     },
     /// An informational note (e.g. the fusion was dropped because an adapter changed).
     Notice(String),
-    /// The workspace changed and is being packed for saving; an [`Event::Persist`] (or an error)
-    /// follows. The page warns before it is closed until the save is done.
+    /// The workspace changed and is being packed for saving; an [`Event::Persist`] or an
+    /// [`Event::SaveFailed`] follows. The page warns before it is closed until the save is done.
     Saving,
+    /// Packing the workspace after [`Event::Saving`] failed: no [`Event::Persist`] comes; the
+    /// work is still in the session (the next change saves again).
+    SaveFailed {
+        /// Why.
+        message: String,
+    },
     /// The WebGPU device was lost (destroyed, a driver reset, a crashed GPU process): the page
     /// restarts the engine on the CPU backend with the saved workspace.
     DeviceLost {

@@ -245,9 +245,13 @@ impl Session {
         host.emit(Event::Workspace(self.view()));
         if persist {
             host.emit(Event::Saving);
-            host.emit(Event::Persist {
-                bundle: self.workspace().to_zip()?,
-            });
+            match self.workspace().to_zip() {
+                Ok(bundle) => host.emit(Event::Persist { bundle }),
+                // The change itself is done; only its save failed, and says so.
+                Err(e) => host.emit(Event::SaveFailed {
+                    message: e.to_string(),
+                }),
+            }
         }
         Ok(())
     }
