@@ -177,18 +177,12 @@ fn cut_encoder_equals_the_first_layers_pooled_by_hand() {
     }
 }
 
+/// The CLI on the model in `model_dir`.
 fn lorafuse(model_dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lorafuse"))
-        .arg("--model-dir")
-        .arg(model_dir)
-        .args(args)
-        .output()
-        .expect("lorafuse runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let dir = model_dir.to_str().unwrap();
+    let mut all = vec!["--model-dir", dir];
+    all.extend_from_slice(args);
+    common::lorafuse(&all)
 }
 
 #[test]
@@ -196,17 +190,7 @@ fn cli_trains_fuses_predicts_and_refuses_another_base_model() {
     let model = cls3_f16();
     let dir = std::env::temp_dir().join(format!("lorafuse-byo-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let rows =
-        String::from_utf8(common::read(&common::fixture("data/sst2_train_600.csv"))).unwrap();
-    let lines: Vec<&str> = rows.lines().collect();
-    let a = dir.join("a.csv");
-    std::fs::write(&a, format!("{}\n{}\n", lines[0], lines[1..41].join("\n"))).unwrap();
-    let b = dir.join("b.csv");
-    let renamed: Vec<String> = lines[41..81]
-        .iter()
-        .map(|l| l.replace(",positive", ",up").replace(",negative", ",down"))
-        .collect();
-    std::fs::write(&b, format!("{}\n{}\n", lines[0], renamed.join("\n"))).unwrap();
+    let (a, b) = common::two_task_csvs(&dir);
     let p = |x: &Path| x.to_str().unwrap().to_string();
 
     for (task, data) in [("a", &a), ("b", &b)] {

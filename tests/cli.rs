@@ -138,18 +138,8 @@ fn a_closed_stdout_is_not_a_panic() {
 fn train_fuse_and_predict_all_tasks() {
     let dir = std::env::temp_dir().join(format!("lorafuse-cli-fuse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let rows =
-        String::from_utf8(common::read(&common::fixture("data/sst2_train_600.csv"))).unwrap();
-    let lines: Vec<&str> = rows.lines().collect();
-    let a = dir.join("a.csv");
-    std::fs::write(&a, format!("{}\n{}\n", lines[0], lines[1..41].join("\n"))).unwrap();
     // Task b: other rows, other label names.
-    let b = dir.join("b.csv");
-    let renamed: Vec<String> = lines[41..81]
-        .iter()
-        .map(|l| l.replace(",positive", ",up").replace(",negative", ",down"))
-        .collect();
-    std::fs::write(&b, format!("{}\n{}\n", lines[0], renamed.join("\n"))).unwrap();
+    let (a, b) = common::two_task_csvs(&dir);
     let p = |x: &std::path::Path| x.to_str().unwrap().to_string();
     for (task, data) in [("a", &a), ("b", &b)] {
         let (ok, out, err) = lorafuse(&[

@@ -24,7 +24,8 @@ use leptos::prelude::*;
 
 use crate::infer::types::MultiTaskOutput;
 use crate::worker::protocol::{
-    BackendChoice, Event, Job, JobProgress, ModelProgress, Request, TaskReport, WorkspaceView,
+    BackendChoice, EngineReady, Event, Job, JobProgress, ModelProgress, Request, TaskReport,
+    WorkspaceView,
 };
 
 /// Where the model is.
@@ -33,15 +34,7 @@ pub enum ModelState {
     /// Loading, with the file and its bytes.
     Loading(ModelProgress),
     /// Ready on a backend.
-    Ready {
-        backend: String,
-        fallback_reason: Option<String>,
-        load_sec: f64,
-        /// The base model's name, its weights' size, and whether it is the user's own.
-        model: String,
-        model_bytes: u64,
-        own_model: bool,
-    },
+    Ready(EngineReady),
     /// Loading failed.
     Failed(String),
 }
@@ -120,7 +113,7 @@ impl Ui {
 
     /// Whether the engine is ready and idle, and this tab may edit.
     pub fn idle(&self) -> bool {
-        matches!(self.model.get(), ModelState::Ready { .. })
+        matches!(self.model.get(), ModelState::Ready(_))
             && self.job.get().is_none()
             && !self.read_only.get()
     }
@@ -129,26 +122,12 @@ impl Ui {
         match ev {
             Event::Started => {}
             Event::ModelProgress(p) => self.model.set(ModelState::Loading(p)),
-            Event::Ready {
-                backend,
-                fallback_reason,
-                load_sec,
-                model,
-                model_bytes,
-                own_model,
-            } => {
+            Event::Ready(ready) => {
                 // The own encoder did not load (the worker said why): the default runs now.
-                if !own_model {
+                if !ready.own_model {
                     model::remember(crate::worker::protocol::ModelSource::Default);
                 }
-                self.model.set(ModelState::Ready {
-                    backend,
-                    fallback_reason,
-                    load_sec,
-                    model,
-                    model_bytes,
-                    own_model,
-                })
+                self.model.set(ModelState::Ready(ready))
             }
             Event::ModelInstalled { name, bytes } => model::installed(*self, name, bytes),
             Event::Workspace(v) => {
@@ -349,7 +328,7 @@ fn ModelBar() -> impl IntoView {
                 }
             }
         }
-        ModelState::Ready { load_sec, .. } => format!("Model ready ({load_sec:.1} s)"),
+        ModelState::Ready(r) => format!("Model ready ({:.1} s)", r.load_sec),
         ModelState::Failed(e) => format!("The model could not be loaded: {e}"),
     };
     let progress = move || match ui.model.get() {
@@ -361,14 +340,14 @@ fn ModelBar() -> impl IntoView {
         _ => None,
     };
     let backend = move || match ui.model.get() {
-        ModelState::Ready { backend, .. } => backend,
+        ModelState::Ready(r) => r.backend,
         _ => "…".into(),
     };
     let fallback = move || match ui.model.get() {
-        ModelState::Ready {
+        ModelState::Ready(EngineReady {
             fallback_reason: Some(r),
             ..
-        } => format!("({r})"),
+        }) => format!("({r})"),
         _ => String::new(),
     };
     let check = move |_| {

@@ -182,20 +182,10 @@ pub fn ModelPicker() -> impl IntoView {
         bridge::restart_on(ModelSource::Default);
     };
     let current = move || match ui.model.get() {
-        ModelState::Ready {
-            model, model_bytes, ..
-        } => format!("{model} ({})", mb(model_bytes)),
+        ModelState::Ready(r) => format!("{} ({})", r.model, mb(r.model_bytes)),
         _ => "…".into(),
     };
-    let own = move || {
-        matches!(
-            ui.model.get(),
-            ModelState::Ready {
-                own_model: true,
-                ..
-            }
-        )
-    };
+    let own = move || matches!(ui.model.get(), ModelState::Ready(r) if r.own_model);
     // A folder picker: `webkitdirectory` (every current browser has it; the view macro does not
     // know the attribute, so it is set on the element).
     let folder = NodeRef::<leptos::html::Input>::new();

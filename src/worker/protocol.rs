@@ -310,6 +310,25 @@ pub struct JobProgress {
     pub eta_sec: f64,
 }
 
+/// The engine the worker runs, once it is ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineReady {
+    /// Backend in words, e.g. `WebGPU (…)` or `CPU (WebAssembly)`.
+    pub backend: String,
+    /// Why WebGPU is not used, when it is not.
+    pub fallback_reason: Option<String>,
+    /// Model name.
+    pub model: String,
+    /// Size of the model's weights file in bytes (absent in older messages: 0).
+    #[serde(default)]
+    pub model_bytes: u64,
+    /// Whether this is the user's own encoder ([`ModelSource::Own`]).
+    #[serde(default)]
+    pub own_model: bool,
+    /// Seconds from the start of loading.
+    pub load_sec: f64,
+}
+
 /// What the worker tells the UI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -317,23 +336,8 @@ pub enum Event {
     Started,
     /// Model download progress.
     ModelProgress(ModelProgress),
-    /// The model is loaded.
-    Ready {
-        /// Backend in words, e.g. `WebGPU (…)` or `CPU (WebAssembly)`.
-        backend: String,
-        /// Why WebGPU is not used, when it is not.
-        fallback_reason: Option<String>,
-        /// Model name.
-        model: String,
-        /// Size of the model's weights file in bytes (absent in older messages: 0).
-        #[serde(default)]
-        model_bytes: u64,
-        /// Whether this is the user's own encoder ([`ModelSource::Own`]).
-        #[serde(default)]
-        own_model: bool,
-        /// Seconds from the start of loading.
-        load_sec: f64,
-    },
+    /// The model is loaded and the workspace restored.
+    Ready(EngineReady),
     /// The encoder of [`Request::InstallModel`] loaded, and is kept in this browser.
     ModelInstalled {
         /// Its name.

@@ -25,7 +25,7 @@ use web_sys::{
 };
 
 use super::own_model;
-use super::protocol::{BackendChoice, Event, ModelProgress, ModelSource, Request};
+use super::protocol::{BackendChoice, EngineReady, Event, ModelProgress, ModelSource, Request};
 use super::session::{Host, Session};
 use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, Engine, ModelFiles};
 use crate::train::now_sec;
@@ -231,14 +231,14 @@ async fn init(
                     host,
                 )
                 .await;
-            host.emit(Event::Ready {
+            host.emit(Event::Ready(EngineReady {
                 backend: backend.clone(),
                 fallback_reason,
                 model,
                 model_bytes: bytes.weights.len() as u64,
                 own_model,
                 load_sec: now_sec() - start,
-            });
+            }));
             *state.session.borrow_mut() = Some(session);
             *state.bytes.borrow_mut() = Some(Rc::new(bytes));
         }

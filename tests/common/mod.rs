@@ -130,3 +130,19 @@ pub fn lorafuse(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Two small tasks' CSV files written into `dir` from the SST-2 sample: `a.csv` (rows 1–40,
+/// `positive`/`negative`) and `b.csv` (rows 41–80, the labels renamed `up`/`down`).
+pub fn two_task_csvs(dir: &Path) -> (PathBuf, PathBuf) {
+    let rows = String::from_utf8(read(&fixture("data/sst2_train_600.csv"))).unwrap();
+    let lines: Vec<&str> = rows.lines().collect();
+    let a = dir.join("a.csv");
+    std::fs::write(&a, format!("{}\n{}\n", lines[0], lines[1..41].join("\n"))).unwrap();
+    let b = dir.join("b.csv");
+    let renamed: Vec<String> = lines[41..81]
+        .iter()
+        .map(|l| l.replace(",positive", ",up").replace(",negative", ",down"))
+        .collect();
+    std::fs::write(&b, format!("{}\n{}\n", lines[0], renamed.join("\n"))).unwrap();
+    (a, b)
+}
