@@ -177,6 +177,38 @@ fn cut_encoder_equals_the_first_layers_pooled_by_hand() {
     }
 }
 
+/// The whole default model in F16 (half the bytes: 45 MB) gives the PyTorch fixtures' sentence
+/// embeddings within 1e-3: what serving the weights in half precision would cost in accuracy.
+#[test]
+fn the_default_model_in_f16_matches_pytorch_within_1e3() {
+    let dir = cut(
+        "minilm6-mean-f16",
+        &["--layers", "6", "--pooling", "mean", "--dtype", "f16"],
+    );
+    let f16 = load(&dir);
+    let size = std::fs::metadata(dir.join("model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(size < 46_000_000, "F16 weights are {size} bytes");
+    let fx = common::json("minilm/encoder.json");
+    let mut worst = 0.0f32;
+    for s in fx["sentences"].as_array().unwrap() {
+        let text = s["text"].as_str().unwrap();
+        let emb = block_on(f16.embed(&[text], None)).unwrap().remove(0);
+        worst = worst.max(common::max_abs_diff(
+            &emb,
+            &common::floats(&s["sentence_embedding"]),
+        ));
+    }
+    eprintln!(
+        "F16 default model: {size} bytes, max |Δ| of sentence embeddings vs PyTorch {worst:.2e}"
+    );
+    assert!(
+        worst < 1e-3,
+        "F16 sentence embeddings differ from PyTorch's by {worst}"
+    );
+}
+
 /// The CLI on the model in `model_dir`.
 fn lorafuse(model_dir: &Path, args: &[&str]) -> (bool, String, String) {
     let dir = model_dir.to_str().unwrap();
