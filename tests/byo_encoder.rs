@@ -29,6 +29,9 @@ fn cut(name: &str, args: &[&str]) -> PathBuf {
         std::fs::create_dir_all(&d).unwrap();
         d
     });
+    // Tests run in parallel and share configurations: one writes, the others wait for it.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = WRITING.lock().unwrap_or_else(|p| p.into_inner());
     let dst = root.join(name);
     if !dst.join("model.safetensors").exists() {
         let out = Command::new("python3")
