@@ -181,6 +181,16 @@ fn FusionPanel() -> impl IntoView {
         ui.ws
             .with(|w| w.tasks.iter().filter(|t| t.has_head).count())
     };
+    // The fusion goes over every task: one without a trained adapter and head blocks it.
+    let untrained = move || {
+        ui.ws.with(|w| {
+            w.tasks
+                .iter()
+                .filter(|t| !t.has_head)
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+    };
     let running = move || ui.job.get().filter(|j| matches!(j.job, Job::Fusion(_)));
     let shared = RwSignal::new(false);
     let status = move || {
@@ -194,6 +204,20 @@ fn FusionPanel() -> impl IntoView {
             format!("Fusion trained over {} ({kind})", w.fused_tasks.join(", "))
         } else if trained_tasks() < 2 {
             "Train at least two tasks' adapters first.".into()
+        } else if let [first, ..] = untrained().as_slice() {
+            let n = untrained().len();
+            format!(
+                "The fusion covers every task: train or delete {first:?}{} first.",
+                if n > 1 {
+                    format!(
+                        " and {} more untrained task{}",
+                        n - 1,
+                        if n > 2 { "s" } else { "" }
+                    )
+                } else {
+                    String::new()
+                }
+            )
         } else {
             "Not trained yet.".into()
         }
@@ -209,7 +233,7 @@ fn FusionPanel() -> impl IntoView {
                 " One fusion shared by all tasks"
             </label>
             <button id="train-fusion" on:click=move |_| send(Request::TrainFusion { shared: shared.get_untracked() })
-                disabled=move || !ui.idle() || trained_tasks() < 2>"Train fusion"</button>
+                disabled=move || !ui.idle() || trained_tasks() < 2 || !untrained().is_empty()>"Train fusion"</button>
             <Show when=move || running().is_some()>
                 <button data-testid="cancel-fusion" on:click=move |_| send(Request::Cancel)>"Cancel"</button>
             </Show>

@@ -917,7 +917,11 @@ async function main() {
         await page.click(`${q(t.name)} [data-testid=train]`, { timeout: T.ui });
         await waitTrained(q(t.name), `${q(t.name)} .progress-line`, `training ${t.name} on the picked encoder`);
       }
-      // The fusion goes over every task: the untrained one of the malformed-upload step goes.
+      // The fusion goes over every task: the untrained one of the malformed-upload step blocks it,
+      // and the panel says so, until it is deleted.
+      check(await page.isDisabled('#train-fusion'), '#train-fusion is enabled with an untrained task');
+      const blocked = await text('[data-testid=fusion-status]');
+      check(/train or delete "broken"/.test(blocked), `the fusion panel does not name the untrained task: ${blocked}`);
       await page.click(`${q('broken')} button.remove`, { timeout: T.ui });
       await page.waitForSelector(q('broken'), { state: 'detached', timeout: T.ui });
       await page.click('#train-fusion', { timeout: T.ui });
