@@ -3,6 +3,8 @@
 //! (`web`).
 
 #[cfg(target_arch = "wasm32")]
+mod model_fetch;
+#[cfg(target_arch = "wasm32")]
 mod own_model;
 pub mod protocol;
 pub mod session;

@@ -11,8 +11,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
+use super::model_fetch::{open_cache, read_body, sha256_hex};
 use super::protocol::{Event, NamedFile};
-use super::web::{WebHost, js_err, open_cache, read_body, sha256_hex};
+use super::web::{WebHost, js_err};
 use crate::engine::{Engine, ModelFiles};
 use crate::worker::session::Host;
 

@@ -1,11 +1,7 @@
 //! The Web Worker's glue: receives [`Request`]s with `postMessage`, runs them one at a time on the
-//! [`Session`], and posts [`Event`]s back. It also loads the model: picks the backend (WebGPU with
-//! an async init and a smoke test, else the CPU backend), fetches the model files from the page's
-//! own `models/` folder with byte progress, and keeps them in the browser's Cache Storage so a
-//! second visit reads them locally. Every file read, from the network or the cache, is checked
-//! against the sha256 of [`DEFAULT_MODEL_FILES`]; a damaged cache entry is evicted and fetched
-//! again. About 400 lines, all of them this one concern: the worker's side of the
-//! browser (messages, model files, backend choice).
+//! [`Session`], and posts [`Event`]s back. It also starts the engine: picks the backend (WebGPU
+//! with an async init and a smoke test, else the CPU backend) and loads the base model, the
+//! default one ([`super::model_fetch`]) or the user's own ([`super::own_model`]).
 //!
 //! A Cancel is applied at once (it only sets a flag the training loop checks between steps); other
 //! requests queue, and of several queued predictions only the newest runs.
@@ -17,23 +13,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
-use js_sys::{Reflect, Uint8Array};
+#[cfg(feature = "wgpu")]
+use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{
-    Cache, DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response,
-};
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use super::model_fetch::fetch_model;
 use super::own_model;
-use super::protocol::{BackendChoice, EngineReady, Event, ModelProgress, ModelSource, Request};
+use super::protocol::{BackendChoice, EngineReady, Event, ModelSource, Request};
 use super::session::{Host, Session};
-use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, Engine, ModelFiles};
+use crate::engine::{Engine, ModelFiles};
 use crate::train::now_sec;
-
-/// Where the page serves the default model, relative to the worker script.
-pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2/";
-/// Cache Storage bucket of the model files.
-const CACHE_NAME: &str = "lorafuse-model-v1";
 
 thread_local! {
     /// Destroys the WebGPU device ([`Request::LoseDevice`]), when one is in use.
@@ -357,183 +348,4 @@ async fn webgpu() -> Result<(Device, String), String> {
 #[cfg(not(feature = "wgpu"))]
 async fn webgpu() -> Result<(Device, String), String> {
     Err("this build has no WebGPU backend".into())
-}
-
-/// The default model's files, from the cache or the page's own `models/` folder.
-async fn fetch_model(host: &WebHost) -> Result<ModelFiles, String> {
-    let cache = open_cache(&host.scope, CACHE_NAME).await;
-    let cache = cache.as_ref();
-    Ok(ModelFiles {
-        name: DEFAULT_MODEL_NAME.into(),
-        config: fetch_cached(host, cache, "config.json").await?,
-        tokenizer: fetch_cached(host, cache, "tokenizer.json").await?,
-        weights: fetch_cached(host, cache, "model.safetensors").await?,
-        modules: None,
-        pooling: None,
-    })
-}
-
-/// Opens Cache Storage bucket `name`.
-pub(super) async fn open_cache(scope: &DedicatedWorkerGlobalScope, name: &str) -> Option<Cache> {
-    let caches = scope.caches().ok()?;
-    JsFuture::from(caches.open(name))
-        .await
-        .ok()
-        .map(JsCast::unchecked_into)
-}
-
-/// The sha256 a default model file must have, if `name` is one.
-fn expected_sha256(name: &str) -> Option<&'static str> {
-    DEFAULT_MODEL_FILES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, sha)| *sha)
-}
-
-/// sha256 of `bytes` as lowercase hex: the browser's SubtleCrypto (native speed) where the page is
-/// a secure context, else the `sha2` crate.
-pub(super) async fn sha256_hex(scope: &DedicatedWorkerGlobalScope, bytes: &[u8]) -> String {
-    let subtle = scope.crypto().ok().map(|c| c.subtle());
-    if let Some(p) = subtle.and_then(|s| s.digest_with_str_and_u8_array("SHA-256", bytes).ok())
-        && let Ok(buf) = JsFuture::from(p).await
-    {
-        return hex::encode(Uint8Array::new(&buf).to_vec());
-    }
-    crate::workspace::task_files::sha256_hex(bytes)
-}
-
-/// One model file, from the cache when it is there and its sha256 is right, else from the network
-/// (checked the same way, then cached). A damaged cache entry is deleted and fetched again.
-async fn fetch_cached(
-    host: &WebHost,
-    cache: Option<&Cache>,
-    name: &str,
-) -> Result<Vec<u8>, String> {
-    let url = format!("{MODEL_DIR}{name}");
-    let want = expected_sha256(name);
-    let hit = match cache {
-        Some(c) => JsFuture::from(c.match_with_str(&url)).await.ok(),
-        None => None,
-    }
-    .filter(|v| v.is_instance_of::<Response>());
-    if let (Some(resp), Some(c)) = (hit, cache) {
-        let bytes = read_body(host, resp.unchecked_into(), name, true).await;
-        let sha = match &bytes {
-            Ok(b) => Some(sha256_hex(&host.scope, b).await),
-            Err(_) => None,
-        };
-        match (bytes, want) {
-            (Ok(b), None) => return Ok(b),
-            (Ok(b), Some(w)) if sha.as_deref() == Some(w) => return Ok(b),
-            (result, _) => {
-                let what = match (&result, &sha) {
-                    (Err(e), _) => format!("could not be read ({e})"),
-                    (Ok(b), Some(got)) => format!(
-                        "was damaged ({} bytes, sha256 {}… instead of {}…)",
-                        b.len(),
-                        &got[..12],
-                        &want.unwrap_or_default()[..12]
-                    ),
-                    (Ok(_), None) => "was damaged".into(),
-                };
-                let deleted = JsFuture::from(c.delete_with_str(&url)).await.is_ok();
-                host.emit(Event::Notice(format!(
-                    "the copy of {name} kept in this browser {what}; it was {} and is downloaded again",
-                    if deleted { "removed" } else { "left (it could not be removed)" }
-                )));
-            }
-        }
-    }
-    let resp = JsFuture::from(host.scope.fetch_with_str(&url))
-        .await
-        .map_err(|e| format!("{url}: {}", js_err(e)))?;
-    let resp: Response = resp.unchecked_into();
-    if !resp.ok() {
-        return Err(format!(
-            "{url}: the server answered {} {} (run ./scripts/setup to install the model)",
-            resp.status(),
-            resp.status_text()
-        ));
-    }
-    let mut out = read_body(host, resp, name, false).await?;
-    if let Some(w) = want {
-        let got = sha256_hex(&host.scope, &out).await;
-        if got != w {
-            return Err(format!(
-                "{url}: the server's file has sha256 {got}, not the {w} of the model this page \
-                 was built for (run ./scripts/setup to install it again)"
-            ));
-        }
-    }
-    if let Some(c) = cache {
-        let stored =
-            Response::new_with_opt_u8_array(Some(&mut out)).map(|r| c.put_with_str(&url, &r));
-        match stored {
-            Ok(p) => {
-                if let Err(e) = JsFuture::from(p).await {
-                    host.emit(Event::Notice(format!(
-                        "the model could not be cached for the next visit: {}",
-                        js_err(e)
-                    )));
-                }
-            }
-            Err(e) => host.emit(Event::Notice(format!(
-                "the model could not be cached for the next visit: {}",
-                js_err(e)
-            ))),
-        }
-    }
-    Ok(out)
-}
-
-/// Reads a response body with byte progress.
-pub(super) async fn read_body(
-    host: &WebHost,
-    resp: Response,
-    name: &str,
-    cached: bool,
-) -> Result<Vec<u8>, String> {
-    let total = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse::<u64>().ok());
-    let mut out = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
-    let body = resp
-        .body()
-        .ok_or_else(|| format!("{name}: empty response"))?;
-    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut last = 0.0;
-    loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| format!("{name}: {}", js_err(e)))?;
-        let done = Reflect::get(&chunk, &"done".into())
-            .map(|d| d.is_truthy())
-            .unwrap_or(true);
-        if done {
-            break;
-        }
-        if let Ok(v) = Reflect::get(&chunk, &"value".into()) {
-            out.extend_from_slice(&Uint8Array::new(&v).to_vec());
-        }
-        let now = now_sec();
-        if now - last > 0.1 {
-            last = now;
-            host.emit(Event::ModelProgress(ModelProgress {
-                file: name.into(),
-                loaded: out.len() as u64,
-                total,
-                cached,
-            }));
-        }
-    }
-    host.emit(Event::ModelProgress(ModelProgress {
-        file: name.into(),
-        loaded: out.len() as u64,
-        total: Some(out.len() as u64),
-        cached,
-    }));
-    Ok(out)
 }
