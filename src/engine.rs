@@ -215,6 +215,27 @@ impl Engine {
         })
     }
 
+    /// Refuses an adapter or fused model trained on another base model than this one (applied
+    /// to other weights it computes nonsense without any error), naming both. `name` and
+    /// `sha256` are what the file records; a file that records no sha256 (a plain PEFT adapter)
+    /// passes. The CLI and the page's session both call this.
+    pub fn check_trained_on(&self, name: &str, sha256: &str) -> Result<()> {
+        if sha256.is_empty() || sha256 == self.model_sha256 {
+            return Ok(());
+        }
+        let trained_on = match name {
+            "" => "another base model".to_string(),
+            n => format!("the base model {n:?}"),
+        };
+        Err(Error::Model(format!(
+            "it was trained on {trained_on} (weights sha256 {}…), not on {:?}, the model running \
+             here (sha256 {}…)",
+            &sha256[..sha256.len().min(12)],
+            self.name,
+            &self.model_sha256[..self.model_sha256.len().min(12)]
+        )))
+    }
+
     /// Sentence embeddings (sentence-transformers' output), one per text: pooled as the model
     /// says, L2-normalised when it has a `Normalize` module (or no `modules.json`).
     pub async fn embed<S: AsRef<str>>(

@@ -139,6 +139,12 @@ pub async fn to_files(model: &TaskModel, meta: &TaskMeta) -> Result<BTreeMap<Str
     ]))
 }
 
+/// The folder's `lorafuse_task.json` as written, unchecked, when it has a readable one: for
+/// looking at the base model it records before any weights are read.
+pub fn peek_meta(files: &BTreeMap<String, Vec<u8>>) -> Option<TaskMeta> {
+    files.get(META).and_then(|b| serde_json::from_slice(b).ok())
+}
+
 /// Reads a task folder's files (PEFT's two are required; head and metadata optional, but a head
 /// without metadata or with a different class count is an error).
 pub fn from_files(

@@ -52,20 +52,11 @@ pub fn load_engine(common: &Common) -> Result<Engine> {
         .with_context(|| format!("loading the model in {}", dir.display()))
 }
 
-/// Refuses an adapter or fused model trained on another base model than the loaded one (an
-/// adapter applied to other weights computes nonsense without any error). A plain PEFT adapter
-/// records no sha256 and is not checked.
+/// [`Engine::check_trained_on`], with what to do about it.
 pub fn check_base_model(engine: &Engine, name: &str, sha256: &str) -> Result<()> {
-    if !sha256.is_empty() && sha256 != engine.model_sha256 {
-        bail!(
-            "it was trained on the base model {name:?} (weights sha256 {}…), but the loaded model \
-             is {:?} (sha256 {}…): pass the model it was trained on with --model-dir",
-            &sha256[..sha256.len().min(12)],
-            engine.name,
-            &engine.model_sha256[..12]
-        );
-    }
-    Ok(())
+    engine
+        .check_trained_on(name, sha256)
+        .context("pass the model it was trained on with --model-dir")
 }
 
 /// Reads an adapter folder (ours or PEFT's); refuses one trained on another base model.
@@ -89,10 +80,7 @@ pub fn read_task(engine: &Engine, dir: &Path) -> Result<LoadedTask> {
         }
     }
     // The base model first: another model's adapter would fail on shapes with a vaguer message.
-    if let Some(meta) = files
-        .get(task_files::META)
-        .and_then(|b| serde_json::from_slice::<TaskMeta>(b).ok())
-    {
+    if let Some(meta) = task_files::peek_meta(&files) {
         check_base_model(engine, &meta.base_model, &meta.base_model_sha256)
             .with_context(|| format!("adapter folder {}", dir.display()))?;
     }

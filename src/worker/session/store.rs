@@ -99,19 +99,9 @@ impl Session {
     ) -> Result<(Trained, Option<TaskMeta>)> {
         // Another base model's adapter is refused before its weights are read (their shapes
         // could even fit, and the predictions would be nonsense).
-        if let Some(meta) = files
-            .get(task_files::META)
-            .and_then(|b| serde_json::from_slice::<TaskMeta>(b).ok())
-            && !meta.base_model_sha256.is_empty()
-            && meta.base_model_sha256 != self.engine.model_sha256
-        {
-            return Err(Error::Adapter(format!(
-                "it was trained on the base model {:?} (weights sha256 {}…), not on {:?}, the \
-                 model this page runs",
-                meta.base_model,
-                &meta.base_model_sha256[..meta.base_model_sha256.len().min(12)],
-                self.engine.name
-            )));
+        if let Some(meta) = task_files::peek_meta(files) {
+            self.engine
+                .check_trained_on(&meta.base_model, &meta.base_model_sha256)?;
         }
         let loaded =
             task_files::from_files(files, &self.engine.encoder.config, &self.engine.device)?;
@@ -134,14 +124,12 @@ impl Session {
             self.engine.encoder.config.hidden_size,
             &self.engine.device,
         )?;
-        if manifest.base_model_sha256 != self.engine.model_sha256 {
-            return Err(Error::Fusion(format!(
-                "it was trained on another base model (weights sha256 {}…), not on {:?}, the model \
-                 this page runs",
-                &manifest.base_model_sha256[..manifest.base_model_sha256.len().min(12)],
-                self.engine.name
-            )));
+        // A fused model always records its base model (unlike a plain PEFT adapter).
+        if manifest.base_model_sha256.is_empty() {
+            return Err(Error::Fusion("it records no base model".into()));
         }
+        self.engine
+            .check_trained_on(&manifest.base_model, &manifest.base_model_sha256)?;
         let shas: Vec<Option<&str>> = self
             .tasks
             .iter()
