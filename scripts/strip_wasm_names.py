@@ -42,8 +42,8 @@ def strip(path: Path) -> int:
 
 def main() -> None:
     d = Path(os.environ.get("TRUNK_STAGING_DIR") or (sys.argv[1] if len(sys.argv) > 1 else "dist"))
-    for f in sorted(d.glob("*.wasm")):
-        print(f"strip_wasm_names: {f.name}: {strip(f) / 1e6:.2f} MB of names removed")
+    for f in sorted(d.rglob("*.wasm")):
+        print(f"strip_wasm_names: {f.relative_to(d)}: {strip(f) / 1e6:.2f} MB of names removed")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,7 @@ pub fn check_labels(labels: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Most threads in the page's engine pool (the page offers up to `navigator.hardwareConcurrency`,
+/// capped here: each pool thread is a Web Worker with its own stack).
+pub const MAX_THREADS: usize = 32;

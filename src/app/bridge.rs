@@ -9,9 +9,13 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::worker::protocol::{BackendChoice, Event, ModelSource, Request};
 
-/// The worker script Trunk writes next to the page (`data-loader-shim`; a classic worker that
-/// loads the `no-modules` wasm-bindgen output).
+/// The single-thread worker: the script Trunk writes next to the page (`data-loader-shim`; a
+/// classic worker that loads the `no-modules` wasm-bindgen output). WebGPU, or the CPU backend where
+/// threads cannot run.
 const WORKER_SCRIPT: &str = "./worker_loader.js";
+/// The threaded worker (`scripts/build_threads.sh`): a module worker that starts a pool of
+/// `?threads=N` Web Workers for the CPU backend. Needs cross-origin isolation.
+const THREADED_WORKER_SCRIPT: &str = "./threads/start.js";
 /// Restarts after a crash before the page gives up (so a worker that cannot start does not loop).
 const MAX_RESTARTS: u32 = 2;
 
@@ -23,6 +27,10 @@ thread_local! {
     /// Requests waiting for the worker to start.
     static PENDING: RefCell<Vec<Request>> = const { RefCell::new(Vec::new()) };
     static RESTARTS: Cell<u32> = const { Cell::new(0) };
+    /// The threaded worker failed to start once: the single-thread one runs from then on.
+    static THREADS_FAILED: Cell<bool> = const { Cell::new(false) };
+    /// Whether the running worker is the threaded one.
+    static THREADED: Cell<bool> = const { Cell::new(false) };
     /// The backend asked for at the start, and the base model the worker runs.
     static BACKEND: Cell<BackendChoice> = const { Cell::new(BackendChoice::Auto) };
     static MODEL: Cell<ModelSource> = const { Cell::new(ModelSource::Default) };
@@ -51,7 +59,12 @@ pub fn start(
     HANDLER.with(|h| *h.borrow_mut() = Some(Box::new(on_event)));
     BACKEND.with(|b| b.set(backend));
     MODEL.with(|m| m.set(model));
-    spawn(backend, bundle);
+    wasm_bindgen_futures::spawn_local(spawn(backend, bundle));
+}
+
+/// Starts the engine again on the same model with the saved workspace (the thread count changed).
+pub fn restart() {
+    restart_on(MODEL.with(Cell::get));
 }
 
 /// Starts the engine again on `model` (the user switched encoders) with the saved workspace, on
@@ -65,7 +78,7 @@ pub fn restart_on(model: ModelSource) {
     MODEL.with(|m| m.set(model));
     wasm_bindgen_futures::spawn_local(async {
         let bundle = super::storage::load().await.ok().flatten();
-        spawn(BACKEND.with(Cell::get), bundle);
+        spawn(BACKEND.with(Cell::get), bundle).await;
     });
 }
 
@@ -77,12 +90,56 @@ fn deliver(ev: Event) {
     });
 }
 
-fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
+/// Whether the browser offers a WebGPU adapter to this page.
+async fn webgpu_adapter() -> bool {
+    let gpu = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"navigator".into()).ok())
+        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
+        .filter(|g| !g.is_undefined() && !g.is_null());
+    let Some(gpu) = gpu else { return false };
+    let Ok(request) = js_sys::Reflect::get(&gpu, &"requestAdapter".into()) else {
+        return false;
+    };
+    let Ok(promise) = request.unchecked_into::<js_sys::Function>().call0(&gpu) else {
+        return false;
+    };
+    match wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await {
+        Ok(adapter) => !adapter.is_null() && !adapter.is_undefined(),
+        Err(_) => false,
+    }
+}
+
+/// Threads for the engine: `Some(n)` runs the threaded worker (the CPU backend on `n` threads),
+/// `None` the single-thread one (WebGPU when asked for or offered, or no cross-origin isolation).
+async fn threads_for(backend: BackendChoice) -> Option<usize> {
+    if THREADS_FAILED.with(Cell::get) || !super::threads::isolated() {
+        return None;
+    }
+    let cpu = match backend {
+        BackendChoice::Cpu => true,
+        BackendChoice::WebGpu => false,
+        BackendChoice::Auto => !webgpu_adapter().await,
+    };
+    cpu.then(super::threads::chosen)
+}
+
+async fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
     STARTED.with(|s| s.set(false));
+    let threads = threads_for(backend).await;
+    THREADED.with(|t| t.set(threads.is_some()));
     let opts = WorkerOptions::new();
-    opts.set_type(WorkerType::Classic);
-    opts.set_name("lorafuse-engine");
-    let worker = match Worker::new_with_options(WORKER_SCRIPT, &opts) {
+    opts.set_name(crate::worker::ENGINE_WORKER_NAME);
+    let script = match threads {
+        Some(n) => {
+            opts.set_type(WorkerType::Module);
+            format!("{THREADED_WORKER_SCRIPT}?threads={n}")
+        }
+        None => {
+            opts.set_type(WorkerType::Classic);
+            WORKER_SCRIPT.to_string()
+        }
+    };
+    let worker = match Worker::new_with_options(&script, &opts) {
         Ok(w) => w,
         Err(e) => {
             deliver(Event::Error {
@@ -112,9 +169,19 @@ fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|ev: web_sys::ErrorEvent| {
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|ev: web_sys::Event| {
         ev.prevent_default();
-        restart_on_cpu(ev.message());
+        // An ErrorEvent for an error in the worker; a plain Event when its script did not load.
+        let message = js_sys::Reflect::get(&ev, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_else(|| "the engine worker's script did not load".into());
+        if THREADED.with(Cell::get) && !STARTED.with(Cell::get) {
+            // The threaded worker did not even start (its files are missing, say): the
+            // single-thread one runs from now on.
+            THREADS_FAILED.with(|f| f.set(true));
+        }
+        restart_on_cpu(message);
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
@@ -152,7 +219,7 @@ fn restart_on_cpu(why: String) {
     PENDING.with(|p| p.borrow_mut().clear());
     wasm_bindgen_futures::spawn_local(async {
         let bundle = super::storage::load().await.ok().flatten();
-        spawn(BackendChoice::Cpu, bundle);
+        spawn(BackendChoice::Cpu, bundle).await;
     });
 }
 

@@ -13,11 +13,13 @@ mod files;
 mod live;
 mod model;
 mod offline;
+mod prefs;
 mod report;
 mod state;
 mod storage;
 mod tabs;
 mod tasks;
+mod threads;
 
 use leptos::prelude::*;
 
@@ -125,6 +127,7 @@ fn ModelBar() -> impl IntoView {
                     title="Compare this backend's embedding with the CPU backend's and run one training step">
                     "Check backend"</button>
                 <span data-testid="backend-check">{move || ui.check.get().unwrap_or_default()}</span>
+                <threads::ThreadsPicker/>
                 <model::ModelPicker/>
                 <span class="small offline" data-testid="offline"
                     data-state=move || match ui.offline.get() {

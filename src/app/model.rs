@@ -12,10 +12,9 @@
 
 use js_sys::Reflect;
 use leptos::prelude::*;
-use wasm_bindgen::JsValue;
 use web_sys::{File, HtmlInputElement};
 
-use super::{ModelState, Ui, bridge, files, mb, send};
+use super::{ModelState, Ui, bridge, files, mb, prefs, send};
 use crate::engine::MODEL_FILE_NAMES;
 use crate::limits::MAX_MODEL_BYTES;
 use crate::worker::protocol::{ModelSource, NamedFile, Request};
@@ -23,26 +22,9 @@ use crate::worker::protocol::{ModelSource, NamedFile, Request};
 /// localStorage key of the chosen model.
 const KEY: &str = "lorafuse-model";
 
-fn local_storage() -> Option<JsValue> {
-    let w = web_sys::window()?;
-    Reflect::get(&w, &"localStorage".into())
-        .ok()
-        .filter(|s| !s.is_null() && !s.is_undefined())
-}
-
-fn call(target: &JsValue, method: &str, args: &[&str]) -> Option<JsValue> {
-    let f: js_sys::Function = Reflect::get(target, &method.into()).ok()?.into();
-    let a = js_sys::Array::new();
-    for x in args {
-        a.push(&JsValue::from_str(x));
-    }
-    f.apply(target, &a).ok()
-}
-
 /// The model chosen in this browser (default when nothing was chosen, or storage is blocked).
 pub fn chosen() -> ModelSource {
-    let v = local_storage().and_then(|s| call(&s, "getItem", &[KEY]));
-    match v.and_then(|v| v.as_string()).as_deref() {
+    match prefs::get(KEY).as_deref() {
         Some("own") => ModelSource::Own,
         _ => ModelSource::Default,
     }
@@ -50,13 +32,11 @@ pub fn chosen() -> ModelSource {
 
 /// Remembers the choice for the next visit.
 pub fn remember(source: ModelSource) {
-    if let Some(s) = local_storage() {
-        let v = match source {
-            ModelSource::Own => "own",
-            ModelSource::Default => "default",
-        };
-        let _ = call(&s, "setItem", &[KEY, v]);
-    }
+    let v = match source {
+        ModelSource::Own => "own",
+        ModelSource::Default => "default",
+    };
+    prefs::set(KEY, v);
 }
 
 /// The worker kept the picked encoder: run on it from now on.

@@ -10,3 +10,7 @@ pub mod protocol;
 pub mod session;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+
+/// The engine worker's name (`WorkerOptions.name`, set by the page). The threaded build's pool
+/// threads run the same module without it, and must not start an engine of their own.
+pub const ENGINE_WORKER_NAME: &str = "lorafuse-engine";

@@ -16,8 +16,18 @@ use super::web::{WebHost, js_err};
 use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, ModelFiles};
 use crate::train::now_sec;
 
-/// Where the page serves the default model, relative to the worker script.
+/// Where the page serves the default model, relative to the page.
 pub const MODEL_DIR: &str = "models/all-MiniLM-L6-v2/";
+
+/// `path` (relative to the page) relative to this worker's script, which relative URLs resolve
+/// against: the single-thread worker sits next to the page, the threaded one in `threads/`. Both
+/// then name the same absolute URL, in fetches and Cache Storage keys alike.
+pub(super) fn site(path: &str) -> String {
+    match cfg!(feature = "threads") {
+        true => format!("../{path}"),
+        false => path.to_string(),
+    }
+}
 /// Cache Storage bucket of the model files.
 const CACHE_NAME: &str = "lorafuse-model-v1";
 
@@ -52,12 +62,26 @@ fn expected_sha256(name: &str) -> Option<&'static str> {
         .map(|(_, sha)| *sha)
 }
 
+/// A copy of `bytes` in a JavaScript buffer of its own. The threaded engine's memory is a
+/// SharedArrayBuffer, and Web APIs that keep or hash bytes (`Response`, `crypto.subtle.digest`)
+/// refuse views of shared memory; a copy works in both builds.
+pub(super) fn js_bytes(bytes: &[u8]) -> Uint8Array {
+    Uint8Array::from(bytes)
+}
+
+/// A `Response` holding a copy of `bytes` (for Cache Storage).
+pub(super) fn response_of(bytes: &[u8]) -> Result<Response, JsValue> {
+    Response::new_with_opt_js_u8_array(Some(&js_bytes(bytes)))
+}
+
 /// sha256 of `bytes` as lowercase hex: the browser's SubtleCrypto (native speed) where the page is
 /// a secure context, else the `sha2` crate.
 pub(super) async fn sha256_hex(scope: &DedicatedWorkerGlobalScope, bytes: &[u8]) -> String {
     let subtle = scope.crypto().ok().map(|c| c.subtle());
-    if let Some(p) = subtle.and_then(|s| s.digest_with_str_and_u8_array("SHA-256", bytes).ok())
-        && let Ok(buf) = JsFuture::from(p).await
+    if let Some(p) = subtle.and_then(|s| {
+        s.digest_with_str_and_js_u8_array("SHA-256", &js_bytes(bytes))
+            .ok()
+    }) && let Ok(buf) = JsFuture::from(p).await
     {
         return hex::encode(Uint8Array::new(&buf).to_vec());
     }
@@ -71,7 +95,7 @@ async fn fetch_cached(
     cache: Option<&Cache>,
     name: &str,
 ) -> Result<Vec<u8>, String> {
-    let url = format!("{MODEL_DIR}{name}");
+    let url = site(&format!("{MODEL_DIR}{name}"));
     let want = expected_sha256(name);
     let hit = match cache {
         Some(c) => JsFuture::from(c.match_with_str(&url)).await.ok(),
@@ -117,7 +141,7 @@ async fn fetch_cached(
             resp.status_text()
         ));
     }
-    let mut out = read_body(host, resp, name, false).await?;
+    let out = read_body(host, resp, name, false).await?;
     if let Some(w) = want {
         let got = sha256_hex(&host.scope, &out).await;
         if got != w {
@@ -128,8 +152,7 @@ async fn fetch_cached(
         }
     }
     if let Some(c) = cache {
-        let stored =
-            Response::new_with_opt_u8_array(Some(&mut out)).map(|r| c.put_with_str(&url, &r));
+        let stored = response_of(&out).map(|r| c.put_with_str(&url, &r));
         match stored {
             Ok(p) => {
                 if let Err(e) = JsFuture::from(p).await {

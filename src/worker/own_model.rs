@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
-use super::model_fetch::{open_cache, read_body, sha256_hex};
+use super::model_fetch::{open_cache, read_body, response_of, sha256_hex, site};
 use super::protocol::{Event, NamedFile};
 use super::web::{WebHost, js_err};
 use crate::engine::{Engine, ModelFiles};
@@ -70,9 +70,8 @@ async fn keep(host: &WebHost, name: &str, files: Vec<NamedFile>) -> Result<Event
         .ok_or("the browser's Cache Storage cannot be opened")?;
     let mut entries = Vec::new();
     for (file, bytes) in model.named() {
-        let mut copy = bytes.to_vec();
-        let resp = Response::new_with_opt_u8_array(Some(&mut copy)).map_err(js_err)?;
-        JsFuture::from(cache.put_with_str(&format!("{PREFIX}{file}"), &resp))
+        let resp = response_of(bytes).map_err(js_err)?;
+        JsFuture::from(cache.put_with_str(&site(&format!("{PREFIX}{file}")), &resp))
             .await
             .map_err(|e| format!("{file} could not be stored in this browser: {}", js_err(e)))?;
         entries.push(Entry {
@@ -85,9 +84,9 @@ async fn keep(host: &WebHost, name: &str, files: Vec<NamedFile>) -> Result<Event
         name: model.name.clone(),
         files: entries,
     };
-    let mut json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-    let resp = Response::new_with_opt_u8_array(Some(&mut json)).map_err(js_err)?;
-    JsFuture::from(cache.put_with_str(MANIFEST, &resp))
+    let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    let resp = response_of(&json).map_err(js_err)?;
+    JsFuture::from(cache.put_with_str(&site(MANIFEST), &resp))
         .await
         .map_err(js_err)?;
     Ok(Event::ModelInstalled {
@@ -110,13 +109,13 @@ pub async fn read(host: &WebHost) -> Result<ModelFiles, String> {
                 .map(|v| v.unchecked_into::<Response>())
         }
     };
-    let resp = get(MANIFEST.to_string()).await.ok_or(gone)?;
+    let resp = get(site(MANIFEST)).await.ok_or(gone)?;
     let bytes = read_body(host, resp, "manifest.json", true).await?;
     let manifest: Manifest =
         serde_json::from_slice(&bytes).map_err(|e| format!("{gone}: manifest.json: {e}"))?;
     let mut files = Vec::new();
     for e in &manifest.files {
-        let resp = get(format!("{PREFIX}{}", e.name))
+        let resp = get(site(&format!("{PREFIX}{}", e.name)))
             .await
             .ok_or_else(|| format!("{gone}: {} is missing", e.name))?;
         let bytes = read_body(host, resp, &e.name, true).await?;

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
-#[cfg(feature = "wgpu")]
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -27,6 +26,8 @@ use crate::engine::{Engine, ModelFiles};
 use crate::train::now_sec;
 
 thread_local! {
+    /// Threads in rayon's pool (see [`pool_threads`]).
+    static POOL_THREADS: Cell<usize> = const { Cell::new(1) };
     /// Destroys the WebGPU device ([`Request::LoseDevice`]), when one is in use.
     static GPU_DESTROY: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
 }
@@ -76,10 +77,14 @@ pub(super) fn js_err(e: JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
-/// Starts the worker: installs the message handler.
+/// Starts the worker: installs the message handler, then (threaded build) starts the thread pool,
+/// then says [`Event::Started`].
 pub fn start() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if scope.name() != super::ENGINE_WORKER_NAME {
+        return;
+    }
     let state = Rc::new(State::default());
     let host = Rc::new(WebHost {
         scope: scope.clone(),
@@ -117,7 +122,69 @@ pub fn start() {
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     // Messages sent before the handler existed are lost: the page waits for this.
+    #[cfg(feature = "threads")]
+    spawn_local(async move {
+        start_pool(&scope).await;
+        post(&scope, &Event::Started);
+    });
+    #[cfg(not(feature = "threads"))]
     post(&scope, &Event::Started);
+}
+
+/// The pool size the page asked for (`?threads=N` on the worker's URL), at least 1.
+#[cfg(feature = "threads")]
+fn requested_threads(scope: &DedicatedWorkerGlobalScope) -> usize {
+    let search = Reflect::get(scope, &"location".into())
+        .and_then(|l| Reflect::get(&l, &"search".into()))
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_default();
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("threads="))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, crate::limits::MAX_THREADS)
+}
+
+/// Starts rayon's global pool on Web Workers sharing this module's memory (wasm-bindgen-rayon).
+/// Where that fails, the engine still runs: rayon then works on this thread alone.
+#[cfg(feature = "threads")]
+async fn start_pool(scope: &DedicatedWorkerGlobalScope) {
+    let n = requested_threads(scope);
+    match wasm_bindgen_futures::JsFuture::from(wasm_bindgen_rayon::init_thread_pool(n)).await {
+        Ok(_) => POOL_THREADS.with(|t| t.set(n)),
+        Err(e) => post(
+            scope,
+            &Event::Notice(format!(
+                "the thread pool did not start ({}); the engine runs on one thread",
+                js_err(e)
+            )),
+        ),
+    }
+}
+
+/// Threads of the engine's pool: 1 in the single-thread build, or where the pool did not start.
+fn pool_threads() -> usize {
+    POOL_THREADS.with(Cell::get)
+}
+
+/// The CPU backend in words, with its threads (and why only one, where the page cannot share
+/// memory with workers).
+fn cpu_name() -> String {
+    let isolated = Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let threads = match pool_threads() {
+        1 if !cfg!(feature = "threads") && !isolated => {
+            "1 thread: the page is not cross-origin isolated".to_string()
+        }
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    format!("CPU (WebAssembly, {threads})")
 }
 
 async fn drain(state: Rc<State>, host: Rc<WebHost>) {
@@ -272,21 +339,15 @@ async fn backend_check(state: &State, host: &WebHost, text: &str) {
     *state.session.borrow_mut() = Some(session);
 }
 
-const CPU_NAME: &str = "CPU (WebAssembly)";
-
 /// `(device, backend in words, why not WebGPU)`.
 async fn pick_device(choice: BackendChoice) -> Result<(Device, String, Option<String>), String> {
     let cpu = || crate::backend::cpu_device(crate::backend::DEFAULT_CPU).map_err(|e| e.to_string());
     if choice == BackendChoice::Cpu {
-        return Ok((
-            cpu()?,
-            CPU_NAME.into(),
-            Some("CPU chosen in the URL".into()),
-        ));
+        return Ok((cpu()?, cpu_name(), Some("CPU chosen in the URL".into())));
     }
     match webgpu().await {
         Ok((d, name)) => Ok((d, name, None)),
-        Err(reason) if choice == BackendChoice::Auto => Ok((cpu()?, CPU_NAME.into(), Some(reason))),
+        Err(reason) if choice == BackendChoice::Auto => Ok((cpu()?, cpu_name(), Some(reason))),
         Err(reason) => Err(format!(
             "WebGPU was asked for but is not available: {reason}"
         )),
@@ -345,7 +406,28 @@ async fn webgpu() -> Result<(Device, String), String> {
     ))
 }
 
+/// The build without WebGPU (the threaded worker, which the page starts when the browser offers no
+/// adapter, or the CPU backend is asked for): says why WebGPU is not used.
 #[cfg(not(feature = "wgpu"))]
 async fn webgpu() -> Result<(Device, String), String> {
-    Err("this build has no WebGPU backend".into())
+    let gpu = Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"gpu".into()))
+        .ok()
+        .filter(|g| !g.is_undefined() && !g.is_null());
+    let Some(gpu) = gpu else {
+        return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
+    };
+    let adapter = match Reflect::get(&gpu, &"requestAdapter".into())
+        .and_then(|f| f.unchecked_into::<js_sys::Function>().call0(&gpu))
+    {
+        Ok(p) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&p))
+            .await
+            .unwrap_or(JsValue::NULL),
+        Err(_) => JsValue::NULL,
+    };
+    if adapter.is_null() || adapter.is_undefined() {
+        Err("the browser offers no WebGPU adapter".into())
+    } else {
+        Err("the threaded CPU engine runs (this build has no WebGPU backend)".into())
+    }
 }

@@ -77,6 +77,12 @@ export const MIME = {
   '.bin': 'application/octet-stream',
 };
 
+/** The headers that make a page cross-origin isolated (SharedArrayBuffer, so wasm threads). */
+export const ISOLATION = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
 /**
  * Serves `root` on 127.0.0.1 (a free port). Resolves to { server, origin, log, setDown }.
  * setDown(true) makes the server drop every connection without an answer (a network error in the
@@ -248,7 +254,8 @@ async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of fs.readdirSync(ARTIFACTS)) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
 
-  const { server, origin, log: serverLog, setDown: setServerDown } = await startServer(dist);
+  // Cross-origin isolation, as ./scripts/serve sends it: the CPU engine runs on a thread pool.
+  const { server, origin, log: serverLog, setDown: setServerDown } = await startServer(dist, { headers: ISOLATION });
   console.log(`serving ${dist} at ${origin}`);
   const { context, close } = await launchBrowser();
   console.log(`chromium ${context.browser()?.version() ?? '(persistent context)'}, args: ${chromiumArgs().join(' ')}`);
@@ -413,7 +420,12 @@ async function main() {
     await step('open', async () => {
       await page.goto(origin + '/', { waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
-      console.log(`     backend: ${await text('[data-testid=backend]')}`);
+      const backend = await text('[data-testid=backend]');
+      console.log(`     backend: ${backend}`);
+      // Isolated, on the CPU backend: the threaded engine with one thread per core chromium reports.
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      const want = `CPU (WebAssembly, ${cores === 1 ? '1 thread' : `${cores} threads`})`;
+      if (backend.trim() !== want) throw new StepError(`backend ${JSON.stringify(backend)}, expected ${JSON.stringify(want)}`);
       await axeCheck('empty');
     });
 

@@ -10,10 +10,10 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 import os from 'node:os';
-import { startServer, chromiumArgs } from './app.test.mjs';
+import { startServer, chromiumArgs, ISOLATION } from './app.test.mjs';
 
 const dist = path.resolve(process.argv[2] ?? 'dist');
-const backend = process.argv[3] ?? 'cpu';
+const backend = ['cpu', 'webgpu'].includes(process.argv[3]) ? process.argv[3] : 'cpu';
 const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../fixtures/data/e2e_sentiment.csv');
 const SENTENCES = [
   'a wonderful, moving film that I loved',
@@ -28,9 +28,11 @@ const SENTENCES = [
   'a small gem',
 ];
 
+/** Every .wasm and .js file of the build (threads/ included, models/ left out), raw and gzip. */
 function sizes() {
   const rows = [];
-  for (const f of fs.readdirSync(dist).filter((f) => f.endsWith('.wasm') || f.endsWith('.js'))) {
+  const all = fs.readdirSync(dist, { recursive: true }).filter((f) => !f.startsWith('models'));
+  for (const f of all.filter((f) => f.endsWith('.wasm') || f.endsWith('.js'))) {
     const b = fs.readFileSync(path.join(dist, f));
     rows.push({ file: f, raw: b.length, gzip: zlib.gzipSync(b, { level: 9 }).length });
   }
@@ -66,10 +68,57 @@ async function predict(page, text) {
   return { wall: Date.now() - t0, engine: ms };
 }
 
+/** Creates task `name`, uploads the fixture, trains 3 epochs; resolves to the last examples/s shown. */
+async function trainTask(page, name) {
+  const sec = `section[data-task="${name}"]`;
+  await page.fill('#new-task-name', name);
+  await page.click('#add-task');
+  await page.waitForSelector(sec);
+  await page.setInputFiles(`${sec} input[data-testid=train-file]`, FIXTURE);
+  await page.waitForFunction((s) => /40 training examples/.test(document.querySelector(s)?.textContent ?? ''), sec);
+  await page.fill(`${sec} input[name=epochs]`, '3');
+  await page.dispatchEvent(`${sec} input[name=epochs]`, 'change');
+  await page.waitForTimeout(300);
+  const t0 = Date.now();
+  await page.click(`${sec} [data-testid=train]`);
+  let speed = '';
+  while (true) {
+    const s = await page.evaluate((q) => document.querySelector(`${q} .progress-line span`)?.textContent ?? '', sec);
+    if (s) speed = s;
+    if ((await page.getAttribute(sec, 'data-trained')) === 'true') break;
+    await page.waitForTimeout(200);
+  }
+  const eps = Number(/([\d.]+) examples\/s/.exec(speed)?.[1]);
+  console.log(`training ${name}: 32 examples x 3 epochs in ${((Date.now() - t0) / 1000).toFixed(1)} s wall (incl. per-epoch validation on 8); last progress: ${eps} examples/s`);
+  return eps;
+}
+
+/** Median engine ms of a live prediction over SENTENCES (after one warm-up). */
+async function inferMs(page) {
+  await predict(page, 'warm-up sentence');
+  const engine = [];
+  for (const s of SENTENCES) engine.push((await predict(page, s)).engine);
+  engine.sort((a, b) => a - b);
+  return engine[Math.floor(engine.length / 2)];
+}
+
+/** Reloads with `threads` in the engine's pool; resolves to seconds until the model is ready. */
+async function reloadWith(page, threads) {
+  await page.evaluate((n) => localStorage.setItem('lorafuse-threads', String(n)), threads);
+  const t0 = Date.now();
+  await page.reload();
+  await waitReady(page);
+  return (Date.now() - t0) / 1000;
+}
+
 async function main() {
+  const json = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : null;
   console.log(`backend: ${backend}`);
-  for (const r of sizes()) console.log(`size ${r.file}: ${mb(r.raw)} raw, ${mb(r.gzip)} gzip`);
-  const { server, origin } = await startServer(dist);
+  const files = sizes();
+  for (const r of files) console.log(`size ${r.file}: ${mb(r.raw)} raw, ${mb(r.gzip)} gzip`);
+  const weights = fs.statSync(path.join(dist, 'models/all-MiniLM-L6-v2/model.safetensors')).size;
+  // Served as ./scripts/serve serves it: cross-origin isolated, so the CPU engine has threads.
+  const { server, origin } = await startServer(dist, { headers: ISOLATION });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lorafuse-perf-'));
   const args = chromiumArgs();
   if (backend === 'webgpu') args.push('--enable-unsafe-webgpu');
@@ -80,49 +129,53 @@ async function main() {
   });
   try {
     const page = await context.newPage();
-    const url = `${origin}/?backend=${backend}`;
     let t0 = Date.now();
-    await page.goto(url);
-    const cold = await waitReady(page) + 0;
-    console.log(`cold start to model ready: ${((Date.now() - t0) / 1000).toFixed(1)} s (${await page.textContent('[data-testid=backend]')})`);
-    await page.fill('#new-task-name', 'sentiment');
-    await page.click('#add-task');
-    await page.waitForSelector('section[data-task="sentiment"]');
-    await page.setInputFiles('section[data-task="sentiment"] input[data-testid=train-file]', FIXTURE);
-    await page.waitForFunction(() => /40 training examples/.test(document.querySelector('section[data-task="sentiment"]')?.textContent ?? ''));
-    await page.fill('section[data-task="sentiment"] input[name=epochs]', '3');
-    await page.dispatchEvent('section[data-task="sentiment"] input[name=epochs]', 'change');
-    await page.waitForTimeout(300);
-    t0 = Date.now();
-    await page.click('section[data-task="sentiment"] [data-testid=train]');
-    let speed = '';
-    while (true) {
-      const s = await page.evaluate(() => document.querySelector('section[data-task="sentiment"] .progress-line span')?.textContent ?? '');
-      if (s) speed = s;
-      if ((await page.getAttribute('section[data-task="sentiment"]', 'data-trained')) === 'true') break;
-      await page.waitForTimeout(200);
-    }
-    const trainSec = (Date.now() - t0) / 1000;
-    const eps = /([\d.]+) examples\/s/.exec(speed)?.[1];
-    console.log(`training: 32 examples x 3 epochs in ${trainSec.toFixed(1)} s wall (incl. per-epoch validation on 8); last progress: ${eps} examples/s`);
-    await predict(page, 'warm-up sentence');
-    const engine = [];
-    const wall = [];
-    for (const s of SENTENCES) {
-      const r = await predict(page, s);
-      engine.push(r.engine);
-      wall.push(r.wall);
-    }
-    const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
-    console.log(`inference (1 task, 1 encoder pass): ${mean(engine).toFixed(1)} ms per sentence in the engine (median ${engine.sort((a, b) => a - b)[5]} ms); ${mean(wall).toFixed(0)} ms from typing to shown (incl. 250 ms debounce)`);
-    t0 = Date.now();
-    await page.reload();
-    const warm = await waitReady(page);
+    await page.goto(`${origin}/?backend=${backend}`);
+    await waitReady(page);
+    const cold = (Date.now() - t0) / 1000;
+    const chromiumVersion = /Chrome\/([\d.]+)/.exec(await page.evaluate(() => navigator.userAgent))?.[1] ?? null;
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    console.log(`cold start to model ready: ${cold.toFixed(1)} s (${await page.textContent('[data-testid=backend]')})`);
+
+    // One thread: train, then time predictions.
+    await reloadWith(page, 1);
+    console.log(`backend: ${await page.textContent('[data-testid=backend]')}`);
+    const eps1 = await trainTask(page, 'sentiment');
+    const infer1 = await inferMs(page);
+    console.log(`inference (1 task, 1 encoder pass), 1 thread: median ${infer1} ms per sentence in the engine`);
+
+    // Every core: a warm reload (model from Cache Storage, workspace from IndexedDB), the first
+    // prediction after it, then predictions and training.
+    const warm = await reloadWith(page, cores);
+    const backendN = await page.textContent('[data-testid=backend]');
+    const threads = Number(/(\d+) threads?/.exec(backendN)?.[1] ?? 1);
     await page.waitForSelector('section[data-task="sentiment"][data-trained="true"]', { timeout: 120_000 });
     const first = await predict(page, SENTENCES[0]);
-    console.log(`warm reload: model ready in ${((Date.now() - t0 - first.wall) / 1000).toFixed(1)} s; first prediction ${first.wall} ms later (engine ${first.engine} ms); total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    void cold;
-    void warm;
+    const firstAfter = warm + first.wall / 1000;
+    console.log(`warm reload (${backendN}): model ready in ${warm.toFixed(1)} s; first prediction ${first.wall} ms later (engine ${first.engine} ms)`);
+    const inferN = await inferMs(page);
+    console.log(`inference (1 task, 1 encoder pass), ${threads} threads: median ${inferN} ms per sentence in the engine (${(infer1 / inferN).toFixed(2)}x the 1-thread figure)`);
+    const epsN = await trainTask(page, 'sentiment2');
+    console.log(`training: ${threads} threads ${epsN} examples/s vs 1 thread ${eps1} examples/s: ${(epsN / eps1).toFixed(2)}x`);
+
+    const result = {
+      backend,
+      threads,
+      train_examples_per_s_1_thread: eps1,
+      train_examples_per_s: epsN,
+      infer_ms_one_sentence_1_thread: infer1,
+      infer_ms_one_sentence: inferN,
+      // Not measured yet: the page has no batch-of-32 inference path to time.
+      infer_ms_per_sentence_batch32: null,
+      cold_ready_s: cold,
+      warm_ready_s: warm,
+      first_prediction_after_reload_s: firstAfter,
+      wasm_gzip_bytes: files.filter((f) => f.file.endsWith('.wasm')).reduce((a, f) => a + f.gzip, 0),
+      weights_bytes: weights,
+      chromium: chromiumVersion,
+    };
+    console.log(JSON.stringify(result));
+    if (json) fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
   } finally {
     await context.close().catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
