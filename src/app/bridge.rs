@@ -13,8 +13,8 @@ use crate::worker::protocol::{BackendChoice, Event, ModelSource, Request};
 /// classic worker that loads the `no-modules` wasm-bindgen output). WebGPU, or the CPU backend where
 /// threads cannot run.
 const WORKER_SCRIPT: &str = "./worker_loader.js";
-/// The threaded worker (`scripts/build_threads.sh`): a module worker that starts a pool of
-/// `?threads=N` Web Workers for the CPU backend. Needs cross-origin isolation.
+/// The threaded worker (`scripts/build_threads.sh`): a module worker that starts a pool of N Web
+/// Workers for the CPU backend (N in its name, `lorafuse-engine:N`). Needs cross-origin isolation.
 const THREADED_WORKER_SCRIPT: &str = "./threads/start.js";
 /// Restarts after a crash before the page gives up (so a worker that cannot start does not loop).
 const MAX_RESTARTS: u32 = 2;
@@ -128,18 +128,20 @@ async fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
     let threads = threads_for(backend).await;
     THREADED.with(|t| t.set(threads.is_some()));
     let opts = WorkerOptions::new();
-    opts.set_name(crate::worker::ENGINE_WORKER_NAME);
+    let name = crate::worker::ENGINE_WORKER_NAME;
     let script = match threads {
         Some(n) => {
             opts.set_type(WorkerType::Module);
-            format!("{THREADED_WORKER_SCRIPT}?threads={n}")
+            opts.set_name(&format!("{name}:{n}"));
+            THREADED_WORKER_SCRIPT
         }
         None => {
             opts.set_type(WorkerType::Classic);
-            WORKER_SCRIPT.to_string()
+            opts.set_name(name);
+            WORKER_SCRIPT
         }
     };
-    let worker = match Worker::new_with_options(&script, &opts) {
+    let worker = match Worker::new_with_options(script, &opts) {
         Ok(w) => w,
         Err(e) => {
             deliver(Event::Error {

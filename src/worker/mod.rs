@@ -11,6 +11,7 @@ pub mod session;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-/// The engine worker's name (`WorkerOptions.name`, set by the page). The threaded build's pool
-/// threads run the same module without it, and must not start an engine of their own.
+/// The engine worker's name (`WorkerOptions.name`, set by the page; the threaded worker's is
+/// `lorafuse-engine:N` with N threads for its pool). The threaded build's pool threads run the same
+/// module without it, and must not start an engine of their own.
 pub const ENGINE_WORKER_NAME: &str = "lorafuse-engine";

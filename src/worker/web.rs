@@ -82,7 +82,7 @@ pub(super) fn js_err(e: JsValue) -> String {
 pub fn start() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-    if scope.name() != super::ENGINE_WORKER_NAME {
+    if !scope.name().starts_with(super::ENGINE_WORKER_NAME) {
         return;
     }
     let state = Rc::new(State::default());
@@ -131,18 +131,14 @@ pub fn start() {
     post(&scope, &Event::Started);
 }
 
-/// The pool size the page asked for (`?threads=N` on the worker's URL), at least 1.
+/// The pool size the page asked for (`lorafuse-engine:N` as the worker's name; not the URL, which
+/// is the service worker's cached one once it serves the page), at least 1.
 #[cfg(feature = "threads")]
 fn requested_threads(scope: &DedicatedWorkerGlobalScope) -> usize {
-    let search = Reflect::get(scope, &"location".into())
-        .and_then(|l| Reflect::get(&l, &"search".into()))
-        .ok()
-        .and_then(|s| s.as_string())
-        .unwrap_or_default();
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("threads="))
+    scope
+        .name()
+        .strip_prefix(super::ENGINE_WORKER_NAME)
+        .and_then(|rest| rest.strip_prefix(':'))
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(1)
         .clamp(1, crate::limits::MAX_THREADS)
