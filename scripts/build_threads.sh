@@ -17,6 +17,10 @@ root="$(dirname "$here")"
 source "$here/env.sh"
 source "$here/nightly.sh"
 out="${1:-${TRUNK_STAGING_DIR:-$root/dist}}/threads"
+if [[ -z "$LORAFUSE_NIGHTLY" ]]; then
+  echo "error: the nightly $LORAFUSE_NIGHTLY_DATE ($LORAFUSE_NIGHTLY_COMMIT) the threaded worker is built with is missing: run ./scripts/setup" >&2
+  exit 1
+fi
 
 target_dir="$CARGO_TARGET_DIR/threads"
 # Every crate: the flags of .cargo/config.toml for wasm32 plus atomics; the maximum memory is 4 GiB
