@@ -59,3 +59,41 @@ pub fn device(name: &str) -> Result<Device> {
         _ => cpu_device(name),
     }
 }
+
+/// The browser's `navigator.gpu`, where it has one (page or worker).
+#[cfg(target_arch = "wasm32")]
+fn navigator_gpu() -> Option<wasm_bindgen::JsValue> {
+    use js_sys::Reflect;
+    Reflect::get(&js_sys::global(), &"navigator".into())
+        .and_then(|n| Reflect::get(&n, &"gpu".into()))
+        .ok()
+        .filter(|g| !g.is_undefined() && !g.is_null())
+}
+
+/// Whether the browser has WebGPU at all (`navigator.gpu`).
+#[cfg(target_arch = "wasm32")]
+pub fn browser_has_webgpu() -> bool {
+    navigator_gpu().is_some()
+}
+
+/// Whether the browser offers a WebGPU adapter (`navigator.gpu.requestAdapter()`), with the reason
+/// when it does not. The page asks before choosing its engine worker; the threaded worker, which
+/// has no WebGPU backend, asks to say why the CPU runs.
+#[cfg(target_arch = "wasm32")]
+pub async fn browser_webgpu_adapter() -> std::result::Result<(), String> {
+    use js_sys::Reflect;
+    use wasm_bindgen::JsCast;
+    let gpu = navigator_gpu().ok_or("this browser has no WebGPU (navigator.gpu is missing)")?;
+    let adapter = match Reflect::get(&gpu, &"requestAdapter".into())
+        .and_then(|f| f.unchecked_into::<js_sys::Function>().call0(&gpu))
+    {
+        Ok(p) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&p))
+            .await
+            .unwrap_or(wasm_bindgen::JsValue::NULL),
+        Err(_) => wasm_bindgen::JsValue::NULL,
+    };
+    match adapter.is_null() || adapter.is_undefined() {
+        true => Err("the browser offers no WebGPU adapter".into()),
+        false => Ok(()),
+    }
+}

@@ -90,25 +90,6 @@ fn deliver(ev: Event) {
     });
 }
 
-/// Whether the browser offers a WebGPU adapter to this page.
-async fn webgpu_adapter() -> bool {
-    let gpu = web_sys::window()
-        .and_then(|w| js_sys::Reflect::get(&w, &"navigator".into()).ok())
-        .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
-        .filter(|g| !g.is_undefined() && !g.is_null());
-    let Some(gpu) = gpu else { return false };
-    let Ok(request) = js_sys::Reflect::get(&gpu, &"requestAdapter".into()) else {
-        return false;
-    };
-    let Ok(promise) = request.unchecked_into::<js_sys::Function>().call0(&gpu) else {
-        return false;
-    };
-    match wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await {
-        Ok(adapter) => !adapter.is_null() && !adapter.is_undefined(),
-        Err(_) => false,
-    }
-}
-
 /// Threads for the engine: `Some(n)` runs the threaded worker (the CPU backend on `n` threads),
 /// `None` the single-thread one (WebGPU when asked for or offered, or no cross-origin isolation).
 async fn threads_for(backend: BackendChoice) -> Option<usize> {
@@ -118,7 +99,7 @@ async fn threads_for(backend: BackendChoice) -> Option<usize> {
     let cpu = match backend {
         BackendChoice::Cpu => true,
         BackendChoice::WebGpu => false,
-        BackendChoice::Auto => !webgpu_adapter().await,
+        BackendChoice::Auto => crate::backend::browser_webgpu_adapter().await.is_err(),
     };
     cpu.then(super::threads::chosen)
 }

@@ -6,6 +6,8 @@
 mod model_fetch;
 #[cfg(target_arch = "wasm32")]
 mod own_model;
+#[cfg(target_arch = "wasm32")]
+mod pool;
 pub mod protocol;
 pub mod session;
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::Device;
-use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -26,8 +25,6 @@ use crate::engine::{Engine, ModelFiles};
 use crate::train::now_sec;
 
 thread_local! {
-    /// Threads in rayon's pool (see [`pool_threads`]).
-    static POOL_THREADS: Cell<usize> = const { Cell::new(1) };
     /// Destroys the WebGPU device ([`Request::LoseDevice`]), when one is in use.
     static GPU_DESTROY: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
 }
@@ -57,7 +54,7 @@ impl Host for WebHost {
     }
 }
 
-fn post(scope: &DedicatedWorkerGlobalScope, event: &Event) {
+pub(super) fn post(scope: &DedicatedWorkerGlobalScope, event: &Event) {
     match serde_wasm_bindgen::to_value(event) {
         Ok(v) => {
             if let Err(e) = scope.post_message(&v) {
@@ -124,63 +121,11 @@ pub fn start() {
     // Messages sent before the handler existed are lost: the page waits for this.
     #[cfg(feature = "threads")]
     spawn_local(async move {
-        start_pool(&scope).await;
+        super::pool::start(&scope).await;
         post(&scope, &Event::Started);
     });
     #[cfg(not(feature = "threads"))]
     post(&scope, &Event::Started);
-}
-
-/// The pool size the page asked for (`lorafuse-engine:N` as the worker's name; not the URL, which
-/// is the service worker's cached one once it serves the page), at least 1.
-#[cfg(feature = "threads")]
-fn requested_threads(scope: &DedicatedWorkerGlobalScope) -> usize {
-    scope
-        .name()
-        .strip_prefix(super::ENGINE_WORKER_NAME)
-        .and_then(|rest| rest.strip_prefix(':'))
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(1)
-        .clamp(1, crate::limits::MAX_THREADS)
-}
-
-/// Starts rayon's global pool on Web Workers sharing this module's memory (wasm-bindgen-rayon).
-/// Where that fails, the engine still runs: rayon then works on this thread alone.
-#[cfg(feature = "threads")]
-async fn start_pool(scope: &DedicatedWorkerGlobalScope) {
-    let n = requested_threads(scope);
-    match wasm_bindgen_futures::JsFuture::from(wasm_bindgen_rayon::init_thread_pool(n)).await {
-        Ok(_) => POOL_THREADS.with(|t| t.set(n)),
-        Err(e) => post(
-            scope,
-            &Event::Notice(format!(
-                "the thread pool did not start ({}); the engine runs on one thread",
-                js_err(e)
-            )),
-        ),
-    }
-}
-
-/// Threads of the engine's pool: 1 in the single-thread build, or where the pool did not start.
-fn pool_threads() -> usize {
-    POOL_THREADS.with(Cell::get)
-}
-
-/// The CPU backend in words, with its threads (and why only one, where the page cannot share
-/// memory with workers).
-fn cpu_name() -> String {
-    let isolated = Reflect::get(&js_sys::global(), &"crossOriginIsolated".into())
-        .ok()
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let threads = match pool_threads() {
-        1 if !cfg!(feature = "threads") && !isolated => {
-            "1 thread: the page is not cross-origin isolated".to_string()
-        }
-        1 => "1 thread".to_string(),
-        n => format!("{n} threads"),
-    };
-    format!("CPU (WebAssembly, {threads})")
 }
 
 async fn drain(state: Rc<State>, host: Rc<WebHost>) {
@@ -339,11 +284,17 @@ async fn backend_check(state: &State, host: &WebHost, text: &str) {
 async fn pick_device(choice: BackendChoice) -> Result<(Device, String, Option<String>), String> {
     let cpu = || crate::backend::cpu_device(crate::backend::DEFAULT_CPU).map_err(|e| e.to_string());
     if choice == BackendChoice::Cpu {
-        return Ok((cpu()?, cpu_name(), Some("CPU chosen in the URL".into())));
+        return Ok((
+            cpu()?,
+            super::pool::cpu_name(),
+            Some("CPU chosen in the URL".into()),
+        ));
     }
     match webgpu().await {
         Ok((d, name)) => Ok((d, name, None)),
-        Err(reason) if choice == BackendChoice::Auto => Ok((cpu()?, cpu_name(), Some(reason))),
+        Err(reason) if choice == BackendChoice::Auto => {
+            Ok((cpu()?, super::pool::cpu_name(), Some(reason)))
+        }
         Err(reason) => Err(format!(
             "WebGPU was asked for but is not available: {reason}"
         )),
@@ -352,11 +303,7 @@ async fn pick_device(choice: BackendChoice) -> Result<(Device, String, Option<St
 
 #[cfg(feature = "wgpu")]
 async fn webgpu() -> Result<(Device, String), String> {
-    let has_gpu = Reflect::get(&js_sys::global(), &"navigator".into())
-        .and_then(|n| Reflect::get(&n, &"gpu".into()))
-        .map(|g| !g.is_undefined() && !g.is_null())
-        .unwrap_or(false);
-    if !has_gpu {
+    if !crate::backend::browser_has_webgpu() {
         return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
     }
     let (device, setup) = Device::wgpu_options()
@@ -406,24 +353,6 @@ async fn webgpu() -> Result<(Device, String), String> {
 /// adapter, or the CPU backend is asked for): says why WebGPU is not used.
 #[cfg(not(feature = "wgpu"))]
 async fn webgpu() -> Result<(Device, String), String> {
-    let gpu = Reflect::get(&js_sys::global(), &"navigator".into())
-        .and_then(|n| Reflect::get(&n, &"gpu".into()))
-        .ok()
-        .filter(|g| !g.is_undefined() && !g.is_null());
-    let Some(gpu) = gpu else {
-        return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
-    };
-    let adapter = match Reflect::get(&gpu, &"requestAdapter".into())
-        .and_then(|f| f.unchecked_into::<js_sys::Function>().call0(&gpu))
-    {
-        Ok(p) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&p))
-            .await
-            .unwrap_or(JsValue::NULL),
-        Err(_) => JsValue::NULL,
-    };
-    if adapter.is_null() || adapter.is_undefined() {
-        Err("the browser offers no WebGPU adapter".into())
-    } else {
-        Err("the threaded CPU engine runs (this build has no WebGPU backend)".into())
-    }
+    crate::backend::browser_webgpu_adapter().await?;
+    Err("the threaded CPU engine runs (this build has no WebGPU backend)".into())
 }
