@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Trunk post-build step: writes the service worker, $TRUNK_STAGING_DIR/sw.js, from web/sw.js with the
-list of the build's files to keep for offline use (everything but models/, which the engine caches
-itself, and dotfiles) and a version: the sha256 of those files' names and contents, so every build
-that changes a byte is a new service worker with a new cache. Runs after csp.py (scripts/post_build.sh):
-index.html is final by then."""
+build's files to keep for offline use (everything but models/, which the engine caches itself, and
+dotfiles) and a version: the sha256 of those files' names and contents, so every build that changes a
+byte is a new service worker with a new cache. Runs after csp.py (scripts/post_build.sh): index.html is
+final by then.
+
+The files come in three lists: SHELL, the page itself, copied when the service worker installs; and
+the two engine workers, ENGINES.single (worker*: WebGPU, or one thread) and ENGINES.threads (threads/:
+the CPU on a pool of threads), copied only when the page says it runs that one. A first visit then
+downloads the page and one engine, not both (each engine is megabytes of wasm)."""
 import hashlib
 import json
 import os
@@ -30,9 +35,24 @@ def main() -> int:
     for name in shell:
         h.update(name.encode() + b"\0" + hashlib.sha256((staging / name).read_bytes()).digest())
     version = h.hexdigest()[:16]
-    out = template.replace("'__VERSION__'", json.dumps(version)).replace("__SHELL__", json.dumps(shell))
+    engines = {
+        "threads": [f for f in shell if f.startswith("threads/")],
+        "single": [f for f in shell if f.startswith("worker")],
+    }
+    if not engines["single"]:
+        print(f"pwa.py: {staging} has no single-thread engine (worker*)", file=sys.stderr)
+        return 1
+    page = [f for f in shell if not any(f in e for e in engines.values())]
+    out = (
+        template.replace("'__VERSION__'", json.dumps(version))
+        .replace("__SHELL__", json.dumps(page))
+        .replace("__ENGINES__", json.dumps(engines))
+    )
     (staging / "sw.js").write_text(out)
-    print(f"pwa.py: sw.js version {version}, {len(shell)} files kept for offline use")
+    print(
+        f"pwa.py: sw.js version {version}: {len(page)} page files kept at install, engines "
+        f"{len(engines['single'])} + {len(engines['threads'])} files kept when used"
+    )
     return 0
 
 

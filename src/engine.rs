@@ -34,6 +34,18 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The default model's weights in half precision, as the page downloads them (45 MB instead of
+/// 91): `scripts/setup` writes this file next to `model.safetensors` with `scripts/cut_encoder.py
+/// --layers 6 --pooling mean --dtype f16` (every F32 tensor rounded to the nearest F16, the unused
+/// pooler left out) and checks it against this sha256. Its sentence embeddings are within 2e-4 of
+/// PyTorch's (`tests/byo_encoder.rs`). It is the same model: an [`Engine`] loaded from it records
+/// the F32 file's sha256 as the model's identity, so adapters and fused models move between the
+/// page (F16) and the CLI (F32) both ways.
+pub const DEFAULT_MODEL_F16: (&str, &str) = (
+    "model.f16.safetensors",
+    "355f3c87107974ad482cbd163e883eab94100120ab21e0da353d3e307f54217f",
+);
+
 /// A base model's files as bytes: a BERT-family sentence encoder in Hugging Face layout.
 #[derive(Debug, Clone, Default)]
 pub struct ModelFiles {
@@ -130,10 +142,22 @@ impl ModelFiles {
         v
     }
 
+    /// The sha256 that identifies a model whose weights file has sha256 `weights_sha256`: that
+    /// file's own, except for the default model's F16 copy ([`DEFAULT_MODEL_F16`]), which is the
+    /// default model and takes the F32 file's.
+    pub fn identity_sha256(weights_sha256: &str) -> &str {
+        if weights_sha256 == DEFAULT_MODEL_F16.1 {
+            DEFAULT_MODEL_FILES[2].1
+        } else {
+            weights_sha256
+        }
+    }
+
     /// The name to record for a model folder called `folder` holding `weights`: the default
-    /// model's hub name when the weights are the default model's, else the folder's name.
+    /// model's hub name when the weights are the default model's (F32 or its F16 copy), else the
+    /// folder's name.
     pub fn name_for(folder: &str, weights_sha256: &str) -> String {
-        if DEFAULT_MODEL_FILES[2].1 == weights_sha256 {
+        if DEFAULT_MODEL_FILES[2].1 == Self::identity_sha256(weights_sha256) {
             DEFAULT_MODEL_NAME.into()
         } else {
             folder.to_string()
@@ -152,7 +176,8 @@ pub struct Engine {
     pub tokenizer: TextTokenizer,
     /// The device everything runs on.
     pub device: Device,
-    /// sha256 of `model.safetensors`.
+    /// sha256 of `model.safetensors`, the model's identity ([`ModelFiles::identity_sha256`]: the
+    /// F32 file's for the default model's F16 copy too).
     pub model_sha256: String,
 }
 
@@ -166,7 +191,7 @@ impl Engine {
         device: &Device,
     ) -> Result<Self> {
         let encoder = Encoder::load(config_json, weights, device)?;
-        let sha = sha256_hex(weights);
+        let sha = ModelFiles::identity_sha256(&sha256_hex(weights)).to_string();
         Self::assemble(
             ModelFiles::name_for("model", &sha),
             encoder,
@@ -183,7 +208,7 @@ impl Engine {
             files.pooling.as_deref(),
         )?;
         let encoder = Encoder::load(&files.config, &files.weights, device)?.with_pooling(pooling);
-        let sha = sha256_hex(&files.weights);
+        let sha = ModelFiles::identity_sha256(&sha256_hex(&files.weights)).to_string();
         Self::assemble(files.name.clone(), encoder, &files.tokenizer, sha, device)
     }
 
@@ -262,6 +287,20 @@ mod tests {
 
     fn f(name: &str) -> (String, Vec<u8>) {
         (name.to_string(), name.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_f16_copy_takes_the_default_models_identity_and_nothing_else_does() {
+        let f32_sha = DEFAULT_MODEL_FILES[2].1;
+        assert_eq!(ModelFiles::identity_sha256(DEFAULT_MODEL_F16.1), f32_sha);
+        assert_eq!(ModelFiles::identity_sha256(f32_sha), f32_sha);
+        let other = "ab".repeat(32);
+        assert_eq!(ModelFiles::identity_sha256(&other), other);
+        assert_eq!(
+            ModelFiles::name_for("m", DEFAULT_MODEL_F16.1),
+            DEFAULT_MODEL_NAME
+        );
+        assert_eq!(ModelFiles::name_for("m", &other), "m");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-use crate::worker::protocol::{BackendChoice, Event, ModelSource, Request};
+use crate::worker::protocol::{BackendChoice, Event, LoadPhase, ModelSource, Request};
 
 /// The single-thread worker: the script Trunk writes next to the page (`data-loader-shim`; a
 /// classic worker that loads the `no-modules` wasm-bindgen output). WebGPU, or the CPU backend where
@@ -36,6 +36,98 @@ thread_local! {
     static MODEL: Cell<ModelSource> = const { Cell::new(ModelSource::Default) };
     /// Another tab edits the workspace: a restart must not restore over it either.
     static READ_ONLY: Cell<bool> = const { Cell::new(false) };
+    /// When the steps of getting the engine ready happened, on the page's clock.
+    static CLOCK: Cell<Clock> = const {
+        Cell::new(Clock { ui: 0.0, locked: 0.0, begun: 0.0, created: 0.0, started: 0.0, busy: 0.0 })
+    };
+    static FIRST: Cell<bool> = const { Cell::new(true) };
+    /// The running worker has said [`Event::Ready`].
+    static READY_SEEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Seconds since the page's navigation started (`performance.now()`).
+fn page_clock() -> f64 {
+    let global = js_sys::global();
+    let now = js_sys::Reflect::get(&global, &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let f: js_sys::Function = js_sys::Reflect::get(&p, &"now".into())
+                .ok()?
+                .dyn_into()
+                .ok()?;
+            f.call0(&p).ok()?.as_f64()
+        });
+    now.unwrap_or(0.0) / 1000.0
+}
+
+/// Seconds since the page's navigation started, at: the UI's wasm running ([`mark_ui_started`]),
+/// the tab lock ([`mark_tab_claimed`]), the engine start beginning (after the tab lock and the saved workspace), the worker created,
+/// and its [`Event::Started`]; and the seconds the page spent on the engine's messages before
+/// [`Event::Ready`] (reading them, and showing the restored workspace).
+#[derive(Clone, Copy)]
+struct Clock {
+    ui: f64,
+    locked: f64,
+    begun: f64,
+    created: f64,
+    started: f64,
+    busy: f64,
+}
+
+/// Sets one time of [`CLOCK`] to now.
+fn clock_mark(set: fn(&mut Clock, f64)) {
+    CLOCK.with(|c| {
+        let mut t = c.get();
+        set(&mut t, page_clock());
+        c.set(t);
+    });
+}
+
+/// The UI's wasm runs (the first thing `app::start` does).
+pub fn mark_ui_started() {
+    clock_mark(|c, t| c.ui = t);
+}
+
+/// The page is rendered and holds (or was refused) the workspace's tab lock.
+pub fn mark_tab_claimed() {
+    clock_mark(|c, t| c.locked = t);
+}
+
+/// The page's side of getting the engine ready, before the worker's own steps: the page itself
+/// (its wasm, the saved workspace read from IndexedDB; first engine only), choosing the worker
+/// (probing for a WebGPU adapter), and the engine worker's wasm (download or cache, compile,
+/// start, the thread pool).
+fn page_phases(worker_sec: f64) -> (Vec<LoadPhase>, Vec<LoadPhase>) {
+    let c = CLOCK.with(Cell::get);
+    let phase = |name: &str, sec: f64| LoadPhase {
+        name: name.into(),
+        sec: sec.max(0.0),
+    };
+    let mut v = Vec::new();
+    if FIRST.with(|f| f.replace(false)) {
+        v.push(phase("page: UI wasm (fetch, compile)", c.ui));
+        v.push(phase("page: render, tab lock", c.locked - c.ui));
+        v.push(phase(
+            "page: saved workspace (IndexedDB)",
+            c.begun - c.locked,
+        ));
+    }
+    v.push(phase("choosing the engine", c.created - c.begun));
+    v.push(phase(
+        "engine wasm (fetch, compile, start)",
+        c.started - c.created,
+    ));
+    let after = vec![
+        phase(
+            "page: reading messages, showing the restored workspace",
+            c.busy,
+        ),
+        phase(
+            "messages waiting",
+            page_clock() - c.started - worker_sec - c.busy,
+        ),
+    ];
+    (v, after)
 }
 
 /// Marks this tab read-only (another tab holds the workspace).
@@ -90,6 +182,35 @@ fn deliver(ev: Event) {
     });
 }
 
+/// One message from the engine worker.
+fn on_message(ev: MessageEvent) {
+    match serde_wasm_bindgen::from_value::<Event>(ev.data()) {
+        Ok(Event::Started) => {
+            clock_mark(|c, t| c.started = t);
+            STARTED.with(|s| s.set(true));
+            super::offline::keep_engine(THREADED.with(Cell::get));
+            for req in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
+                post(&req);
+            }
+        }
+        Ok(Event::DeviceLost { reason }) => {
+            restart_on_cpu(format!("the WebGPU device was lost ({reason})"));
+        }
+        Ok(Event::Ready(mut ready)) => {
+            READY_SEEN.with(|r| r.set(true));
+            let (before, after) = page_phases(ready.load_sec);
+            ready.phases.splice(0..0, before);
+            ready.phases.extend(after);
+            deliver(Event::Ready(ready))
+        }
+        Ok(e) => deliver(e),
+        Err(e) => deliver(Event::Error {
+            context: "reading a message from the engine".into(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Threads for the engine: `Some(n)` runs the threaded worker (the CPU backend on `n` threads),
 /// `None` the single-thread one (WebGPU when asked for or offered, or no cross-origin isolation).
 async fn threads_for(backend: BackendChoice) -> Option<usize> {
@@ -105,6 +226,11 @@ async fn threads_for(backend: BackendChoice) -> Option<usize> {
 }
 
 async fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
+    clock_mark(|c, t| {
+        c.begun = t;
+        c.busy = 0.0;
+    });
+    READY_SEEN.with(|r| r.set(false));
     STARTED.with(|s| s.set(false));
     let threads = threads_for(backend).await;
     THREADED.with(|t| t.set(threads.is_some()));
@@ -122,6 +248,7 @@ async fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
             WORKER_SCRIPT
         }
     };
+    clock_mark(|c, t| c.created = t);
     let worker = match Worker::new_with_options(script, &opts) {
         Ok(w) => w,
         Err(e) => {
@@ -133,21 +260,15 @@ async fn spawn(backend: BackendChoice, bundle: Option<Vec<u8>>) {
         }
     };
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|ev: MessageEvent| {
-        match serde_wasm_bindgen::from_value::<Event>(ev.data()) {
-            Ok(Event::Started) => {
-                STARTED.with(|s| s.set(true));
-                for req in PENDING.with(|p| std::mem::take(&mut *p.borrow_mut())) {
-                    post(&req);
-                }
-            }
-            Ok(Event::DeviceLost { reason }) => {
-                restart_on_cpu(format!("the WebGPU device was lost ({reason})"));
-            }
-            Ok(e) => deliver(e),
-            Err(e) => deliver(Event::Error {
-                context: "reading a message from the engine".into(),
-                message: e.to_string(),
-            }),
+        let t0 = page_clock();
+        let before_ready = !READY_SEEN.with(Cell::get);
+        on_message(ev);
+        if before_ready {
+            CLOCK.with(|c| {
+                let mut t = c.get();
+                t.busy += page_clock() - t0;
+                c.set(t);
+            });
         }
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

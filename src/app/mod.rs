@@ -95,6 +95,16 @@ fn ModelBar() -> impl IntoView {
         }) if t > 0 => Some((loaded as f64 / t as f64).min(1.0)),
         _ => None,
     };
+    // Where the load's seconds went (hover the status; scripts/bench-web reads it).
+    let phases = move || match ui.model.get() {
+        ModelState::Ready(r) => r
+            .phases
+            .iter()
+            .map(|p| format!("{}: {:.2} s", p.name, p.sec))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::new(),
+    };
     let backend = move || match ui.model.get() {
         ModelState::Ready(r) => r.backend,
         _ => "…".into(),
@@ -117,7 +127,8 @@ fn ModelBar() -> impl IntoView {
             <h1>"lorafuse"</h1>
             <p class="tagline">"Multi-task text classification with LoRA adapters and attention fusion, trained in your browser."</p>
             <div class="model">
-                <span data-testid="model-status" role="status" aria-live="polite">{status}</span>
+                <span data-testid="model-status" role="status" aria-live="polite"
+                    title=phases data-phases=phases>{status}</span>
                 <Show when=move || progress().is_some()>
                     <progress data-testid="model-progress" aria-label="Model download"
                         max="1" value=move || progress().unwrap_or(0.0)></progress>
@@ -346,6 +357,7 @@ fn expose_device_loss_for_tests() {
 
 /// Mounts the page and starts the engine with the workspace saved in this browser.
 pub fn start() {
+    bridge::mark_ui_started();
     console_error_panic_hook::set_once();
     // The state lives as long as the page: created outside any owner, passed to the root.
     let ui = Ui::new();
@@ -359,6 +371,7 @@ pub fn start() {
             ui.read_only.set(true);
             tabs::reload_when_free();
         }
+        bridge::mark_tab_claimed();
         let bundle = match storage::load().await {
             Ok(b) => b,
             Err(e) => {

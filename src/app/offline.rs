@@ -1,8 +1,10 @@
 //! Offline use. Registers the service worker `sw.js` (written by `scripts/pwa.py` after each build;
-//! the template is `web/sw.js`), which keeps the page's own files (HTML, CSS, both wasm programs and
-//! their JS) for use with no network; the engine keeps the model files itself in Cache Storage
-//! (`worker/web.rs`). The workspace is in IndexedDB. So after one visit the page opens, trains and
-//! predicts offline; the header says "Works offline" once the service worker is active.
+//! the template is `web/sw.js`), which keeps the page's own files (HTML, CSS, the UI's wasm and JS)
+//! for use with no network, and the files of the engine worker the page runs (the bridge says which
+//! once it has started, [`keep_engine`]; the other engine's megabytes are not downloaded). The
+//! engine keeps the model files itself in Cache Storage (`worker/model_fetch.rs`). The workspace is
+//! in IndexedDB. So after one visit the page opens, trains and predicts offline; the header says
+//! "Works offline" once the service worker is active and holds the running engine.
 //!
 //! A new build served later is a new service worker: it installs in the background and takes over
 //! at once, and the page says a reload brings the new version (the open page keeps running the
@@ -12,12 +14,94 @@
 //! runs as before, online only, and says so. `navigator.serviceWorker` is reached through
 //! `js_sys::Reflect`, so no web-sys features (and no rebuild of every web-sys user) are needed.
 
+use std::cell::Cell;
+
 use js_sys::{Function, Promise, Reflect};
 use leptos::prelude::*;
 use wasm_bindgen::{JsCast, JsValue, closure::Closure};
 use wasm_bindgen_futures::JsFuture;
 
 use super::Ui;
+
+thread_local! {
+    /// The page's state, once [`register`] ran.
+    static UI: Cell<Option<Ui>> = const { Cell::new(None) };
+    /// The service worker is active (it holds the page's files).
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    /// The engine the page runs (`single` or `threads`, as `sw.js` names them), once started.
+    static ENGINE: Cell<Option<&'static str>> = const { Cell::new(None) };
+}
+
+/// The engine worker that started: `threaded` or the single-thread one. Its files are kept for
+/// offline use as soon as the service worker is active.
+pub fn keep_engine(threaded: bool) {
+    ENGINE.with(|e| e.set(Some(if threaded { "threads" } else { "single" })));
+    if ACTIVE.with(Cell::get) {
+        wasm_bindgen_futures::spawn_local(keep());
+    }
+}
+
+/// Asks the active service worker to keep the running engine's files; "Works offline" when it has.
+async fn keep() {
+    let (Some(ui), Some(kind)) = (UI.with(Cell::get), ENGINE.with(Cell::get)) else {
+        return;
+    };
+    let state = match ask_to_keep(kind).await {
+        Ok(()) => Offline::Ready,
+        Err(e) => Offline::Unavailable(format!("the engine's files could not be kept: {e}")),
+    };
+    ui.offline.set(state);
+}
+
+/// Posts `{keep: kind}` to the active service worker and waits for its answer.
+async fn ask_to_keep(kind: &str) -> Result<(), String> {
+    let container = web_sys::window()
+        .and_then(|w| get(&w, "navigator"))
+        .and_then(|n| get(&n, "serviceWorker"))
+        .ok_or("no service worker")?;
+    let ready: Promise = get(&container, "ready")
+        .and_then(|p| p.dyn_into().ok())
+        .ok_or("no serviceWorker.ready")?;
+    let registration = JsFuture::from(ready).await.map_err(|e| js_message(&e))?;
+    let active = get(&registration, "active").ok_or("no active service worker")?;
+    // The answer comes as a message event on navigator.serviceWorker.
+    let kind_owned = kind.to_string();
+    let answer = Promise::new(&mut |resolve, reject| {
+        let kind = kind_owned.clone();
+        let listener = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let data = get(&ev, "data");
+            let field = |k: &str| {
+                data.as_ref()
+                    .and_then(|d| get(d, k))
+                    .and_then(|v| v.as_string())
+            };
+            if field("kept").as_deref() == Some(&kind) {
+                let _ = resolve.call0(&JsValue::NULL);
+            } else if field("keepFailed").as_deref() == Some(&kind) {
+                let _ = reject.call1(&JsValue::NULL, &field("error").unwrap_or_default().into());
+            }
+        });
+        call(
+            &container,
+            "addEventListener",
+            &["message".into(), listener.as_ref().clone()],
+        );
+        listener.forget();
+    });
+    call(&container, "startMessages", &[]);
+    let msg = js_sys::Object::new();
+    Reflect::set(&msg, &"keep".into(), &kind.into()).map_err(|e| js_message(&e))?;
+    call(&active, "postMessage", &[msg.into()]);
+    JsFuture::from(answer).await.map_err(|e| js_message(&e))?;
+    Ok(())
+}
+
+/// `target[name](...args)`, ignoring a missing method or a throw.
+fn call(target: &JsValue, name: &str, args: &[JsValue]) {
+    if let Some(f) = get(target, name).and_then(|f| f.dyn_into::<Function>().ok()) {
+        let _ = f.apply(target, &args.iter().collect::<js_sys::Array>());
+    }
+}
 
 /// The service worker's URL, relative to the page.
 const SCRIPT: &str = "./sw.js";
@@ -59,6 +143,7 @@ fn js_message(e: &JsValue) -> String {
 
 /// Registers the service worker and keeps `ui.offline` up to date.
 pub fn register(ui: Ui) {
+    UI.with(|u| u.set(Some(ui)));
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -95,11 +180,16 @@ pub fn register(ui: Ui) {
         changed.forget();
     }
     wasm_bindgen_futures::spawn_local(async move {
-        let state = match activate(&container).await {
-            Ok(()) => Offline::Ready,
-            Err(e) => Offline::Unavailable(format!("the service worker failed: {e}")),
-        };
-        ui.offline.set(state);
+        match activate(&container).await {
+            Ok(()) => {
+                ACTIVE.with(|a| a.set(true));
+                // Ready once the running engine's files are kept too (now, or when it starts).
+                keep().await;
+            }
+            Err(e) => ui.offline.set(Offline::Unavailable(format!(
+                "the service worker failed: {e}"
+            ))),
+        }
     });
 }
 

@@ -1,8 +1,10 @@
 //! The default model's files in the worker: fetched from the page's own `models/` folder with
 //! byte progress ([`Event::ModelProgress`]) and kept in the browser's Cache Storage, so a second
-//! visit (or an offline one) reads them locally. Every file read, from the network or the cache,
-//! is checked against the sha256 of [`DEFAULT_MODEL_FILES`]; a damaged cache entry is evicted and
-//! fetched again. Also the Cache Storage and body-reading helpers the user's own encoder
+//! visit (or an offline one) reads them locally. The weights are the F16 copy
+//! ([`DEFAULT_MODEL_F16`], 45 MB; widened to f32 on load), not the 91 MB F32 file; an F32 copy an
+//! earlier version cached is deleted. Every file read, from the network or the cache, is checked
+//! against the sha256 of [`DEFAULT_MODEL_FILES`] / [`DEFAULT_MODEL_F16`]; a damaged cache entry is
+//! evicted and fetched again. Also the Cache Storage and body-reading helpers the user's own encoder
 //! ([`super::own_model`]) uses.
 
 use js_sys::{Reflect, Uint8Array};
@@ -13,7 +15,7 @@ use web_sys::{Cache, DedicatedWorkerGlobalScope, ReadableStreamDefaultReader, Re
 use super::protocol::{Event, ModelProgress};
 use super::session::Host;
 use super::web::{WebHost, js_err};
-use crate::engine::{DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, ModelFiles};
+use crate::engine::{DEFAULT_MODEL_F16, DEFAULT_MODEL_FILES, DEFAULT_MODEL_NAME, ModelFiles};
 use crate::train::now_sec;
 
 /// Where the page serves the default model, relative to the page.
@@ -35,14 +37,20 @@ const CACHE_NAME: &str = "lorafuse-model-v1";
 pub(super) async fn fetch_model(host: &WebHost) -> Result<ModelFiles, String> {
     let cache = open_cache(&host.scope, CACHE_NAME).await;
     let cache = cache.as_ref();
-    Ok(ModelFiles {
+    let files = ModelFiles {
         name: DEFAULT_MODEL_NAME.into(),
         config: fetch_cached(host, cache, "config.json").await?,
         tokenizer: fetch_cached(host, cache, "tokenizer.json").await?,
-        weights: fetch_cached(host, cache, "model.safetensors").await?,
+        weights: fetch_cached(host, cache, DEFAULT_MODEL_F16.0).await?,
         modules: None,
         pooling: None,
-    })
+    };
+    if let Some(c) = cache {
+        // The F32 weights an earlier version of the page kept: 91 MB nothing reads any more.
+        let old = site(&format!("{MODEL_DIR}{}", DEFAULT_MODEL_FILES[2].0));
+        let _ = JsFuture::from(c.delete_with_str(&old)).await;
+    }
+    Ok(files)
 }
 
 /// Opens Cache Storage bucket `name`.
@@ -58,6 +66,7 @@ pub(super) async fn open_cache(scope: &DedicatedWorkerGlobalScope, name: &str) -
 fn expected_sha256(name: &str) -> Option<&'static str> {
     DEFAULT_MODEL_FILES
         .iter()
+        .chain([&DEFAULT_MODEL_F16])
         .find(|(n, _)| *n == name)
         .map(|(_, sha)| *sha)
 }

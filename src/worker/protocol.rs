@@ -327,6 +327,19 @@ pub struct EngineReady {
     pub own_model: bool,
     /// Seconds from the start of loading.
     pub load_sec: f64,
+    /// Where those seconds went, in order (the worker's steps; the page adds its own before them).
+    #[serde(default)]
+    pub phases: Vec<LoadPhase>,
+}
+
+/// One step of getting the engine ready and how long it took: the breakdown the page shows on its
+/// "Model ready" line and `scripts/bench-web` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadPhase {
+    /// What happened, in words (`model files`, `workspace restore`, …).
+    pub name: String,
+    /// Seconds it took.
+    pub sec: f64,
 }
 
 /// What the worker tells the UI.

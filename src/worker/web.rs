@@ -19,7 +19,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use super::model_fetch::fetch_model;
 use super::own_model;
-use super::protocol::{BackendChoice, EngineReady, Event, ModelSource, Request};
+use super::protocol::{BackendChoice, EngineReady, Event, LoadPhase, ModelSource, Request};
 use super::session::{Host, Session};
 use crate::engine::{Engine, ModelFiles};
 use crate::train::now_sec;
@@ -181,8 +181,10 @@ async fn init(
     source: ModelSource,
 ) {
     let start = now_sec();
+    let mut phases = Phases::new(start);
     let result = async {
         let (device, backend, fallback_reason) = pick_device(choice).await?;
+        phases.done("backend");
         // The user's own encoder, else (when it is not there, or does not load) the default.
         let own = match source {
             ModelSource::Own => match own_model::read(host).await {
@@ -206,10 +208,12 @@ async fn init(
             Some((engine, files)) => (engine, files, true),
             None => {
                 let files = fetch_model(host).await?;
+                phases.done("model files (read, sha256)");
                 let engine = Engine::from_files(&files, &device).map_err(|e| e.to_string())?;
                 (engine, files, false)
             }
         };
+        phases.done("weights to tensors, tokenizer");
         Ok::<_, String>((engine, backend, fallback_reason, files, is_own))
     }
     .await;
@@ -230,6 +234,7 @@ async fn init(
                     host,
                 )
                 .await;
+            phases.done("workspace restore");
             host.emit(Event::Ready(EngineReady {
                 backend: backend.clone(),
                 fallback_reason,
@@ -237,6 +242,7 @@ async fn init(
                 model_bytes: bytes.weights.len() as u64,
                 own_model,
                 load_sec: now_sec() - start,
+                phases: phases.list,
             }));
             *state.session.borrow_mut() = Some(session);
             *state.bytes.borrow_mut() = Some(Rc::new(bytes));
@@ -245,6 +251,30 @@ async fn init(
             context: "loading the model".into(),
             message,
         }),
+    }
+}
+
+/// The steps of [`init`] as they finish, each with its seconds.
+struct Phases {
+    list: Vec<LoadPhase>,
+    last: f64,
+}
+
+impl Phases {
+    fn new(start: f64) -> Self {
+        Self {
+            list: Vec::new(),
+            last: start,
+        }
+    }
+
+    fn done(&mut self, name: &str) {
+        let now = now_sec();
+        self.list.push(LoadPhase {
+            name: name.into(),
+            sec: now - self.last,
+        });
+        self.last = now;
     }
 }
 

@@ -52,7 +52,9 @@ const TASKS = [
 // e2e_malformed.csv: empty text on line 6, three fields on line 8, empty label on line 10.
 const MALFORMED_LINES = [6, 8, 10];
 // sha256 of the default model's weights (src/engine.rs DEFAULT_MODEL_FILES, scripts/setup).
-const MODEL_SHA256 = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db';
+// The weights the page downloads: the default model in F16 (scripts/setup; src/engine.rs DEFAULT_MODEL_F16).
+const WEIGHTS = 'model.f16.safetensors';
+const MODEL_SHA256 = '355f3c87107974ad482cbd163e883eab94100120ab21e0da353d3e307f54217f';
 const LIVE_TEXT = 'a wonderful, moving film that I loved';
 const PEFT_KEY =
   /^base_model\.model\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.weight$/;
@@ -116,11 +118,21 @@ export function startServer(root, { headers = {} } = {}) {
     fs.stat(file, (err, st) => {
       if (err || !st.isFile()) return send(404, 'not found\n');
       const type = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+      // Revalidation as static servers do it (trunk serve too): Last-Modified, and 304 Not Modified
+      // for a copy that is still current, so a revalidated file is not sent twice.
+      const modified = new Date(Math.floor(st.mtimeMs / 1000) * 1000);
+      const since = Date.parse(req.headers['if-modified-since'] ?? '');
+      if (!Number.isNaN(since) && since >= modified.getTime()) {
+        log.push({ method: req.method, path: req.url, status: 304 });
+        res.writeHead(304, { 'Last-Modified': modified.toUTCString(), 'Cache-Control': 'no-cache', ...headers });
+        return res.end();
+      }
       log.push({ method: req.method, path: req.url, status: 200 });
       res.writeHead(200, {
         'Content-Type': type,
         'Content-Length': st.size,
         'Cache-Control': 'no-cache',
+        'Last-Modified': modified.toUTCString(),
         ...headers,
       });
       if (req.method === 'HEAD') return res.end();
@@ -767,9 +779,12 @@ async function main() {
       const foreign = requests.filter((u) => !/^(data|blob):/.test(u) && new URL(u).origin !== origin);
       console.log(`     ${requests.length} requests, ${foreign.length} to other origins`);
       // The reload read the model from Cache Storage, not from the server.
-      const weights = serverLog.filter((r) => r.path.endsWith('/model.safetensors'));
-      console.log(`     model.safetensors served ${weights.length} time(s) over two visits`);
-      check(weights.length === 1, `model.safetensors was fetched ${weights.length} times; the second visit should read it from the browser's cache`);
+      const weights = serverLog.filter((r) => r.path.endsWith(`/${WEIGHTS}`));
+      console.log(`     ${WEIGHTS} served ${weights.length} time(s) over two visits`);
+      check(weights.length === 1, `${WEIGHTS} was fetched ${weights.length} times; the second visit should read it from the browser's cache`);
+      // Only the F16 weights (45 MB) travel; the F32 file (91 MB) is not even in the build.
+      const f32 = serverLog.filter((r) => r.path.endsWith('/model.safetensors'));
+      check(f32.length === 0, `the page asked for the F32 model.safetensors ${f32.length} time(s)`);
       if (process.env.LORAFUSE_E2E_VERBOSE === '1') for (const u of requests) console.log(`       ${u.slice(0, 150)}`);
       check(foreign.length === 0, `requests to other origins:\n  ${[...new Set(foreign)].join('\n  ')}`);
       check(pageErrors.length === 0, `uncaught page errors:\n  ${pageErrors.join('\n  ')}`);
@@ -838,31 +853,31 @@ async function main() {
 
     // l. a damaged model in Cache Storage: evicted, fetched again, checked, and the page is ready
     await step('damaged-cache', async () => {
-      const before = serverLog.filter((r) => r.path.endsWith('/model.safetensors')).length;
-      const damaged = await page.evaluate(async () => {
+      const before = serverLog.filter((r) => r.path.endsWith(`/${WEIGHTS}`)).length;
+      const damaged = await page.evaluate(async (weights) => {
         const c = await caches.open('lorafuse-model-v1');
-        const key = (await c.keys()).find((r) => r.url.endsWith('/model.safetensors'));
-        if (!key) return 'no model.safetensors in Cache Storage';
+        const key = (await c.keys()).find((r) => r.url.endsWith(`/${weights}`));
+        if (!key) return `no ${weights} in Cache Storage`;
         const buf = new Uint8Array(await (await c.match(key)).arrayBuffer());
         buf[buf.length - 1] ^= 0xff; // one flipped byte
         await c.put(key, new Response(buf));
         return buf.length;
-      });
+      }, WEIGHTS);
       check(typeof damaged === 'number', String(damaged));
       await waitSaved();
       await page.reload({ waitUntil: 'domcontentloaded', timeout: T.modelLoad });
       await waitModelReady();
       const notices = (await page.locator('[data-testid=notice]').allInnerTexts()).join(' | ');
-      check(/model\.safetensors .* was damaged .* removed and is downloaded again/.test(notices), `no notice of the damaged cache entry: ${notices}`);
-      const after = serverLog.filter((r) => r.path.endsWith('/model.safetensors')).length;
-      check(after === before + 1, `model.safetensors was fetched ${after - before} times after the damage (expected 1)`);
-      const sha = await page.evaluate(async () => {
+      check(/model\.f16\.safetensors .* was damaged .* removed and is downloaded again/.test(notices), `no notice of the damaged cache entry: ${notices}`);
+      const after = serverLog.filter((r) => r.path.endsWith(`/${WEIGHTS}`)).length;
+      check(after === before + 1, `${WEIGHTS} was fetched ${after - before} times after the damage (expected 1)`);
+      const sha = await page.evaluate(async (weights) => {
         const c = await caches.open('lorafuse-model-v1');
-        const key = (await c.keys()).find((r) => r.url.endsWith('/model.safetensors'));
+        const key = (await c.keys()).find((r) => r.url.endsWith(`/${weights}`));
         const d = await crypto.subtle.digest('SHA-256', await (await c.match(key)).arrayBuffer());
         return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
-      });
-      check(sha === MODEL_SHA256, `the cache holds model.safetensors with sha256 ${sha}`);
+      }, WEIGHTS);
+      check(sha === MODEL_SHA256, `the cache holds ${WEIGHTS} with sha256 ${sha}`);
       for (const t of TASKS) {
         await page.waitForSelector(`${q(t.name)}[data-trained="true"]`, { state: 'attached', timeout: T.restore })
           .catch(() => { throw new StepError(`after the damaged-cache reload, ${t.name} is not trained`); });
@@ -982,7 +997,7 @@ async function main() {
     failed = err;
   }
 
-  const missing = serverLog.filter((r) => r.status !== 200 && r.status !== 0);
+  const missing = serverLog.filter((r) => r.status !== 200 && r.status !== 304 && r.status !== 0);
   if (missing.length) console.log(`server answered non-200 to:\n  ${missing.map((r) => `${r.status} ${r.path}`).join('\n  ')}`);
   if (consoleErrors.length) console.log(`console errors (${consoleErrors.length}):\n  ${consoleErrors.slice(0, 30).join('\n  ')}`);
   if (pageErrors.length) console.log(`page errors (${pageErrors.length}):\n  ${pageErrors.join('\n  ')}`);

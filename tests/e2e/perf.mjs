@@ -102,23 +102,44 @@ async function inferMs(page) {
   return engine[Math.floor(engine.length / 2)];
 }
 
+/** Where the last load's seconds went: the page's breakdown (`data-phases` on the status line). */
+async function phases(page) {
+  const text = (await page.getAttribute('[data-testid=model-status]', 'data-phases')) ?? '';
+  const out = {};
+  for (const part of text.split('; ').filter(Boolean)) {
+    const m = /^(.*): ([\d.]+) s$/.exec(part);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+function printPhases(what, total, p) {
+  const sum = Object.values(p).reduce((a, b) => a + b, 0);
+  console.log(`${what}: ${total.toFixed(2)} s to ready; breakdown (${sum.toFixed(2)} s accounted for):`);
+  for (const [k, v] of Object.entries(p)) console.log(`  ${v.toFixed(2).padStart(6)} s  ${k}`);
+}
+
 /** Reloads with `threads` in the engine's pool; resolves to seconds until the model is ready. */
 async function reloadWith(page, threads) {
   await page.evaluate((n) => localStorage.setItem('lorafuse-threads', String(n)), threads);
   const t0 = Date.now();
   await page.reload();
   await waitReady(page);
-  return (Date.now() - t0) / 1000;
+  const total = (Date.now() - t0) / 1000;
+  // From the reload to the new page's navigation start: unloading the old page (its workers).
+  unloadSec = Math.max(0, ((await page.evaluate(() => performance.timeOrigin)) - t0) / 1000);
+  return total;
 }
+let unloadSec = 0;
 
 async function main() {
   const json = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : null;
   console.log(`backend: ${backend}`);
   const files = sizes();
   for (const r of files) console.log(`size ${r.file}: ${mb(r.raw)} raw, ${mb(r.gzip)} gzip`);
-  const weights = fs.statSync(path.join(dist, 'models/all-MiniLM-L6-v2/model.safetensors')).size;
+  const weights = fs.statSync(path.join(dist, 'models/all-MiniLM-L6-v2/model.f16.safetensors')).size;
   // Served as ./scripts/serve serves it: cross-origin isolated, so the CPU engine has threads.
-  const { server, origin } = await startServer(dist, { headers: ISOLATION });
+  const { server, origin, log } = await startServer(dist, { headers: ISOLATION });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lorafuse-perf-'));
   const args = chromiumArgs();
   if (backend === 'webgpu') args.push('--enable-unsafe-webgpu');
@@ -136,6 +157,21 @@ async function main() {
     const chromiumVersion = /Chrome\/([\d.]+)/.exec(await page.evaluate(() => navigator.userAgent))?.[1] ?? null;
     const cores = await page.evaluate(() => navigator.hardwareConcurrency);
     console.log(`cold start to model ready: ${cold.toFixed(1)} s (${await page.textContent('[data-testid=backend]')})`);
+    const coldPhases = await phases(page);
+    printPhases('cold start', cold, coldPhases);
+    // What a first visit downloads: the wasm the server sent (200, not 304) until the page is
+    // ready and keeps what it needs for offline use.
+    await page.waitForSelector('[data-testid=offline][data-state=ready]', { timeout: 120_000 }).catch(() => {
+      console.log('(the page did not get ready for offline use within 2 minutes)');
+    });
+    const gzipOf = new Map(files.map((f) => [f.file, f.gzip]));
+    const firstVisit = log
+      .filter((r) => r.status === 200 && r.path.endsWith('.wasm'))
+      .map((r) => decodeURIComponent(new URL(r.path, origin).pathname).slice(1));
+    const firstVisitGzip = firstVisit.reduce((a, f) => a + (gzipOf.get(f) ?? 0), 0);
+    console.log(`first visit: wasm sent ${firstVisit.join(', ')}: ${mb(firstVisitGzip)} gzip`);
+    const weightsSent = log.filter((r) => r.status === 200 && r.path.endsWith('.safetensors')).map((r) => r.path);
+    console.log(`first visit: weights sent ${weightsSent.join(', ')} (${mb(weights)})`);
 
     // One thread: train, then time predictions.
     await reloadWith(page, 1);
@@ -147,6 +183,8 @@ async function main() {
     // Every core: a warm reload (model from Cache Storage, workspace from IndexedDB), the first
     // prediction after it, then predictions and training.
     const warm = await reloadWith(page, cores);
+    const warmPhases = { 'unloading the previous page': unloadSec, ...(await phases(page)) };
+    printPhases('warm reload', warm, warmPhases);
     const backendN = await page.textContent('[data-testid=backend]');
     const threads = Number(/(\d+) threads?/.exec(backendN)?.[1] ?? 1);
     await page.waitForSelector('section[data-task="sentiment"][data-trained="true"]', { timeout: 120_000 });
@@ -169,8 +207,14 @@ async function main() {
       infer_ms_per_sentence_batch32: null,
       cold_ready_s: cold,
       warm_ready_s: warm,
+      cold_ready_phases_s: coldPhases,
+      warm_ready_phases_s: warmPhases,
       first_prediction_after_reload_s: firstAfter,
-      wasm_gzip_bytes: files.filter((f) => f.file.endsWith('.wasm')).reduce((a, f) => a + f.gzip, 0),
+      // All wasm a first visit downloads (as sent by the server, at gzip size): the page and the
+      // engine it runs; wasm_gzip_bytes_in_build counts every wasm of the build.
+      wasm_gzip_bytes: firstVisitGzip,
+      wasm_files_first_visit: firstVisit,
+      wasm_gzip_bytes_in_build: files.filter((f) => f.file.endsWith('.wasm')).reduce((a, f) => a + f.gzip, 0),
       weights_bytes: weights,
       chromium: chromiumVersion,
     };
