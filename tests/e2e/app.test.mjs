@@ -657,6 +657,12 @@ async function main() {
       }
       const status = await text('[data-testid=fusion-status]');
       check(/one shared fusion/.test(status), `after the reload the fusion status shows: ${status}`);
+      // The "Model ready" line says where the load's seconds went (page, engine, model, workspace).
+      const phases = (await page.getAttribute('[data-testid=model-status]', 'data-phases')) ?? '';
+      for (const p of ['page: UI wasm', 'engine wasm', 'model files', 'weights to tensors', 'workspace restore']) {
+        check(phases.includes(p), `the load breakdown has no "${p}": ${phases}`);
+      }
+      console.log(`     ${phases.slice(0, 150)}…`);
     });
 
     // i2. offline: once [data-testid=offline] says "Works offline" (the service worker keeps the
@@ -669,6 +675,13 @@ async function main() {
         .catch(async () => { throw new StepError(`offline use not ready: ${await text('[data-testid=offline]')}`); });
       await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: T.ui })
         .catch(() => { throw new StepError('no service worker controls the page'); });
+      // The service worker keeps the engine the page runs (the threaded one here), not the other.
+      const kept = await page.evaluate(async () => {
+        const name = (await caches.keys()).find((k) => k.startsWith('lorafuse-shell-'));
+        const keys = name ? (await (await caches.open(name)).keys()).map((r) => new URL(r.url).pathname) : [];
+        return { threads: keys.includes('/threads/engine_bg.wasm'), single: keys.includes('/worker_bg.wasm') };
+      });
+      check(kept.threads && !kept.single, `engines kept for offline use: ${JSON.stringify(kept)} (expected the threaded one only)`);
       const manifest = await page.evaluate(async () => {
         const href = document.querySelector('link[rel=manifest]')?.href;
         return href ? (await fetch(href)).json() : null;
