@@ -38,6 +38,8 @@ pub mod lora;
 pub mod model;
 pub mod tensorfile;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_ctors;
 pub mod worker;
 pub mod workspace;
 

@@ -2,6 +2,7 @@
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
+    lorafuse::wasm_ctors::run_once();
     lorafuse::worker::web::start();
 }
 
