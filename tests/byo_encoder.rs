@@ -201,15 +201,10 @@ fn the_default_models_f16_copy_matches_pytorch_within_1e3_and_is_the_same_model(
     };
     let f16 = Engine::from_files(&files, &common::engine().device).expect("the F16 copy loads");
     let f32 = common::engine();
+    let file_sha = lorafuse::workspace::task_files::sha256_hex(&files.weights);
+    assert_eq!(file_sha, f16_sha);
+    assert_ne!(file_sha, f32.model_sha256);
     assert_eq!(f16.model_sha256, f32.model_sha256);
-    assert_ne!(
-        lorafuse::workspace::task_files::sha256_hex(&files.weights),
-        f32.model_sha256
-    );
-    assert_eq!(
-        lorafuse::workspace::task_files::sha256_hex(&files.weights),
-        f16_sha
-    );
     assert_eq!(
         ModelFiles::name_for("models", f16_sha),
         lorafuse::engine::DEFAULT_MODEL_NAME
