@@ -26,6 +26,10 @@ pub const MAX_LABEL_CHARS: usize = 200;
 /// its size alone, before reading it.
 pub const MAX_DATA_BYTES: usize = 128 << 20;
 
+/// Most texts predicted in one request (the live view's "one text per line"): 256, eight
+/// batches of 32, a few seconds on a CPU.
+pub const MAX_PREDICT_TEXTS: usize = 256;
+
 /// Largest zip upload (a workspace or an adapter), in bytes: 512 MiB.
 pub const MAX_ZIP_BYTES: usize = 512 << 20;
 

@@ -250,7 +250,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             &h,
             Request::Predict {
                 id: 1,
-                text: "hi".into()
+                texts: vec!["hi".into()],
             }
         )
         .contains("no task")
@@ -369,7 +369,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         &h,
         Request::Predict {
             id: 7,
-            text: "a wonderful, moving film".into(),
+            texts: vec!["a wonderful, moving film".into()],
         },
     );
     let (id, out) = ev
@@ -389,6 +389,58 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         assert!(tp.hybrid.is_some());
     }
+
+    // Several texts in one request ("one text per line"): one row per text, in order, each the
+    // same as that text predicted alone (batching and padding change nothing).
+    let texts = [
+        "the plot is thin and the acting is wooden",
+        "a wonderful, moving film",
+    ];
+    let ev = ok(
+        &mut s,
+        &h,
+        Request::Predict {
+            id: 8,
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+        },
+    );
+    let batch = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Predictions { output, .. } => Some(output.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(batch.predictions.len(), 2);
+    for (tp, alone) in batch.predictions[1].iter().zip(row) {
+        assert_eq!(tp.task, alone.task);
+        for (a, b) in tp
+            .single
+            .probabilities
+            .iter()
+            .zip(&alone.single.probabilities)
+        {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let (hb, ha) = (tp.hybrid.as_ref().unwrap(), alone.hybrid.as_ref().unwrap());
+        for (a, b) in hb.probabilities.iter().zip(&ha.probabilities) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+    // Too many texts, or none: refused with the reason, nothing run.
+    let many = vec!["a text".to_string(); lorafuse::limits::MAX_PREDICT_TEXTS + 1];
+    assert!(fails(&mut s, &h, Request::Predict { id: 9, texts: many }).contains("limit of 256"));
+    assert!(
+        fails(
+            &mut s,
+            &h,
+            Request::Predict {
+                id: 9,
+                texts: vec![]
+            }
+        )
+        .contains("type some text")
+    );
 
     // Evaluation: frozen, lora, hybrid per task, on the held-out 20 % (the tasks' setting).
     let ev = ok(&mut s, &h, Request::Evaluate);
@@ -502,7 +554,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         &h2,
         Request::Predict {
             id: 1,
-            text: "a wonderful, moving film".into(),
+            texts: vec!["a wonderful, moving film".into()],
         },
     );
     let out2 = predictions(&ev);
@@ -540,7 +592,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         &h2,
         Request::Predict {
             id: 2,
-            text: "a wonderful, moving film".into(),
+            texts: vec!["a wonderful, moving film".into()],
         },
     );
     let out3 = ev
@@ -829,7 +881,7 @@ fn a_150_class_task_trains_predicts_and_reports() {
         &h,
         Request::Predict {
             id: 1,
-            text: "please book a taxi".into(),
+            texts: vec!["please book a taxi".into()],
         },
     );
     let out = predictions(&ev);

@@ -1,12 +1,13 @@
 //! Try it live: predictions of every task as the user types (debounced), single-task and hybrid
-//! side by side, with the fusion's attention over the task adapters. `LivePanel` is one view
-//! tree with its debounce handler (~100 lines).
+//! side by side, with the fusion's attention over the task adapters; with "one text per line",
+//! every line is predicted in one batch and shown as one row of a table ([`batch_table`]).
+//! `LivePanel` is one view tree with its debounce handler (~100 lines).
 
 use leptos::leptos_dom::helpers::{TimeoutHandle, set_timeout_with_handle};
 use leptos::prelude::*;
 
 use super::{Ui, send};
-use crate::infer::types::{Prediction, percent};
+use crate::infer::types::{MultiTaskOutput, Prediction, percent, texts_of};
 use crate::worker::protocol::Request;
 
 /// Wait after the last keystroke before predicting.
@@ -52,18 +53,50 @@ fn bars(labels: Vec<String>, p: Prediction) -> impl IntoView {
     }
 }
 
+/// Several texts' answers, one row per text and one column per task (the answer's label and
+/// probability; the single-text view has the details).
+fn batch_table(texts: Vec<String>, out: MultiTaskOutput, ms: f64) -> impl IntoView {
+    let n = out.predictions.len();
+    let tasks: Vec<String> = out
+        .predictions
+        .first()
+        .map(|r| r.iter().map(|tp| tp.task.clone()).collect())
+        .unwrap_or_default();
+    view! {
+        <p class="hint">{format!("{n} texts · {} tasks · {ms:.0} ms in the engine ({:.1} ms per text) · {:.0} encoder passes per text",
+            tasks.len(), ms / n.max(1) as f64, out.encoder_passes_per_text)}</p>
+        <table class="live batch" data-testid="batch-results">
+            <thead><tr><th>"text"</th>{tasks.into_iter().map(|t| view! { <th>{t}</th> }).collect_view()}</tr></thead>
+            <tbody>
+            {out.predictions.into_iter().zip(texts).map(|(row, text)| view! {
+                <tr data-testid="batch-row">
+                    <th scope="row" class="batch-text" title=text.clone()>{text.clone()}</th>
+                    {row.into_iter().map(|tp| {
+                        let a = tp.answer().clone();
+                        let p = a.probabilities.iter().copied().fold(0.0f32, f32::max);
+                        view! { <td><strong>{a.label}</strong>" "{percent(p)}</td> }
+                    }).collect_view()}
+                </tr>
+            }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
 #[component]
 pub fn LivePanel() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let text = RwSignal::new(String::new());
+    let per_line = RwSignal::new(false);
+    // The texts of the prediction on show (its answer carries only the predictions).
+    let sent: StoredValue<Vec<String>, LocalStorage> = StoredValue::new_local(Vec::new());
     let timer: StoredValue<Option<TimeoutHandle>, LocalStorage> = StoredValue::new_local(None);
-    let on_input = move |ev: leptos::ev::Event| {
-        let v = event_target_value(&ev);
-        text.set(v.clone());
+    let schedule = move || {
         if let Some(h) = timer.get_value() {
             h.clear();
         }
-        if v.trim().is_empty() {
+        let texts = texts_of(&text.get_untracked(), per_line.get_untracked());
+        if texts.is_empty() {
             ui.live.set(None);
             return;
         }
@@ -71,15 +104,24 @@ pub fn LivePanel() -> impl IntoView {
             move || {
                 let id = ui.predict_id.get_untracked() + 1;
                 ui.predict_id.set(id);
+                sent.set_value(texts.clone());
                 send(Request::Predict {
                     id,
-                    text: v.clone(),
+                    texts: texts.clone(),
                 });
             },
             std::time::Duration::from_millis(DEBOUNCE_MS),
         )
         .ok();
         timer.set_value(h);
+    };
+    let on_input = move |ev: leptos::ev::Event| {
+        text.set(event_target_value(&ev));
+        schedule();
+    };
+    let on_per_line = move |ev: leptos::ev::Event| {
+        per_line.set(event_target_checked(&ev));
+        schedule();
     };
     let labels_of = move |task: &str| {
         ui.ws.with(|w| {
@@ -105,15 +147,22 @@ pub fn LivePanel() -> impl IntoView {
             <label for="live-text">"Text to classify with every task"</label>
             <textarea id="live-text" rows="3" placeholder="Type a sentence…"
                 prop:value=move || text.get() on:input=on_input></textarea>
+            <label class="inline small">
+                <input type="checkbox" id="live-per-line" prop:checked=move || per_line.get() on:change=on_per_line />
+                {format!(" One text per line (up to {} lines, predicted together)", crate::limits::MAX_PREDICT_TEXTS)}
+            </label>
             // A stable live region (one that is created with its text is often not read out).
             <p class="sr-only" role="status" aria-live="polite" data-testid="live-summary">
-                {move || ui.live.with(|l| l.as_ref().map(|(out, _)| {
-                    let row = out.predictions.first().map(Vec::as_slice).unwrap_or_default();
-                    row.iter().map(|tp| tp.summary()).collect::<Vec<_>>().join(". ")
+                {move || ui.live.with(|l| l.as_ref().map(|(out, _)| match out.predictions.len() {
+                    1 => out.predictions[0].iter().map(|tp| tp.summary()).collect::<Vec<_>>().join(". "),
+                    n => format!("{n} texts predicted, one row each in the table"),
                 }))}
             </p>
             <div data-testid="live-results">
                 {move || ui.live.get().map(|(out, ms)| {
+                    if out.predictions.len() > 1 {
+                        return batch_table(sent.get_value(), out, ms).into_any();
+                    }
                     let row = out.predictions.into_iter().next().unwrap_or_default();
                     let names = task_names();
                     view! {
@@ -157,7 +206,7 @@ pub fn LivePanel() -> impl IntoView {
                             }).collect_view()}
                             </tbody>
                         </table>
-                    }
+                    }.into_any()
                 })}
             </div>
         </section>

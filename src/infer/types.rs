@@ -65,6 +65,21 @@ pub struct MultiTaskOutput {
     pub encoder_passes_per_text: f64,
 }
 
+/// The texts to predict from what the user typed: the whole input as one text, or, with
+/// `one_per_line`, each non-blank line (trimmed) as a text of its own.
+pub fn texts_of(input: &str, one_per_line: bool) -> Vec<String> {
+    match one_per_line {
+        true => input
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        false if input.trim().is_empty() => Vec::new(),
+        false => vec![input.to_owned()],
+    }
+}
+
 /// Index of the largest probability.
 pub fn argmax(p: &[f32]) -> usize {
     p.iter()
@@ -91,6 +106,15 @@ pub fn percent(p: f32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_of_splits_lines_only_when_asked() {
+        let input = "  first line \n\n second line\r\n   \n";
+        assert_eq!(texts_of(input, true), ["first line", "second line"]);
+        assert_eq!(texts_of(input, false), [input]);
+        assert!(texts_of(" \n ", false).is_empty());
+        assert!(texts_of(" \n ", true).is_empty());
+    }
 
     #[test]
     fn summary_names_the_answer_and_who_gave_it() {

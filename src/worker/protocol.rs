@@ -130,12 +130,13 @@ pub enum Request {
     },
     /// Stop the running training, keeping what it has trained.
     Cancel,
-    /// Predict every task for a text.
+    /// Predict every task for one text, or for several in one batch (at most
+    /// [`crate::limits::MAX_PREDICT_TEXTS`]).
     Predict {
         /// Caller's id, echoed in the answer (answers to stale ids can be dropped).
         id: u64,
-        /// The text.
-        text: String,
+        /// The texts.
+        texts: Vec<String>,
     },
     /// Evaluate frozen probe, LoRA and hybrid on every task's held-out data.
     Evaluate,
@@ -381,7 +382,7 @@ pub enum Event {
     Predictions {
         /// The request's id.
         id: u64,
-        /// Predictions for the one text.
+        /// Predictions, in the order of the request's texts.
         output: MultiTaskOutput,
         /// Milliseconds the prediction took in the worker.
         ms: f64,

@@ -568,6 +568,25 @@ async function main() {
         check(new RegExp(`${t.name}: \\S+, [<>\\d. ]+%`).test(spoken), `[data-testid=live-summary] has no answer for ${t.name}: ${JSON.stringify(spoken)}`);
       }
       console.log(`     read out: ${spoken}`);
+
+      // One text per line: each non-blank line predicted (together), one table row each with
+      // every task's answer.
+      await page.check('#live-per-line', { timeout: T.ui });
+      const lines = ['a wonderful, moving film', '', 'the plot is thin and the acting is wooden', 'please book a taxi'];
+      await page.fill('#live-text', lines.join('\n'), { timeout: T.ui });
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('[data-testid=batch-results] [data-testid=batch-row]').length === n,
+        3,
+        { timeout: T.live, polling: 250 },
+      ).catch(async () => {
+        const shown = await page.locator('[data-testid=live-results]').first().innerText({ timeout: 1000 }).catch(() => '');
+        throw new StepError(`one text per line: no table of 3 rows; live results: ${shown.slice(0, 600)}`);
+      });
+      const cells = await page.locator('[data-testid=batch-row]').first().locator('td').count();
+      check(cells === TASKS.length, `a batch row has ${cells} answers (expected ${TASKS.length})`);
+      console.log(`     one text per line: ${(await text('[data-testid=live-results] .hint'))}`);
+      await page.fill('#live-text', LIVE_TEXT, { timeout: T.ui });
+      await page.uncheck('#live-per-line', { timeout: T.ui });
     });
 
     // g. #evaluate; [data-testid=report] has rows for both tasks and frozen/lora/hybrid

@@ -339,8 +339,15 @@ impl Session {
 
     /// Every ready task's single-task and (where fused) hybrid prediction for each text.
     pub async fn predict(&self, texts: &[String]) -> Result<MultiTaskOutput> {
-        if texts.iter().any(|t| t.trim().is_empty()) {
+        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
             return Err(Error::Invalid("type some text to classify".into()));
+        }
+        if texts.len() > crate::limits::MAX_PREDICT_TEXTS {
+            return Err(Error::Invalid(format!(
+                "{} texts at once is more than the limit of {}; predict them in parts",
+                texts.len(),
+                crate::limits::MAX_PREDICT_TEXTS
+            )));
         }
         let ready: Vec<_> = self
             .tasks

@@ -189,9 +189,9 @@ impl Session {
                 self.cancel.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Request::Predict { id, text } => {
+            Request::Predict { id, texts } => {
                 let start = crate::train::now_sec();
-                let output = self.predict(&[text]).await?;
+                let output = self.predict(&texts).await?;
                 host.emit(Event::Predictions {
                     id,
                     output,
