@@ -1,6 +1,6 @@
 //! `lorafuse bench-speed`: throughput of the CPU backends at batch 32, sequence length 64 — the
 //! set-up of `fixtures/minilm/torch_baseline.json` — so a side-by-side PyTorch run
-//! (`scripts/bench_torch.py`) measures the same work.
+//! (`scripts/bench-torch`, `python/bench_torch.py`) measures the same work.
 //!
 //! - inference: forward + mean pool of 256 sequences of 64 tokens, in batches of 32 (sentences/s);
 //! - LoRA training: r = 8, alpha = 16 on query/value + a 2-class head, AdamW, batch 32, seq 64,
