@@ -64,35 +64,41 @@ async fn ask_to_keep(kind: &str) -> Result<(), String> {
         .ok_or("no serviceWorker.ready")?;
     let registration = JsFuture::from(ready).await.map_err(|e| js_message(&e))?;
     let active = get(&registration, "active").ok_or("no active service worker")?;
-    // The answer comes as a message event on navigator.serviceWorker.
+    // The answer comes as a message event on navigator.serviceWorker; the listener is removed
+    // once it has come, so each engine start leaves none behind.
+    type Settle = Option<(Function, Function)>;
+    let settle: std::rc::Rc<std::cell::RefCell<Settle>> = Default::default();
     let kind_owned = kind.to_string();
-    let answer = Promise::new(&mut |resolve, reject| {
-        let kind = kind_owned.clone();
-        let listener = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
-            let data = get(&ev, "data");
-            let field = |k: &str| {
-                data.as_ref()
-                    .and_then(|d| get(d, k))
-                    .and_then(|v| v.as_string())
-            };
-            if field("kept").as_deref() == Some(&kind) {
-                let _ = resolve.call0(&JsValue::NULL);
-            } else if field("keepFailed").as_deref() == Some(&kind) {
-                let _ = reject.call1(&JsValue::NULL, &field("error").unwrap_or_default().into());
-            }
-        });
-        call(
-            &container,
-            "addEventListener",
-            &["message".into(), listener.as_ref().clone()],
-        );
-        listener.forget();
+    let on_message = settle.clone();
+    let listener = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+        let data = get(&ev, "data");
+        let field = |k: &str| {
+            data.as_ref()
+                .and_then(|d| get(d, k))
+                .and_then(|v| v.as_string())
+        };
+        let Some((resolve, reject)) = on_message.borrow().clone() else {
+            return;
+        };
+        if field("kept").as_deref() == Some(&kind_owned) {
+            let _ = resolve.call0(&JsValue::NULL);
+        } else if field("keepFailed").as_deref() == Some(&kind_owned) {
+            let _ = reject.call1(&JsValue::NULL, &field("error").unwrap_or_default().into());
+        }
     });
+    let answer = Promise::new(&mut |resolve, reject| {
+        *settle.borrow_mut() = Some((resolve, reject));
+    });
+    let listen = ["message".into(), listener.as_ref().clone()];
+    call(&container, "addEventListener", &listen);
     call(&container, "startMessages", &[]);
     let msg = js_sys::Object::new();
     Reflect::set(&msg, &"keep".into(), &kind.into()).map_err(|e| js_message(&e))?;
     call(&active, "postMessage", &[msg.into()]);
-    JsFuture::from(answer).await.map_err(|e| js_message(&e))?;
+    let result = JsFuture::from(answer).await.map_err(|e| js_message(&e));
+    call(&container, "removeEventListener", &listen);
+    drop(listener);
+    result?;
     Ok(())
 }
 
