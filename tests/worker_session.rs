@@ -404,13 +404,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             texts: texts.iter().map(|t| t.to_string()).collect(),
         },
     );
-    let batch = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Predictions { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let batch = predictions(&ev);
     assert_eq!(batch.predictions.len(), 2);
     for (tp, alone) in batch.predictions[1].iter().zip(row) {
         assert_eq!(tp.task, alone.task);

@@ -71,10 +71,9 @@ fn batch_table(texts: Vec<String>, out: MultiTaskOutput, ms: f64) -> impl IntoVi
             {out.predictions.into_iter().zip(texts).map(|(row, text)| view! {
                 <tr data-testid="batch-row">
                     <th scope="row" class="batch-text" title=text.clone()>{text.clone()}</th>
-                    {row.into_iter().map(|tp| {
-                        let a = tp.answer().clone();
-                        let p = a.probabilities.iter().copied().fold(0.0f32, f32::max);
-                        view! { <td><strong>{a.label}</strong>" "{percent(p)}</td> }
+                    {row.iter().map(|tp| {
+                        let (label, p) = tp.answer_label();
+                        view! { <td><strong>{label.to_owned()}</strong>" "{percent(p)}</td> }
                     }).collect_view()}
                 </tr>
             }).collect_view()}

@@ -38,21 +38,27 @@ impl TaskPrediction {
         }
     }
 
-    /// The answer in one short sentence, as a screen reader says it:
-    /// `"sentiment: positive, 63.0 % (hybrid)"`.
-    pub fn summary(&self) -> String {
+    /// The answer's label and its probability.
+    pub fn answer_label(&self) -> (&str, f32) {
         let a = self.answer();
         let p = a
             .probabilities
             .get(argmax(&a.probabilities))
             .copied()
             .unwrap_or(0.0);
+        (&a.label, p)
+    }
+
+    /// The answer in one short sentence, as a screen reader says it:
+    /// `"sentiment: positive, 63.0 % (hybrid)"`.
+    pub fn summary(&self) -> String {
+        let (label, p) = self.answer_label();
         let by = if self.uses_hybrid && self.hybrid.is_some() {
             "hybrid"
         } else {
             "own LoRA"
         };
-        format!("{}: {}, {} ({by})", self.task, a.label, percent(p))
+        format!("{}: {label}, {} ({by})", self.task, percent(p))
     }
 }
 
