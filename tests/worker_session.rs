@@ -255,7 +255,11 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         )
         .contains("no task")
     );
-    assert!(fails(&mut s, &h, Request::TrainFusion { shared: false }).contains("no adapter"));
+    let fuse = Request::TrainFusion {
+        shared: false,
+        gate_folds: 0,
+    };
+    assert!(fails(&mut s, &h, fuse).contains("no adapter"));
     // Bad settings are refused.
     let mut bad = v.tasks[0].settings.clone();
     bad.train.epochs = 0;
@@ -357,11 +361,23 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert!(partial.starts_with("Trained 1 of 2 epochs"), "{partial}");
     }
 
-    // Fusion.
-    let ev = ok(&mut s, &h, Request::TrainFusion { shared: false });
+    // Fusion, each task's epoch and gate decided by 2-fold cross-validation over its 32
+    // training rows (2 more adapters per task).
+    let fuse = Request::TrainFusion {
+        shared: false,
+        gate_folds: 2,
+    };
+    let ev = ok(&mut s, &h, fuse);
     let v = last_view(&ev);
     assert!(v.fused);
     assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
+    for t in &v.tasks {
+        let note = t.fusion_note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains("on its 32 training examples, cross-validated over 2 folds"),
+            "{note}"
+        );
+    }
 
     // Live prediction: every task, hybrid and attention, K + 1 = 3 encoder passes.
     let ev = ok(
@@ -576,7 +592,11 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     }
 
     // The shared option: one fusion for both tasks, a head per task; it survives a reload too.
-    let ev = ok(&mut s2, &h2, Request::TrainFusion { shared: true });
+    let fuse = Request::TrainFusion {
+        shared: true,
+        gate_folds: 0,
+    };
+    let ev = ok(&mut s2, &h2, fuse);
     let v = last_view(&ev);
     assert!(v.fused && v.fused_shared);
     assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);

@@ -3,15 +3,16 @@
 //! all tasks through the driver, and the manifest that records what was fused. The page,
 //! `lorafuse fuse` and `bench` all fuse through [`train_fusion`] / [`train_layer`].
 
-use super::gate::{HeldOut, MIN_SPLIT_HELD_OUT, SelectOnHeldOut};
+use super::gate::{CvCurve, CvFold, HeldOut, MIN_SPLIT_HELD_OUT, SelectOnHeldOut};
 use super::split::Labelled;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck};
 use crate::fusion::module::FusionOptions;
 use crate::fusion::{AttentionFusion, FusionConfig};
-use crate::lora::LoraAdapter;
+use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::ClassifierHead;
+use crate::train::stage1::LoraTrainer;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::{Observer, Outcome, TrainConfig, drive};
 use burn::tensor::Device;
@@ -56,6 +57,9 @@ pub struct FusionTarget {
     /// The task's own adapter position among the fused adapters and its stage-1 head (needed by
     /// the residual variants and the gate; none: the paper's fusion only, no gate).
     pub own: Option<(usize, ClassifierHead)>,
+    /// Folds of the cross-validated gate ([`FusionTarget::with_cv_folds`]; none: the epoch and
+    /// the gate are decided on the held-out rows).
+    pub cv: Option<Vec<CvFold>>,
 }
 
 impl FusionTarget {
@@ -79,6 +83,7 @@ impl FusionTarget {
             cfg,
             held_out: None,
             own: None,
+            cv: None,
         })
     }
 
@@ -86,6 +91,47 @@ impl FusionTarget {
     pub fn with_own(mut self, own: usize, head: &ClassifierHead) -> Self {
         self.own = Some((own, head.clone()));
         self
+    }
+
+    /// Decides the fusion's epoch and the gate by `k`-fold cross-validation over the task's
+    /// training `rows` (the rows this target was encoded from) instead of on the few held-out
+    /// rows (docs/design.md §1.6): trains `k` own adapters with `lora` and the task's stage-1
+    /// settings `stage1` ([`super::gate::cv_folds`]) through the driver with `observer`. Needs the
+    /// own adapter ([`Self::with_own`]). A stopped run leaves the target as it was.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn with_cv_folds<O: Observer<LoraTrainer>>(
+        mut self,
+        engine: &Engine,
+        rows: &Labelled,
+        lora: &LoraConfig,
+        stage1: &TrainConfig,
+        k: usize,
+        observer: &mut O,
+    ) -> Result<(Self, Outcome)> {
+        let own = self.own.as_ref().map(|(o, _)| *o).ok_or_else(|| {
+            Error::Fusion("the cross-validated gate needs the task's own adapter".into())
+        })?;
+        let classes = self.labels.len();
+        let folds = super::gate::cv_folds(
+            engine,
+            &self.cache,
+            own,
+            rows,
+            classes,
+            lora,
+            stage1,
+            k,
+            observer,
+        )
+        .await?;
+        let outcome = match folds {
+            Some(f) => {
+                self.cv = Some(f);
+                Outcome::Finished
+            }
+            None => Outcome::Cancelled,
+        };
+        Ok((self, outcome))
     }
 
     /// Adds the task's held-out `rows` (encoded by the base and each of `adapters`) to fit the
@@ -224,17 +270,48 @@ pub async fn train_layer<O: FusionObserver>(
     let own = if config.needs_own() { own } else { None };
     let mut t = FusionTrainer::new(source, &target.y, config, own, &target.cfg, device)?;
     observer.start(&target.name, t.total_steps());
+    let cv = match (&target.cv, own) {
+        (Some(folds), Some((o, _))) if !folds.is_empty() => {
+            match CvCurve::run(folds, o, config, &target.cfg, device, observer).await? {
+                Some(c) => Some(c),
+                None => {
+                    let layer = t.finish();
+                    let tl = TrainedLayer {
+                        last: layer.clone(),
+                        layer,
+                        gate: None,
+                    };
+                    return Ok((tl, Outcome::Cancelled));
+                }
+            }
+        }
+        _ => None,
+    };
     let parts = target.held_out_parts();
     let mut select = SelectOnHeldOut {
         inner: observer,
         rows: parts.as_ref().map(|p| &p.0),
+        keep: cv.as_ref().map(CvCurve::best_epoch),
         best: None,
     };
     select.offer(t.current(), 0).await?;
     let outcome = drive(&mut t, &mut select).await?;
     let last = t.finish();
-    let (layer, gate) = match (select.best, &parts, &target.own) {
-        (Some((_, epoch, layer)), Some((_, gate_rows)), Some((own, head))) => {
+    let (layer, gate) = match (select.best, &parts, &target.own, &cv) {
+        (Some((_, epoch, layer)), _, Some(_), Some(c)) => {
+            let (h, l) = (c.epochs[epoch].score(), c.lora.score());
+            let check = GateCheck {
+                rows: c.lora.rows(),
+                hybrid_accuracy: h.0,
+                hybrid_nll: h.1,
+                lora_accuracy: l.0,
+                lora_nll: l.1,
+                epoch,
+                folds: c.folds,
+            };
+            (layer, Some(check))
+        }
+        (Some((_, epoch, layer)), Some((_, gate_rows)), Some((own, head)), None) => {
             let h = gate_rows.score_layer(&layer).await?;
             let l = gate_rows.score_lora(*own, head).await?;
             let check = GateCheck {
@@ -244,11 +321,12 @@ pub async fn train_layer<O: FusionObserver>(
                 lora_accuracy: l.0,
                 lora_nll: l.1,
                 epoch,
+                folds: 0,
             };
             (layer, Some(check))
         }
-        (Some((_, _, layer)), _, _) => (layer, None),
-        (None, _, _) => (last.clone(), None),
+        (Some((_, _, layer)), _, _, _) => (layer, None),
+        (None, _, _, _) => (last.clone(), None),
     };
     Ok((TrainedLayer { layer, last, gate }, outcome))
 }
@@ -417,6 +495,7 @@ mod tests {
             },
             held_out: Some((dev, dev_y)),
             own: Some((0, sign_head(&Device::flex()))),
+            cv: None,
         }
     }
 
@@ -457,6 +536,7 @@ mod tests {
             lora_accuracy: la,
             lora_nll: ln,
             epoch: 1,
+            folds: 0,
         };
         assert!(g(0.8, 0.9, 0.7, 0.1).hybrid_wins());
         assert!(g(0.7, 0.2, 0.7, 0.3).hybrid_wins());
@@ -475,5 +555,40 @@ mod tests {
         let g = r.gate.unwrap();
         assert!(r.use_hybrid(true), "{g:?}");
         assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
+    }
+
+    #[test]
+    fn the_cross_validated_gate_checks_on_every_training_row() {
+        let device = Device::flex();
+        let (train, dev) = (cache(96, 2, &device), cache(8, 2, &device));
+        // The labels follow adapter 1, which the own head (on adapter 0) knows nothing of.
+        let (y, dev_y) = (by_adapter(&train, 1), by_adapter(&dev, 1));
+        let mut t = target(train.clone(), y.clone(), dev, dev_y);
+        // Two folds by position, each with the own head (the fold adapters of real data).
+        let fold = |fit: Vec<usize>, out: Vec<usize>| {
+            let part = |idx: &[usize]| {
+                let (base, adapters) = train.select(idx, &device);
+                FusionCache { base, adapters }
+            };
+            CvFold {
+                fit: part(&fit),
+                fit_y: fit.iter().map(|&i| y[i]).collect(),
+                out: HeldOut {
+                    cache: part(&out),
+                    labels: out.iter().map(|&i| y[i]).collect(),
+                },
+                head: sign_head(&device),
+            }
+        };
+        let (even, odd): (Vec<usize>, Vec<usize>) = (0..96).partition(|i| i % 2 == 0);
+        t.cv = Some(vec![fold(even.clone(), odd.clone()), fold(odd, even)]);
+        let r = trained(&t, "residual");
+        let g = r.gate.unwrap();
+        assert_eq!((g.folds, g.rows), (2, 96), "{g:?}");
+        assert!(r.use_hybrid(true), "{g:?}");
+        assert!(
+            g.epoch > 0 && g.hybrid_accuracy > g.lora_accuracy + 0.1,
+            "{g:?}"
+        );
     }
 }

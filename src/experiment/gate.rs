@@ -4,16 +4,21 @@
 //! them is [`super::fusion_job::train_layer`]; the verdict is a
 //! [`GateCheck`](crate::fusion::files::GateCheck).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use super::fusion_job::FusionObserver;
+use super::split::Labelled;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::fusion::AttentionFusion;
 use crate::fusion::files::better;
+use crate::fusion::{AttentionFusion, FusionConfig};
+use crate::infer::pooled_vectors;
+use crate::lora::LoraConfig;
 use crate::model::ClassifierHead;
-use crate::train::Observer;
 use crate::train::driver::EpochEnd;
-use crate::train::stage2::{FusionCache, FusionTrainer};
+use crate::train::stage1::LoraTrainer;
+use crate::train::stage2::{FusionCache, FusionTrainer, VectorSource};
+use crate::train::{Observer, Outcome, TrainConfig, drive};
 
 /// Held-out rows below which selection and gate share them (each half would hold fewer than 2).
 pub const MIN_SPLIT_HELD_OUT: usize = 4;
@@ -61,15 +66,23 @@ impl HeldOut {
 }
 
 /// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
-/// the earliest on ties), while passing everything on to the caller's observer.
+/// the earliest on ties), or of the epoch `keep` (chosen by cross-validation), while passing
+/// everything on to the caller's observer.
 pub(super) struct SelectOnHeldOut<'a, O> {
     pub(super) inner: &'a mut O,
     pub(super) rows: Option<&'a HeldOut>,
+    pub(super) keep: Option<usize>,
     pub(super) best: Option<((f64, f64), usize, AttentionFusion)>,
 }
 
 impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
     pub(super) async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
+        if let Some(keep) = self.keep {
+            if keep == epoch {
+                self.best = Some(((0.0, 0.0), epoch, layer));
+            }
+            return Ok(());
+        }
         let Some(rows) = self.rows else {
             return Ok(());
         };
@@ -91,5 +104,212 @@ impl<O: FusionObserver> Observer<FusionTrainer> for SelectOnHeldOut<'_, O> {
     async fn on_epoch_end(&mut self, t: &FusionTrainer, e: EpochEnd) -> Result<()> {
         self.offer(t.current(), e.epoch).await?;
         self.inner.on_epoch_end(t, e).await
+    }
+}
+
+/// One fold of the cross-validated gate: the task's own adapter and head trained on the other
+/// folds' rows ([`cv_folds`]), and every row of the task encoded with that adapter in the own
+/// slot, cut into the fold's training rows and the rows it left out.
+#[derive(Clone)]
+pub struct CvFold {
+    /// The K + 1 vectors of the rows the fold's adapter trained on.
+    pub(super) fit: FusionCache,
+    /// Their classes.
+    pub(super) fit_y: Vec<usize>,
+    /// The rows it left out.
+    pub(super) out: HeldOut,
+    /// The fold adapter's head.
+    pub(super) head: ClassifierHead,
+}
+
+impl std::fmt::Debug for CvFold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CvFold")
+            .field("fit_rows", &self.fit_y.len())
+            .field("out_rows", &self.out.labels.len())
+            .finish()
+    }
+}
+
+/// The `k` folds (at most half the rows, at least 2) of the cross-validated gate for a task whose training rows are `rows`, already
+/// encoded by the base and every fused adapter in `cache` (own adapter in slot `own`). Trains `k`
+/// own adapters with `lora` and the task's stage-1 settings `stage1`, each on the other folds'
+/// rows ([`crate::train::crossfit::folds`], stratified by class), and encodes the rows once per
+/// fold with it; the base and the other adapters never saw the task's rows, so their vectors are
+/// reused. Costs about `k − 1` stage-1 runs of the task and `k` encoder passes over its rows.
+/// The fold adapters train through the driver with `observer`; a stopped run returns `None`.
+#[allow(clippy::too_many_arguments)]
+pub async fn cv_folds<O: Observer<LoraTrainer>>(
+    engine: &Engine,
+    cache: &FusionCache,
+    own: usize,
+    rows: &Labelled,
+    classes: usize,
+    lora: &LoraConfig,
+    stage1: &TrainConfig,
+    k: usize,
+    observer: &mut O,
+) -> Result<Option<Vec<CvFold>>> {
+    let n = rows.len();
+    if cache.len() != n || n < 4 {
+        return Err(Error::Fusion(format!(
+            "cross-validating the gate needs at least 4 training rows (has {n})"
+        )));
+    }
+    // At least 2 rows per fold.
+    let k = k.clamp(2, n / 2);
+    let e = engine;
+    let fold = crate::train::crossfit::folds(&rows.labels, k);
+    let mut out_folds = Vec::with_capacity(k);
+    for f in 0..k.max(2) {
+        let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
+        let out: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
+        if out.is_empty() || fit.is_empty() {
+            continue;
+        }
+        let (model, outcome) = crate::train::crossfit::train_fold(
+            &e.encoder,
+            &e.tokenizer,
+            &rows.texts,
+            &rows.labels,
+            classes,
+            lora,
+            stage1,
+            &fit,
+            &e.device,
+            observer,
+        )
+        .await?;
+        if outcome == Outcome::Cancelled {
+            return Ok(None);
+        }
+        let v = pooled_vectors(
+            &e.encoder,
+            &e.tokenizer,
+            Some(&model.adapter),
+            &rows.texts,
+            &e.device,
+        )
+        .await?;
+        let all = cache.with_adapter(own, v)?;
+        let part = |idx: &[usize]| {
+            let (base, adapters) = all.select(idx, &e.device);
+            FusionCache { base, adapters }
+        };
+        out_folds.push(CvFold {
+            fit: part(&fit),
+            fit_y: fit.iter().map(|&i| rows.labels[i]).collect(),
+            out: HeldOut {
+                cache: part(&out),
+                labels: out.iter().map(|&i| rows.labels[i]).collect(),
+            },
+            head: model.head,
+        });
+    }
+    Ok(Some(out_folds))
+}
+
+/// Pooled (correct rows, summed NLL, rows) on the folds' left-out rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Pooled {
+    correct: f64,
+    nll: f64,
+    rows: usize,
+}
+
+impl Pooled {
+    fn add(&mut self, (accuracy, nll): (f64, f64), rows: usize) {
+        self.correct += accuracy * rows as f64;
+        self.nll += nll * rows as f64;
+        self.rows += rows;
+    }
+
+    /// (accuracy, mean NLL).
+    pub(super) fn score(&self) -> (f64, f64) {
+        let n = self.rows.max(1) as f64;
+        (self.correct / n, self.nll / n)
+    }
+
+    /// Rows pooled.
+    pub(super) fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// The cross-validated learning curve of one fusion variant: the fusion trained on each fold's
+/// rows as the full run will be, scored on the rows the fold left out after every epoch (0 = the
+/// untrained layer), pooled over folds; and the fold LoRAs pooled on the same rows.
+pub(super) struct CvCurve {
+    /// Per epoch, 0..=epochs.
+    pub(super) epochs: Vec<Pooled>,
+    /// The fold adapters' own heads.
+    pub(super) lora: Pooled,
+    /// Folds.
+    pub(super) folds: usize,
+}
+
+impl CvCurve {
+    /// The epoch with the best pooled score (accuracy, then NLL; the earliest on ties).
+    pub(super) fn best_epoch(&self) -> usize {
+        let mut best = 0;
+        for (e, p) in self.epochs.iter().enumerate() {
+            if better(p.score(), self.epochs[best].score()) {
+                best = e;
+            }
+        }
+        best
+    }
+
+    /// Runs the folds. `stop` is asked between steps (a cancelled run returns `None`).
+    pub(super) async fn run<O: FusionObserver>(
+        folds: &[CvFold],
+        own: usize,
+        config: &FusionConfig,
+        cfg: &TrainConfig,
+        device: &Device,
+        stop: &mut O,
+    ) -> Result<Option<Self>> {
+        let mut epochs = vec![Pooled::default(); cfg.epochs + 1];
+        let mut lora = Pooled::default();
+        for f in folds {
+            let n = f.out.labels.len();
+            lora.add(f.out.score_lora(own, &f.head).await?, n);
+            let head = config.needs_own().then_some((own, &f.head));
+            let source = VectorSource::Cached(f.fit.clone());
+            let mut t = FusionTrainer::new(source, &f.fit_y, config, head, cfg, device)?;
+            let mut curve = Curve {
+                stop: &mut *stop,
+                rows: &f.out,
+                scores: vec![f.out.score_layer(&t.current()).await?],
+            };
+            if drive(&mut t, &mut curve).await? == Outcome::Cancelled {
+                return Ok(None);
+            }
+            for (p, s) in epochs.iter_mut().zip(curve.scores) {
+                p.add(s, n);
+            }
+        }
+        Ok(Some(Self {
+            epochs,
+            lora,
+            folds: folds.len(),
+        }))
+    }
+}
+
+/// Scores the fusion on a fold's left-out rows after every epoch; asks the caller whether to stop.
+struct Curve<'a, O> {
+    stop: &'a mut O,
+    rows: &'a HeldOut,
+    scores: Vec<(f64, f64)>,
+}
+
+impl<O: FusionObserver> Observer<FusionTrainer> for Curve<'_, O> {
+    async fn should_stop(&mut self) -> bool {
+        self.stop.should_stop().await
+    }
+    async fn on_epoch_end(&mut self, t: &FusionTrainer, _e: EpochEnd) -> Result<()> {
+        self.scores.push(self.rows.score_layer(&t.current()).await?);
+        Ok(())
     }
 }

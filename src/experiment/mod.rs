@@ -10,7 +10,8 @@
 //!   encoded held-out rows;
 //! - [`fusion_job`]: the fusion's targets (training rows encoded by the base and every adapter),
 //!   training per task or shared, and the manifest;
-//! - [`gate`]: the fusion's epoch chosen on held-out rows, and the gate against the own LoRA.
+//! - [`gate`]: the fusion's epoch chosen on held-out rows or by cross-validation over the
+//!   training rows, and the gate against the own LoRA.
 //!
 //! What it leaves out: reading files and rendering results (the CLI, `bench` and the page do
 //! that, each in its own way), and the trainers themselves ([`crate::train`]).

@@ -70,10 +70,16 @@ impl FusedTask {
             true => "the hybrid",
             false => "its own LoRA",
         };
+        let rows = match g.folds {
+            0 => format!("{} held-out examples", g.rows),
+            k => format!(
+                "its {} training examples, cross-validated over {k} folds,",
+                g.rows
+            ),
+        };
         format!(
-            "answers with {used}: on {} held-out examples the hybrid (epoch {}) scored {:.1} % \
+            "answers with {used}: on {rows} the hybrid (epoch {}) scored {:.1} % \
              (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3})",
-            g.rows,
             g.epoch,
             100.0 * g.hybrid_accuracy,
             g.hybrid_nll,
@@ -99,6 +105,10 @@ pub struct GateCheck {
     pub lora_nll: f64,
     /// The fusion epoch selected on them (0: the untrained layer).
     pub epoch: usize,
+    /// Folds of the cross-validated gate: the rows are the task's training rows, each scored by
+    /// models trained on the other folds (0: the rows are held-out rows; absent in older files).
+    #[serde(default)]
+    pub folds: usize,
 }
 
 impl GateCheck {

@@ -14,8 +14,9 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::schedule::TrainConfig;
-use super::stage1::LoraTrainer;
+use super::stage1::{LoraTrainer, TaskModel};
 use super::stage2::FusionCache;
+use super::{Observer, Outcome};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::infer::pooled_vectors;
@@ -72,42 +73,62 @@ pub async fn crossfit_cache(
         if out.is_empty() {
             continue;
         }
-        let fit_texts: Vec<String> = fit.iter().map(|&i| texts[i].clone()).collect();
-        let fit_labels: Vec<usize> = fit.iter().map(|&i| labels[i]).collect();
-        let mut tr = LoraTrainer::new(
+        let model = train_fold(
             encoder,
             tokenizer,
-            &fit_texts,
-            &fit_labels,
+            texts,
+            labels,
             classes,
             lora,
             cfg,
+            &fit,
             device,
-        )?;
-        super::run_to_end(&mut tr).await?;
-        let adapter = tr.finish().adapter;
+            &mut (),
+        )
+        .await?
+        .0;
         let out_texts: Vec<&str> = out.iter().map(|&i| texts[i].as_str()).collect();
         let v = host::floats(
-            pooled_vectors(encoder, tokenizer, Some(&adapter), &out_texts, device).await?,
+            pooled_vectors(encoder, tokenizer, Some(&model.adapter), &out_texts, device).await?,
         )
         .await?;
         for (j, &i) in out.iter().enumerate() {
             own_rows[i * d..(i + 1) * d].copy_from_slice(&v[j * d..(j + 1) * d]);
         }
     }
-    let own_t = Tensor::<2>::from_data(TensorData::new(own_rows, [n, d]), device).unsqueeze_dim(1);
-    let mut parts = Vec::new();
-    if own > 0 {
-        parts.push(cache.adapters.clone().slice([0..n, 0..own, 0..d]));
-    }
-    parts.push(own_t);
-    if own + 1 < k {
-        parts.push(cache.adapters.clone().slice([0..n, own + 1..k, 0..d]));
-    }
-    Ok(FusionCache {
-        base: cache.base.clone(),
-        adapters: Tensor::cat(parts, 1),
-    })
+    let own_t = Tensor::<2>::from_data(TensorData::new(own_rows, [n, d]), device);
+    cache.with_adapter(own, own_t)
+}
+
+/// A task model (adapter and head) trained with `lora` and `cfg` on the rows `fit` of `texts`,
+/// through the driver with `observer` (a stopped run returns what it trained, and `Cancelled`).
+#[allow(clippy::too_many_arguments)]
+pub async fn train_fold<O: Observer<LoraTrainer>>(
+    encoder: &Encoder,
+    tokenizer: &TextTokenizer,
+    texts: &[String],
+    labels: &[usize],
+    classes: usize,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    fit: &[usize],
+    device: &Device,
+    observer: &mut O,
+) -> Result<(TaskModel, Outcome)> {
+    let fit_texts: Vec<String> = fit.iter().map(|&i| texts[i].clone()).collect();
+    let fit_labels: Vec<usize> = fit.iter().map(|&i| labels[i]).collect();
+    let mut tr = LoraTrainer::new(
+        encoder,
+        tokenizer,
+        &fit_texts,
+        &fit_labels,
+        classes,
+        lora,
+        cfg,
+        device,
+    )?;
+    let outcome = super::drive(&mut tr, observer).await?;
+    Ok((tr.finish(), outcome))
 }
 
 #[cfg(test)]

@@ -59,6 +59,32 @@ impl FusionCache {
         })
     }
 
+    /// The cache with adapter slot `slot`'s vectors replaced by `vectors`.
+    ///
+    /// # Shapes
+    /// - vectors: `[n, d]`, the cache's rows and width
+    pub fn with_adapter(&self, slot: usize, vectors: Tensor<2>) -> Result<Self> {
+        let [n, k, d] = self.adapters.dims();
+        if slot >= k || vectors.dims() != [n, d] {
+            return Err(Error::Fusion(format!(
+                "adapter slot {slot} of {k}, vectors {:?} for a cache of {n} x {d}",
+                vectors.dims()
+            )));
+        }
+        let mut parts = Vec::with_capacity(3);
+        if slot > 0 {
+            parts.push(self.adapters.clone().slice([0..n, 0..slot, 0..d]));
+        }
+        parts.push(vectors.unsqueeze_dim(1));
+        if slot + 1 < k {
+            parts.push(self.adapters.clone().slice([0..n, slot + 1..k, 0..d]));
+        }
+        Ok(Self {
+            base: self.base.clone(),
+            adapters: Tensor::cat(parts, 1),
+        })
+    }
+
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.base.dims()[0]

@@ -127,6 +127,11 @@ pub enum Request {
         /// One fusion shared by all tasks (per-task heads) instead of one per task (the default).
         #[serde(default)]
         shared: bool,
+        /// Decide each task's fusion epoch and gate by cross-validation over this many folds of
+        /// its training rows (docs/design.md §1.6; trains that many more adapters per task); 0
+        /// (and absent): on the held-out rows.
+        #[serde(default)]
+        gate_folds: usize,
     },
     /// Stop the running training, keeping what it has trained.
     Cancel,

@@ -67,6 +67,11 @@ pub struct FuseArgs {
     /// epoch is selected, the gate decided and the temperature fitted on them.
     #[arg(long, default_value_t = lorafuse::data::holdout::DEFAULT_HOLDOUT_FRACTION)]
     holdout: f64,
+    /// Decide each task's fusion epoch and gate by cross-validation over this many folds of its
+    /// training rows instead of on the held-out rows (docs/design.md §1.6): trains that many more
+    /// adapters per task, with the settings in its lorafuse_task.json; 0: off.
+    #[arg(long, default_value_t = 0)]
+    gate_folds: usize,
 }
 
 /// A `--fusion` value: a named variant, not the bench-only authors'-code ablation.
@@ -154,6 +159,16 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
         ))?;
         let head = t.head.as_ref().context("adapter without head")?;
         let target = block_on(target.with_held_out(engine, &adapters, &held))?.with_own(own, head);
+        let target = match (a.gate_folds, &t.meta) {
+            (0 | 1, _) => target,
+            (k, Some(m)) if !a.shared => {
+                pb.set_message(format!(
+                    "{task}: training {k} adapters for the cross-validated check"
+                ));
+                block_on(target.with_cv_folds(engine, &rows, &m.lora, &m.train, k, &mut ()))?.0
+            }
+            _ => target,
+        };
         targets.push(target);
         pb.finish_and_clear();
     }

@@ -17,7 +17,6 @@ use crate::fusion::files::{self as fusion_files, FusedAdapter};
 use crate::infer::{MultiTaskOutput, TaskParts, predict_all};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
-use crate::train::stage2::FusionTrainer;
 use crate::train::{LoraTrainer, Observer, Outcome, Progress, TaskModel, TrainConfig, now_sec};
 use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress};
 use crate::workspace::bundle::TaskSettings;
@@ -80,7 +79,7 @@ struct PageFusion<'a, H> {
     job: Job,
 }
 
-impl<H: Host> Observer<FusionTrainer> for PageFusion<'_, H> {
+impl<H: Host, T> Observer<T> for PageFusion<'_, H> {
     async fn should_stop(&mut self) -> bool {
         self.host.pause().await;
         self.cancel.swap(false, Ordering::Relaxed)
@@ -236,8 +235,15 @@ impl Session {
 
     /// Stage 2 over every ready task: one fusion per task (the default), or with `shared` one
     /// fusion for all tasks with per-task heads, trained on all their rows together with the
-    /// first task's settings. Each task's fusion trains on its stage-1 training rows only.
-    pub(super) async fn train_fusion<H: Host>(&mut self, shared: bool, host: &H) -> Result<()> {
+    /// first task's settings. Each task's fusion trains on its stage-1 training rows only. With
+    /// `gate_folds` > 1 (per-task fusion only), each task's epoch and gate are decided by
+    /// cross-validation over its training rows, which trains that many more adapters per task.
+    pub(super) async fn train_fusion<H: Host>(
+        &mut self,
+        shared: bool,
+        gate_folds: usize,
+        host: &H,
+    ) -> Result<()> {
         let ready = self.ready_tasks()?;
         if ready.len() < 2 {
             return Err(Error::Fusion(
@@ -272,7 +278,33 @@ impl Session {
             let labels = tr.labels.clone();
             let target = FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?;
             let target = target.with_held_out(&engine, &adapters, &held).await?;
-            targets.push(target.with_own(own, head));
+            let target = target.with_own(own, head);
+            let target = match (shared, gate_folds) {
+                (false, k) if k > 1 => {
+                    host.emit(Event::Notice(format!(
+                        "fusion of {name:?}: training {k} adapters for its cross-validated check"
+                    )));
+                    let mut obs = PageFusion {
+                        host,
+                        cancel: &cancel,
+                        job: Job::Fusion(format!("{name} (cross-validation, {k} folds)")),
+                    };
+                    let (t, outcome) = target
+                        .with_cv_folds(&engine, &rows, &s.lora, &s.train, k, &mut obs)
+                        .await?;
+                    if outcome == Outcome::Cancelled {
+                        host.emit(Event::JobDone {
+                            job: Job::Fusion(name.clone()),
+                            cancelled: true,
+                            seconds: now_sec() - start,
+                        });
+                        return Ok(());
+                    }
+                    t
+                }
+                _ => target,
+            };
+            targets.push(target);
         }
         let fused: Vec<FusedAdapter> = ready
             .iter()

@@ -184,7 +184,9 @@ impl Session {
                 self.changed(host, true)
             }
             Request::Train { task } => self.train_task(&task, host).await,
-            Request::TrainFusion { shared } => self.train_fusion(shared, host).await,
+            Request::TrainFusion { shared, gate_folds } => {
+                self.train_fusion(shared, gate_folds, host).await
+            }
             Request::Cancel => {
                 self.cancel.store(true, Ordering::Relaxed);
                 Ok(())

@@ -130,7 +130,11 @@ impl Session {
                         } + &match (t.state.settings.answer, ft.gate) {
                             (AnswerChoice::Automatic, _) | (_, None) => String::new(),
                             (_, Some(g)) => format!(
-                                " (held-out check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
+                                " ({} check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
+                                match g.folds {
+                                    0 => "held-out",
+                                    _ => "cross-validated",
+                                },
                                 100.0 * g.hybrid_accuracy,
                                 100.0 * g.lora_accuracy,
                                 g.rows

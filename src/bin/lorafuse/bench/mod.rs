@@ -28,6 +28,7 @@ use serde::Serialize;
 use lorafuse::data::{self, Example, ParseOptions};
 use lorafuse::engine::Engine;
 use lorafuse::experiment::fusion_job::FusionSpec;
+use lorafuse::experiment::gate::CvFold;
 use lorafuse::experiment::{Labelled, PreparedTask, fusion_train_config, run_stage1};
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
@@ -92,6 +93,11 @@ pub struct BenchArgs {
     /// bench's time; the fusion variants then run in minutes).
     #[arg(long)]
     stage1_cache: Option<PathBuf>,
+    /// Decide each fusion's epoch and gate by cross-validation over this many folds of the task's
+    /// training rows (docs/design.md §1.6) instead of on its dev rows; 0: off. Trains that many
+    /// more adapters per task (not kept in `--stage1-cache`).
+    #[arg(long, default_value_t = 0)]
+    gate_folds: usize,
     #[command(flatten)]
     variants: variants::VariantArgs,
     /// Write every number as JSON here.
@@ -166,6 +172,8 @@ struct TaskSeedResult {
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
+    /// With `--gate-folds`: training the cross-validated gate's fold adapters.
+    gate_cv_seconds: f64,
     mean_attention_on_test: Vec<f32>,
     /// The variant reported as `hybrid`.
     fusion_variant: String,
@@ -212,6 +220,8 @@ struct SeedCtx<'a> {
     splits: Vec<Split>,
     /// Per task: the caches of its train, dev and test rows over every adapter.
     caches: Vec<[FusionCache; 3]>,
+    /// Per task, with `--gate-folds`: the cross-validated gate's folds and their seconds.
+    cv: Vec<(Option<Vec<CvFold>>, f64)>,
 }
 
 pub(crate) fn read_csv(path: &Path) -> Result<Vec<Example>> {
@@ -391,7 +401,7 @@ fn prepare_seed<'a>(
             l
         }
     };
-    let ctx = SeedCtx {
+    let mut ctx = SeedCtx {
         engine,
         seed,
         fusion_cfg: fusion_train_config(&cfg, a.fusion_epochs, a.fusion_lr),
@@ -399,7 +409,25 @@ fn prepare_seed<'a>(
         models,
         splits,
         caches,
+        cv: Vec::new(),
     };
+    for (i, t) in tasks.iter().enumerate() {
+        if a.gate_folds == 0 {
+            ctx.cv.push((None, 0.0));
+            continue;
+        }
+        let t0 = Instant::now();
+        let tgt = score::target(&ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg);
+        let train = &ctx.splits[i].task.train;
+        let k = a.gate_folds;
+        let (tgt, _) = block_on(tgt.with_cv_folds(engine, train, lora, &ctx.cfg, k, &mut ()))?;
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "seed {seed} {}: {} gate folds in {secs:.1} s",
+            t.name, a.gate_folds
+        );
+        ctx.cv.push((tgt.cv, secs));
+    }
     Ok((ctx, stage1_secs, caching_secs))
 }
 

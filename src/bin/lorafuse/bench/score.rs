@@ -52,6 +52,7 @@ pub(super) fn target(
         cfg: cfg.clone(),
         held_out: Some((ctx.caches[i][1].clone(), s.task.held_out.labels.clone())),
         own: Some((i, ctx.models[i].head.clone())),
+        cv: ctx.cv.get(i).and_then(|c| c.0.clone()),
     }
 }
 
@@ -239,6 +240,7 @@ pub(super) fn score_task(
         stage1_seconds: 0.0,
         frozen_seconds: frozen_secs,
         fusion_seconds: v.seconds,
+        gate_cv_seconds: ctx.cv.get(i).map_or(0.0, |c| c.1),
         mean_attention_on_test: v.attention_on_test.clone(),
         fusion_variant: a.options().name().to_string(),
         gate: v.gate,
