@@ -151,14 +151,17 @@ impl FusionTarget {
         Ok(self)
     }
 
-    /// The temperature of `layer`'s probabilities fitted on the held-out rows (1 without them).
+    /// The temperature of `layer`'s probabilities chosen on the held-out rows
+    /// ([`crate::train::calibration::choose_temperature`]; 1 without them).
     pub async fn fit_temperature(&self, layer: &AttentionFusion) -> Result<f64> {
         let Some((cache, labels)) = &self.held_out else {
             return Ok(1.0);
         };
         let out = layer.forward(cache.base.clone(), cache.adapters.clone(), None, false);
         let probs = super::compare::probability_rows(out.logits).await?;
-        Ok(crate::train::calibration::fit_temperature(&probs, labels))
+        Ok(crate::train::calibration::choose_temperature(
+            &probs, labels,
+        ))
     }
 
     /// The held-out rows split in two: even positions select the epoch, odd positions decide

@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::infer;
 use crate::lora::{LoraAdapter, LoraConfig};
-use crate::train::calibration::fit_temperature;
+use crate::train::calibration::choose_temperature;
 use crate::train::metrics::evaluate;
 use crate::train::{
     EpochEnd, LoraTrainer, Metrics, Observer, Outcome, Progress, TaskModel, TrainConfig, drive,
@@ -194,7 +194,7 @@ pub async fn run_stage1_from<O: Stage1Observer>(
                 &e.device,
             )
             .await?;
-            fit_temperature(&probs, &h.labels)
+            choose_temperature(&probs, &h.labels)
         }
         false => 1.0,
     };

@@ -9,7 +9,7 @@ use crate::experiment::compare::{Comparison, paired_finding, width_finding};
 use crate::experiment::{EvalVectors, Methods, compare, train_probe};
 use crate::infer::pooled_vectors;
 use crate::lora::LoraAdapter;
-use crate::train::calibration::fit_temperature;
+use crate::train::calibration::choose_temperature;
 use crate::worker::protocol::{Event, MethodResult, TaskReport};
 
 impl Session {
@@ -72,7 +72,7 @@ impl Session {
                     let temperature = match r.method.as_str() {
                         "lora" => tr.temperature,
                         "hybrid" => self.hybrid_temperature(name),
-                        _ => fit_temperature(&r.probabilities, &held.labels),
+                        _ => choose_temperature(&r.probabilities, &held.labels),
                     };
                     MethodResult {
                         method: r.method.clone(),

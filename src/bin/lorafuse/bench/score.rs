@@ -15,7 +15,7 @@ use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
 use lorafuse::infer::{TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
-use lorafuse::train::calibration::{fit_temperature, reliability};
+use lorafuse::train::calibration::{choose_temperature, reliability};
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::uncertainty::Paired;
 
@@ -135,7 +135,7 @@ fn score(
         .iter()
         .zip(&t.results)
         .map(|(d, t)| {
-            let temperature = fit_temperature(&d.probabilities, &s.task.held_out.labels);
+            let temperature = choose_temperature(&d.probabilities, &s.task.held_out.labels);
             let scaled = t.at_temperature(temperature, &s.test.labels);
             MethodScores {
                 dev: d.metrics.clone(),
