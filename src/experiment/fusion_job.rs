@@ -1,18 +1,16 @@
 //! The fusion job (docs/design.md §1.3): each target task's training rows encoded once by the base
-//! and every adapter ([`FusionTarget`]), the fusion trained per task (the default) or shared by
+//! and every adapter ([`FusionTarget`], in `target`), the fusion trained per task (the default) or shared by
 //! all tasks through the driver, and the manifest that records what was fused. The page,
 //! `lorafuse fuse` and `bench` all fuse through [`train_fusion`] / [`train_layer`].
 
-use super::gate::{CvCurve, CvFold, HeldOut, MIN_SPLIT_HELD_OUT, SelectOnHeldOut};
-use super::split::Labelled;
+pub use super::target::FusionTarget;
+
+use super::gate::{CvCurve, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck};
 use crate::fusion::module::FusionOptions;
 use crate::fusion::{AttentionFusion, FusionConfig};
-use crate::lora::{LoraAdapter, LoraConfig};
-use crate::model::ClassifierHead;
-use crate::train::stage1::LoraTrainer;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::{Observer, Outcome, TrainConfig, drive};
 use burn::tensor::Device;
@@ -35,161 +33,6 @@ pub fn fusion_train_config(
         cfg.head_lr = lr;
     }
     cfg
-}
-
-/// One target task of a fusion run: its training rows encoded by the base and every adapter.
-#[derive(Debug, Clone)]
-pub struct FusionTarget {
-    /// Task name.
-    pub name: String,
-    /// Label names in class order.
-    pub labels: Vec<String>,
-    /// The K + 1 vectors of every training row.
-    pub cache: FusionCache,
-    /// Class of every cached row.
-    pub y: Vec<usize>,
-    /// The fusion's training settings for this task.
-    pub cfg: TrainConfig,
-    /// The task's held-out rows, encoded likewise, with their classes: the fusion's epoch is
-    /// selected on them, the gate compares the hybrid with the own LoRA on them, and the hybrid's
-    /// temperature is fitted on them (none: the last epoch, the hybrid, temperature 1).
-    pub held_out: Option<(FusionCache, Vec<usize>)>,
-    /// The task's own adapter position among the fused adapters and its stage-1 head (needed by
-    /// the residual variants and the gate; none: the paper's fusion only, no gate).
-    pub own: Option<(usize, ClassifierHead)>,
-    /// Folds of the cross-validated gate ([`FusionTarget::with_cv_folds`]; none: the epoch and
-    /// the gate are decided on the held-out rows).
-    pub cv: Option<Vec<CvFold>>,
-}
-
-impl FusionTarget {
-    /// Encodes `rows` with the base and each of `adapters` (fusion order).
-    pub async fn encode(
-        engine: &Engine,
-        adapters: &[&LoraAdapter],
-        name: &str,
-        labels: Vec<String>,
-        rows: &Labelled,
-        cfg: TrainConfig,
-    ) -> Result<Self> {
-        let e = engine;
-        let cache =
-            FusionCache::build(&e.encoder, &e.tokenizer, adapters, &rows.texts, &e.device).await?;
-        Ok(Self {
-            name: name.to_string(),
-            labels,
-            cache,
-            y: rows.labels.clone(),
-            cfg,
-            held_out: None,
-            own: None,
-            cv: None,
-        })
-    }
-
-    /// Records the task's own adapter position and stage-1 head.
-    pub fn with_own(mut self, own: usize, head: &ClassifierHead) -> Self {
-        self.own = Some((own, head.clone()));
-        self
-    }
-
-    /// Decides the fusion's epoch and the gate by `k`-fold cross-validation over the task's
-    /// training `rows` (the rows this target was encoded from) instead of on the few held-out
-    /// rows (docs/design.md §1.6): trains `k` own adapters with `lora` and the task's stage-1
-    /// settings `stage1` ([`super::gate::cv_folds`]) through the driver with `observer`. Needs the
-    /// own adapter ([`Self::with_own`]). A stopped run leaves the target as it was.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn with_cv_folds<O: Observer<LoraTrainer>>(
-        mut self,
-        engine: &Engine,
-        rows: &Labelled,
-        lora: &LoraConfig,
-        stage1: &TrainConfig,
-        k: usize,
-        observer: &mut O,
-    ) -> Result<(Self, Outcome)> {
-        let own = self.own.as_ref().map(|(o, _)| *o).ok_or_else(|| {
-            Error::Fusion("the cross-validated gate needs the task's own adapter".into())
-        })?;
-        let classes = self.labels.len();
-        let folds = super::gate::cv_folds(
-            engine,
-            &self.cache,
-            own,
-            rows,
-            classes,
-            lora,
-            stage1,
-            k,
-            observer,
-        )
-        .await?;
-        let outcome = match folds {
-            Some(f) => {
-                self.cv = Some(f);
-                Outcome::Finished
-            }
-            None => Outcome::Cancelled,
-        };
-        Ok((self, outcome))
-    }
-
-    /// Adds the task's held-out `rows` (encoded by the base and each of `adapters`) to fit the
-    /// hybrid's temperature on; no rows, nothing added.
-    pub async fn with_held_out(
-        mut self,
-        engine: &Engine,
-        adapters: &[&LoraAdapter],
-        rows: &Labelled,
-    ) -> Result<Self> {
-        if !rows.is_empty() {
-            let e = engine;
-            let c = FusionCache::build(&e.encoder, &e.tokenizer, adapters, &rows.texts, &e.device)
-                .await?;
-            self.held_out = Some((c, rows.labels.clone()));
-        }
-        Ok(self)
-    }
-
-    /// The temperature of `layer`'s probabilities chosen on the held-out rows
-    /// ([`crate::train::calibration::choose_temperature`]; 1 without them).
-    pub async fn fit_temperature(&self, layer: &AttentionFusion) -> Result<f64> {
-        let Some((cache, labels)) = &self.held_out else {
-            return Ok(1.0);
-        };
-        let out = layer.forward(cache.base.clone(), cache.adapters.clone(), None, false);
-        let probs = super::compare::probability_rows(out.logits).await?;
-        Ok(crate::train::calibration::choose_temperature(
-            &probs, labels,
-        ))
-    }
-
-    /// The held-out rows split in two: even positions select the epoch, odd positions decide
-    /// the gate, so the gate's comparison is not biased by the selection (docs/design.md §1.6).
-    /// With fewer than [`MIN_SPLIT_HELD_OUT`] rows both use all of them. `None` without rows.
-    fn held_out_parts(&self) -> Option<(HeldOut, HeldOut)> {
-        let (cache, labels) = self.held_out.as_ref()?;
-        let n = labels.len();
-        if n == 0 {
-            return None;
-        }
-        let all = HeldOut {
-            cache: cache.clone(),
-            labels: labels.clone(),
-        };
-        if n < MIN_SPLIT_HELD_OUT {
-            return Some((all.clone(), all));
-        }
-        let part = |r: usize| {
-            let idx: Vec<usize> = (0..n).filter(|i| i % 2 == r).collect();
-            let (base, adapters) = cache.select(&idx, &cache.base.device());
-            HeldOut {
-                cache: FusionCache { base, adapters },
-                labels: idx.iter().map(|&i| labels[i]).collect(),
-            }
-        };
-        Some((part(0), part(1)))
-    }
 }
 
 /// The shape of the fusion to train.
@@ -437,7 +280,9 @@ pub async fn train_fusion<O: FusionObserver>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::gate::{CvFold, HeldOut};
     use crate::host::block_on;
+    use crate::model::ClassifierHead;
     use burn::tensor::{Distribution, Tensor};
 
     const D: usize = 16;

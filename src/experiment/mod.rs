@@ -8,8 +8,9 @@
 //!   and the metadata written beside it;
 //! - [`compare`]: the frozen probe and the per-task comparison (frozen / LoRA / hybrid) on
 //!   encoded held-out rows;
-//! - [`fusion_job`]: the fusion's targets (training rows encoded by the base and every adapter),
-//!   training per task or shared, and the manifest;
+//! - [`target`]: a fusion's target task (training rows encoded by the base and every adapter,
+//!   held-out rows, cross-validation folds);
+//! - [`fusion_job`]: the fusion trained per task or shared, and the manifest;
 //! - [`gate`]: the fusion's epoch chosen on held-out rows or by cross-validation over the
 //!   training rows, and the gate against the own LoRA.
 //!
@@ -21,6 +22,7 @@ pub mod fusion_job;
 pub mod gate;
 pub mod split;
 pub mod stage1;
+pub mod target;
 
 pub use compare::{EvalVectors, MethodResult, Methods, compare, train_probe};
 pub use fusion_job::{FusionTarget, fusion_train_config};
