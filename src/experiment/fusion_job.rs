@@ -93,12 +93,23 @@ pub struct TrainedLayer {
     pub last: AttentionFusion,
     /// The hybrid against the own LoRA on the held-out rows (none without them or the own head).
     pub gate: Option<GateCheck>,
+    /// With the cross-validated gate: the kept epoch's out-of-fold probability rows of every
+    /// training row, with their classes (the hybrid's temperature is chosen on them).
+    pub out_of_fold: Option<(Vec<Vec<f32>>, Vec<usize>)>,
 }
 
 impl TrainedLayer {
     /// Whether the task should predict with the hybrid: yes unless the gate says LoRA wins.
     pub fn use_hybrid(&self, gate_on: bool) -> bool {
         !gate_on || self.gate.is_none_or(|g| g.hybrid_wins())
+    }
+
+    /// The temperature chosen on the out-of-fold rows of the cross-validated gate
+    /// ([`crate::train::calibration::choose_temperature`]): every training row instead of the
+    /// few held-out ones. `None` without cross-validation.
+    pub fn out_of_fold_temperature(&self) -> Option<f64> {
+        let (probs, labels) = self.out_of_fold.as_ref()?;
+        Some(crate::train::calibration::choose_temperature(probs, labels))
     }
 }
 
@@ -126,6 +137,7 @@ pub async fn train_layer<O: FusionObserver>(
                         last: layer.clone(),
                         layer,
                         gate: None,
+                        out_of_fold: None,
                     };
                     return Ok((tl, Outcome::Cancelled));
                 }
@@ -174,7 +186,20 @@ pub async fn train_layer<O: FusionObserver>(
         (Some((_, _, layer)), _, _, _) => (layer, None),
         (None, _, _, _) => (last.clone(), None),
     };
-    Ok((TrainedLayer { layer, last, gate }, outcome))
+    let out_of_fold = match (&gate, cv) {
+        (Some(g), Some(mut c)) if g.folds > 0 => {
+            let p = std::mem::take(&mut c.epochs[g.epoch]);
+            Some((p.probs, p.labels))
+        }
+        _ => None,
+    };
+    let tl = TrainedLayer {
+        layer,
+        last,
+        gate,
+        out_of_fold,
+    };
+    Ok((tl, outcome))
 }
 
 /// Trains the fusion over `k` adapters for every target: one layer per task, or with
@@ -214,6 +239,7 @@ pub async fn train_layers<O: FusionObserver>(
                 last: layer.clone(),
                 layer,
                 gate: None,
+                out_of_fold: None,
             })
             .collect();
         return Ok((layers, outcome));
@@ -252,7 +278,10 @@ pub async fn train_fusion<O: FusionObserver>(
         tasks.push(FusedTask {
             task: t.name.clone(),
             labels: t.labels.clone(),
-            temperature: t.fit_temperature(&tl.layer).await?,
+            temperature: match tl.out_of_fold_temperature() {
+                Some(t) => t,
+                None => t.fit_temperature(&tl.layer).await?,
+            },
             own: tl.layer.own,
             use_hybrid: tl.use_hybrid(spec.gate),
             gate: tl.gate,
@@ -437,6 +466,14 @@ mod tests {
         assert!(
             g.epoch > 0 && g.hybrid_accuracy > g.lora_accuracy + 0.1,
             "{g:?}"
+        );
+        // The kept epoch's out-of-fold rows (every training row) choose the temperature.
+        let (probs, labels) = r.out_of_fold.as_ref().unwrap();
+        assert_eq!((probs.len(), labels.len()), (96, 96));
+        let t = r.out_of_fold_temperature().unwrap();
+        assert_eq!(
+            t,
+            crate::train::calibration::choose_temperature(probs, labels)
         );
     }
 }

@@ -4,7 +4,7 @@
 //! them is [`super::fusion_job::train_layer`]; the verdict is a
 //! [`GateCheck`](crate::fusion::files::GateCheck).
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use super::fusion_job::FusionObserver;
 use super::split::Labelled;
@@ -30,25 +30,34 @@ pub(super) struct HeldOut {
     pub(super) labels: Vec<usize>,
 }
 
+/// (accuracy, mean NLL) of probability rows against `labels`.
+fn score(probs: &[Vec<f32>], labels: &[usize]) -> (f64, f64) {
+    let classes = probs.first().map_or(0, Vec::len);
+    let (metrics, _) = crate::train::metrics::evaluate(probs, labels, classes);
+    let nll = crate::train::calibration::nll(probs, labels, 1.0);
+    (metrics.accuracy, nll)
+}
+
 impl HeldOut {
-    /// (accuracy, mean NLL) of `logits` on these rows.
-    async fn score(&self, logits: Tensor<2>) -> Result<(f64, f64)> {
-        let classes = logits.dims()[1];
-        let probs = super::compare::probability_rows(logits).await?;
-        let (metrics, _) = crate::train::metrics::evaluate(&probs, &self.labels, classes);
-        let nll = crate::train::calibration::nll(&probs, &self.labels, 1.0);
-        Ok((metrics.accuracy, nll))
+    /// `layer`'s probability rows.
+    async fn layer_probs(&self, layer: &AttentionFusion) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cache;
+        let out = layer.forward(c.base.clone(), c.adapters.clone(), None, false);
+        super::compare::probability_rows(out.logits).await
     }
 
     /// `layer`'s (accuracy, NLL).
     pub(super) async fn score_layer(&self, layer: &AttentionFusion) -> Result<(f64, f64)> {
-        let c = &self.cache;
-        let out = layer.forward(c.base.clone(), c.adapters.clone(), None, false);
-        self.score(out.logits).await
+        Ok(score(&self.layer_probs(layer).await?, &self.labels))
     }
 
     /// The own LoRA's (accuracy, NLL): `head` on adapter `own`'s vectors.
     pub(super) async fn score_lora(&self, own: usize, head: &ClassifierHead) -> Result<(f64, f64)> {
+        Ok(score(&self.lora_probs(own, head).await?, &self.labels))
+    }
+
+    /// The own LoRA's probability rows: `head` on adapter `own`'s vectors.
+    async fn lora_probs(&self, own: usize, head: &ClassifierHead) -> Result<Vec<Vec<f32>>> {
         let [n, k, d] = self.cache.adapters.dims();
         if own >= k {
             return Err(Error::Fusion(
@@ -61,7 +70,7 @@ impl HeldOut {
             .clone()
             .slice([0..n, own..own + 1, 0..d])
             .reshape([n, d]);
-        self.score(head.forward(v, false)).await
+        super::compare::probability_rows(head.forward(v, false)).await
     }
 }
 
@@ -209,30 +218,27 @@ pub async fn cv_folds<O: Observer<LoraTrainer>>(
     Ok(Some(out_folds))
 }
 
-/// Pooled (correct rows, summed NLL, rows) on the folds' left-out rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Out-of-fold probability rows pooled over the folds, with their classes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Pooled {
-    correct: f64,
-    nll: f64,
-    rows: usize,
+    pub(super) probs: Vec<Vec<f32>>,
+    pub(super) labels: Vec<usize>,
 }
 
 impl Pooled {
-    fn add(&mut self, (accuracy, nll): (f64, f64), rows: usize) {
-        self.correct += accuracy * rows as f64;
-        self.nll += nll * rows as f64;
-        self.rows += rows;
+    fn add(&mut self, probs: Vec<Vec<f32>>, labels: &[usize]) {
+        self.probs.extend(probs);
+        self.labels.extend_from_slice(labels);
     }
 
     /// (accuracy, mean NLL).
     pub(super) fn score(&self) -> (f64, f64) {
-        let n = self.rows.max(1) as f64;
-        (self.correct / n, self.nll / n)
+        score(&self.probs, &self.labels)
     }
 
     /// Rows pooled.
     pub(super) fn rows(&self) -> usize {
-        self.rows
+        self.labels.len()
     }
 }
 
@@ -272,21 +278,20 @@ impl CvCurve {
         let mut epochs = vec![Pooled::default(); cfg.epochs + 1];
         let mut lora = Pooled::default();
         for f in folds {
-            let n = f.out.labels.len();
-            lora.add(f.out.score_lora(own, &f.head).await?, n);
+            lora.add(f.out.lora_probs(own, &f.head).await?, &f.out.labels);
             let head = config.needs_own().then_some((own, &f.head));
             let source = VectorSource::Cached(f.fit.clone());
             let mut t = FusionTrainer::new(source, &f.fit_y, config, head, cfg, device)?;
             let mut curve = Curve {
                 stop: &mut *stop,
                 rows: &f.out,
-                scores: vec![f.out.score_layer(&t.current()).await?],
+                probs: vec![f.out.layer_probs(&t.current()).await?],
             };
             if drive(&mut t, &mut curve).await? == Outcome::Cancelled {
                 return Ok(None);
             }
-            for (p, s) in epochs.iter_mut().zip(curve.scores) {
-                p.add(s, n);
+            for (p, s) in epochs.iter_mut().zip(curve.probs) {
+                p.add(s, &f.out.labels);
             }
         }
         Ok(Some(Self {
@@ -297,11 +302,12 @@ impl CvCurve {
     }
 }
 
-/// Scores the fusion on a fold's left-out rows after every epoch; asks the caller whether to stop.
+/// The fusion's probabilities on a fold's left-out rows after every epoch; asks the caller
+/// whether to stop.
 struct Curve<'a, O> {
     stop: &'a mut O,
     rows: &'a HeldOut,
-    scores: Vec<(f64, f64)>,
+    probs: Vec<Vec<Vec<f32>>>,
 }
 
 impl<O: FusionObserver> Observer<FusionTrainer> for Curve<'_, O> {
@@ -309,7 +315,7 @@ impl<O: FusionObserver> Observer<FusionTrainer> for Curve<'_, O> {
         self.stop.should_stop().await
     }
     async fn on_epoch_end(&mut self, t: &FusionTrainer, _e: EpochEnd) -> Result<()> {
-        self.scores.push(self.rows.score_layer(&t.current()).await?);
+        self.probs.push(self.rows.layer_probs(&t.current()).await?);
         Ok(())
     }
 }

@@ -92,9 +92,10 @@ pub(super) fn train_variant(
     let config = fusion_config(ctx, i, heads, options);
     let (tl, _) = block_on(train_layer(&tgt, &config, &ctx.engine.device, &mut ()))?;
     let seconds = t0.elapsed().as_secs_f64();
-    let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c)?;
+    let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c, None)?;
     let use_hybrid = tl.use_hybrid(true);
-    let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c)?;
+    let t = tl.out_of_fold_temperature();
+    let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c, t)?;
     let gated = if use_hybrid { selected } else { lora.clone() };
     let r = VariantResult {
         last,
@@ -108,13 +109,15 @@ pub(super) fn train_variant(
 }
 
 /// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
-/// test metrics, and the fusion's mean attention on test.
+/// test metrics, and the fusion's mean attention on test. Each method's temperature is chosen on
+/// dev, unless `temperature` gives it (the cross-validated gate's, chosen on the training rows).
 fn score(
     ctx: &SeedCtx,
     i: usize,
     dev: &FusionCache,
     test: &FusionCache,
     methods: &Methods,
+    temperature: Option<f64>,
 ) -> Result<(Vec<MethodScores>, Vec<f32>)> {
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
@@ -135,7 +138,8 @@ fn score(
         .iter()
         .zip(&t.results)
         .map(|(d, t)| {
-            let temperature = choose_temperature(&d.probabilities, &s.task.held_out.labels);
+            let temperature = temperature
+                .unwrap_or_else(|| choose_temperature(&d.probabilities, &s.task.held_out.labels));
             let scaled = t.at_temperature(temperature, &s.test.labels);
             MethodScores {
                 dev: d.metrics.clone(),
@@ -153,19 +157,21 @@ fn score(
     Ok((scores, t.attention.unwrap_or_default()))
 }
 
-/// A fusion layer's dev and test scores and its mean attention on test.
+/// A fusion layer's dev and test scores and its mean attention on test (`temperature`: as in
+/// [`score`]).
 pub(super) fn score_fusion(
     ctx: &SeedCtx,
     i: usize,
     f: &AttentionFusion,
     dev: &FusionCache,
     test: &FusionCache,
+    temperature: Option<f64>,
 ) -> Result<(MethodScores, Vec<f32>)> {
     let methods = Methods {
         hybrid: Some(f),
         ..Methods::default()
     };
-    let (mut scores, att) = score(ctx, i, dev, test, &methods)?;
+    let (mut scores, att) = score(ctx, i, dev, test, &methods, temperature)?;
     Ok((scores.remove(0), att))
 }
 
@@ -196,7 +202,7 @@ pub(super) fn score_task(
         lora: Some(&ctx.models[i].head),
         hybrid: None,
     };
-    let (scores, _) = score(ctx, i, dev_c, test_c, &methods)?;
+    let (scores, _) = score(ctx, i, dev_c, test_c, &methods, None)?;
     let [frozen, lora]: [MethodScores; 2] = scores
         .try_into()
         .map_err(|_| anyhow::anyhow!("two methods were scored"))?;

@@ -99,7 +99,7 @@ impl Task<'_, '_> {
     ) -> Result<(MethodScores, Vec<f32>)> {
         let tgt = target(self.ctx, self.i, self.name, train, cfg);
         let (f, _) = block_on(train_layer(&tgt, config, &self.ctx.engine.device, &mut ()))?;
-        score_fusion(self.ctx, self.i, &f.last, dev, test)
+        score_fusion(self.ctx, self.i, &f.last, dev, test, None)
     }
 }
 
@@ -147,7 +147,7 @@ pub fn run(
     }
     if let Some(f) = shared {
         let [_, dev_c, test_c] = t.caches();
-        let (m, att) = score_fusion(ctx, i, f, dev_c, test_c)?;
+        let (m, att) = score_fusion(ctx, i, f, dev_c, test_c, None)?;
         t.report("shared fusion", &m, &format!(", attention {att:?}"));
         v.shared_attention_on_test = att;
         v.hybrid_shared = Some(m);
@@ -214,7 +214,7 @@ fn crossfit(t: &Task, lora: &LoraConfig, k: usize, v: &mut VariantScores) -> Res
     let config = fusion_config(t.ctx, t.i, t.heads, t.options);
     let (f, _) = block_on(train_layer(&tgt, &config, &e.device, &mut ()))?;
     v.crossfit_seconds = t0.elapsed().as_secs_f64();
-    let (m, att) = score_fusion(t.ctx, t.i, &f.last, dev_c, test_c)?;
+    let (m, att) = score_fusion(t.ctx, t.i, &f.last, dev_c, test_c, None)?;
     let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);
     t.report("cross-fit fusion", &m, &extra);
     v.crossfit_attention_on_test = att;
