@@ -495,16 +495,22 @@ async function main() {
       });
     }
 
-    // e. #train-fusion; #fusion gets data-trained="true"
+    // e. tick [data-testid=fusion-cv] (each task's epoch and gate by 5-fold cross-validation),
+    //    #train-fusion; #fusion gets data-trained="true"
     await step('fusion', async () => {
+      await kbd.press('[data-testid=fusion-cv]', 'Space');
+      check(await page.isChecked('[data-testid=fusion-cv]'), 'Space did not tick [data-testid=fusion-cv]');
       await kbd.press('#train-fusion');
       await waitTrained('#fusion', '#fusion [data-testid=progress]', 'fusion training');
       const status = await text('[data-testid=fusion-status]');
       check(/one fusion per task/.test(status), `fusion status after the default run: ${status}`);
-      // Each task says which prediction it answers with, and the held-out check behind it.
+      // Each task says which prediction it answers with, and the cross-validated check behind it.
       for (const t of TASKS) {
         const note = await text(`${q(t.name)} [data-testid=fusion-note]`);
-        check(/answers with (the hybrid|its own LoRA).*held-out/.test(note), `${t.name}: fusion note ${note}`);
+        check(
+          /answers with (the hybrid|its own LoRA).*training examples, cross-validated over 5 folds/.test(note),
+          `${t.name}: fusion note ${note}`,
+        );
         console.log(`     ${t.name}: ${note}`);
       }
       // The user can force either: the choice is kept and said.
@@ -524,6 +530,7 @@ async function main() {
     await step('fusion-shared', async () => {
       await kbd.press('[data-testid=fusion-shared]', 'Space');
       check(await page.isChecked('[data-testid=fusion-shared]'), 'Space did not tick [data-testid=fusion-shared]');
+      check(await page.isDisabled('[data-testid=fusion-cv]'), 'cross-validation is offered for a shared fusion');
       await kbd.press('#train-fusion');
       await page.waitForFunction(
         () => /one shared fusion/.test(document.querySelector('[data-testid=fusion-status]')?.textContent ?? ''),
