@@ -140,7 +140,8 @@ impl std::fmt::Debug for CvFold {
     }
 }
 
-/// The `k` folds (at most half the rows, at least 2) of the cross-validated gate for a task whose training rows are `rows`, already
+/// The `k` folds (at most half the rows, at least 2; none below 4 rows, where the held-out rows
+/// decide as without cross-validation) of the cross-validated gate for a task whose training rows are `rows`, already
 /// encoded by the base and every fused adapter in `cache` (own adapter in slot `own`). Trains `k`
 /// own adapters with `lora` and the task's stage-1 settings `stage1`, each on the other folds'
 /// rows ([`crate::train::crossfit::folds`], stratified by class), and encodes the rows once per
@@ -160,10 +161,15 @@ pub async fn cv_folds<O: Observer<LoraTrainer>>(
     observer: &mut O,
 ) -> Result<Option<Vec<CvFold>>> {
     let n = rows.len();
-    if cache.len() != n || n < 4 {
+    if cache.len() != n {
         return Err(Error::Fusion(format!(
-            "cross-validating the gate needs at least 4 training rows (has {n})"
+            "cross-validation: {n} rows for a cache of {}",
+            cache.len()
         )));
+    }
+    if n < 4 {
+        // Too few rows for two folds of two: no folds, so the held-out rows decide.
+        return Ok(Some(Vec::new()));
     }
     // At least 2 rows per fold.
     let k = k.clamp(2, n / 2);
