@@ -25,7 +25,7 @@ use leptos::prelude::*;
 
 pub use state::{Message, ModelState, Ui};
 
-use crate::train::crossfit::DEFAULT_FOLDS as CV_GATE_FOLDS;
+use crate::experiment::gate::{CROSS_VALIDATE_BELOW_ROWS, DEFAULT_GATE_FOLDS as CV_GATE_FOLDS};
 use crate::worker::protocol::{BackendChoice, EngineReady, Job, ModelProgress, Request};
 
 /// Sends a request to the engine. A read-only tab ([`tabs`]) sends only the requests that change
@@ -208,7 +208,17 @@ fn FusionPanel() -> impl IntoView {
     };
     let running = move || ui.job.get().filter(|j| matches!(j.job, Job::Fusion(_)));
     let shared = RwSignal::new(false);
-    let cross_validate = RwSignal::new(false);
+    // Cross-validate the gate: the user's choice, else on while some task is small.
+    let cv_choice = RwSignal::new(None::<bool>);
+    let cross_validate = move || {
+        cv_choice.get().unwrap_or_else(|| {
+            ui.ws.with(|w| {
+                w.tasks
+                    .iter()
+                    .any(|t| t.examples < CROSS_VALIDATE_BELOW_ROWS)
+            })
+        })
+    };
     let status = move || {
         let w = ui.ws.get();
         if w.fused {
@@ -248,16 +258,16 @@ fn FusionPanel() -> impl IntoView {
                     on:change=move |ev| shared.set(event_target_checked(&ev))/>
                 " One fusion shared by all tasks"
             </label>
-            <label class="inline" title="Each task answers with the hybrid only where it beats the task's own LoRA on examples it did not train on. By default that check uses the task's held-out rows; cross-validation instead trains 5 more adapters per task, each on 4/5 of its rows, and checks on the rest: a check on every training row, about 4 times the task's training time. Worth it for small tasks.">
+            <label class="inline" title=format!("Each task answers with the hybrid only where it beats the task's own LoRA on examples it did not train on. Without cross-validation that check uses the task's few held-out rows; with it, {CV_GATE_FOLDS} more adapters are trained per task, each on part of its rows, and every training row is checked by models that never saw it: this adds about {} times the task's training time. On by default while some task has fewer than {CROSS_VALIDATE_BELOW_ROWS} examples, where it was measured to pay.", CV_GATE_FOLDS - 1)>
                 <input type="checkbox" data-testid="fusion-cv"
-                    prop:checked=move || cross_validate.get()
+                    prop:checked=cross_validate
                     prop:disabled=move || shared.get()
-                    on:change=move |ev| cross_validate.set(event_target_checked(&ev))/>
+                    on:change=move |ev| cv_choice.set(Some(event_target_checked(&ev)))/>
                 {format!(" Check each task's fusion by {CV_GATE_FOLDS}-fold cross-validation (slower)")}
             </label>
             <button id="train-fusion" on:click=move |_| send(Request::TrainFusion {
                     shared: shared.get_untracked(),
-                    gate_folds: if cross_validate.get_untracked() { CV_GATE_FOLDS } else { 0 },
+                    gate_folds: if untrack(cross_validate) { CV_GATE_FOLDS } else { 0 },
                 })
                 disabled=move || !ui.idle() || trained_tasks() < 2 || !untrained().is_empty()>"Train fusion"</button>
             <Show when=move || running().is_some()>

@@ -23,6 +23,15 @@ use crate::train::{Observer, Outcome, TrainConfig, drive};
 /// Held-out rows below which selection and gate share them (each half would hold fewer than 2).
 pub const MIN_SPLIT_HELD_OUT: usize = 4;
 
+/// Folds of the cross-validated gate where the caller does not choose (the page, `bench-transfer`):
+/// measured with 3 (docs/results.md); each fold costs one more adapter on 2/3 of the task's rows.
+pub const DEFAULT_GATE_FOLDS: usize = 3;
+
+/// Training rows below which the page cross-validates the gate by default: where it was measured
+/// to pay (N ≤ 64: +4.7 points over the own LoRA against +2.8 for the held-out gate, and no loss
+/// beyond 1 point on an unrelated target, docs/results.md), and where the extra adapters are cheap.
+pub const CROSS_VALIDATE_BELOW_ROWS: usize = 200;
+
 /// Held-out rows with their classes.
 #[derive(Clone)]
 pub(super) struct HeldOut {

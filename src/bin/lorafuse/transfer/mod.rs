@@ -12,7 +12,8 @@
 //! method scored on the same test rows: `frozen`, `lora`, `lora-seq-<source>`,
 //! `source-head-<source>` (the source's own head, where its label names are the target's),
 //! `source-probe-<source>` (a fresh head on the source-adapted encoder's vectors), `hybrid` (the
-//! default fusion over the sources and the own adapter, epoch selected on dev, gated) and one
+//! default fusion over the sources and the own adapter, its epoch and gate decided by
+//! cross-validation over the target's rows, `--gate-folds`; `hybrid-split-gate`: on dev) and one
 //! `hybrid-<variant>` per `--fusion-variants` (same procedure), plus `hybrid-<variant>-last` (the
 //! last epoch, no gate). What it leaves out: sources retrained per seed (their seed is fixed).
 
@@ -108,9 +109,10 @@ pub struct TransferArgs {
     #[arg(long)]
     fusion_lr: Option<f64>,
     /// Decide the fusion's epoch and the gate by cross-validation over this many folds of the
-    /// target's training rows (docs/design.md §1.6) instead of on its few held-out rows; 0: off.
-    /// The default variant is then also reported with the held-out gate, as `hybrid-split-gate`.
-    #[arg(long, default_value_t = 0)]
+    /// target's training rows (docs/design.md §1.6) instead of on its few held-out rows; 0: the
+    /// held-out rows. With folds the default variant is also reported with the held-out gate, as
+    /// `hybrid-split-gate`.
+    #[arg(long, default_value_t = lorafuse::experiment::gate::DEFAULT_GATE_FOLDS)]
     gate_folds: usize,
 }
 
