@@ -145,7 +145,11 @@ pub async fn train_layer<O: FusionObserver>(
         }
         _ => None,
     };
-    let parts = target.held_out_parts();
+    // With cross-validation the held-out rows neither select nor gate (they fit nothing here).
+    let parts = match cv {
+        Some(_) => None,
+        None => target.held_out_parts(),
+    };
     let mut select = SelectOnHeldOut {
         inner: observer,
         rows: parts.as_ref().map(|p| &p.0),
