@@ -19,8 +19,9 @@ fn load(rel: &str) -> Vec<data::Example> {
         .examples
 }
 
-/// Dropout draws from the device's random generator, which burn keeps per process: tests that
-/// train must not interleave their draws, or a seed would not fix the run.
+/// The probe's head dropout draws from the device's random generator, which burn keeps per
+/// process: tests that train it must not interleave their draws, or a seed would not fix the run.
+/// (Stage 1 draws from generators seeded per step and shard, `train::shards`.)
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Run {
@@ -134,6 +135,53 @@ fn training_is_reproducible_per_seed() {
         &test,
     );
     assert_ne!(a.losses, c.losses, "different seeds, same losses");
+}
+
+/// The data-parallel step cuts every batch into the same shards with the same dropout seeds
+/// whatever the thread count, so one thread and two train the same model (up to the float
+/// summation order inside kernels).
+#[test]
+fn one_thread_and_two_train_the_same_model() {
+    let engine = common::engine();
+    let train: Vec<_> = load("data/sst2_train_600.csv")
+        .into_iter()
+        .take(40)
+        .collect();
+    let vocab = data::validate_for_training(&train).unwrap();
+    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
+    let test = (texts[..8].to_vec(), labels[..8].to_vec());
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (m, losses) = common::train_lora_task(&engine, &texts, &labels, &cfg);
+            let probs = block_on(infer::probabilities(
+                &engine.encoder,
+                &engine.tokenizer,
+                Some(&m.adapter),
+                &m.head,
+                &test.0,
+                &engine.device,
+            ))
+            .unwrap();
+            (losses, probs)
+        })
+    };
+    let (l1, p1) = on(1);
+    let (l2, p2) = on(2);
+    assert_eq!(l1.len(), l2.len());
+    for (a, b) in l1.iter().zip(&l2) {
+        assert!((a - b).abs() < 1e-4, "losses {l1:?} vs {l2:?}");
+    }
+    for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
+        assert!((a - b).abs() < 1e-4, "probabilities {p1:?} vs {p2:?}");
+    }
 }
 
 #[test]

@@ -6,12 +6,14 @@
 //! - [`embeddings`], [`attention`], [`layer`], [`encoder`]: the post-LN transformer, with a LoRA
 //!   adapter optionally added to each targeted linear;
 //! - [`pooling`]: mean, [CLS] or max pooling and normalisation, as sentence-transformers configures it;
+//! - [`dropout`]: inverted dropout, with masks from the device or from a seeded scope;
 //! - [`tokenizer`]: WordPiece via the `tokenizers` crate, truncation and batch padding.
 //!
 //! Nothing here knows about tasks, training or the UI.
 
 pub mod attention;
 pub mod config;
+pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
 pub mod head;
@@ -26,14 +28,4 @@ pub use head::ClassifierHead;
 pub use pooling::{Pooling, PoolingMode, mean_pool};
 pub use tokenizer::TextTokenizer;
 
-use burn::tensor::{Distribution, Tensor};
-
-/// Inverted dropout: zeroes each value with probability `p` and rescales the rest, when `active`.
-pub(crate) fn dropout<const D: usize>(x: Tensor<D>, p: f64, active: bool) -> Tensor<D> {
-    if !active || p <= 0.0 {
-        return x;
-    }
-    let keep = 1.0 - p;
-    let mask = x.random_like(Distribution::Bernoulli(keep));
-    (x * mask).mul_scalar(1.0 / keep)
-}
+pub(crate) use dropout::dropout;

@@ -4,6 +4,7 @@
 //! - [`stage1`]: one LoRA adapter + classifier head per task (docs/design.md §1.2);
 //! - [`probe`]: the `frozen` baseline, a linear head on cached frozen-base vectors (§1.4);
 //! - [`schedule`]: AdamW settings and the warm-up + linear-decay learning rate;
+//! - [`shards`]: the data-parallel step (a batch cut into shards trained at once);
 //! - [`driver`]: the one loop that runs any of them: progress, per-epoch hook, cancellation;
 //! - [`calibration`]: temperature scaling, expected calibration error, Brier score;
 //! - [`uncertainty`]: Wilson intervals, the exact McNemar test, mean ± std;
@@ -16,6 +17,7 @@ pub mod metrics;
 mod plan;
 pub mod probe;
 pub mod schedule;
+pub mod shards;
 pub mod stage1;
 pub mod stage2;
 pub mod uncertainty;

@@ -3,20 +3,26 @@
 //! The encoder stays frozen on the plain device; the adapter and head live on its autodiff
 //! counterpart, so gradients flow only into them (burn treats the frozen weights as constants).
 //! Two AdamW optimisers give the adapter and the freshly initialised head their own learning rates.
-//! Texts are tokenised once; each [`LoraTrainer::step`] pads one shuffled batch, runs forward,
-//! backward and both optimiser steps, and reads the loss back asynchronously.
+//! Texts are tokenised once; each [`LoraTrainer::step`] takes one shuffled batch, runs forward and
+//! backward on its shards at once (`super::shards`), sums their gradients, steps both optimisers
+//! and reads the loss back asynchronously.
 
 use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
-use super::{Progress, cross_entropy};
+use super::{Progress, cross_entropy, shards};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::tokenizer::Tokens;
-use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
+use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer, dropout};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Version of stage 1's training step, bumped whenever a change makes the same settings and seed
+/// train a different model. Snapshots of trained models (the benchmarks' caches) are keyed by it.
+/// 2: data-parallel shards with per-shard seeded dropout (`super::shards`).
+pub const STEP_VERSION: u32 = 2;
 
 /// What stage 1 trains: one task's adapter and head.
 #[derive(Module, Debug)]
@@ -135,23 +141,37 @@ impl LoraTrainer {
         self.plan.steps_done()
     }
 
-    /// Runs one batch; `Ok(None)` once all steps are done.
+    /// Runs one batch; `Ok(None)` once all steps are done. The batch is trained as
+    /// [`shards`](super::shards) at once: each shard's forward and backward on its own thread, on
+    /// its own copy of the adapter and head (so the shards' autodiff graphs share no node), then
+    /// the gradients are summed and both optimisers step once.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
         let Some((idx, epoch)) = self.plan.next_batch() else {
             return Ok(None);
         };
-        let batch: Vec<Tokens> = idx.iter().map(|&i| self.tokens[i].clone()).collect();
-        let targets: Vec<i64> = idx.iter().map(|&i| self.labels[i] as i64).collect();
-        let n = targets.len();
-        let input = self.tokenizer.pad(&batch);
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
-
-        let mode = ForwardMode::train(Some(&self.model.adapter), self.cfg.encoder_dropout);
-        let logits = self
-            .model
-            .logits(&self.encoder, &input, &mode, true, &self.device);
-        let loss = cross_entropy(logits, targets);
-        let mut grads = loss.backward();
+        let n = idx.len();
+        let ad = self.device.clone().autodiff();
+        let step = self.plan.steps_done();
+        let shards = shards::split(&idx, |i| self.tokens[i].ids.len());
+        let outs = shards::run(&shards, |k, rows| {
+            dropout::seeded(shards::seed(self.cfg.seed, step, k), || {
+                self.shard(rows, n, &ad)
+            })
+        });
+        let mut loss: Option<Tensor<1>> = None;
+        let mut acc_adapter = GradientsAccumulator::<LoraAdapter>::new();
+        let mut acc_head = GradientsAccumulator::<ClassifierHead>::new();
+        for (l, g_adapter, g_head) in outs {
+            loss = Some(match loss {
+                Some(sum) => sum + l,
+                None => l,
+            });
+            acc_adapter.accumulate(&self.model.adapter, g_adapter);
+            acc_head.accumulate(&self.model.head, g_head);
+        }
+        let Some(loss) = loss else {
+            return Err(Error::Train("an empty batch".into()));
+        };
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
             return Err(Error::Train(format!(
@@ -159,14 +179,37 @@ impl LoraTrainer {
                 self.plan.steps_done() + 1
             )));
         }
-        let g_adapter = GradientsParams::from_module(&mut grads, &self.model.adapter);
-        let g_head = GradientsParams::from_module(&mut grads, &self.model.head);
         let lr = self.plan.lr(self.cfg.lr);
         let head_lr = self.plan.lr(self.cfg.head_lr);
         let TaskModel { adapter, head } = self.model.clone();
-        self.model.adapter = self.opt_adapter.step(lr, adapter, g_adapter);
-        self.model.head = self.opt_head.step(head_lr, head, g_head);
+        self.model.adapter = self.opt_adapter.step(lr, adapter, acc_adapter.grads());
+        self.model.head = self.opt_head.step(head_lr, head, acc_head.grads());
         Ok(Some(self.plan.done(n, epoch, loss, lr)))
+    }
+
+    /// One shard's forward and backward: its rows' summed cross-entropy divided by the batch's
+    /// size `batch` (so the shards' gradients add up to the batch mean's), and the gradients of
+    /// the adapter and head. Runs on a fresh copy of both (`fork`: the same parameters, new
+    /// autodiff leaves).
+    fn shard(
+        &self,
+        rows: &[usize],
+        batch: usize,
+        ad: &Device,
+    ) -> (Tensor<1>, GradientsParams, GradientsParams) {
+        let model = self.model.clone().fork(ad);
+        let tokens: Vec<Tokens> = rows.iter().map(|&i| self.tokens[i].clone()).collect();
+        let targets: Vec<i64> = rows.iter().map(|&i| self.labels[i] as i64).collect();
+        let m = targets.len();
+        let input = self.tokenizer.pad(&tokens);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [m]), &self.device);
+        let mode = ForwardMode::train(Some(&model.adapter), self.cfg.encoder_dropout);
+        let logits = model.logits(&self.encoder, &input, &mode, true, &self.device);
+        let loss = cross_entropy(logits, targets).mul_scalar(m as f64 / batch as f64);
+        let mut grads = loss.backward();
+        let g_adapter = GradientsParams::from_module(&mut grads, &model.adapter);
+        let g_head = GradientsParams::from_module(&mut grads, &model.head);
+        (loss.detach(), g_adapter, g_head)
     }
 
     /// The model as trained so far, for inference (no autodiff), without ending the run.

@@ -95,7 +95,11 @@ async function predict(page, text) {
   return { wall: Date.now() - t0, engine: ms };
 }
 
-/** Creates task `name`, uploads the fixture, trains 3 epochs; resolves to the last examples/s shown. */
+/** Epochs of each timed training run: 8 epochs of 32 rows (16 steps) keep the run-to-run spread of
+ * the examples/s figure small enough to compare 1 and N threads (3 epochs gave 1.64-2.14x). */
+const EPOCHS = 8;
+
+/** Creates task `name`, uploads the fixture, trains EPOCHS epochs; resolves to the last examples/s shown. */
 async function trainTask(page, name) {
   const sec = `section[data-task="${name}"]`;
   await page.fill('#new-task-name', name);
@@ -103,20 +107,21 @@ async function trainTask(page, name) {
   await page.waitForSelector(sec);
   await page.setInputFiles(`${sec} input[data-testid=train-file]`, FIXTURE);
   await page.waitForFunction((s) => /40 training examples/.test(document.querySelector(s)?.textContent ?? ''), sec);
-  await page.fill(`${sec} input[name=epochs]`, '3');
+  await page.fill(`${sec} input[name=epochs]`, String(EPOCHS));
   await page.dispatchEvent(`${sec} input[name=epochs]`, 'change');
   await page.waitForTimeout(300);
   const t0 = Date.now();
   await page.click(`${sec} [data-testid=train]`);
   let speed = '';
   while (true) {
+    if (Date.now() - t0 > 600_000) throw new Error(`training ${name} did not finish within 10 minutes (last progress: ${speed || 'none'})`);
     const s = await page.evaluate((q) => document.querySelector(`${q} .progress-line span`)?.textContent ?? '', sec);
     if (s) speed = s;
     if ((await page.getAttribute(sec, 'data-trained')) === 'true') break;
     await page.waitForTimeout(200);
   }
   const eps = Number(/([\d.]+) examples\/s/.exec(speed)?.[1]);
-  console.log(`training ${name}: 32 examples x 3 epochs in ${((Date.now() - t0) / 1000).toFixed(1)} s wall (incl. per-epoch validation on 8); last progress: ${eps} examples/s`);
+  console.log(`training ${name}: 32 examples x ${EPOCHS} epochs in ${((Date.now() - t0) / 1000).toFixed(1)} s wall (incl. per-epoch validation on 8); last progress: ${eps} examples/s`);
   return eps;
 }
 
@@ -201,6 +206,11 @@ async function main() {
   });
   try {
     const page = await context.newPage();
+    // Errors from the page and its workers are printed, so a failed run says why.
+    page.on('console', (m) => {
+      if (m.type() === 'error' || process.env.PERF_CONSOLE) console.log(`[${m.worker?.() ? 'worker' : 'page'} ${m.type()}] ${m.text()}`);
+    });
+    page.on('pageerror', (e) => console.log(`[pageerror] ${e.message}`));
     let t0 = Date.now();
     await page.goto(`${origin}/?backend=${backend}`);
     await waitReady(page);

@@ -372,6 +372,7 @@ fn prepare_seed<'a>(
         Some(root) => {
             let key = (
                 "bench-stage1/1",
+                lorafuse::train::stage1::STEP_VERSION,
                 &a.tasks,
                 a.data_dir.canonicalize().unwrap_or(a.data_dir.clone()),
                 a.train_per_task,

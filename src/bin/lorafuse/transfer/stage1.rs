@@ -47,6 +47,7 @@ impl RunCtx<'_> {
         let (target, n, seed) = (self.target, self.n, self.seed);
         let key = (
             "transfer-target/1",
+            lorafuse::train::stage1::STEP_VERSION,
             target,
             n,
             seed,
@@ -206,6 +207,7 @@ pub(super) fn train_sources(
         let labels = task.vocab.names().to_vec();
         let key = (
             "transfer-source/1",
+            lorafuse::train::stage1::STEP_VERSION,
             name,
             n,
             &a.data_dir,
