@@ -10,6 +10,7 @@
 //! - [`limits`]: the fixed sizes and counts every file is checked against (docs/reliability.md);
 //! - [`workspace`]: tasks' files (adapter folders) as bytes, for the CLI, downloads and storage;
 //! - [`backend`]: choosing the burn device at run time;
+//! - [`parallel`]: work that runs at once on rayon's pool where the build has threads;
 //! - [`host`]: reading tensors back to host memory, always asynchronously (and `block_on` for
 //!   native callers) — not to be confused with [`worker::session::Host`], what the page's
 //!   session needs from where it runs (emit events, yield);
@@ -36,6 +37,7 @@ pub mod infer;
 pub mod limits;
 pub mod lora;
 pub mod model;
+pub mod parallel;
 pub mod tensorfile;
 pub mod train;
 #[cfg(target_arch = "wasm32")]

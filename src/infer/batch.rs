@@ -60,19 +60,40 @@ impl SortedBatches {
         adapter: Option<&LoraAdapter>,
         device: &Device,
     ) -> Result<Tensor<2>> {
+        let mut v = self.pooled_each(encoder, &[adapter], device).await?;
+        Ok(v.remove(0))
+    }
+
+    /// [`pooled`](Self::pooled) once per entry of `passes` (`None`: the base encoder). Over each
+    /// batch the passes run at the same time where the build has threads
+    /// ([`crate::parallel::map`]): a short text gains little from a second thread inside one
+    /// pass, but the passes of several adapters are independent.
+    ///
+    /// # Shapes
+    /// - output: one `[texts, d]` per pass, on `device`
+    pub async fn pooled_each(
+        &self,
+        encoder: &Encoder,
+        passes: &[Option<&LoraAdapter>],
+        device: &Device,
+    ) -> Result<Vec<Tensor<2>>> {
         let d = encoder.config.hidden_size;
-        let mut out = vec![0f32; self.len * d];
-        let mode = ForwardMode::eval(adapter);
+        let mut out = vec![vec![0f32; self.len * d]; passes.len()];
         for (idx, input) in &self.batches {
-            let v = host::floats(encoder.pooled(input, adapter, &mode, device)).await?;
-            for (row, &i) in idx.iter().enumerate() {
-                out[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
+            let pooled = crate::parallel::map(passes, |_, &adapter| {
+                encoder.pooled(input, adapter, &ForwardMode::eval(adapter), device)
+            });
+            for (o, t) in out.iter_mut().zip(pooled) {
+                let v = host::floats(t).await?;
+                for (row, &i) in idx.iter().enumerate() {
+                    o[i * d..(i + 1) * d].copy_from_slice(&v[row * d..(row + 1) * d]);
+                }
             }
         }
-        Ok(Tensor::from_data(
-            burn::tensor::TensorData::new(out, [self.len, d]),
-            device,
-        ))
+        Ok(out
+            .into_iter()
+            .map(|o| Tensor::from_data(burn::tensor::TensorData::new(o, [self.len, d]), device))
+            .collect())
     }
 }
 

@@ -79,12 +79,16 @@ pub async fn predict_all<S: AsRef<str>>(
     let n = texts.len();
     let before = crate::model::encoder::rows_encoded();
     let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
-    let mut vectors: Vec<Tensor<2>> = Vec::with_capacity(k);
-    for t in tasks {
-        vectors.push(batches.pooled(encoder, Some(t.adapter), device).await?);
+    // Every task's adapter pass, and the base's when a fusion needs it, at once where there are
+    // threads.
+    let fused = tasks.iter().any(|t| t.fusion.is_some());
+    let mut passes: Vec<Option<&LoraAdapter>> = tasks.iter().map(|t| Some(t.adapter)).collect();
+    if fused {
+        passes.push(None);
     }
-    let base = match tasks.iter().any(|t| t.fusion.is_some()) {
-        true => Some(batches.pooled(encoder, None, device).await?),
+    let mut vectors = batches.pooled_each(encoder, &passes, device).await?;
+    let base = match fused {
+        true => vectors.pop(),
         false => None,
     };
     let passes = (crate::model::encoder::rows_encoded() - before) as f64 / n.max(1) as f64;

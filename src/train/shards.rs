@@ -53,33 +53,14 @@ pub fn seed(run_seed: u64, step: usize, shard: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `f(shard index, rows)` for every shard, at the same time where there are threads; results in
-/// shard order.
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+/// `f(shard index, rows)` for every shard, at the same time where there are threads
+/// ([`crate::parallel::map`]); results in shard order.
 pub fn run<T, F>(shards: &[Vec<usize>], f: F) -> Vec<T>
 where
-    T: Send,
-    F: Fn(usize, &[usize]) -> T + Sync,
+    T: crate::parallel::MaybeSend,
+    F: Fn(usize, &[usize]) -> T + crate::parallel::MaybeSync,
 {
-    use rayon::prelude::*;
-    shards
-        .par_iter()
-        .enumerate()
-        .map(|(k, rows)| f(k, rows))
-        .collect()
-}
-
-/// `f(shard index, rows)` for every shard, one after the other (no threads in this build).
-#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-pub fn run<T, F>(shards: &[Vec<usize>], f: F) -> Vec<T>
-where
-    F: Fn(usize, &[usize]) -> T,
-{
-    shards
-        .iter()
-        .enumerate()
-        .map(|(k, rows)| f(k, rows))
-        .collect()
+    crate::parallel::map(shards, |k, rows| f(k, rows))
 }
 
 #[cfg(test)]

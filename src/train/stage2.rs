@@ -39,20 +39,20 @@ impl FusionCache {
         texts: &[S],
         device: &Device,
     ) -> Result<Self> {
-        let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
-        let base = batches.pooled(encoder, None, device).await?;
-        let mut per = Vec::with_capacity(adapters.len());
-        for a in adapters {
-            per.push(
-                batches
-                    .pooled(encoder, Some(a), device)
-                    .await?
-                    .unsqueeze_dim::<3>(1),
-            );
-        }
-        if per.is_empty() {
+        if adapters.is_empty() {
             return Err(Error::Fusion("fusion needs at least one adapter".into()));
         }
+        let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
+        // The base's pass and every adapter's, at once where there are threads.
+        let passes: Vec<Option<&LoraAdapter>> = std::iter::once(None)
+            .chain(adapters.iter().map(|&a| Some(a)))
+            .collect();
+        let mut pooled = batches.pooled_each(encoder, &passes, device).await?;
+        let base = pooled.remove(0);
+        let per = pooled
+            .into_iter()
+            .map(|v| v.unsqueeze_dim::<3>(1))
+            .collect();
         Ok(Self {
             base,
             adapters: Tensor::cat(per, 1),

@@ -116,6 +116,7 @@ async function trainTask(page, name) {
   while (true) {
     if (Date.now() - t0 > 600_000) throw new Error(`training ${name} did not finish within 10 minutes (last progress: ${speed || 'none'})`);
     const s = await page.evaluate((q) => document.querySelector(`${q} .progress-line span`)?.textContent ?? '', sec);
+    if (s && s !== speed && process.env.PERF_CONSOLE) console.log(`  progress ${name}: ${s}`);
     if (s) speed = s;
     if ((await page.getAttribute(sec, 'data-trained')) === 'true') break;
     await page.waitForTimeout(200);
@@ -265,6 +266,14 @@ async function main() {
     const epsN = await trainTask(page, 'sentiment2');
     console.log(`training: ${threads} threads ${epsN} examples/s vs 1 thread ${eps1} examples/s: ${(epsN / eps1).toFixed(2)}x`);
 
+    // Two trained tasks: a live prediction makes two encoder passes, which run at once where
+    // there are threads (infer::batch::pooled_each). Timed at every core, then at one thread.
+    const infer2N = await inferMs(page);
+    await reloadWith(page, 1);
+    await page.waitForSelector('section[data-task="sentiment2"][data-trained="true"]', { timeout: 120_000 });
+    const infer21 = await inferMs(page);
+    console.log(`inference (2 tasks, 2 encoder passes): median ${infer21} ms at 1 thread, ${infer2N} ms at ${threads} threads (${(infer21 / infer2N).toFixed(2)}x)`);
+
     const result = {
       backend,
       threads,
@@ -272,6 +281,8 @@ async function main() {
       train_examples_per_s: epsN,
       infer_ms_one_sentence_1_thread: infer1,
       infer_ms_one_sentence: inferN,
+      infer_ms_one_sentence_two_tasks_1_thread: infer21,
+      infer_ms_one_sentence_two_tasks: infer2N,
       infer_ms_per_sentence_batch32_1_thread: batch1,
       infer_ms_per_sentence_batch32: batchN,
       transformers_js_anchor_ms: TRANSFORMERS_JS,

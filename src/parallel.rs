@@ -1,0 +1,71 @@
+//! Work that runs at once on rayon's pool where the build has threads (natively, and in the
+//! page's threaded engine, whose pool is Web Workers), and one item after another where it has
+//! none (the page's single-thread engine). The training step's shards (`train::shards`) and the
+//! encoder passes of batched inference (`infer::batch`) use it.
+//!
+//! The items' results come back in item order, so a caller's output never depends on the thread
+//! count or on which item finished first. Left out: any chunking or scheduling of its own (rayon
+//! splits the items and steals work).
+
+/// `Send` where the build has threads, nothing where it has none (where the page's single-thread
+/// engine's WebGPU tensors are not `Send`).
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+pub trait MaybeSend: Send {}
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+impl<T: Send> MaybeSend for T {}
+/// `Send` where the build has threads, nothing where it has none.
+#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+pub trait MaybeSend {}
+#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+impl<T> MaybeSend for T {}
+
+/// `Sync` where the build has threads, nothing where it has none.
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+pub trait MaybeSync: Sync {}
+#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+impl<T: Sync> MaybeSync for T {}
+/// `Sync` where the build has threads, nothing where it has none.
+#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+pub trait MaybeSync {}
+#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+impl<T> MaybeSync for T {}
+
+/// `f(i, &items[i])` for every item, at the same time where there are threads; results in item
+/// order.
+pub fn map<I, T, F>(items: &[I], f: F) -> Vec<T>
+where
+    I: MaybeSync,
+    T: MaybeSend,
+    F: Fn(usize, &I) -> T + MaybeSync,
+{
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    {
+        use rayon::prelude::*;
+        items
+            .par_iter()
+            .enumerate()
+            .map(|(i, item)| f(i, item))
+            .collect()
+    }
+    #[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+    {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| f(i, item))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_in_item_order() {
+        let items: Vec<usize> = (0..100).collect();
+        let out = map(&items, |i, &x| (i, x * x));
+        assert_eq!(out, items.iter().map(|&x| (x, x * x)).collect::<Vec<_>>());
+        assert!(map(&Vec::<u8>::new(), |_, &x| x).is_empty());
+    }
+}
