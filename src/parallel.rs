@@ -39,22 +39,21 @@ where
     F: Fn(usize, &I) -> T + MaybeSync,
 {
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
+    if items.len() > 1 {
         use rayon::prelude::*;
-        items
+        return items
             .par_iter()
             .enumerate()
             .map(|(i, item)| f(i, item))
-            .collect()
+            .collect();
     }
-    #[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-    {
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| f(i, item))
-            .collect()
-    }
+    // One item (or a build without threads): on this thread, so a lone inference pass is not
+    // handed to the pool and back (its kernels still split across the pool).
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| f(i, item))
+        .collect()
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 struct Run {
     accuracy: f64,
     losses: Vec<f32>,
+    /// Class probabilities of the test rows.
+    probs: Vec<Vec<f32>>,
 }
 
 fn train_lora(
@@ -49,6 +51,7 @@ fn train_lora(
     Run {
         accuracy: metrics::evaluate(&probs, &test.1, 2).0.accuracy,
         losses,
+        probs,
     }
 }
 
@@ -113,17 +116,7 @@ fn lora_beats_frozen_probe_on_sst2_and_loss_decreases() {
 fn training_is_reproducible_per_seed() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let engine = common::engine();
-    let train: Vec<_> = load("data/sst2_train_600.csv")
-        .into_iter()
-        .take(48)
-        .collect();
-    let vocab = data::validate_for_training(&train).unwrap();
-    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
-    let test = (texts[..8].to_vec(), labels[..8].to_vec());
-    let cfg = TrainConfig {
-        epochs: 1,
-        ..TrainConfig::default()
-    };
+    let (texts, labels, test, cfg) = small_task(48);
     let a = train_lora(&engine, &texts, &labels, &cfg, &test);
     let b = train_lora(&engine, &texts, &labels, &cfg, &test);
     assert_eq!(a.losses, b.losses, "same seed, different losses");
@@ -143,9 +136,47 @@ fn training_is_reproducible_per_seed() {
 #[test]
 fn one_thread_and_two_train_the_same_model() {
     let engine = common::engine();
+    let (texts, labels, test, cfg) = small_task(40);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train_lora(&engine, &texts, &labels, &cfg, &test))
+    };
+    let (one, two) = (on(1), on(2));
+    assert_eq!(one.losses.len(), two.losses.len());
+    for (a, b) in one.losses.iter().zip(&two.losses) {
+        assert!(
+            (a - b).abs() < 1e-4,
+            "losses {:?} vs {:?}",
+            one.losses,
+            two.losses
+        );
+    }
+    for (a, b) in one.probs.iter().flatten().zip(two.probs.iter().flatten()) {
+        assert!(
+            (a - b).abs() < 1e-4,
+            "probabilities {:?} vs {:?}",
+            one.probs,
+            two.probs
+        );
+    }
+}
+
+/// The first `rows` rows of the SST-2 sample as texts and class indices, its first 8 rows as the
+/// test set, and one epoch of the default settings.
+fn small_task(
+    rows: usize,
+) -> (
+    Vec<String>,
+    Vec<usize>,
+    (Vec<String>, Vec<usize>),
+    TrainConfig,
+) {
     let train: Vec<_> = load("data/sst2_train_600.csv")
         .into_iter()
-        .take(40)
+        .take(rows)
         .collect();
     let vocab = data::validate_for_training(&train).unwrap();
     let (texts, labels) = common::labelled(&train, &vocab).unwrap();
@@ -154,34 +185,7 @@ fn one_thread_and_two_train_the_same_model() {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let on = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let (m, losses) = common::train_lora_task(&engine, &texts, &labels, &cfg);
-            let probs = block_on(infer::probabilities(
-                &engine.encoder,
-                &engine.tokenizer,
-                Some(&m.adapter),
-                &m.head,
-                &test.0,
-                &engine.device,
-            ))
-            .unwrap();
-            (losses, probs)
-        })
-    };
-    let (l1, p1) = on(1);
-    let (l2, p2) = on(2);
-    assert_eq!(l1.len(), l2.len());
-    for (a, b) in l1.iter().zip(&l2) {
-        assert!((a - b).abs() < 1e-4, "losses {l1:?} vs {l2:?}");
-    }
-    for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
-        assert!((a - b).abs() < 1e-4, "probabilities {p1:?} vs {p2:?}");
-    }
+    (texts, labels, test, cfg)
 }
 
 #[test]

@@ -2,8 +2,9 @@
 // speed). Prints the wasm sizes (raw, gzip), the time to a ready model cold (network) and warm
 // (Cache Storage), the time to the first prediction after a warm reload, the engine's inference time
 // (one task) for one 32-token sentence and per sentence in a batch of 32 such sentences ("one text
-// per line"), next to the transformers.js anchor of issue 11, and stage-1 training speed
-// (examples/s) on the chosen backend, at 1 thread and at every core.
+// per line"), next to the transformers.js anchor of issue 11, a live prediction with two tasks (two
+// encoder passes), and stage-1 training speed (examples/s) on the chosen backend, at 1 thread and
+// at every core, best of two rounds each.
 //
 //   node tests/e2e/perf.mjs [dist] [cpu|webgpu]      (scripts/bench-web)
 
@@ -274,11 +275,24 @@ async function main() {
     const infer21 = await inferMs(page);
     console.log(`inference (2 tasks, 2 encoder passes): median ${infer21} ms at 1 thread, ${infer2N} ms at ${threads} threads (${(infer21 / infer2N).toFixed(2)}x)`);
 
+    // A second training round at each thread count (this page is still at 1 thread), so a
+    // transient slowdown of the machine during one round does not decide the ratio: the best
+    // round of each count is kept, and every round is printed.
+    const eps1b = await trainTask(page, 'sentiment3');
+    await reloadWith(page, cores);
+    const epsNb = await trainTask(page, 'sentiment4');
+    const train1 = Math.max(eps1, eps1b);
+    const trainN = Math.max(epsN, epsNb);
+    console.log(`training, best of 2 rounds: ${threads} threads ${trainN} examples/s (rounds ${epsN}, ${epsNb}) vs 1 thread ${train1} examples/s (rounds ${eps1}, ${eps1b}): ${(trainN / train1).toFixed(2)}x`);
+
     const result = {
       backend,
       threads,
-      train_examples_per_s_1_thread: eps1,
-      train_examples_per_s: epsN,
+      // Best of two rounds at each thread count (all rounds in *_rounds).
+      train_examples_per_s_1_thread: train1,
+      train_examples_per_s: trainN,
+      train_examples_per_s_1_thread_rounds: [eps1, eps1b],
+      train_examples_per_s_rounds: [epsN, epsNb],
       infer_ms_one_sentence_1_thread: infer1,
       infer_ms_one_sentence: inferN,
       infer_ms_one_sentence_two_tasks_1_thread: infer21,
