@@ -67,8 +67,22 @@ export async function tabTo(page, selector, { max = 300 } = {}) {
   throw new Error(`${selector} not reached with ${max} presses of Tab (not reachable by keyboard?)`);
 }
 
-/** Focuses `selector` by Tab and picks `file` in the file chooser that Space opens. */
+/** Pages with a standing 'filechooser' listener (see chooseFileByKeyboard). */
+const intercepting = new WeakSet();
+
+/** Focuses `selector` by Tab and picks `file` in the file chooser that Space opens.
+ *
+ * Playwright intercepts file choosers only while the page has a 'filechooser' listener, and it
+ * switches interception on and off without waiting for the browser. A lone waitForEvent therefore
+ * races the key press: if the press wins, headless chromium opens a real chooser that nothing
+ * answers, and no later chooser opens (this failed a second upload in 2 of 3 runs). So each page
+ * gets one standing listener, and one round trip to the page makes sure interception is on. */
 export async function chooseFileByKeyboard(page, selector, file, timeout) {
+  if (!intercepting.has(page)) {
+    page.on('filechooser', () => {});
+    intercepting.add(page);
+    await page.evaluate(() => 0);
+  }
   await tabTo(page, selector);
   const [chooser] = await Promise.all([
     page.waitForEvent('filechooser', { timeout }),
