@@ -7,28 +7,24 @@
 //! count or on which item finished first. Left out: any chunking or scheduling of its own (rayon
 //! splits the items and steals work).
 
-/// `Send` where the build has threads, nothing where it has none (where the page's single-thread
-/// engine's WebGPU tensors are not `Send`).
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-pub trait MaybeSend: Send {}
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-impl<T: Send> MaybeSend for T {}
-/// `Send` where the build has threads, nothing where it has none.
-#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-pub trait MaybeSend {}
-#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-impl<T> MaybeSend for T {}
-
-/// `Sync` where the build has threads, nothing where it has none.
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-pub trait MaybeSync: Sync {}
-#[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-impl<T: Sync> MaybeSync for T {}
-/// `Sync` where the build has threads, nothing where it has none.
-#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-pub trait MaybeSync {}
-#[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
-impl<T> MaybeSync for T {}
+/// Declares `$name`: the trait `$bound` where the build has threads, no requirement where it has
+/// none (the page's single-thread engine, whose WebGPU tensors are neither `Send` nor `Sync`).
+macro_rules! maybe_bound {
+    ($name:ident, $bound:ident) => {
+        #[doc = concat!("`", stringify!($bound), "` where the build has threads, nothing where it has none.")]
+        #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+        pub trait $name: $bound {}
+        #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+        impl<T: $bound> $name for T {}
+        #[doc = concat!("`", stringify!($bound), "` where the build has threads, nothing where it has none.")]
+        #[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+        pub trait $name {}
+        #[cfg(not(any(not(target_arch = "wasm32"), feature = "threads")))]
+        impl<T> $name for T {}
+    };
+}
+maybe_bound!(MaybeSend, Send);
+maybe_bound!(MaybeSync, Sync);
 
 /// `f(i, &items[i])` for every item, at the same time where there are threads; results in item
 /// order.

@@ -53,16 +53,6 @@ pub fn seed(run_seed: u64, step: usize, shard: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `f(shard index, rows)` for every shard, at the same time where there are threads
-/// ([`crate::parallel::map`]); results in shard order.
-pub fn run<T, F>(shards: &[Vec<usize>], f: F) -> Vec<T>
-where
-    T: crate::parallel::MaybeSend,
-    F: Fn(usize, &[usize]) -> T + crate::parallel::MaybeSync,
-{
-    crate::parallel::map(shards, |k, rows| f(k, rows))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,12 +84,5 @@ mod tests {
             }
         }
         assert_ne!(seed(1, 0, 0), seed(2, 0, 0));
-    }
-
-    #[test]
-    fn run_keeps_shard_order() {
-        let shards = vec![vec![3, 1], vec![2], vec![0, 4]];
-        let out = run(&shards, |k, r| (k, r.to_vec()));
-        assert_eq!(out, vec![(0, vec![3, 1]), (1, vec![2]), (2, vec![0, 4])]);
     }
 }

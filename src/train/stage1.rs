@@ -153,25 +153,23 @@ impl LoraTrainer {
         let ad = self.device.clone().autodiff();
         let step = self.plan.steps_done();
         let shards = shards::split(&idx, |i| self.tokens[i].ids.len());
-        let outs = shards::run(&shards, |k, rows| {
+        let outs = crate::parallel::map(&shards, |k, rows| {
             dropout::seeded(shards::seed(self.cfg.seed, step, k), || {
                 self.shard(rows, n, &ad)
             })
         });
-        let mut loss: Option<Tensor<1>> = None;
+        let mut losses = Vec::with_capacity(outs.len());
         let mut acc_adapter = GradientsAccumulator::<LoraAdapter>::new();
         let mut acc_head = GradientsAccumulator::<ClassifierHead>::new();
         for (l, g_adapter, g_head) in outs {
-            loss = Some(match loss {
-                Some(sum) => sum + l,
-                None => l,
-            });
+            losses.push(l);
             acc_adapter.accumulate(&self.model.adapter, g_adapter);
             acc_head.accumulate(&self.model.head, g_head);
         }
-        let Some(loss) = loss else {
-            return Err(Error::Train("an empty batch".into()));
-        };
+        let loss = losses
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .ok_or_else(|| Error::Train("an empty batch".into()))?;
         let loss = host::scalar(loss).await?;
         if !loss.is_finite() {
             return Err(Error::Train(format!(
