@@ -52,14 +52,14 @@ impl EvalVectors {
         }
         let e = engine;
         let batches = SortedBatches::new(&e.tokenizer, texts, EVAL_BATCH)?;
-        let base = match with_base {
-            true => Some(batches.pooled(&e.encoder, None, &e.device).await?),
-            false => None,
-        };
-        let mut per = Vec::with_capacity(adapters.len());
-        for a in adapters {
-            per.push(batches.pooled(&e.encoder, Some(a), &e.device).await?);
-        }
+        // The base's pass (if wanted) and every adapter's, at once where there are threads.
+        let passes: Vec<Option<&LoraAdapter>> = with_base
+            .then_some(None)
+            .into_iter()
+            .chain(adapters.iter().map(|&a| Some(a)))
+            .collect();
+        let mut per = batches.pooled_each(&e.encoder, &passes, &e.device).await?;
+        let base = with_base.then(|| per.remove(0));
         Ok(Self {
             base,
             adapters: Tensor::stack(per, 1),
