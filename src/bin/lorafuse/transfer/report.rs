@@ -130,6 +130,10 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
     )
     .map_err(|e| anyhow!("plot: {e}"))?;
     std::fs::write(path, svg)?;
-    eprintln!("wrote {}", path.display());
+    eprintln!(
+        "wrote {} (as PNG: ./scripts/svg-png {})",
+        path.display(),
+        path.display()
+    );
     Ok(())
 }
