@@ -12,12 +12,13 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::better;
 use crate::fusion::{AttentionFusion, FusionConfig};
-use crate::infer::pooled_vectors;
+use crate::infer::{argmax, pooled_vectors};
 use crate::lora::LoraConfig;
 use crate::model::ClassifierHead;
 use crate::train::driver::EpochEnd;
 use crate::train::stage1::LoraTrainer;
 use crate::train::stage2::{FusionCache, FusionTrainer, VectorSource};
+use crate::train::uncertainty::Paired;
 use crate::train::{Observer, Outcome, TrainConfig, drive};
 
 /// Held-out rows below which selection and gate share them (each half would hold fewer than 2).
@@ -47,6 +48,13 @@ fn score(probs: &[Vec<f32>], labels: &[usize]) -> (f64, f64) {
     (metrics.accuracy, nll)
 }
 
+/// Rows only `a` got right and rows only `b` got right (arg-max against `labels`).
+fn discordant(a: &[Vec<f32>], b: &[Vec<f32>], labels: &[usize]) -> (usize, usize) {
+    let arg = |p: &[Vec<f32>]| p.iter().map(|r| argmax(r)).collect::<Vec<_>>();
+    let p = Paired::of(&arg(a), &arg(b), labels);
+    (p.only_first, p.only_second)
+}
+
 impl HeldOut {
     /// `layer`'s probability rows.
     async fn layer_probs(&self, layer: &AttentionFusion) -> Result<Vec<Vec<f32>>> {
@@ -60,9 +68,18 @@ impl HeldOut {
         Ok(score(&self.layer_probs(layer).await?, &self.labels))
     }
 
-    /// The own LoRA's (accuracy, NLL): `head` on adapter `own`'s vectors.
-    pub(super) async fn score_lora(&self, own: usize, head: &ClassifierHead) -> Result<(f64, f64)> {
-        Ok(score(&self.lora_probs(own, head).await?, &self.labels))
+    /// `layer` against the own LoRA (`head` on adapter `own`'s vectors) on these rows: each one's
+    /// (accuracy, NLL), and the rows only the layer got right and only LoRA got right.
+    pub(super) async fn against_lora(
+        &self,
+        layer: &AttentionFusion,
+        own: usize,
+        head: &ClassifierHead,
+    ) -> Result<((f64, f64), (f64, f64), (usize, usize))> {
+        let h = self.layer_probs(layer).await?;
+        let l = self.lora_probs(own, head).await?;
+        let d = discordant(&h, &l, &self.labels);
+        Ok((score(&h, &self.labels), score(&l, &self.labels), d))
     }
 
     /// The own LoRA's probability rows: `head` on adapter `own`'s vectors.
@@ -254,6 +271,11 @@ impl Pooled {
     /// Rows pooled.
     pub(super) fn rows(&self) -> usize {
         self.labels.len()
+    }
+
+    /// Rows only these probabilities got right, and rows only `other`'s did (the same rows).
+    pub(super) fn discordant(&self, other: &Pooled) -> (usize, usize) {
+        discordant(&self.probs, &other.probs, &self.labels)
     }
 }
 

@@ -77,9 +77,19 @@ impl FusedTask {
                 g.rows
             ),
         };
+        // Older files have no counts (both 0): nothing is said about them.
+        let disagreements = match g.only_hybrid + g.only_lora {
+            0 => String::new(),
+            _ => format!(
+                "; {} examples only the hybrid got right, {} only LoRA (exact McNemar p = {:.2})",
+                g.only_hybrid,
+                g.only_lora,
+                g.p_value()
+            ),
+        };
         format!(
             "answers with {used}: on {rows} the hybrid (epoch {}) scored {:.1} % \
-             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3})",
+             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3}){disagreements}",
             g.epoch,
             100.0 * g.hybrid_accuracy,
             g.hybrid_nll,
@@ -109,9 +119,21 @@ pub struct GateCheck {
     /// models trained on the other folds (0: the rows are held-out rows; absent in older files).
     #[serde(default)]
     pub folds: usize,
+    /// Rows only the hybrid got right (0 in older files).
+    #[serde(default)]
+    pub only_hybrid: usize,
+    /// Rows only the own LoRA got right (0 in older files).
+    #[serde(default)]
+    pub only_lora: usize,
 }
 
 impl GateCheck {
+    /// Two-sided exact McNemar p-value of the hybrid against LoRA on the gate's rows (1 when they
+    /// disagree on none, or the counts are absent).
+    pub fn p_value(&self) -> f64 {
+        crate::train::uncertainty::mcnemar_exact(self.only_hybrid, self.only_lora)
+    }
+
     /// Whether the hybrid beats LoRA: strictly more of the compared rows right. A tie keeps the
     /// task's own LoRA: the hybrid has to show it classifies better, and an equal count with a
     /// lower log-loss let small, useless fusion moves through (docs/results.md, the CoLA control).
