@@ -5,13 +5,14 @@
 
 pub use super::target::FusionTarget;
 
-use super::gate::{CvCurve, SelectOnHeldOut};
+use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck};
-use crate::fusion::module::FusionOptions;
-use crate::fusion::{AttentionFusion, FusionConfig};
+use crate::fusion::{AttentionFusion, FusionConfig, FusionOptions};
+use crate::model::ClassifierHead;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
+use crate::train::together::drive_together;
 use crate::train::{Observer, Outcome, TrainConfig, drive};
 use burn::tensor::Device;
 
@@ -113,53 +114,132 @@ impl TrainedLayer {
     }
 }
 
-/// Trains one per-task fusion layer (`config`) on `target`'s cached rows. With held-out rows,
-/// the epoch (0 = untrained, for the residual variants exactly the own LoRA) that scores best on
-/// them is kept, and compared with the own LoRA there.
+/// Trains one per-task fusion layer (`config`) on `target`'s cached rows ([`train_runs`] with
+/// one run, named after the task).
 pub async fn train_layer<O: FusionObserver>(
     target: &FusionTarget,
     config: &FusionConfig,
     device: &Device,
     observer: &mut O,
 ) -> Result<(TrainedLayer, Outcome)> {
-    let source = VectorSource::Cached(target.cache.clone());
-    let own = target.own.as_ref().map(|(o, h)| (*o, h));
-    let own = if config.needs_own() { own } else { None };
-    let mut t = FusionTrainer::new(source, &target.y, config, own, &target.cfg, device)?;
-    observer.start(&target.name, t.total_steps());
-    let cv = match (&target.cv, own) {
-        (Some(folds), Some((o, _))) if !folds.is_empty() => {
-            match CvCurve::run(folds, o, config, &target.cfg, device, observer).await? {
-                Some(c) => Some(c),
-                None => {
-                    let layer = t.finish();
-                    let tl = TrainedLayer {
+    let (mut layers, outcome) =
+        train_runs(&[(target, config.clone())], device, &target.name, observer).await?;
+    let layer = layers
+        .pop()
+        .ok_or_else(|| Error::Fusion("the fusion run returned no layer".into()))?;
+    Ok((layer, outcome))
+}
+
+/// Trains per-task fusion layers, one per run (a target and the layer to train for it), all
+/// side by side ([`drive_together`]): first the cross-validation folds of every run that has
+/// them ([`FusionTarget::cv`]), then every run's layer on all its rows. With held-out rows (or
+/// folds), the epoch (0 = untrained, for the residual variants exactly the own LoRA) that scores
+/// best there is kept and compared with the own LoRA. `observer` sees the joint progress as the
+/// job `job` and is asked whether to stop between rounds; a stopped call returns every layer as
+/// trained and selected so far, in run order.
+pub async fn train_runs<O: FusionObserver>(
+    runs: &[(&FusionTarget, FusionConfig)],
+    device: &Device,
+    job: &str,
+    observer: &mut O,
+) -> Result<(Vec<TrainedLayer>, Outcome)> {
+    // The own adapter where the variant uses it (the residual variants, the gate).
+    fn own<'t>(t: &'t FusionTarget, c: &FusionConfig) -> Option<(usize, &'t ClassifierHead)> {
+        match c.needs_own() {
+            true => t.own.as_ref().map(|(o, h)| (*o, h)),
+            false => None,
+        }
+    }
+    // Cross-validation curves of the runs that have folds.
+    let with_folds: Vec<usize> = (0..runs.len())
+        .filter(|&i| {
+            let (t, c) = &runs[i];
+            own(t, c).is_some() && t.cv.as_ref().is_some_and(|f| !f.is_empty())
+        })
+        .collect();
+    let mut cvs: Vec<Option<CvCurve>> = runs.iter().map(|_| None).collect();
+    if !with_folds.is_empty() {
+        let jobs: Vec<_> = with_folds
+            .iter()
+            .filter_map(|&i| {
+                let (t, c) = &runs[i];
+                let folds = t.cv.as_deref()?;
+                let (o, _) = own(t, c)?;
+                Some((folds, o, c, &t.cfg))
+            })
+            .collect();
+        let cv_job = format!("{job} (cross-validated check)");
+        match CvCurve::run_all(&jobs, device, &cv_job, observer).await? {
+            Some(curves) => {
+                for (&i, c) in with_folds.iter().zip(curves) {
+                    cvs[i] = Some(c);
+                }
+            }
+            None => {
+                // Stopped before any layer trained: every layer as initialised, no gate.
+                let mut layers = Vec::with_capacity(runs.len());
+                for (t, c) in runs {
+                    let tr = FusionTrainer::new(
+                        VectorSource::Cached(t.cache.clone()),
+                        &t.y,
+                        c,
+                        own(t, c),
+                        &t.cfg,
+                        device,
+                    )?;
+                    let layer = tr.finish();
+                    layers.push(TrainedLayer {
                         last: layer.clone(),
                         layer,
                         gate: None,
                         out_of_fold: None,
-                    };
-                    return Ok((tl, Outcome::Cancelled));
+                    });
                 }
+                return Ok((layers, Outcome::Cancelled));
             }
         }
-        _ => None,
-    };
+    }
     // With cross-validation the held-out rows neither select nor gate (they fit nothing here).
-    let parts = match cv {
-        Some(_) => None,
-        None => target.held_out_parts(),
-    };
-    let mut select = SelectOnHeldOut {
-        inner: observer,
-        rows: parts.as_ref().map(|p| &p.0),
-        keep: cv.as_ref().map(CvCurve::best_epoch),
-        best: None,
-    };
-    select.offer(t.current(), 0).await?;
-    let outcome = drive(&mut t, &mut select).await?;
-    let last = t.finish();
-    let (layer, gate) = match (select.best, &parts, &target.own, &cv) {
+    let parts: Vec<Option<(HeldOut, HeldOut)>> = runs
+        .iter()
+        .zip(&cvs)
+        .map(|((t, _), cv)| match cv {
+            Some(_) => None,
+            None => t.held_out_parts(),
+        })
+        .collect();
+    let mut trainers = Vec::with_capacity(runs.len());
+    for (((t, c), cv), part) in runs.iter().zip(&cvs).zip(&parts) {
+        let source = VectorSource::Cached(t.cache.clone());
+        let tr = FusionTrainer::new(source, &t.y, c, own(t, c), &t.cfg, device)?;
+        let mut select = SelectOnHeldOut {
+            rows: part.as_ref().map(|p| &p.0),
+            keep: cv.as_ref().map(CvCurve::best_epoch),
+            best: None,
+        };
+        select.offer(tr.current(), 0).await?;
+        trainers.push((tr, select));
+    }
+    observer.start(job, trainers.iter().map(|(t, _)| t.total_steps()).sum());
+    let outcome = drive_together(&mut trainers, observer).await?;
+    let mut layers = Vec::with_capacity(runs.len());
+    for ((((t, _), cv), part), (tr, select)) in runs.iter().zip(cvs).zip(&parts).zip(trainers) {
+        layers.push(verdict(t, tr.finish(), select.best, part.as_ref(), cv).await?);
+    }
+    Ok((layers, outcome))
+}
+
+/// A run's layer and gate: the selected epoch's layer (`best`; the last epoch's without one),
+/// compared with the own LoRA out of fold (with cross-validation `cv`) or on the gate's half of
+/// the held-out rows (`parts`).
+async fn verdict(
+    target: &FusionTarget,
+    last: AttentionFusion,
+    best: Option<((f64, f64), usize, AttentionFusion)>,
+    parts: Option<&(HeldOut, HeldOut)>,
+    cv: Option<CvCurve>,
+) -> Result<TrainedLayer> {
+    let (layer, gate) = match (best, parts, &target.own, &cv) {
         (Some((_, epoch, layer)), _, Some(_), Some(c)) => {
             let (h, l) = (c.epochs[epoch].score(), c.lora.score());
             let (only_hybrid, only_lora) = c.epochs[epoch].discordant(&c.lora);
@@ -202,19 +282,17 @@ pub async fn train_layer<O: FusionObserver>(
         }
         _ => None,
     };
-    let tl = TrainedLayer {
+    Ok(TrainedLayer {
         layer,
         last,
         gate,
         out_of_fold,
-    };
-    Ok((tl, outcome))
+    })
 }
 
-/// Trains the fusion over `k` adapters for every target: one layer per task, or with
-/// `spec.shared` one fusion for all (the paper's variant, with the first target's settings) cut
-/// into per-task layers. A stopped per-task run returns the layers finished so far, in target
-/// order.
+/// Trains the fusion over `k` adapters for every target: one layer per task, all side by side
+/// ([`train_runs`]), or with `spec.shared` one fusion for all (the paper's variant, with the
+/// first target's settings) cut into per-task layers.
 pub async fn train_layers<O: FusionObserver>(
     engine: &Engine,
     k: usize,
@@ -253,21 +331,12 @@ pub async fn train_layers<O: FusionObserver>(
             .collect();
         return Ok((layers, outcome));
     }
-    let mut layers = Vec::new();
-    for target in targets {
-        let (layer, outcome) = train_layer(
-            target,
-            &config(target.labels.len()),
-            &engine.device,
-            observer,
-        )
-        .await?;
-        layers.push(layer);
-        if outcome == Outcome::Cancelled {
-            return Ok((layers, outcome));
-        }
-    }
-    Ok((layers, Outcome::Finished))
+    let runs: Vec<(&FusionTarget, FusionConfig)> = targets
+        .iter()
+        .map(|t| (t, config(t.labels.len())))
+        .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    train_runs(&runs, &engine.device, &names.join(", "), observer).await
 }
 
 /// Trains the fusion over `adapters` for every target ([`train_layers`]), fits each layer's

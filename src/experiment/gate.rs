@@ -18,8 +18,9 @@ use crate::model::ClassifierHead;
 use crate::train::driver::EpochEnd;
 use crate::train::stage1::LoraTrainer;
 use crate::train::stage2::{FusionCache, FusionTrainer, VectorSource};
+use crate::train::together::drive_together;
 use crate::train::uncertainty::Paired;
-use crate::train::{Observer, Outcome, TrainConfig, drive};
+use crate::train::{Observer, Outcome, TrainConfig};
 
 /// Held-out rows below which selection and gate share them (each half would hold fewer than 2).
 pub const MIN_SPLIT_HELD_OUT: usize = 4;
@@ -101,16 +102,15 @@ impl HeldOut {
 }
 
 /// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
-/// the earliest on ties), or of the epoch `keep` (chosen by cross-validation), while passing
-/// everything on to the caller's observer.
-pub(super) struct SelectOnHeldOut<'a, O> {
-    pub(super) inner: &'a mut O,
+/// the earliest on ties), or of the epoch `keep` (chosen by cross-validation): one run's own
+/// observer under [`drive_together`].
+pub(super) struct SelectOnHeldOut<'a> {
     pub(super) rows: Option<&'a HeldOut>,
     pub(super) keep: Option<usize>,
     pub(super) best: Option<((f64, f64), usize, AttentionFusion)>,
 }
 
-impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
+impl SelectOnHeldOut<'_> {
     pub(super) async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
         if let Some(keep) = self.keep {
             if keep == epoch {
@@ -129,16 +129,9 @@ impl<O: FusionObserver> SelectOnHeldOut<'_, O> {
     }
 }
 
-impl<O: FusionObserver> Observer<FusionTrainer> for SelectOnHeldOut<'_, O> {
-    async fn should_stop(&mut self) -> bool {
-        self.inner.should_stop().await
-    }
-    fn on_step(&mut self, p: &crate::train::Progress) {
-        self.inner.on_step(p)
-    }
+impl Observer<FusionTrainer> for SelectOnHeldOut<'_> {
     async fn on_epoch_end(&mut self, t: &FusionTrainer, e: EpochEnd) -> Result<()> {
-        self.offer(t.current(), e.epoch).await?;
-        self.inner.on_epoch_end(t, e).await
+        self.offer(t.current(), e.epoch).await
     }
 }
 
@@ -303,54 +296,67 @@ impl CvCurve {
         best
     }
 
-    /// Runs the folds. `stop` is asked between steps (a cancelled run returns `None`).
-    pub(super) async fn run<O: FusionObserver>(
-        folds: &[CvFold],
-        own: usize,
-        config: &FusionConfig,
-        cfg: &TrainConfig,
+    /// The curves of several runs at once, each `(folds, own adapter slot, layer, settings)`:
+    /// every fold of every run trains side by side ([`drive_together`]), with `observer` asked
+    /// whether to stop between rounds and shown their joint progress as the job `job`. A
+    /// cancelled call returns `None`.
+    pub(super) async fn run_all<O: FusionObserver>(
+        runs: &[(&[CvFold], usize, &FusionConfig, &TrainConfig)],
         device: &Device,
-        stop: &mut O,
-    ) -> Result<Option<Self>> {
-        let mut epochs = vec![Pooled::default(); cfg.epochs + 1];
-        let mut lora = Pooled::default();
-        for f in folds {
-            lora.add(f.out.lora_probs(own, &f.head).await?, &f.out.labels);
-            let head = config.needs_own().then_some((own, &f.head));
-            let source = VectorSource::Cached(f.fit.clone());
-            let mut t = FusionTrainer::new(source, &f.fit_y, config, head, cfg, device)?;
-            let mut curve = Curve {
-                stop: &mut *stop,
-                rows: &f.out,
-                probs: vec![f.out.layer_probs(&t.current()).await?],
-            };
-            if drive(&mut t, &mut curve).await? == Outcome::Cancelled {
-                return Ok(None);
+        job: &str,
+        observer: &mut O,
+    ) -> Result<Option<Vec<Self>>> {
+        let mut loras = Vec::with_capacity(runs.len());
+        let mut trainers = Vec::new();
+        for &(folds, own, config, cfg) in runs {
+            let mut lora = Pooled::default();
+            for f in folds {
+                lora.add(f.out.lora_probs(own, &f.head).await?, &f.out.labels);
+                let head = config.needs_own().then_some((own, &f.head));
+                let source = VectorSource::Cached(f.fit.clone());
+                let t = FusionTrainer::new(source, &f.fit_y, config, head, cfg, device)?;
+                let curve = Curve {
+                    rows: &f.out,
+                    probs: vec![f.out.layer_probs(&t.current()).await?],
+                };
+                trainers.push((t, curve));
             }
-            for (p, s) in epochs.iter_mut().zip(curve.probs) {
-                p.add(s, &f.out.labels);
-            }
+            loras.push(lora);
         }
-        Ok(Some(Self {
-            epochs,
-            lora,
-            folds: folds.len(),
-        }))
+        observer.start(job, trainers.iter().map(|(t, _)| t.total_steps()).sum());
+        if drive_together(&mut trainers, observer).await? == Outcome::Cancelled {
+            return Ok(None);
+        }
+        let mut curves = trainers.into_iter().map(|(_, c)| c);
+        let mut out = Vec::with_capacity(runs.len());
+        for (&(folds, _, _, cfg), lora) in runs.iter().zip(loras) {
+            let mut epochs = vec![Pooled::default(); cfg.epochs + 1];
+            for f in folds {
+                let curve = curves
+                    .next()
+                    .ok_or_else(|| Error::Fusion("a fold's curve is missing".into()))?;
+                for (p, s) in epochs.iter_mut().zip(curve.probs) {
+                    p.add(s, &f.out.labels);
+                }
+            }
+            out.push(Self {
+                epochs,
+                lora,
+                folds: folds.len(),
+            });
+        }
+        Ok(Some(out))
     }
 }
 
-/// The fusion's probabilities on a fold's left-out rows after every epoch; asks the caller
-/// whether to stop.
-struct Curve<'a, O> {
-    stop: &'a mut O,
+/// The fusion's probabilities on a fold's left-out rows after every epoch (one run's own
+/// observer under [`drive_together`]).
+struct Curve<'a> {
     rows: &'a HeldOut,
     probs: Vec<Vec<Vec<f32>>>,
 }
 
-impl<O: FusionObserver> Observer<FusionTrainer> for Curve<'_, O> {
-    async fn should_stop(&mut self) -> bool {
-        self.stop.should_stop().await
-    }
+impl Observer<FusionTrainer> for Curve<'_> {
     async fn on_epoch_end(&mut self, t: &FusionTrainer, _e: EpochEnd) -> Result<()> {
         self.probs.push(self.rows.layer_probs(&t.current()).await?);
         Ok(())

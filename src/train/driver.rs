@@ -69,8 +69,7 @@ pub async fn drive<T: Trainer, O: Observer<T>>(
     trainer: &mut T,
     observer: &mut O,
 ) -> Result<Outcome> {
-    let per_epoch = trainer.steps_per_epoch().max(1);
-    let (mut sum, mut count) = (0.0f64, 0usize);
+    let mut tally = EpochTally::new(trainer.steps_per_epoch());
     loop {
         if observer.should_stop().await {
             return Ok(Outcome::Cancelled);
@@ -79,17 +78,43 @@ pub async fn drive<T: Trainer, O: Observer<T>>(
             return Ok(Outcome::Finished);
         };
         observer.on_step(&p);
-        sum += f64::from(p.loss);
-        count += 1;
-        if p.step % per_epoch == 0 || p.step == p.total_steps {
-            let e = EpochEnd {
-                epoch: p.step.div_ceil(per_epoch),
-                mean_loss: (sum / count as f64) as f32,
-                step: p.step,
-            };
-            (sum, count) = (0.0, 0);
+        if let Some(e) = tally.add(&p) {
             observer.on_epoch_end(trainer, e).await?;
         }
+    }
+}
+
+/// The epochs of one run as its steps come in: each epoch's mean loss, and where it ends.
+pub(crate) struct EpochTally {
+    per_epoch: usize,
+    sum: f64,
+    count: usize,
+}
+
+impl EpochTally {
+    /// For a trainer of `steps_per_epoch` steps per epoch.
+    pub(crate) fn new(steps_per_epoch: usize) -> Self {
+        Self {
+            per_epoch: steps_per_epoch.max(1),
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Counts step `p`; returns the epoch's end when `p` was its last step (or the run's last).
+    pub(crate) fn add(&mut self, p: &Progress) -> Option<EpochEnd> {
+        self.sum += f64::from(p.loss);
+        self.count += 1;
+        if p.step % self.per_epoch != 0 && p.step != p.total_steps {
+            return None;
+        }
+        let e = EpochEnd {
+            epoch: p.step.div_ceil(self.per_epoch),
+            mean_loss: (self.sum / self.count as f64) as f32,
+            step: p.step,
+        };
+        (self.sum, self.count) = (0.0, 0);
+        Some(e)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod shards;
 pub mod stage1;
 pub mod stage2;
+pub mod together;
 pub mod uncertainty;
 
 pub use driver::{EpochEnd, Observer, Outcome, Trainer, drive, run_to_end};

@@ -10,13 +10,13 @@
 
 use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
-use super::{Progress, cross_entropy};
+use super::{Progress, cross_entropy, shards};
 use crate::error::{Error, Result};
 use crate::fusion::{AttentionFusion, FusionConfig};
 use crate::host;
 use crate::infer::{EVAL_BATCH, SortedBatches};
 use crate::lora::LoraAdapter;
-use crate::model::{ClassifierHead, Encoder, TextTokenizer};
+use crate::model::{ClassifierHead, Encoder, TextTokenizer, dropout};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -154,6 +154,27 @@ struct SharedHeads {
     task_of_row: Vec<usize>,
 }
 
+/// One fusion step's inputs, taken on the host side
+/// ([`ParallelStep::begin_step`](super::together::ParallelStep::begin_step)).
+pub struct FusionBatch {
+    rows: usize,
+    epoch: usize,
+    step: usize,
+    targets: Tensor<1, Int>,
+    base: Tensor<2>,
+    adapters: Tensor<3>,
+    keep: Option<Vec<bool>>,
+    head_mask: Option<Tensor<2>>,
+}
+
+/// What a fusion step's tensor work leaves: its loss, unread.
+pub struct FusionRan {
+    loss: Tensor<1>,
+    rows: usize,
+    epoch: usize,
+    lr: f64,
+}
+
 /// A stage-2 run, one batch per [`step`](FusionTrainer::step): one target task's fusion
 /// ([`new`](FusionTrainer::new)), or one fusion shared by all tasks
 /// ([`new_shared`](FusionTrainer::new_shared)).
@@ -202,7 +223,6 @@ impl FusionTrainer {
             )));
         }
         let ad = device.clone().autodiff();
-        ad.seed(cfg.seed);
         if !(0.0..1.0).contains(&fusion.adapter_dropout) {
             return Err(Error::Train(format!(
                 "adapter dropout must be in [0, 1), got {}",
@@ -363,8 +383,18 @@ impl FusionTrainer {
         }
     }
 
-    /// Runs one batch; `Ok(None)` once all steps are done.
+    /// Runs one batch; `Ok(None)` once all steps are done. Its dropout masks come from a scope
+    /// seeded by the run's seed and the step ([`dropout::seeded`]), so runs stepped side by side
+    /// ([`super::together`]) draw from no shared generator.
     pub async fn step(&mut self) -> Result<Option<Progress>> {
+        let Some(batch) = self.begin_step().await? else {
+            return Ok(None);
+        };
+        let ran = self.run_step(batch);
+        self.end_step(ran).await.map(Some)
+    }
+
+    async fn begin_step(&mut self) -> Result<Option<FusionBatch>> {
         let Some((idx, epoch)) = self.plan.next_batch() else {
             return Ok(None);
         };
@@ -373,26 +403,55 @@ impl FusionTrainer {
         let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), &self.device);
         let (base, adapters) = self.vectors(&idx).await?;
         let keep = self.adapter_mask(adapters.dims()[1]);
-        let out = self.fusion.forward(base, adapters, keep.as_deref(), true);
-        let logits = match self.head_mask(&idx, &out.logits.device()) {
-            Some(m) => out.logits + m,
-            None => out.logits,
-        };
-        let mut loss = cross_entropy(logits, targets);
-        if let Some(p) = self.fusion.identity_penalty() {
-            loss = loss + p;
-        }
+        let head_mask = self.head_mask(&idx, &self.device);
+        Ok(Some(FusionBatch {
+            rows: n,
+            epoch,
+            step: self.plan.steps_done(),
+            targets,
+            base,
+            adapters,
+            keep,
+            head_mask,
+        }))
+    }
+
+    fn run_step(&mut self, b: FusionBatch) -> FusionRan {
+        let seed = shards::seed(self.cfg.seed, b.step, 0);
+        let loss = dropout::seeded(seed, || {
+            let out = self
+                .fusion
+                .forward(b.base, b.adapters, b.keep.as_deref(), true);
+            let logits = match b.head_mask {
+                Some(m) => out.logits + m,
+                None => out.logits,
+            };
+            let mut loss = cross_entropy(logits, b.targets);
+            if let Some(p) = self.fusion.identity_penalty() {
+                loss = loss + p;
+            }
+            loss
+        });
         let mut grads = loss.backward();
-        let loss = host::scalar(loss).await?;
+        let g = GradientsParams::from_module(&mut grads, &self.fusion);
+        let lr = self.plan.lr(self.cfg.head_lr);
+        self.fusion = self.opt.step(lr, self.fusion.clone(), g);
+        FusionRan {
+            loss: loss.detach(),
+            rows: b.rows,
+            epoch: b.epoch,
+            lr,
+        }
+    }
+
+    async fn end_step(&mut self, r: FusionRan) -> Result<Progress> {
+        let loss = host::scalar(r.loss).await?;
         if !loss.is_finite() {
             return Err(Error::Train(format!(
                 "fusion loss became {loss}; lower the learning rate"
             )));
         }
-        let g = GradientsParams::from_module(&mut grads, &self.fusion);
-        let lr = self.plan.lr(self.cfg.head_lr);
-        self.fusion = self.opt.step(lr, self.fusion.clone(), g);
-        Ok(Some(self.plan.done(n, epoch, loss, lr)))
+        Ok(self.plan.done(r.rows, r.epoch, loss, r.lr))
     }
 
     /// A random adapter mask for one batch (`None` when adapter dropout is off).
@@ -433,6 +492,20 @@ impl FusionTrainer {
             .valid()
             .split_heads(&classes)
             .ok_or_else(|| Error::Fusion("the joint classifier does not match the tasks".into()))
+    }
+}
+
+impl super::together::ParallelStep for FusionTrainer {
+    type Batch = FusionBatch;
+    type Ran = FusionRan;
+    async fn begin_step(&mut self) -> Result<Option<FusionBatch>> {
+        FusionTrainer::begin_step(self).await
+    }
+    fn run_step(&mut self, batch: FusionBatch) -> FusionRan {
+        FusionTrainer::run_step(self, batch)
+    }
+    async fn end_step(&mut self, ran: FusionRan) -> Result<Progress> {
+        FusionTrainer::end_step(self, ran).await
     }
 }
 
