@@ -1,7 +1,8 @@
 //! The fusion job (docs/design.md §1.3): each target task's training rows encoded once by the base
 //! and every adapter ([`FusionTarget`], in `target`), the fusion trained per task (the default) or shared by
-//! all tasks through the driver, and the manifest that records what was fused. The page,
-//! `lorafuse fuse` and `bench` all fuse through [`train_fusion`] / [`train_layer`].
+//! all tasks through the driver, and the manifest that records what was fused. The tasks'
+//! per-task runs train side by side ([`train_runs`]). The page, `lorafuse fuse`, `bench` and
+//! `bench-transfer` all fuse through [`train_fusion`] / [`train_runs`] / [`train_layer`].
 
 pub use super::target::FusionTarget;
 

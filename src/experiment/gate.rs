@@ -1,7 +1,7 @@
 //! Choosing on held-out rows (docs/design.md §1.6): the fusion's epoch is selected on some
 //! held-out rows ([`SelectOnHeldOut`]), and the gate compares the selected hybrid with the task's
 //! own LoRA on others ([`HeldOut`]), so the gate is not fooled by the selection. The job that uses
-//! them is [`super::fusion_job::train_layer`]; the verdict is a
+//! them is [`super::fusion_job::train_runs`]; the verdict is a
 //! [`GateCheck`](crate::fusion::files::GateCheck).
 
 use burn::tensor::Device;

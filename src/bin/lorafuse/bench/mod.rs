@@ -285,13 +285,25 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             false => (Vec::new(), 0.0),
         };
         let (mut frozen_total, mut fusion_total) = (0.0, 0.0);
-        for (i, t) in tasks.iter().enumerate() {
-            let (mut r, fusion) = score_task(&ctx, i, &t.name, &a)?;
-            for name in &a.fusion_variants {
-                let options = FusionOptions::named(name).unwrap_or_default();
-                let train = ctx.caches[i][0].clone();
-                let (v, _) =
-                    train_variant(&ctx, i, &t.name, a.fusion_heads, options, train, &r.lora)?;
+        let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+        let trains = || ctx.caches.iter().map(|c| c[0].clone()).collect::<Vec<_>>();
+        let mut base = (0..tasks.len())
+            .map(|i| score::baselines(&ctx, i))
+            .collect::<Result<Vec<_>>>()?;
+        let loras: Vec<MethodScores> = base.iter().map(|b| b.lora.clone()).collect();
+        // Every task's fusion of a variant trains side by side, as on the page.
+        let defaults = train_variant(&ctx, &names, a.fusion_heads, a.options(), trains(), &loras)?;
+        let mut extra = Vec::with_capacity(a.fusion_variants.len());
+        for name in &a.fusion_variants {
+            let options = FusionOptions::named(name).unwrap_or_default();
+            let v = train_variant(&ctx, &names, a.fusion_heads, options, trains(), &loras)?;
+            extra.push((name, v));
+        }
+        for (i, (t, b)) in tasks.iter().zip(base.drain(..)).enumerate() {
+            let (v, fusion) = &defaults[i];
+            let mut r = score_task(&ctx, i, &t.name, &a, b, v);
+            for (name, vs) in &extra {
+                let v = &vs[i].0;
                 eprintln!(
                     "seed {seed} {:>10}: variant {name}: test {:.4} (last epoch {:.4}), dev {:.4}{}",
                     t.name,
@@ -300,7 +312,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
                     v.gated.dev.accuracy,
                     if v.use_hybrid { "" } else { " (gate: LoRA)" }
                 );
-                r.fusion_variants.insert(name.clone(), v);
+                r.fusion_variants.insert(name.to_string(), v.clone());
             }
             let shared = shared_layers.get(i);
             r.variants = variants::run(&ctx, i, &t.name, &a, shared, &lora)?;
@@ -308,7 +320,7 @@ pub fn run(engine: &Engine, a: BenchArgs) -> Result<()> {
             frozen_total += r.frozen_seconds;
             fusion_total += r.fusion_seconds;
             if i == 0 {
-                passes_per_text = passes_per_text_measured(&ctx, &tasks, &fusion)?;
+                passes_per_text = passes_per_text_measured(&ctx, &tasks, fusion)?;
             }
             results.push(r);
         }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use lorafuse::experiment::fusion_job::{FusionSpec, train_layer, train_layers};
+use lorafuse::experiment::fusion_job::{FusionSpec, train_layers, train_runs};
 use lorafuse::experiment::{EvalVectors, FusionTarget, Methods, compare, train_probe};
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
@@ -71,41 +71,60 @@ pub(super) struct VariantResult {
     pub gate: Option<GateCheck>,
     /// Mean attention on test of the selected layer.
     pub attention_on_test: Vec<f32>,
-    /// Training time (s).
+    /// Training time (s): the joint time of the tasks' runs divided by the tasks.
     pub seconds: f64,
 }
 
-/// Trains variant `options` for task `i` on `train` and scores it on dev and test (`lora`: the
-/// own LoRA's scores, which the gated result takes where the gate chose LoRA).
+/// Trains variant `options` for every task side by side (one run per task, as the page does:
+/// [`train_runs`]), task `i` on `trains[i]`, and scores each on dev and test (`loras[i]`: task
+/// `i`'s own LoRA scores, which the gated result takes where the gate chose LoRA). The tasks'
+/// runs share the time, so each result's `seconds` is the joint training time divided by the
+/// tasks.
 pub(super) fn train_variant(
     ctx: &SeedCtx,
-    i: usize,
-    name: &str,
+    names: &[String],
     heads: usize,
     options: FusionOptions,
-    train: FusionCache,
-    lora: &MethodScores,
-) -> Result<(VariantResult, AttentionFusion)> {
-    let [_, dev_c, test_c] = &ctx.caches[i];
+    trains: Vec<FusionCache>,
+    loras: &[MethodScores],
+) -> Result<Vec<(VariantResult, AttentionFusion)>> {
     let t0 = Instant::now();
-    let tgt = target(ctx, i, name, train, &ctx.fusion_cfg);
-    let config = fusion_config(ctx, i, heads, options);
-    let (tl, _) = block_on(train_layer(&tgt, &config, &ctx.engine.device, &mut ()))?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c, None)?;
-    let use_hybrid = tl.use_hybrid(true);
-    let t = tl.out_of_fold_temperature();
-    let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c, t)?;
-    let gated = if use_hybrid { selected } else { lora.clone() };
-    let r = VariantResult {
-        last,
-        gated,
-        use_hybrid,
-        gate: tl.gate,
-        attention_on_test: att,
-        seconds,
-    };
-    Ok((r, tl.layer))
+    let targets: Vec<FusionTarget> = trains
+        .into_iter()
+        .enumerate()
+        .map(|(i, train)| target(ctx, i, &names[i], train, &ctx.fusion_cfg))
+        .collect();
+    let runs: Vec<(&FusionTarget, FusionConfig)> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t, fusion_config(ctx, i, heads, options)))
+        .collect();
+    let job = names.join(", ");
+    let (layers, _) = block_on(train_runs(&runs, &ctx.engine.device, &job, &mut ()))?;
+    let seconds = t0.elapsed().as_secs_f64() / targets.len().max(1) as f64;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, tl) in layers.into_iter().enumerate() {
+        let [_, dev_c, test_c] = &ctx.caches[i];
+        let (last, _) = score_fusion(ctx, i, &tl.last, dev_c, test_c, None)?;
+        let use_hybrid = tl.use_hybrid(true);
+        let t = tl.out_of_fold_temperature();
+        let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c, t)?;
+        let gated = if use_hybrid {
+            selected
+        } else {
+            loras[i].clone()
+        };
+        let r = VariantResult {
+            last,
+            gated,
+            use_hybrid,
+            gate: tl.gate,
+            attention_on_test: att,
+            seconds,
+        };
+        out.push((r, tl.layer));
+    }
+    Ok(out)
 }
 
 /// Scores `methods` of task `i` on its dev and test caches: per method (in order) its dev and
@@ -175,15 +194,16 @@ pub(super) fn score_fusion(
     Ok((scores.remove(0), att))
 }
 
-/// Task `i`: the frozen probe and the default per-task fusion trained on its cache, and the
-/// three methods scored on dev and test.
-pub(super) fn score_task(
-    ctx: &SeedCtx,
-    i: usize,
-    name: &str,
-    a: &BenchArgs,
-) -> Result<(TaskSeedResult, AttentionFusion)> {
-    let heads = a.fusion_heads;
+/// Task `i`'s baselines: the frozen probe trained on its cache, the probe and the own LoRA
+/// scored on dev and test, and the probe's training time.
+pub(super) struct Baselines {
+    pub frozen: MethodScores,
+    pub lora: MethodScores,
+    pub frozen_seconds: f64,
+}
+
+/// Task `i`'s [`Baselines`].
+pub(super) fn baselines(ctx: &SeedCtx, i: usize) -> Result<Baselines> {
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
     let [train_c, dev_c, test_c] = &ctx.caches[i];
@@ -196,7 +216,7 @@ pub(super) fn score_task(
         &ctx.cfg,
         device,
     ))?;
-    let frozen_secs = t0.elapsed().as_secs_f64();
+    let frozen_seconds = t0.elapsed().as_secs_f64();
     let methods = Methods {
         frozen: Some(&probe),
         lora: Some(&ctx.models[i].head),
@@ -206,7 +226,28 @@ pub(super) fn score_task(
     let [frozen, lora]: [MethodScores; 2] = scores
         .try_into()
         .map_err(|_| anyhow::anyhow!("two methods were scored"))?;
-    let (v, fusion) = train_variant(ctx, i, name, heads, a.options(), train_c.clone(), &lora)?;
+    Ok(Baselines {
+        frozen,
+        lora,
+        frozen_seconds,
+    })
+}
+
+/// Task `i`'s result: its baselines `b` and the default fusion variant's result `v`.
+pub(super) fn score_task(
+    ctx: &SeedCtx,
+    i: usize,
+    name: &str,
+    a: &BenchArgs,
+    b: Baselines,
+    v: &VariantResult,
+) -> TaskSeedResult {
+    let s = &ctx.splits[i];
+    let Baselines {
+        frozen,
+        lora,
+        frozen_seconds: frozen_secs,
+    } = b;
     let hybrid = match a.no_gate {
         true => v.last.clone(),
         false => v.gated.clone(),
@@ -232,7 +273,7 @@ pub(super) fn score_task(
         &lora.test_predictions,
         &s.test.labels,
     );
-    let r = TaskSeedResult {
+    TaskSeedResult {
         hybrid_vs_lora,
         task: name.to_string(),
         seed: ctx.seed,
@@ -252,8 +293,7 @@ pub(super) fn score_task(
         gate: v.gate,
         use_hybrid: a.no_gate || v.use_hybrid,
         fusion_variants: Default::default(),
-    };
-    Ok((r, fusion))
+    }
 }
 
 /// The one fusion shared by all tasks (docs/design.md §1.3's option), cut into per-task layers,
