@@ -4,7 +4,10 @@
 //!
 //! - inference: forward + mean pool of 256 sequences of 64 tokens, in batches of 32 (sentences/s);
 //! - LoRA training: r = 8, alpha = 16 on query/value + a 2-class head, AdamW, batch 32, seq 64,
-//!   dropout on (examples/s).
+//!   dropout on (examples/s);
+//! - stage 2: several tasks' fusion runs (the default variant, 5 adapters, batch 16, on cached
+//!   vectors) trained one after another and side by side (`train::together`), alternating, in
+//!   the same process, so the ratio is measured under the same conditions.
 
 use std::time::Instant;
 
@@ -34,6 +37,18 @@ pub struct BenchArgs {
     /// baseline in fixtures/minilm/torch_baseline.json used 32).
     #[arg(long, default_value_t = 64)]
     seq: usize,
+    /// Fusion runs trained one after another and side by side (one per task; 0 skips it).
+    #[arg(long, default_value_t = 5)]
+    fusion_tasks: usize,
+    /// Training rows of each fusion run (450: N = 500 less its dev rows).
+    #[arg(long, default_value_t = 450)]
+    fusion_rows: usize,
+    /// Epochs of each fusion run.
+    #[arg(long, default_value_t = 2)]
+    fusion_epochs: usize,
+    /// Timed repeats of each way (alternating; the median is reported).
+    #[arg(long, default_value_t = 3)]
+    fusion_repeats: usize,
     /// Write the results as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -73,6 +88,7 @@ pub fn run(common: &Common, args: BenchArgs) -> Result<()> {
     }
     let mut results = Vec::new();
     let mut breakdown = Vec::new();
+    let mut fusion_lines = Vec::new();
     println!(
         "batch 32, sequence length {}, {} rayon threads",
         args.seq,
@@ -100,11 +116,32 @@ pub fn run(common: &Common, args: BenchArgs) -> Result<()> {
             "| {name} | {infer:.1} | {train:.2} | {:.0} |",
             median * 1000.0
         );
-        results.push(serde_json::json!({"seq": args.seq, "backend": name, "inference_sentences_per_s": infer, "lora_train_examples_per_s": train, "train_step_seconds_median": median}));
+        let mut r = serde_json::json!({"seq": args.seq, "backend": name, "inference_sentences_per_s": infer, "lora_train_examples_per_s": train, "train_step_seconds_median": median});
+        if args.fusion_tasks > 0 {
+            let (alone, together) = fusion_runs(&engine, &args)?;
+            fusion_lines.push(format!(
+                "{name}: {} runs of {} steps: one after another {alone:.2} s, side by side {together:.2} s ({:.2}x)",
+                args.fusion_tasks,
+                args.fusion_rows.div_ceil(16) * args.fusion_epochs,
+                alone / together
+            ));
+            r["fusion_runs_alone_seconds"] = alone.into();
+            r["fusion_runs_together_seconds"] = together.into();
+        }
+        results.push(r);
     }
     println!("\nWhere a LoRA training step's time goes (medians):");
     for b in &breakdown {
         println!("- {b}");
+    }
+    if !fusion_lines.is_empty() {
+        println!(
+            "\nStage 2, the tasks' fusion runs (medians of {} alternating repeats):",
+            args.fusion_repeats
+        );
+        for l in &fusion_lines {
+            println!("- {l}");
+        }
     }
     if let Some(p) = args.json {
         std::fs::write(&p, serde_json::to_string_pretty(&results)?)?;
@@ -191,6 +228,77 @@ fn training(engine: &Engine, args: &BenchArgs) -> Result<(f64, [f64; 3])> {
     };
     let p = [med(&mut parts[0]), med(&mut parts[1]), med(&mut parts[2])];
     Ok((med(&mut step_times), p))
+}
+
+/// Median seconds of training `fusion_tasks` fusion runs one after another ([`run_to_end`]) and
+/// side by side ([`drive_together`]), on seeded random cached vectors, the two ways alternating.
+fn fusion_runs(engine: &Engine, args: &BenchArgs) -> Result<(f64, f64)> {
+    use lorafuse::fusion::{FusionConfig, FusionOptions};
+    use lorafuse::train::run_to_end;
+    use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource, default_config};
+    use lorafuse::train::together::drive_together;
+    use rand::{Rng, SeedableRng};
+
+    let device = &engine.device;
+    let (n, k, d) = (
+        args.fusion_rows.max(1),
+        5,
+        engine.encoder.config.hidden_size,
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut uniform =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect() };
+    let cache = FusionCache {
+        base: burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(uniform(n * d), [n, d]),
+            device,
+        ),
+        adapters: burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(uniform(n * k * d), [n, k, d]),
+            device,
+        ),
+    };
+    let y: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    let cfg = TrainConfig {
+        epochs: args.fusion_epochs.max(1),
+        ..default_config(&TrainConfig::default())
+    };
+    let options =
+        FusionOptions::named(lorafuse::experiment::fusion_job::FusionSpec::DEFAULT_VARIANT)
+            .unwrap_or_default();
+    let config = FusionConfig::new(d, k, 2).with_options(options);
+    let head = ClassifierHead::init(d, 2, 0.1, 1, device);
+    let runs = || -> Result<Vec<FusionTrainer>> {
+        (0..args.fusion_tasks)
+            .map(|t| {
+                let cfg = TrainConfig {
+                    seed: t as u64,
+                    ..cfg.clone()
+                };
+                let own = config.needs_own().then_some((t % k, &head));
+                let source = VectorSource::Cached(cache.clone());
+                Ok(FusionTrainer::new(source, &y, &config, own, &cfg, device)?)
+            })
+            .collect()
+    };
+    let (mut alone, mut together) = (Vec::new(), Vec::new());
+    for _ in 0..args.fusion_repeats.max(1) {
+        let mut ts = runs()?;
+        let t0 = Instant::now();
+        for t in &mut ts {
+            block_on(run_to_end(t))?;
+        }
+        alone.push(t0.elapsed().as_secs_f64());
+        let mut ts: Vec<(FusionTrainer, ())> = runs()?.into_iter().map(|t| (t, ())).collect();
+        let t0 = Instant::now();
+        block_on(drive_together(&mut ts, &mut ()))?;
+        together.push(t0.elapsed().as_secs_f64());
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((med(&mut alone), med(&mut together)))
 }
 
 fn rayon_threads() -> String {
