@@ -1,0 +1,196 @@
+//! The fusion job's tests: the gate and selection on seeded random vectors whose classes one
+//! adapter knows ([`super::train_layer`]).
+
+use super::*;
+use crate::experiment::gate::{CvFold, HeldOut};
+use crate::host::block_on;
+use crate::model::ClassifierHead;
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+
+const D: usize = 16;
+
+/// Random vectors, uniform in [-1, 1), the same in every run (seeded by the shape: the tests
+/// run at once and share the device's generator, so `Tensor::random` made them differ from
+/// run to run, and the hybrid-learns tests failed now and then). Of the seeds
+/// `n * 31 + k + s` for s = 0..=5, one (s = 1) gives a draw on which the fusion does not learn
+/// adapter 1's rule within 40 epochs (the gate then rightly keeps LoRA); the others pass
+/// every test here.
+fn cache(n: usize, k: usize, device: &Device) -> FusionCache {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((n * 31 + k) as u64);
+    let mut uniform =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect() };
+    FusionCache {
+        base: Tensor::from_data(TensorData::new(uniform(n * D), [n, D]), device),
+        adapters: Tensor::from_data(TensorData::new(uniform(n * k * D), [n, k, D]), device),
+    }
+}
+
+/// Class of every row by the sign of coordinate 0 of adapter `s`'s vector.
+fn by_adapter(c: &FusionCache, s: usize) -> Vec<usize> {
+    let [n, _, _] = c.adapters.dims();
+    let v = c
+        .adapters
+        .clone()
+        .slice([0..n, s..s + 1, 0..1])
+        .reshape([n]);
+    block_on(crate::host::floats(v))
+        .unwrap()
+        .iter()
+        .map(|&x| usize::from(x > 0.0))
+        .collect()
+}
+
+/// A head on adapter 0 that predicts the sign of its coordinate 0 (class 1 when positive).
+fn sign_head(device: &Device) -> ClassifierHead {
+    let mut h = ClassifierHead::init(D, 2, 0.0, 1, device);
+    let mut w = vec![0f32; D * 2];
+    w[1] = 1.0; // weight [d = 0, class 1]
+    w[0] = -1.0;
+    h.linear.weight = burn::module::Param::from_tensor(Tensor::from_data(
+        burn::tensor::TensorData::new(w, [D, 2]),
+        device,
+    ));
+    h.linear.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([2], device)));
+    h
+}
+
+fn target(train: FusionCache, y: Vec<usize>, dev: FusionCache, dev_y: Vec<usize>) -> FusionTarget {
+    FusionTarget {
+        name: "t".into(),
+        labels: vec!["a".into(), "b".into()],
+        cache: train,
+        y,
+        cfg: TrainConfig {
+            epochs: 40,
+            head_lr: 1e-2,
+            batch_size: 16,
+            seed: 4,
+            ..TrainConfig::default()
+        },
+        held_out: Some((dev, dev_y)),
+        own: Some((0, sign_head(&Device::flex()))),
+        cv: None,
+    }
+}
+
+fn trained(t: &FusionTarget, variant: &str) -> TrainedLayer {
+    let cfg = FusionConfig::new(D, 2, 2)
+        .with_options(FusionOptions::named(variant).unwrap())
+        .with_dropout(0.0);
+    block_on(train_layer(t, &cfg, &Device::flex(), &mut ()))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn the_gate_picks_lora_when_the_hybrid_is_worse_on_held_out_rows() {
+    let device = Device::flex();
+    let (train, dev) = (cache(64, 2, &device), cache(32, 2, &device));
+    // The own LoRA is right on the held-out rows; the fusion is taught the opposite.
+    let flipped = by_adapter(&train, 0).iter().map(|y| 1 - y).collect();
+    let t = target(train, flipped, dev.clone(), by_adapter(&dev, 0));
+    let paper = trained(&t, "paper");
+    let g = paper.gate.unwrap();
+    assert_eq!(g.lora_accuracy, 1.0);
+    assert!(g.hybrid_accuracy < g.lora_accuracy, "{g:?}");
+    assert!(!paper.use_hybrid(true) && paper.use_hybrid(false));
+    // Selection and gate see different halves of the held-out rows.
+    let residual = trained(&t, "residual");
+    let g = residual.gate.unwrap();
+    assert_eq!(g.rows, 16);
+    assert_eq!(residual.use_hybrid(true), g.hybrid_wins());
+}
+
+#[test]
+fn a_win_is_strictly_higher_accuracy() {
+    let g = |ha, hn, la, ln| GateCheck {
+        rows: 10,
+        hybrid_accuracy: ha,
+        hybrid_nll: hn,
+        lora_accuracy: la,
+        lora_nll: ln,
+        epoch: 1,
+        folds: 0,
+        only_hybrid: 0,
+        only_lora: 0,
+    };
+    assert!(g(0.8, 0.9, 0.7, 0.1).hybrid_wins());
+    assert!(
+        !g(0.7, 0.2, 0.7, 0.3).hybrid_wins(),
+        "the same count right is not a win"
+    );
+    assert!(!g(0.7, 0.3, 0.7, 0.3).hybrid_wins(), "a tie is not a win");
+    assert!(!g(0.6, 0.1, 0.7, 0.9).hybrid_wins());
+}
+
+#[test]
+fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
+    let device = Device::flex();
+    let (train, dev) = (cache(96, 2, &device), cache(48, 2, &device));
+    // The labels follow adapter 1, which the own head (on adapter 0) knows nothing of.
+    let (y, dev_y) = (by_adapter(&train, 1), by_adapter(&dev, 1));
+    let t = target(train, y, dev, dev_y);
+    let r = trained(&t, "residual");
+    let g = r.gate.unwrap();
+    assert!(r.use_hybrid(true), "{g:?}");
+    assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
+    assert_discordant_counts_add_up(&g);
+}
+
+/// The rows only one side got right account for the accuracy difference, and the p-value is
+/// McNemar's on them.
+fn assert_discordant_counts_add_up(g: &GateCheck) {
+    let diff = (g.only_hybrid as f64 - g.only_lora as f64) / g.rows as f64;
+    assert!(
+        (diff - (g.hybrid_accuracy - g.lora_accuracy)).abs() < 1e-9,
+        "{g:?}"
+    );
+    assert!(g.only_hybrid > g.only_lora, "{g:?}");
+    let p = crate::train::uncertainty::mcnemar_exact(g.only_hybrid, g.only_lora);
+    assert_eq!(g.p_value(), p);
+}
+
+#[test]
+fn the_cross_validated_gate_checks_on_every_training_row() {
+    let device = Device::flex();
+    let (train, dev) = (cache(96, 2, &device), cache(8, 2, &device));
+    // The labels follow adapter 1, which the own head (on adapter 0) knows nothing of.
+    let (y, dev_y) = (by_adapter(&train, 1), by_adapter(&dev, 1));
+    let mut t = target(train.clone(), y.clone(), dev, dev_y);
+    // Two folds by position, each with the own head (the fold adapters of real data).
+    let fold = |fit: Vec<usize>, out: Vec<usize>| {
+        let part = |idx: &[usize]| {
+            let (base, adapters) = train.select(idx, &device);
+            FusionCache { base, adapters }
+        };
+        CvFold {
+            fit: part(&fit),
+            fit_y: fit.iter().map(|&i| y[i]).collect(),
+            out: HeldOut {
+                cache: part(&out),
+                labels: out.iter().map(|&i| y[i]).collect(),
+            },
+            head: sign_head(&device),
+        }
+    };
+    let (even, odd): (Vec<usize>, Vec<usize>) = (0..96).partition(|i| i % 2 == 0);
+    t.cv = Some(vec![fold(even.clone(), odd.clone()), fold(odd, even)]);
+    let r = trained(&t, "residual");
+    let g = r.gate.unwrap();
+    assert_eq!((g.folds, g.rows), (2, 96), "{g:?}");
+    assert!(r.use_hybrid(true), "{g:?}");
+    assert!(
+        g.epoch > 0 && g.hybrid_accuracy > g.lora_accuracy + 0.1,
+        "{g:?}"
+    );
+    assert_discordant_counts_add_up(&g);
+    // The kept epoch's out-of-fold rows (every training row) choose the temperature.
+    let (probs, labels) = r.out_of_fold.as_ref().unwrap();
+    assert_eq!((probs.len(), labels.len()), (96, 96));
+    let t = r.out_of_fold_temperature().unwrap();
+    assert_eq!(
+        t,
+        crate::train::calibration::choose_temperature(probs, labels)
+    );
+}
