@@ -105,7 +105,7 @@ impl EpochTally {
     pub(crate) fn add(&mut self, p: &Progress) -> Option<EpochEnd> {
         self.sum += f64::from(p.loss);
         self.count += 1;
-        if p.step % self.per_epoch != 0 && p.step != p.total_steps {
+        if !p.step.is_multiple_of(self.per_epoch) && p.step != p.total_steps {
             return None;
         }
         let e = EpochEnd {
