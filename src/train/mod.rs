@@ -13,6 +13,7 @@
 pub mod calibration;
 pub mod crossfit;
 pub mod driver;
+pub mod fusion_cache;
 pub mod metrics;
 mod plan;
 pub mod probe;
