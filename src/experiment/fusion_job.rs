@@ -158,6 +158,14 @@ pub async fn train_runs<O: FusionObserver>(
             own(t, c).is_some() && t.cv.as_ref().is_some_and(|f| !f.is_empty())
         })
         .collect();
+    // Every run's layer on all its rows (trained after the folds).
+    let fulls = runs
+        .iter()
+        .map(|(t, c)| {
+            let source = VectorSource::Cached(t.cache.clone());
+            FusionTrainer::new(source, &t.y, c, own(t, c), &t.cfg, device)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut cvs: Vec<Option<CvCurve>> = runs.iter().map(|_| None).collect();
     if !with_folds.is_empty() {
         let jobs: Vec<_> = with_folds
@@ -178,24 +186,18 @@ pub async fn train_runs<O: FusionObserver>(
             }
             None => {
                 // Stopped before any layer trained: every layer as initialised, no gate.
-                let mut layers = Vec::with_capacity(runs.len());
-                for (t, c) in runs {
-                    let tr = FusionTrainer::new(
-                        VectorSource::Cached(t.cache.clone()),
-                        &t.y,
-                        c,
-                        own(t, c),
-                        &t.cfg,
-                        device,
-                    )?;
-                    let layer = tr.finish();
-                    layers.push(TrainedLayer {
-                        last: layer.clone(),
-                        layer,
-                        gate: None,
-                        out_of_fold: None,
-                    });
-                }
+                let layers = fulls
+                    .into_iter()
+                    .map(|tr| {
+                        let layer = tr.finish();
+                        TrainedLayer {
+                            last: layer.clone(),
+                            layer,
+                            gate: None,
+                            out_of_fold: None,
+                        }
+                    })
+                    .collect();
                 return Ok((layers, Outcome::Cancelled));
             }
         }
@@ -210,9 +212,7 @@ pub async fn train_runs<O: FusionObserver>(
         })
         .collect();
     let mut trainers = Vec::with_capacity(runs.len());
-    for (((t, c), cv), part) in runs.iter().zip(&cvs).zip(&parts) {
-        let source = VectorSource::Cached(t.cache.clone());
-        let tr = FusionTrainer::new(source, &t.y, c, own(t, c), &t.cfg, device)?;
+    for ((tr, cv), part) in fulls.into_iter().zip(&cvs).zip(&parts) {
         let mut select = SelectOnHeldOut {
             rows: part.as_ref().map(|p| &p.0),
             keep: cv.as_ref().map(CvCurve::best_epoch),
