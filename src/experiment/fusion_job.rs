@@ -51,11 +51,18 @@ pub struct FusionSpec {
     /// the hybrid does not beat it there (docs/design.md §1.6). Needs held-out rows and the own
     /// head; without them the last epoch and the hybrid are used.
     pub gate: bool,
+    /// Early stopping where an epoch is selected (held-out rows or cross-validation): a run ends
+    /// `patience` epochs after its best one without a better one (default
+    /// [`Self::DEFAULT_PATIENCE`]); `None` trains every epoch (the paper's procedure).
+    pub patience: Option<usize>,
 }
 
 impl FusionSpec {
     /// The default variant, chosen on the benchmarks' dev rows (docs/results.md).
     pub const DEFAULT_VARIANT: &'static str = "residual";
+
+    /// Epochs without a better selection score before a run ends (docs/results.md).
+    pub const DEFAULT_PATIENCE: usize = 5;
 }
 
 impl Default for FusionSpec {
@@ -66,6 +73,7 @@ impl Default for FusionSpec {
             shared: false,
             options: FusionOptions::named(Self::DEFAULT_VARIANT).unwrap_or_default(),
             gate: true,
+            patience: Some(Self::DEFAULT_PATIENCE),
         }
     }
 }
@@ -91,8 +99,11 @@ pub struct FusedModel {
 pub struct TrainedLayer {
     /// The layer (of the selected epoch when held-out rows exist).
     pub layer: AttentionFusion,
-    /// The layer after the last epoch (the paper's procedure: no selection).
+    /// The layer after the last epoch trained: every epoch (the paper's procedure) unless early
+    /// stopping ended the run at `epochs_trained`.
     pub last: AttentionFusion,
+    /// Epochs the layer trained.
+    pub epochs_trained: usize,
     /// The hybrid against the own LoRA on the held-out rows (none without them or the own head).
     pub gate: Option<GateCheck>,
     /// With the cross-validated gate: the kept epoch's out-of-fold probability rows of every
@@ -120,11 +131,12 @@ impl TrainedLayer {
 pub async fn train_layer<O: FusionObserver>(
     target: &FusionTarget,
     config: &FusionConfig,
+    patience: Option<usize>,
     device: &Device,
     observer: &mut O,
 ) -> Result<(TrainedLayer, Outcome)> {
-    let (mut layers, outcome) =
-        train_runs(&[(target, config.clone())], device, &target.name, observer).await?;
+    let runs = [(target, config.clone())];
+    let (mut layers, outcome) = train_runs(&runs, patience, device, &target.name, observer).await?;
     let layer = layers
         .pop()
         .ok_or_else(|| Error::Fusion("the fusion run returned no layer".into()))?;
@@ -135,11 +147,15 @@ pub async fn train_layer<O: FusionObserver>(
 /// side by side ([`drive_together`]): first the cross-validation folds of every run that has
 /// them ([`FusionTarget::cv`]), then every run's layer on all its rows. With held-out rows (or
 /// folds), the epoch (0 = untrained, for the residual variants exactly the own LoRA) that scores
-/// best there is kept and compared with the own LoRA. `observer` sees the joint progress as the
-/// job `job` and is asked whether to stop between rounds; a stopped call returns every layer as
-/// trained and selected so far, in run order.
+/// best there is kept and compared with the own LoRA. With `patience` (0 counts as none), each run
+/// (and each run's folds, on their pooled curve) ends `patience` epochs after its best one without
+/// a better one, and a run whose epoch cross-validation chose ends at that epoch; without
+/// selection rows every epoch trains. `observer` sees the joint progress as the job `job` and is
+/// asked whether to stop between rounds; a stopped call returns every layer as trained and
+/// selected so far, in run order.
 pub async fn train_runs<O: FusionObserver>(
     runs: &[(&FusionTarget, FusionConfig)],
+    patience: Option<usize>,
     device: &Device,
     job: &str,
     observer: &mut O,
@@ -151,6 +167,8 @@ pub async fn train_runs<O: FusionObserver>(
             false => None,
         }
     }
+    // 0 would stop before the first epoch: taken as no early stopping.
+    let patience = patience.filter(|&p| p > 0);
     // Cross-validation curves of the runs that have folds.
     let with_folds: Vec<usize> = (0..runs.len())
         .filter(|&i| {
@@ -178,7 +196,7 @@ pub async fn train_runs<O: FusionObserver>(
             })
             .collect();
         let cv_job = format!("{job} (cross-validated check)");
-        match CvCurve::run_all(&jobs, device, &cv_job, observer).await? {
+        match CvCurve::run_all(&jobs, patience, device, &cv_job, observer).await? {
             Some(curves) => {
                 for (&i, c) in with_folds.iter().zip(curves) {
                     cvs[i] = Some(c);
@@ -193,6 +211,7 @@ pub async fn train_runs<O: FusionObserver>(
                         TrainedLayer {
                             last: layer.clone(),
                             layer,
+                            epochs_trained: 0,
                             gate: None,
                             out_of_fold: None,
                         }
@@ -216,7 +235,9 @@ pub async fn train_runs<O: FusionObserver>(
         let mut select = SelectOnHeldOut {
             rows: part.as_ref().map(|p| &p.0),
             keep: cv.as_ref().map(CvCurve::best_epoch),
+            patience,
             best: None,
+            seen: 0,
         };
         select.offer(tr.current(), 0).await?;
         trainers.push((tr, select));
@@ -225,7 +246,10 @@ pub async fn train_runs<O: FusionObserver>(
     let outcome = drive_together(&mut trainers, observer).await?;
     let mut layers = Vec::with_capacity(runs.len());
     for ((((t, _), cv), part), (tr, select)) in runs.iter().zip(cvs).zip(&parts).zip(trainers) {
-        layers.push(verdict(t, tr.finish(), select.best, part.as_ref(), cv).await?);
+        let epochs = select.seen;
+        let mut l = verdict(t, tr.finish(), select.best, part.as_ref(), cv).await?;
+        l.epochs_trained = epochs;
+        layers.push(l);
     }
     Ok((layers, outcome))
 }
@@ -286,6 +310,7 @@ async fn verdict(
     Ok(TrainedLayer {
         layer,
         last,
+        epochs_trained: 0,
         gate,
         out_of_fold,
     })
@@ -326,6 +351,7 @@ pub async fn train_layers<O: FusionObserver>(
             .map(|layer| TrainedLayer {
                 last: layer.clone(),
                 layer,
+                epochs_trained: first.cfg.epochs,
                 gate: None,
                 out_of_fold: None,
             })
@@ -337,7 +363,8 @@ pub async fn train_layers<O: FusionObserver>(
         .map(|t| (t, config(t.labels.len())))
         .collect();
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-    train_runs(&runs, &engine.device, &names.join(", "), observer).await
+    let job = names.join(", ");
+    train_runs(&runs, spec.patience, &engine.device, &job, observer).await
 }
 
 /// Trains the fusion over `adapters` for every target ([`train_layers`]), fits each layer's

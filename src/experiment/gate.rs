@@ -4,6 +4,9 @@
 //! them is [`super::fusion_job::train_runs`]; the verdict is a
 //! [`GateCheck`](crate::fusion::files::GateCheck).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use burn::tensor::Device;
 
 use super::fusion_job::FusionObserver;
@@ -103,15 +106,20 @@ impl HeldOut {
 
 /// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
 /// the earliest on ties), or of the epoch `keep` (chosen by cross-validation): one run's own
-/// observer under [`drive_together`].
+/// observer under [`drive_together`]. With `patience`, it ends the run early: `patience` epochs
+/// after the best one without a better one, or once the epoch `keep` is trained.
 pub(super) struct SelectOnHeldOut<'a> {
     pub(super) rows: Option<&'a HeldOut>,
     pub(super) keep: Option<usize>,
+    pub(super) patience: Option<usize>,
     pub(super) best: Option<((f64, f64), usize, AttentionFusion)>,
+    /// The last epoch offered.
+    pub(super) seen: usize,
 }
 
 impl SelectOnHeldOut<'_> {
     pub(super) async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
+        self.seen = epoch;
         if let Some(keep) = self.keep {
             if keep == epoch {
                 self.best = Some(((0.0, 0.0), epoch, layer));
@@ -130,6 +138,19 @@ impl SelectOnHeldOut<'_> {
 }
 
 impl Observer<FusionTrainer> for SelectOnHeldOut<'_> {
+    async fn should_stop(&mut self) -> bool {
+        let Some(patience) = self.patience else {
+            return false;
+        };
+        match (self.keep, &self.best) {
+            // The kept epoch is trained: the rest would change nothing the job returns but
+            // `last`.
+            (Some(_), best) => best.is_some(),
+            (None, Some((_, best, _))) => self.seen >= best + patience,
+            (None, None) => false,
+        }
+    }
+
     async fn on_epoch_end(&mut self, t: &FusionTrainer, e: EpochEnd) -> Result<()> {
         self.offer(t.current(), e.epoch).await
     }
@@ -298,49 +319,50 @@ impl CvCurve {
 
     /// The curves of several runs at once, each `(folds, own adapter slot, layer, settings)`:
     /// every fold of every run trains side by side ([`drive_together`]), with `observer` asked
-    /// whether to stop between rounds and shown their joint progress as the job `job`. A
+    /// whether to stop between rounds and shown their joint progress as the job `job`. With
+    /// `patience`, a run's folds all end once its pooled curve has gone `patience` epochs
+    /// without beating its best epoch; its curve then holds the epochs every fold reached. A
     /// cancelled call returns `None`.
     pub(super) async fn run_all<O: FusionObserver>(
         runs: &[(&[CvFold], usize, &FusionConfig, &TrainConfig)],
+        patience: Option<usize>,
         device: &Device,
         job: &str,
         observer: &mut O,
     ) -> Result<Option<Vec<Self>>> {
         let mut loras = Vec::with_capacity(runs.len());
+        let mut pools = Vec::with_capacity(runs.len());
         let mut trainers = Vec::new();
         for &(folds, own, config, cfg) in runs {
             let mut lora = Pooled::default();
-            for f in folds {
+            let labels = folds.iter().map(|f| f.out.labels.clone()).collect();
+            let pool = Rc::new(RefCell::new(FoldCurves::new(labels, patience)));
+            for (i, f) in folds.iter().enumerate() {
                 lora.add(f.out.lora_probs(own, &f.head).await?, &f.out.labels);
                 let head = config.needs_own().then_some((own, &f.head));
                 let source = VectorSource::Cached(f.fit.clone());
                 let t = FusionTrainer::new(source, &f.fit_y, config, head, cfg, device)?;
+                let probs = f.out.layer_probs(&t.current()).await?;
+                pool.borrow_mut().add(i, probs);
                 let curve = Curve {
                     rows: &f.out,
-                    probs: vec![f.out.layer_probs(&t.current()).await?],
+                    fold: i,
+                    pool: pool.clone(),
                 };
                 trainers.push((t, curve));
             }
             loras.push(lora);
+            pools.push(pool);
         }
         observer.start(job, trainers.iter().map(|(t, _)| t.total_steps()).sum());
         if drive_together(&mut trainers, observer).await? == Outcome::Cancelled {
             return Ok(None);
         }
-        let mut curves = trainers.into_iter().map(|(_, c)| c);
+        drop(trainers);
         let mut out = Vec::with_capacity(runs.len());
-        for (&(folds, _, _, cfg), lora) in runs.iter().zip(loras) {
-            let mut epochs = vec![Pooled::default(); cfg.epochs + 1];
-            for f in folds {
-                let curve = curves
-                    .next()
-                    .ok_or_else(|| Error::Fusion("a fold's curve is missing".into()))?;
-                for (p, s) in epochs.iter_mut().zip(curve.probs) {
-                    p.add(s, &f.out.labels);
-                }
-            }
+        for ((&(folds, ..), lora), pool) in runs.iter().zip(loras).zip(pools) {
             out.push(Self {
-                epochs,
+                epochs: std::mem::take(&mut pool.borrow_mut().epochs),
                 lora,
                 folds: folds.len(),
             });
@@ -349,16 +371,122 @@ impl CvCurve {
     }
 }
 
-/// The fusion's probabilities on a fold's left-out rows after every epoch (one run's own
-/// observer under [`drive_together`]).
+/// One run's folds' probabilities on their left-out rows, pooled per epoch once every fold has
+/// reached it (in fold order, so every epoch pools the same rows in the same order as the fold
+/// LoRAs), and the early-stopping decision on that pooled curve.
+struct FoldCurves {
+    /// Each fold's left-out classes.
+    labels: Vec<Vec<usize>>,
+    /// Each fold's probability rows per epoch, until pooled (then left empty).
+    probs: Vec<Vec<Vec<Vec<f32>>>>,
+    /// The epochs every fold has reached, pooled.
+    epochs: Vec<Pooled>,
+    patience: Option<usize>,
+    /// The best pooled epoch so far (accuracy, then NLL; the earliest on ties).
+    best: usize,
+}
+
+impl FoldCurves {
+    fn new(labels: Vec<Vec<usize>>, patience: Option<usize>) -> Self {
+        Self {
+            probs: vec![Vec::new(); labels.len()],
+            labels,
+            epochs: Vec::new(),
+            patience,
+            best: 0,
+        }
+    }
+
+    /// Fold `fold`'s probabilities after its next epoch.
+    fn add(&mut self, fold: usize, probs: Vec<Vec<f32>>) {
+        if let Some(p) = self.probs.get_mut(fold) {
+            p.push(probs);
+        }
+        loop {
+            let e = self.epochs.len();
+            if self.probs.is_empty() || self.probs.iter().any(|p| p.len() <= e) {
+                return;
+            }
+            let mut pooled = Pooled::default();
+            for (p, l) in self.probs.iter_mut().zip(&self.labels) {
+                pooled.add(std::mem::take(&mut p[e]), l);
+            }
+            let best = self.epochs.get(self.best);
+            if best.is_none_or(|b| better(pooled.score(), b.score())) {
+                self.best = e;
+            }
+            self.epochs.push(pooled);
+        }
+    }
+
+    /// Whether the pooled curve has gone `patience` epochs without beating its best.
+    fn should_stop(&self) -> bool {
+        self.patience
+            .is_some_and(|p| self.epochs.len() > self.best + p)
+    }
+}
+
+/// One fold's fusion run: its probabilities on the fold's left-out rows after every epoch go to
+/// the run's [`FoldCurves`], which also says when to stop (one run's own observer under
+/// [`drive_together`]).
 struct Curve<'a> {
     rows: &'a HeldOut,
-    probs: Vec<Vec<Vec<f32>>>,
+    fold: usize,
+    pool: Rc<RefCell<FoldCurves>>,
 }
 
 impl Observer<FusionTrainer> for Curve<'_> {
+    async fn should_stop(&mut self) -> bool {
+        self.pool.borrow().should_stop()
+    }
+
     async fn on_epoch_end(&mut self, t: &FusionTrainer, _e: EpochEnd) -> Result<()> {
-        self.probs.push(self.rows.layer_probs(&t.current()).await?);
+        let probs = self.rows.layer_probs(&t.current()).await?;
+        self.pool.borrow_mut().add(self.fold, probs);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two-class probability rows that put `p` on class 1.
+    fn rows(ps: &[f32]) -> Vec<Vec<f32>> {
+        ps.iter().map(|&p| vec![1.0 - p, p]).collect()
+    }
+
+    #[test]
+    fn folds_pool_in_fold_order_once_all_reach_an_epoch_and_stop_after_patience() {
+        // Fold 0 leaves out one row of class 1, fold 1 one row of class 0.
+        let mut c = FoldCurves::new(vec![vec![1], vec![0]], Some(2));
+        // Epoch 0: both wrong.
+        c.add(1, rows(&[0.9]));
+        assert!(c.epochs.is_empty(), "fold 0 has not reached epoch 0");
+        c.add(0, rows(&[0.1]));
+        assert_eq!(c.epochs.len(), 1);
+        // Fold 1 runs ahead: epochs 1 and 2 (right from epoch 1 on).
+        c.add(1, rows(&[0.2]));
+        c.add(1, rows(&[0.3]));
+        assert_eq!(c.epochs.len(), 1);
+        // Fold 0 catches up: epoch 1 both right (the best), epoch 2 fold 0 wrong again.
+        c.add(0, rows(&[0.8]));
+        c.add(0, rows(&[0.4]));
+        assert_eq!(c.epochs.len(), 3);
+        assert_eq!(c.best, 1);
+        // Pooled in fold order, whatever the order the folds reported in.
+        assert_eq!(c.epochs[1].labels, vec![1, 0]);
+        assert_eq!(c.epochs[1].probs, rows(&[0.8, 0.2]));
+        assert_eq!(c.epochs[1].score().0, 1.0);
+        assert!(!c.should_stop(), "one epoch since the best");
+        c.add(0, rows(&[0.4]));
+        c.add(1, rows(&[0.3]));
+        assert!(c.should_stop(), "two epochs since the best");
+        // Without patience it never stops.
+        let mut c = FoldCurves::new(vec![vec![1]], None);
+        for p in [0.9, 0.1, 0.1, 0.1] {
+            c.add(0, rows(&[p]));
+        }
+        assert!(!c.should_stop());
     }
 }

@@ -44,8 +44,9 @@ pub trait ParallelStep: Trainer + MaybeSend {
 /// stop before every round and sees one [`Progress`] per round for all runs together (steps and
 /// examples/s summed, the mean loss of the round's steps, the epoch of the run furthest behind).
 /// Each run's own observer sees that run's steps and epoch ends, as under
-/// [`drive`](super::drive); its `should_stop` is not asked. A stopped call keeps what every run
-/// trained so far.
+/// [`drive`](super::drive), and is asked before each of that run's steps whether to end it
+/// (early stopping): `true` ends that run alone, which keeps what it trained, and the others go
+/// on; the call still finishes. A call stopped by `observer` keeps what every run trained so far.
 pub async fn drive_together<T, R, O>(runs: &mut [(T, R)], observer: &mut O) -> Result<Outcome>
 where
     T: ParallelStep,
@@ -66,6 +67,15 @@ where
         let mut watchers = Vec::new();
         for (i, (t, r)) in runs.iter_mut().enumerate() {
             if finished[i] {
+                continue;
+            }
+            if r.should_stop().await {
+                // Ended early by its own observer: the run counts as complete in the joint
+                // progress, and the others go on.
+                finished[i] = true;
+                if let Some(p) = last[i].as_mut() {
+                    p.total_steps = p.step;
+                }
                 continue;
             }
             match t.begin_step().await? {
@@ -163,14 +173,29 @@ mod tests {
         block_on(crate::host::floats(f.classifier.weight.val())).unwrap()
     }
 
-    /// Counts what a run's own observer sees.
+    /// The two runs' weights agree (to rounding: a round's steps may run on other threads).
+    fn assert_same_weights(x: FusionTrainer, y: FusionTrainer) {
+        let (x, y) = (weights(x), weights(y));
+        let diff = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-6, "weights differ by {diff}");
+    }
+
+    /// Counts what a run's own observer sees; ends the run after `stop_after` epochs.
     #[derive(Default)]
     struct Seen {
         steps: usize,
         epochs: Vec<EpochEnd>,
+        stop_after: Option<usize>,
     }
 
     impl Observer<FusionTrainer> for Seen {
+        async fn should_stop(&mut self) -> bool {
+            self.stop_after.is_some_and(|n| self.epochs.len() >= n)
+        }
         fn on_step(&mut self, _p: &Progress) {
             self.steps += 1;
         }
@@ -212,14 +237,8 @@ mod tests {
         // Each run's own observer sees what `drive` showed it.
         assert_eq!((ra_seen.steps, &ra_seen.epochs), (sa.steps, &sa.epochs));
         assert_eq!((rb_seen.steps, &rb_seen.epochs), (sb.steps, &sb.epochs));
-        for (x, y) in [(weights(a), weights(ra)), (weights(b), weights(rb))] {
-            let diff = x
-                .iter()
-                .zip(&y)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0, f32::max);
-            assert!(diff < 1e-6, "weights differ by {diff}");
-        }
+        assert_same_weights(a, ra);
+        assert_same_weights(b, rb);
         // One report per round (as many rounds as the longer run has steps), summed steps.
         assert_eq!(caller.rounds.len(), sb.steps);
         let last = caller.rounds.last().unwrap();
@@ -241,5 +260,35 @@ mod tests {
         assert_eq!(outcome, Outcome::Cancelled);
         assert!(runs.iter().all(|(_, s)| s.steps == 2));
         assert_eq!(caller.rounds.last().map(|p| p.step), Some(4));
+    }
+
+    #[test]
+    fn a_run_ended_by_its_own_observer_stops_alone() {
+        let stop_after_one = || Seen {
+            stop_after: Some(1),
+            ..Seen::default()
+        };
+        // Each alone: `a` ended after its first epoch, `b` to its end.
+        let (mut a, mut b) = (run(24, 1), run(40, 2));
+        let (mut sa, mut sb) = (stop_after_one(), Seen::default());
+        block_on(drive(&mut a, &mut sa)).unwrap();
+        block_on(drive(&mut b, &mut sb)).unwrap();
+        assert_eq!((sa.steps, sa.epochs.len()), (3, 1));
+        let mut runs = vec![
+            (run(24, 1), stop_after_one()),
+            (run(40, 2), Seen::default()),
+        ];
+        let mut caller = Caller::default();
+        let outcome = block_on(drive_together(&mut runs, &mut caller)).unwrap();
+        assert_eq!(outcome, Outcome::Finished, "the others went on");
+        let (rb, rb_seen) = runs.pop().unwrap();
+        let (ra, ra_seen) = runs.pop().unwrap();
+        assert_eq!((ra_seen.steps, &ra_seen.epochs), (sa.steps, &sa.epochs));
+        assert_eq!((rb_seen.steps, &rb_seen.epochs), (sb.steps, &sb.epochs));
+        assert_same_weights(a, ra);
+        assert_same_weights(b, rb);
+        // The ended run counts as complete in the joint progress.
+        let last = caller.rounds.last().unwrap();
+        assert_eq!((last.step, last.total_steps), (3 + sb.steps, 3 + sb.steps));
     }
 }

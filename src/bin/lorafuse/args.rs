@@ -1,11 +1,13 @@
-//! Arguments several commands share: the model and backend, the data columns, and the LoRA and
-//! stage-1 settings.
+//! Arguments several commands share: the model and backend, the data columns, the LoRA and
+//! stage-1 settings, and the fusion's early stopping.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
+use lorafuse::experiment::fusion_job::FusionSpec;
 use lorafuse::experiment::split::{DEFAULT_HOLDOUT_FRACTION, HoldoutPolicy};
+use lorafuse::fusion::FusionOptions;
 use lorafuse::lora::LoraConfig;
 use lorafuse::train::TrainConfig;
 
@@ -108,5 +110,24 @@ impl TrainingArgs {
         HoldoutPolicy {
             fraction: self.holdout,
         }
+    }
+}
+
+/// Early stopping of the fusion (`fuse`, `bench`, `bench-transfer`).
+#[derive(Args, Clone)]
+pub struct PatienceArgs {
+    /// End a fusion run this many epochs after its best epoch on the selection rows (held-out or
+    /// cross-validated) without a better one; 0 trains every epoch. Runs without selection rows,
+    /// and the paper's reproductions in the benchmarks (paper, authors-code), train every epoch.
+    #[arg(long, default_value_t = FusionSpec::DEFAULT_PATIENCE)]
+    pub fusion_patience: usize,
+}
+
+impl PatienceArgs {
+    /// The patience for a run of `options`: none for the paper's reproductions, whose last
+    /// epoch is what they report.
+    pub fn for_options(&self, options: &FusionOptions) -> Option<usize> {
+        let reproduction = !options.residual && !options.exclude_own;
+        (self.fusion_patience > 0 && !reproduction).then_some(self.fusion_patience)
     }
 }

@@ -62,6 +62,8 @@ pub struct FuseArgs {
     /// Always predict with the fusion: no epoch selection on held-out rows, no gate.
     #[arg(long)]
     no_gate: bool,
+    #[command(flatten)]
+    patience: crate::args::PatienceArgs,
     /// Share of each task's data held out (stratified, seeded with the task's training seed, as
     /// `train` does: the same file and share give the same rows stage 1 never saw). The fusion's
     /// epoch is selected, the gate decided and the temperature fitted on them.
@@ -179,11 +181,13 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
             adapter_sha256: t.adapter_sha256.clone(),
         })
         .collect();
+    let options = FusionOptions::named(&a.fusion).unwrap_or_default();
     let spec = FusionSpec {
         heads: a.heads,
         shared: a.shared,
-        options: FusionOptions::named(&a.fusion).unwrap_or_default(),
+        options,
         gate: !a.no_gate,
+        patience: a.patience.for_options(&options),
     };
     let mut bars = Bars::new("fusion ");
     let (model, _) = block_on(train_fusion(engine, &fused, &targets, &spec, &mut bars))?;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::experiment::gate::{CvFold, HeldOut};
+use crate::fusion::AttentionFusion;
 use crate::host::block_on;
 use crate::model::ClassifierHead;
 use burn::tensor::{Tensor, TensorData};
@@ -75,12 +76,49 @@ fn target(train: FusionCache, y: Vec<usize>, dev: FusionCache, dev_y: Vec<usize>
 }
 
 fn trained(t: &FusionTarget, variant: &str) -> TrainedLayer {
+    trained_with(t, variant, None)
+}
+
+fn trained_with(t: &FusionTarget, variant: &str, patience: Option<usize>) -> TrainedLayer {
     let cfg = FusionConfig::new(D, 2, 2)
         .with_options(FusionOptions::named(variant).unwrap())
         .with_dropout(0.0);
-    block_on(train_layer(t, &cfg, &Device::flex(), &mut ()))
+    block_on(train_layer(t, &cfg, patience, &Device::flex(), &mut ()))
         .unwrap()
         .0
+}
+
+fn weights(l: &AttentionFusion) -> Vec<f32> {
+    block_on(crate::host::floats(l.classifier.weight.val())).unwrap()
+}
+
+/// What early stopping keeps: the epoch the full run would select whenever that epoch comes
+/// before the stop (training is seeded, so the runs agree up to there), and a run that ends
+/// `patience` epochs after its best one (or, cross-validated, at the epoch its folds chose,
+/// which stopped `patience` epochs after their best).
+fn assert_early_stopping_keeps_the_selection(t: &FusionTarget) {
+    let full = trained(t, "residual");
+    let (fg, epochs) = (full.gate.unwrap(), t.cfg.epochs);
+    assert_eq!(full.epochs_trained, epochs);
+    let mut stopped_early = false;
+    for p in [1, 2, 4, 8] {
+        let r = trained_with(t, "residual", Some(p));
+        let g = r.gate.unwrap();
+        // The last epoch scored: on the held-out rows, or on the folds' pooled curve.
+        let horizon = (g.epoch + p).min(epochs);
+        // Cross-validated, the full run then ends at the epoch the folds chose.
+        let end = match g.folds > 0 {
+            true => g.epoch,
+            false => horizon,
+        };
+        assert_eq!(r.epochs_trained, end, "patience {p}: {g:?}");
+        stopped_early |= r.epochs_trained < epochs;
+        if fg.epoch <= horizon {
+            assert_eq!(g, fg, "patience {p}");
+            assert_eq!(weights(&r.layer), weights(&full.layer), "patience {p}");
+        }
+    }
+    assert!(stopped_early, "no patience stopped early: {fg:?}");
 }
 
 #[test]
@@ -136,6 +174,7 @@ fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
     assert!(r.use_hybrid(true), "{g:?}");
     assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
     assert_discordant_counts_add_up(&g);
+    assert_early_stopping_keeps_the_selection(&t);
 }
 
 /// The rows only one side got right account for the accuracy difference, and the p-value is
@@ -176,7 +215,8 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
     };
     let (even, odd): (Vec<usize>, Vec<usize>) = (0..96).partition(|i| i % 2 == 0);
     t.cv = Some(vec![fold(even.clone(), odd.clone()), fold(odd, even)]);
-    let r = trained(&t, "residual");
+    let tgt = t;
+    let r = trained(&tgt, "residual");
     let g = r.gate.unwrap();
     assert_eq!((g.folds, g.rows), (2, 96), "{g:?}");
     assert!(r.use_hybrid(true), "{g:?}");
@@ -193,4 +233,6 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
         t,
         crate::train::calibration::choose_temperature(probs, labels)
     );
+    // With the folds stopping early on their pooled curve too.
+    assert_early_stopping_keeps_the_selection(&tgt);
 }

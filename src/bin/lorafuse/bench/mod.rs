@@ -76,9 +76,12 @@ pub struct BenchArgs {
     /// scalar, authors-code; docs/design.md §1.6).
     #[arg(long, default_value = FusionSpec::DEFAULT_VARIANT, value_parser = parse_variant)]
     fusion: String,
-    /// Report the `hybrid` after its last epoch, always (no selection on dev, no gate).
+    /// Report the `hybrid` after its last epoch, always (no selection on dev, no gate, no early
+    /// stopping).
     #[arg(long)]
     no_gate: bool,
+    #[command(flatten)]
+    patience: crate::args::PatienceArgs,
     /// Also train these variants per task on the same caches and report each (last epoch, and
     /// dev-selected with the gate) under `fusion_variants` in the JSON.
     #[arg(long, value_delimiter = ',', value_parser = parse_variant)]
@@ -172,6 +175,8 @@ struct TaskSeedResult {
     stage1_seconds: f64,
     frozen_seconds: f64,
     fusion_seconds: f64,
+    /// Epochs the default fusion trained (fewer than set where early stopping ended it).
+    fusion_epochs_trained: usize,
     /// With `--gate-folds`: training the cross-validated gate's fold adapters.
     gate_cv_seconds: f64,
     mean_attention_on_test: Vec<f32>,
@@ -222,6 +227,8 @@ struct SeedCtx<'a> {
     caches: Vec<[FusionCache; 3]>,
     /// Per task, with `--gate-folds`: the cross-validated gate's folds and their seconds.
     cv: Vec<(Option<Vec<CvFold>>, f64)>,
+    /// The fusion's early stopping (none with `--no-gate`).
+    patience: crate::args::PatienceArgs,
 }
 
 pub(crate) fn read_csv(path: &Path) -> Result<Vec<Example>> {
@@ -423,6 +430,12 @@ fn prepare_seed<'a>(
         splits,
         caches,
         cv: Vec::new(),
+        patience: crate::args::PatienceArgs {
+            fusion_patience: match a.no_gate {
+                true => 0,
+                false => a.patience.fusion_patience,
+            },
+        },
     };
     for (i, t) in tasks.iter().enumerate() {
         if a.gate_folds == 0 {

@@ -198,8 +198,10 @@ fn fusion_variants_table(a: &BenchArgs, results: &[TaskSeedResult]) {
         "\nFusion variants (mean over tasks and seeds, %; `gated` = epoch selected on dev, LoRA \
          where the hybrid does not beat it on dev):"
     );
-    println!("| variant | test, gated | dev, gated | test, last epoch | gate chose the hybrid |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| variant | test, gated | dev, gated | test, last epoch trained | epochs trained | gate chose the hybrid |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let n = results.len() as f64;
     let mean = |f: &dyn Fn(&TaskSeedResult) -> Option<f64>| -> Option<f64> {
         let v: Vec<f64> = results.iter().filter_map(f).collect();
@@ -207,11 +209,11 @@ fn fusion_variants_table(a: &BenchArgs, results: &[TaskSeedResult]) {
     };
     let lora_test = mean(&|r| Some(r.lora.test.accuracy)).unwrap_or(0.0);
     let lora_dev = mean(&|r| Some(r.lora.dev.accuracy)).unwrap_or(0.0);
-    println!("| (own LoRA) | {lora_test:.2} | {lora_dev:.2} | — | — |");
+    println!("| (own LoRA) | {lora_test:.2} | {lora_dev:.2} | — | — | — |");
     if !a.no_gate {
         let chose = results.iter().filter(|r| r.use_hybrid).count();
         println!(
-            "| {} (default) | {:.2} | {:.2} | — | {chose} of {} |",
+            "| {} (default) | {:.2} | {:.2} | — | — | {chose} of {} |",
             a.fusion,
             mean(&|r| Some(r.hybrid.test.accuracy)).unwrap_or(0.0),
             mean(&|r| Some(r.hybrid.dev.accuracy)).unwrap_or(0.0),
@@ -231,8 +233,13 @@ fn fusion_variants_table(a: &BenchArgs, results: &[TaskSeedResult]) {
             .iter()
             .filter(|r| get(r).is_some_and(|v| v.use_hybrid))
             .count();
+        let epochs: usize = results
+            .iter()
+            .filter_map(|r| get(r).map(|v| v.epochs_trained))
+            .sum();
         println!(
-            "| {name} | {t:.2} | {d:.2} | {l:.2} | {chose} of {} |",
+            "| {name} | {t:.2} | {d:.2} | {l:.2} | {:.1} | {chose} of {} |",
+            epochs as f64 / n,
             results.len()
         );
     }

@@ -61,8 +61,10 @@ pub(super) fn target(
 /// the own LoRA there (else the task predicts with LoRA), with the time it took.
 #[derive(serde::Serialize, Clone)]
 pub(super) struct VariantResult {
-    /// The layer after the last epoch.
+    /// The layer after the last epoch trained (every epoch, unless early stopping ended it).
     pub last: MethodScores,
+    /// Epochs trained.
+    pub epochs_trained: usize,
     /// The dev-selected layer, or LoRA where the gate chose it.
     pub gated: MethodScores,
     /// Whether the gate chose the hybrid.
@@ -100,7 +102,9 @@ pub(super) fn train_variant(
         .map(|(i, t)| (t, fusion_config(ctx, i, heads, options)))
         .collect();
     let job = names.join(", ");
-    let (layers, _) = block_on(train_runs(&runs, &ctx.engine.device, &job, &mut ()))?;
+    let patience = ctx.patience.for_options(&options);
+    let device = &ctx.engine.device;
+    let (layers, _) = block_on(train_runs(&runs, patience, device, &job, &mut ()))?;
     let seconds = t0.elapsed().as_secs_f64() / targets.len().max(1) as f64;
     let mut out = Vec::with_capacity(layers.len());
     for (i, tl) in layers.into_iter().enumerate() {
@@ -116,6 +120,7 @@ pub(super) fn train_variant(
         };
         let r = VariantResult {
             last,
+            epochs_trained: tl.epochs_trained,
             gated,
             use_hybrid,
             gate: tl.gate,
@@ -287,6 +292,7 @@ pub(super) fn score_task(
         stage1_seconds: 0.0,
         frozen_seconds: frozen_secs,
         fusion_seconds: v.seconds,
+        fusion_epochs_trained: v.epochs_trained,
         gate_cv_seconds: ctx.cv.get(i).map_or(0.0, |c| c.1),
         mean_attention_on_test: v.attention_on_test.clone(),
         fusion_variant: a.options().name().to_string(),

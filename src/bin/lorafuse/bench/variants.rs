@@ -98,7 +98,9 @@ impl Task<'_, '_> {
         test: &FusionCache,
     ) -> Result<(MethodScores, Vec<f32>)> {
         let tgt = target(self.ctx, self.i, self.name, train, cfg);
-        let (f, _) = block_on(train_layer(&tgt, config, &self.ctx.engine.device, &mut ()))?;
+        // Every epoch: these ablations report the layer after the last one.
+        let device = &self.ctx.engine.device;
+        let (f, _) = block_on(train_layer(&tgt, config, None, device, &mut ()))?;
         score_fusion(self.ctx, self.i, &f.last, dev, test, None)
     }
 }
@@ -212,7 +214,8 @@ fn crossfit(t: &Task, lora: &LoraConfig, k: usize, v: &mut VariantScores) -> Res
     ))?;
     let tgt = target(t.ctx, t.i, t.name, cf, &t.ctx.fusion_cfg);
     let config = fusion_config(t.ctx, t.i, t.heads, t.options);
-    let (f, _) = block_on(train_layer(&tgt, &config, &e.device, &mut ()))?;
+    // Every epoch: reported after the last one, as the other ablations.
+    let (f, _) = block_on(train_layer(&tgt, &config, None, &e.device, &mut ()))?;
     v.crossfit_seconds = t0.elapsed().as_secs_f64();
     let (m, att) = score_fusion(t.ctx, t.i, &f.last, dev_c, test_c, None)?;
     let extra = format!(", attention {att:?} ({:.1} s)", v.crossfit_seconds);

@@ -105,6 +105,8 @@ pub struct TransferArgs {
     /// Fusion epochs (default 30).
     #[arg(long)]
     fusion_epochs: Option<usize>,
+    #[command(flatten)]
+    patience: crate::args::PatienceArgs,
     /// Fusion learning rate (default: the head learning rate).
     #[arg(long)]
     fusion_lr: Option<f64>,
@@ -148,6 +150,8 @@ struct GateRow {
     method: String,
     use_hybrid: bool,
     gate: Option<GateCheck>,
+    /// Epochs the fusion trained (fewer than set when early stopping ended it).
+    epochs_trained: usize,
 }
 
 /// Wall times of one target, seed and N.
@@ -449,7 +453,8 @@ impl RunCtx<'_> {
                 (true, Some(c)) => c,
                 _ => &tgt,
             };
-            let (tl, _) = block_on(train_layer(t, &config, &e.device, &mut ()))?;
+            let patience = self.a.patience.for_options(&options);
+            let (tl, _) = block_on(train_layer(t, &config, patience, &e.device, &mut ()))?;
             let secs = t0.elapsed().as_secs_f64();
             if vi == 0 {
                 fusion_secs = secs + cv_secs;
@@ -475,6 +480,7 @@ impl RunCtx<'_> {
                 method: name,
                 use_hybrid,
                 gate: tl.gate,
+                epochs_trained: tl.epochs_trained,
             });
         }
         let mut line = format!("{target} N={n} seed {seed}:");
