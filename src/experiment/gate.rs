@@ -19,7 +19,7 @@ use crate::infer::{argmax, pooled_vectors};
 use crate::lora::LoraConfig;
 use crate::model::ClassifierHead;
 use crate::train::driver::EpochEnd;
-use crate::train::stage1::LoraTrainer;
+use crate::train::stage1::{LoraTrainer, TaskModel};
 use crate::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use crate::train::together::drive_together;
 use crate::train::uncertainty::Paired;
@@ -180,14 +180,22 @@ impl std::fmt::Debug for CvFold {
     }
 }
 
-/// The `k` folds (at most half the rows, at least 2; none below 4 rows, where the held-out rows
-/// decide as without cross-validation) of the cross-validated gate for a task whose training rows are `rows`, already
-/// encoded by the base and every fused adapter in `cache` (own adapter in slot `own`). Trains `k`
-/// own adapters with `lora` and the task's stage-1 settings `stage1`, each on the other folds'
-/// rows ([`crate::train::crossfit::folds`], stratified by class), and encodes the rows once per
-/// fold with it; the base and the other adapters never saw the task's rows, so their vectors are
-/// reused. Costs about `k − 1` stage-1 runs of the task and `k` encoder passes over its rows.
-/// The fold adapters train through the driver with `observer`; a stopped run returns `None`.
+/// The folds the cross-validated gate cuts `n` training rows into when `k` are asked for: at most
+/// half the rows (each fold leaves out at least 2) and at least 2; none below 4 rows, where the
+/// held-out rows decide as without cross-validation.
+pub fn cv_fold_count(n: usize, k: usize) -> usize {
+    match n < 4 {
+        true => 0,
+        false => k.clamp(2, n / 2),
+    }
+}
+
+/// The `k` folds ([`cv_fold_count`]) of the cross-validated gate for a task whose training rows
+/// are `rows`, already encoded by the base and every fused adapter in `cache` (own adapter in
+/// slot `own`): the fold models ([`cv_fold_models`]) and the folds made from them
+/// ([`cv_folds_from`]). Costs about `k − 1` stage-1 runs of the task and `k` encoder passes over
+/// its rows. The fold adapters train through the driver with `observer`; a stopped run returns
+/// `None`.
 #[allow(clippy::too_many_arguments)]
 pub async fn cv_folds<O: Observer<LoraTrainer>>(
     engine: &Engine,
@@ -200,26 +208,58 @@ pub async fn cv_folds<O: Observer<LoraTrainer>>(
     k: usize,
     observer: &mut O,
 ) -> Result<Option<Vec<CvFold>>> {
-    let n = rows.len();
-    if cache.len() != n {
-        return Err(Error::Fusion(format!(
-            "cross-validation: {n} rows for a cache of {}",
-            cache.len()
-        )));
+    check_rows(cache, rows)?;
+    match cv_fold_models(engine, rows, classes, lora, stage1, k, observer).await? {
+        Some(models) => Ok(Some(
+            cv_folds_from(engine, cache, own, rows, k, &models).await?,
+        )),
+        None => Ok(None),
     }
-    if n < 4 {
+}
+
+fn check_rows(cache: &FusionCache, rows: &Labelled) -> Result<()> {
+    match cache.len() == rows.len() {
+        true => Ok(()),
+        false => Err(Error::Fusion(format!(
+            "cross-validation: {} rows for a cache of {}",
+            rows.len(),
+            cache.len()
+        ))),
+    }
+}
+
+/// Which of the [`cv_fold_count`]`(rows, k)` folds each of the task's rows is left out of
+/// ([`crate::train::crossfit::folds`], stratified by class).
+fn fold_of(labels: &[usize], k: usize) -> Vec<usize> {
+    crate::train::crossfit::folds(labels, cv_fold_count(labels.len(), k))
+}
+
+/// The own adapter and head of each fold of the cross-validated gate, `(fold, model)` (a fold
+/// that would leave out no row, as with classes smaller than `k`, has none): trained
+/// with `lora` and the task's stage-1 settings `stage1` on the other folds' rows, through the
+/// driver with `observer` (a stopped run returns `None`). A caller may keep them (the transfer
+/// benchmark's cache) and make the folds again with [`cv_folds_from`].
+pub async fn cv_fold_models<O: Observer<LoraTrainer>>(
+    engine: &Engine,
+    rows: &Labelled,
+    classes: usize,
+    lora: &LoraConfig,
+    stage1: &TrainConfig,
+    k: usize,
+    observer: &mut O,
+) -> Result<Option<Vec<(usize, TaskModel)>>> {
+    let n = rows.len();
+    let k = cv_fold_count(n, k);
+    if k == 0 {
         // Too few rows for two folds of two: no folds, so the held-out rows decide.
         return Ok(Some(Vec::new()));
     }
-    // At least 2 rows per fold.
-    let k = k.clamp(2, n / 2);
+    let fold = fold_of(&rows.labels, k);
     let e = engine;
-    let fold = crate::train::crossfit::folds(&rows.labels, k);
-    let mut out_folds = Vec::with_capacity(k);
-    for f in 0..k.max(2) {
+    let mut models = Vec::with_capacity(k);
+    for f in 0..k {
         let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
-        let out: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
-        if out.is_empty() || fit.is_empty() {
+        if fit.len() == n || fit.is_empty() {
             continue;
         }
         let (model, outcome) = crate::train::crossfit::train_fold(
@@ -237,6 +277,39 @@ pub async fn cv_folds<O: Observer<LoraTrainer>>(
         .await?;
         if outcome == Outcome::Cancelled {
             return Ok(None);
+        }
+        models.push((f, model));
+    }
+    Ok(Some(models))
+}
+
+/// The folds of the cross-validated gate from their models (what [`cv_fold_models`] returned for
+/// the same rows and `k`): every row of the task encoded once per fold with the fold's adapter in the own slot
+/// (the base and the other adapters never saw the task's rows, so `cache`'s vectors are reused),
+/// cut into the fold's training rows and the rows it left out.
+pub async fn cv_folds_from(
+    engine: &Engine,
+    cache: &FusionCache,
+    own: usize,
+    rows: &Labelled,
+    k: usize,
+    models: &[(usize, TaskModel)],
+) -> Result<Vec<CvFold>> {
+    check_rows(cache, rows)?;
+    let n = rows.len();
+    if models.is_empty() || cv_fold_count(n, k) == 0 {
+        return Ok(Vec::new());
+    }
+    let fold = fold_of(&rows.labels, k);
+    let e = engine;
+    let mut out_folds = Vec::with_capacity(models.len());
+    for (f, model) in models {
+        let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != *f).collect();
+        let out: Vec<usize> = (0..n).filter(|&i| fold[i] == *f).collect();
+        if out.is_empty() || fit.is_empty() {
+            return Err(Error::Fusion(format!(
+                "cross-validation: fold {f} of {k} leaves nothing to fit or to score for {n} rows"
+            )));
         }
         let v = pooled_vectors(
             &e.encoder,
@@ -258,10 +331,10 @@ pub async fn cv_folds<O: Observer<LoraTrainer>>(
                 cache: part(&out),
                 labels: out.iter().map(|&i| rows.labels[i]).collect(),
             },
-            head: model.head,
+            head: model.head.clone(),
         });
     }
-    Ok(Some(out_folds))
+    Ok(out_folds)
 }
 
 /// Out-of-fold probability rows pooled over the folds, with their classes.
@@ -454,6 +527,15 @@ mod tests {
     /// Two-class probability rows that put `p` on class 1.
     fn rows(ps: &[f32]) -> Vec<Vec<f32>> {
         ps.iter().map(|&p| vec![1.0 - p, p]).collect()
+    }
+
+    #[test]
+    fn folds_leave_out_at_least_two_rows_and_need_four() {
+        assert_eq!(cv_fold_count(3, 3), 0);
+        assert_eq!(cv_fold_count(4, 3), 2);
+        assert_eq!(cv_fold_count(9, 5), 4);
+        assert_eq!(cv_fold_count(64, 3), 3);
+        assert_eq!(cv_fold_count(64, 1), 2);
     }
 
     #[test]

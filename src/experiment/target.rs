@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::ClassifierHead;
-use crate::train::stage1::LoraTrainer;
+use crate::train::stage1::{LoraTrainer, TaskModel};
 use crate::train::stage2::FusionCache;
 use crate::train::{Observer, Outcome, TrainConfig};
 
@@ -109,6 +109,23 @@ impl FusionTarget {
             None => Outcome::Cancelled,
         };
         Ok((self, outcome))
+    }
+
+    /// [`Self::with_cv_folds`] with fold models trained before ([`super::gate::cv_fold_models`]
+    /// for the same `rows` and `k`, kept by the caller).
+    pub async fn with_cv_fold_models(
+        mut self,
+        engine: &Engine,
+        rows: &Labelled,
+        k: usize,
+        models: &[(usize, TaskModel)],
+    ) -> Result<Self> {
+        let own = self.own.as_ref().map(|(o, _)| *o).ok_or_else(|| {
+            Error::Fusion("the cross-validated gate needs the task's own adapter".into())
+        })?;
+        let folds = super::gate::cv_folds_from(engine, &self.cache, own, rows, k, models).await?;
+        self.cv = Some(folds);
+        Ok(self)
     }
 
     /// Adds the task's held-out `rows` (encoded by the base and each of `adapters`) to fit the

@@ -349,6 +349,7 @@ impl RunCtx<'_> {
             MethodResult::new(method, probs, &test.labels, classes)
         };
         let st = self.stage1(&task, &test, lora, &cfg)?;
+        let kept = st.dir.clone();
         let (train_c, dev_c, test_c) = (st.train, st.dev, st.test);
         let (own_test, seq_test) = (st.own_test, st.seq_test);
         let s = self.srcs.len();
@@ -419,14 +420,17 @@ impl RunCtx<'_> {
         };
         // The cross-validated gate's folds (shared by every variant), timed with the default.
         let t0 = Instant::now();
-        let tgt_cv = match self.a.gate_folds {
-            0 => None,
+        let (tgt_cv, fold_secs) = match self.a.gate_folds {
+            0 => (None, 0.0),
             k => {
+                let (models, secs) = self.cv_fold_models(kept.as_deref(), &task, lora, &cfg, k)?;
                 let t = tgt.clone();
-                Some(block_on(t.with_cv_folds(e, &task.train, lora, &cfg, k, &mut ()))?.0)
+                let t = block_on(t.with_cv_fold_models(e, &task.train, k, &models))?;
+                (Some(t), secs)
             }
         };
-        let cv_secs = t0.elapsed().as_secs_f64();
+        // Training the fold models (as recorded, when read from `--cache`) and encoding with them.
+        let cv_secs = fold_secs + t0.elapsed().as_secs_f64();
         let mut gates = Vec::new();
         let mut fusion_secs = 0.0;
         // (reported name, variant, decided by cross-validation)

@@ -1,12 +1,14 @@
 //! `bench-transfer`'s stage 1: the source adapters, trained once; and for one target, seed and N the own LoRA and sequential transfer
 //! from a source, and the vectors of the train, dev and test rows over every source adapter and the
-//! own one; kept under `--cache` and read back from there when the same setting comes again.
+//! own one, and the cross-validated gate's fold models; kept under `--cache` and read back from
+//! there when the same setting comes again.
 
 use anyhow::{Context, Result};
 use burn::tensor::Tensor;
 
 use lorafuse::data::{self, Example};
 use lorafuse::engine::Engine;
+use lorafuse::experiment::gate::{cv_fold_count, cv_fold_models};
 use lorafuse::experiment::stage1::{Start, run_stage1_from};
 use lorafuse::experiment::{Labelled, PreparedTask};
 use lorafuse::host::block_on;
@@ -31,6 +33,8 @@ pub(super) struct Stage1 {
     pub(super) seq_test: Tensor<2>,
     pub(super) own_seconds: f64,
     pub(super) seq_seconds: f64,
+    /// Where this setting is kept (`--cache`).
+    pub(super) dir: Option<std::path::PathBuf>,
 }
 
 impl RunCtx<'_> {
@@ -100,6 +104,7 @@ impl RunCtx<'_> {
                 seq_test: seq_c.base,
                 own_seconds: t.0,
                 seq_seconds: t.1,
+                dir: dir.clone(),
             });
         }
         let tag = format!("{target} N={n} seed {seed}");
@@ -182,7 +187,61 @@ impl RunCtx<'_> {
             seq_test,
             own_seconds: own.seconds,
             seq_seconds: seq.seconds,
+            dir,
         })
+    }
+
+    /// The cross-validated gate's `k` fold models of the target's training rows
+    /// ([`cv_fold_models`]), kept in `kept` (the setting's `--cache` folder, [`Stage1::dir`]) as
+    /// `folds-k{k}/fold{f}` with `complete.json` (the training seconds) and read back from there;
+    /// with the seconds they took to train (as recorded, when read back).
+    pub(super) fn cv_fold_models(
+        &self,
+        kept: Option<&std::path::Path>,
+        task: &PreparedTask,
+        lora: &lorafuse::lora::LoraConfig,
+        cfg: &TrainConfig,
+        k: usize,
+    ) -> Result<(Vec<(usize, TaskModel)>, f64)> {
+        let e = self.engine;
+        let dir = kept.map(|d| d.join(format!("folds-k{k}")));
+        let count = cv_fold_count(task.train.len(), k);
+        if let Some(d) = &dir
+            && let Ok(done) = std::fs::read_to_string(d.join("complete.json"))
+        {
+            let (_, secs): (usize, f64) = serde_json::from_str(&done)?;
+            let mut models = Vec::new();
+            for f in 0..count {
+                let fd = d.join(format!("fold{f}"));
+                if fd.exists() {
+                    let m = crate::snapshot::load_model(&fd, e, cfg.head_dropout)?
+                        .with_context(|| format!("{} is incomplete", fd.display()))?;
+                    models.push((f, m));
+                }
+            }
+            return Ok((models, secs));
+        }
+        let t0 = std::time::Instant::now();
+        let classes = task.vocab.len();
+        let models = block_on(cv_fold_models(
+            e,
+            &task.train,
+            classes,
+            lora,
+            cfg,
+            k,
+            &mut (),
+        ))?
+        .context("the fold models' training stopped")?;
+        let secs = t0.elapsed().as_secs_f64();
+        if let Some(d) = &dir {
+            for (f, m) in &models {
+                crate::snapshot::save_model(&d.join(format!("fold{f}")), m)?;
+            }
+            let done = serde_json::to_string(&(count, secs))?;
+            std::fs::write(d.join("complete.json"), done)?;
+        }
+        Ok((models, secs))
     }
 }
 
