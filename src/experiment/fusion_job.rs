@@ -222,95 +222,77 @@ pub async fn train_runs<O: FusionObserver>(
         }
     }
     // With cross-validation the held-out rows neither select nor gate (they fit nothing here).
-    let parts: Vec<Option<(HeldOut, HeldOut)>> = runs
+    let halves: Vec<Option<Vec<HeldOut>>> = runs
         .iter()
         .zip(&cvs)
         .map(|((t, _), cv)| match cv {
             Some(_) => None,
-            None => t.held_out_parts(),
+            None => t.held_out_halves(),
         })
         .collect();
     let mut trainers = Vec::with_capacity(runs.len());
-    for ((tr, cv), part) in fulls.into_iter().zip(&cvs).zip(&parts) {
-        let mut select = SelectOnHeldOut {
-            rows: part.as_ref().map(|p| &p.0),
-            keep: cv.as_ref().map(CvCurve::best_epoch),
-            patience,
-            best: None,
-            seen: 0,
-        };
+    for ((tr, cv), halves) in fulls.into_iter().zip(&cvs).zip(&halves) {
+        let keep = cv.as_ref().map(CvCurve::best_epoch);
+        let mut select = SelectOnHeldOut::new(halves.as_deref(), keep, patience);
         select.offer(tr.current(), 0).await?;
         trainers.push((tr, select));
     }
     observer.start(job, trainers.iter().map(|(t, _)| t.total_steps()).sum());
     let outcome = drive_together(&mut trainers, observer).await?;
     let mut layers = Vec::with_capacity(runs.len());
-    for ((((t, _), cv), part), (tr, select)) in runs.iter().zip(cvs).zip(&parts).zip(trainers) {
-        let epochs = select.seen;
-        let mut l = verdict(t, tr.finish(), select.best, part.as_ref(), cv).await?;
-        l.epochs_trained = epochs;
-        layers.push(l);
+    for (((t, _), cv), (tr, select)) in runs.iter().zip(cvs).zip(trainers) {
+        layers.push(verdict(t, tr.finish(), select, cv).await?);
     }
     Ok((layers, outcome))
 }
 
-/// A run's layer and gate: the selected epoch's layer (`best`; the last epoch's without one),
-/// compared with the own LoRA out of fold (with cross-validation `cv`) or on the gate's half of
-/// the held-out rows (`parts`).
+/// A run's layer and gate: the selected epoch's layer (the last epoch's without one), compared
+/// with the task's own LoRA out of fold (with cross-validation `cv`) or on the held-out rows,
+/// each half by the epoch the other half selected ([`SelectOnHeldOut::gate`]).
 async fn verdict(
     target: &FusionTarget,
     last: AttentionFusion,
-    best: Option<((f64, f64), usize, AttentionFusion)>,
-    parts: Option<&(HeldOut, HeldOut)>,
+    select: SelectOnHeldOut<'_>,
     cv: Option<CvCurve>,
 ) -> Result<TrainedLayer> {
-    let (layer, gate) = match (best, parts, &target.own, &cv) {
-        (Some((_, epoch, layer)), _, Some(_), Some(c)) => {
-            let (h, l) = (c.epochs[epoch].score(), c.lora.score());
-            let (only_hybrid, only_lora) = c.epochs[epoch].discordant(&c.lora);
-            let check = GateCheck {
-                rows: c.lora.rows(),
-                hybrid_accuracy: h.0,
-                hybrid_nll: h.1,
-                lora_accuracy: l.0,
-                lora_nll: l.1,
-                epoch,
-                folds: c.folds,
-                only_hybrid,
-                only_lora,
-            };
-            (layer, Some(check))
+    let epochs_trained = select.seen;
+    // Out-of-fold or held-out: (hybrid, own LoRA) on the same rows, and the folds.
+    let evidence = match (&select.best, &target.own, cv) {
+        (Some((_, epoch, _)), Some(_), Some(mut c)) => {
+            let hybrid = std::mem::take(&mut c.epochs[*epoch]);
+            Some((hybrid, c.lora, c.folds))
         }
-        (Some((_, epoch, layer)), Some((_, gate_rows)), Some((own, head)), None) => {
-            let (h, l, (only_hybrid, only_lora)) =
-                gate_rows.against_lora(&layer, *own, head).await?;
-            let check = GateCheck {
-                rows: gate_rows.labels.len(),
-                hybrid_accuracy: h.0,
-                hybrid_nll: h.1,
-                lora_accuracy: l.0,
-                lora_nll: l.1,
-                epoch,
-                folds: 0,
-                only_hybrid,
-                only_lora,
-            };
-            (layer, Some(check))
-        }
-        (Some((_, _, layer)), _, _, _) => (layer, None),
-        (None, _, _, _) => (last.clone(), None),
+        (Some(_), Some((o, head)), None) => select.gate(*o, head).await?.map(|(h, l)| (h, l, 0)),
+        _ => None,
     };
-    let out_of_fold = match (&gate, cv) {
-        (Some(g), Some(mut c)) if g.folds > 0 => {
-            let p = std::mem::take(&mut c.epochs[g.epoch]);
-            Some((p.probs, p.labels))
+    let (layer, epoch) = match select.best {
+        Some((_, epoch, layer)) => (layer, epoch),
+        None => (last.clone(), epochs_trained),
+    };
+    let gate = evidence.as_ref().map(|(h, l, folds)| {
+        let (hs, ls) = (h.score(), l.score());
+        let (only_hybrid, only_lora) = h.discordant(l);
+        GateCheck {
+            rows: l.rows(),
+            hybrid_accuracy: hs.0,
+            hybrid_nll: hs.1,
+            lora_accuracy: ls.0,
+            lora_nll: ls.1,
+            epoch,
+            folds: *folds,
+            only_hybrid,
+            only_lora,
         }
+    });
+    // With cross-validation, the kept epoch's out-of-fold rows choose the hybrid's temperature.
+    let out_of_fold = match evidence {
+        Some((h, _, folds)) if folds > 0 => Some((h.probs, h.labels)),
         _ => None,
     };
     Ok(TrainedLayer {
         layer,
         last,
-        epochs_trained: 0,
+        epochs_trained,
         gate,
         out_of_fold,
     })

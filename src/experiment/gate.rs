@@ -67,25 +67,6 @@ impl HeldOut {
         super::compare::probability_rows(out.logits).await
     }
 
-    /// `layer`'s (accuracy, NLL).
-    pub(super) async fn score_layer(&self, layer: &AttentionFusion) -> Result<(f64, f64)> {
-        Ok(score(&self.layer_probs(layer).await?, &self.labels))
-    }
-
-    /// `layer` against the own LoRA (`head` on adapter `own`'s vectors) on these rows: each one's
-    /// (accuracy, NLL), and the rows only the layer got right and only LoRA got right.
-    pub(super) async fn against_lora(
-        &self,
-        layer: &AttentionFusion,
-        own: usize,
-        head: &ClassifierHead,
-    ) -> Result<((f64, f64), (f64, f64), (usize, usize))> {
-        let h = self.layer_probs(layer).await?;
-        let l = self.lora_probs(own, head).await?;
-        let d = discordant(&h, &l, &self.labels);
-        Ok((score(&h, &self.labels), score(&l, &self.labels), d))
-    }
-
     /// The own LoRA's probability rows: `head` on adapter `own`'s vectors.
     async fn lora_probs(&self, own: usize, head: &ClassifierHead) -> Result<Vec<Vec<f32>>> {
         let [n, k, d] = self.cache.adapters.dims();
@@ -107,17 +88,36 @@ impl HeldOut {
 /// Keeps the fusion of the epoch that scores best on the held-out rows (accuracy, then NLL;
 /// the earliest on ties), or of the epoch `keep` (chosen by cross-validation): one run's own
 /// observer under [`drive_together`]. With `patience`, it ends the run early: `patience` epochs
-/// after the best one without a better one, or once the epoch `keep` is trained.
+/// after the best one without a better one, or once the epoch `keep` is trained. It keeps every
+/// epoch's probabilities on each half of the held-out rows for the gate ([`Self::gate`]).
 pub(super) struct SelectOnHeldOut<'a> {
-    pub(super) rows: Option<&'a HeldOut>,
+    /// The held-out rows in halves ([`FusionTarget::held_out_halves`](super::FusionTarget)).
+    pub(super) rows: Option<&'a [HeldOut]>,
     pub(super) keep: Option<usize>,
     pub(super) patience: Option<usize>,
     pub(super) best: Option<((f64, f64), usize, AttentionFusion)>,
     /// The last epoch offered.
     pub(super) seen: usize,
+    /// Per half, per epoch: the layer's probability rows.
+    pub(super) curves: Vec<Vec<Vec<Vec<f32>>>>,
 }
 
-impl SelectOnHeldOut<'_> {
+impl<'a> SelectOnHeldOut<'a> {
+    pub(super) fn new(
+        rows: Option<&'a [HeldOut]>,
+        keep: Option<usize>,
+        patience: Option<usize>,
+    ) -> Self {
+        Self {
+            rows,
+            keep,
+            patience,
+            best: None,
+            seen: 0,
+            curves: vec![Vec::new(); rows.map_or(0, <[HeldOut]>::len)],
+        }
+    }
+
     pub(super) async fn offer(&mut self, layer: AttentionFusion, epoch: usize) -> Result<()> {
         self.seen = epoch;
         if let Some(keep) = self.keep {
@@ -129,12 +129,57 @@ impl SelectOnHeldOut<'_> {
         let Some(rows) = self.rows else {
             return Ok(());
         };
-        let score = rows.score_layer(&layer).await?;
+        let mut all = Pooled::default();
+        for (half, curve) in rows.iter().zip(&mut self.curves) {
+            let probs = half.layer_probs(&layer).await?;
+            all.add(probs.clone(), &half.labels);
+            curve.push(probs);
+        }
+        let score = all.score();
         if self.best.as_ref().is_none_or(|(b, _, _)| better(score, *b)) {
             self.best = Some((score, epoch, layer));
         }
         Ok(())
     }
+
+    /// The gate's evidence on the held-out rows, `(hybrid, own LoRA)` on the same rows: each
+    /// half's rows scored by the epoch the *other* half selects (so no row both selects and
+    /// checks), against the own LoRA (`head` on adapter `own`'s vectors); with one half, its
+    /// best epoch on its own rows. `None` without held-out rows or with `keep`.
+    pub(super) async fn gate(
+        &self,
+        own: usize,
+        head: &ClassifierHead,
+    ) -> Result<Option<(Pooled, Pooled)>> {
+        let Some(rows) = self.rows else {
+            return Ok(None);
+        };
+        if self.keep.is_some() || self.curves.iter().any(Vec::is_empty) {
+            return Ok(None);
+        }
+        let (mut hybrid, mut lora) = (Pooled::default(), Pooled::default());
+        for (h, half) in rows.iter().enumerate() {
+            // The other half's choice (with one half, its own).
+            let other = (h + 1) % rows.len();
+            let choice = best_of(&self.curves[other], &rows[other].labels);
+            hybrid.add(self.curves[h][choice].clone(), &half.labels);
+            lora.add(half.lora_probs(own, head).await?, &half.labels);
+        }
+        Ok(Some((hybrid, lora)))
+    }
+}
+
+/// The epoch whose probability rows score best on `labels` (accuracy, then NLL; the earliest on
+/// ties).
+fn best_of(curve: &[Vec<Vec<f32>>], labels: &[usize]) -> usize {
+    let scores: Vec<(f64, f64)> = curve.iter().map(|p| score(p, labels)).collect();
+    let mut best = 0;
+    for (e, &s) in scores.iter().enumerate() {
+        if better(s, scores[best]) {
+            best = e;
+        }
+    }
+    best
 }
 
 impl Observer<FusionTrainer> for SelectOnHeldOut<'_> {
@@ -523,10 +568,55 @@ impl Observer<FusionTrainer> for Curve<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::block_on;
 
     /// Two-class probability rows that put `p` on class 1.
     fn rows(ps: &[f32]) -> Vec<Vec<f32>> {
         ps.iter().map(|&p| vec![1.0 - p, p]).collect()
+    }
+
+    /// Held-out rows with the given classes (vectors all zero: only the own LoRA reads them).
+    fn held_out(labels: Vec<usize>) -> HeldOut {
+        let device = Device::flex();
+        let n = labels.len();
+        HeldOut {
+            cache: FusionCache {
+                base: burn::tensor::Tensor::zeros([n, 4], &device),
+                adapters: burn::tensor::Tensor::zeros([n, 1, 4], &device),
+            },
+            labels,
+        }
+    }
+
+    #[test]
+    fn each_half_of_the_held_out_rows_is_checked_with_the_epoch_the_other_selects() {
+        let device = Device::flex();
+        let halves = [held_out(vec![1, 1]), held_out(vec![0, 0])];
+        let mut s = SelectOnHeldOut::new(Some(&halves), None, None);
+        // Half 0 (class 1) is best at epoch 1, half 1 (class 0) at epoch 2.
+        s.curves[0] = vec![rows(&[0.4, 0.4]), rows(&[0.9, 0.9]), rows(&[0.6, 0.6])];
+        s.curves[1] = vec![rows(&[0.6, 0.6]), rows(&[0.4, 0.4]), rows(&[0.1, 0.1])];
+        let head = ClassifierHead::init(4, 2, 0.0, 1, &device);
+        let (hybrid, lora) = block_on(s.gate(0, &head)).unwrap().unwrap();
+        // Half 0 scored at half 1's epoch 2, half 1 at half 0's epoch 1.
+        assert_eq!(
+            hybrid.probs,
+            [rows(&[0.6, 0.6]), rows(&[0.4, 0.4])].concat()
+        );
+        assert_eq!(hybrid.labels, vec![1, 1, 0, 0]);
+        assert_eq!(lora.labels, hybrid.labels);
+        assert_eq!(hybrid.score().0, 1.0);
+        // One "half" (too few rows to split): its own best epoch.
+        let one = [held_out(vec![1, 0])];
+        let mut s = SelectOnHeldOut::new(Some(&one), None, None);
+        s.curves[0] = vec![rows(&[0.4, 0.6]), rows(&[0.9, 0.1])];
+        let (hybrid, _) = block_on(s.gate(0, &head)).unwrap().unwrap();
+        assert_eq!(hybrid.probs, rows(&[0.9, 0.1]));
+        // The epoch chosen by cross-validation: no held-out gate.
+        let mut s = SelectOnHeldOut::new(Some(&halves), Some(1), None);
+        s.curves[0] = vec![rows(&[0.4, 0.4])];
+        s.curves[1] = vec![rows(&[0.4, 0.4])];
+        assert!(block_on(s.gate(0, &head)).unwrap().is_none());
     }
 
     #[test]

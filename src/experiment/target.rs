@@ -158,21 +158,22 @@ impl FusionTarget {
         ))
     }
 
-    /// The held-out rows split in two: even positions select the epoch, odd positions decide
-    /// the gate, so the gate's comparison is not biased by the selection (docs/design.md §1.6).
-    /// With fewer than [`MIN_SPLIT_HELD_OUT`] rows both use all of them. `None` without rows.
-    pub(super) fn held_out_parts(&self) -> Option<(HeldOut, HeldOut)> {
+    /// The held-out rows in two halves, even and odd positions (docs/design.md §1.6): each half's
+    /// best epoch is checked against the own LoRA on the other half, so the gate sees every
+    /// held-out row and is not biased by the selection. With fewer than [`MIN_SPLIT_HELD_OUT`]
+    /// rows one "half" of all of them. `None` without rows.
+    pub(super) fn held_out_halves(&self) -> Option<Vec<HeldOut>> {
         let (cache, labels) = self.held_out.as_ref()?;
         let n = labels.len();
         if n == 0 {
             return None;
         }
-        let all = HeldOut {
-            cache: cache.clone(),
-            labels: labels.clone(),
-        };
         if n < MIN_SPLIT_HELD_OUT {
-            return Some((all.clone(), all));
+            let all = HeldOut {
+                cache: cache.clone(),
+                labels: labels.clone(),
+            };
+            return Some(vec![all]);
         }
         let part = |r: usize| {
             let idx: Vec<usize> = (0..n).filter(|i| i % 2 == r).collect();
@@ -182,6 +183,6 @@ impl FusionTarget {
                 labels: idx.iter().map(|&i| labels[i]).collect(),
             }
         };
-        Some((part(0), part(1)))
+        Some(vec![part(0), part(1)])
     }
 }

@@ -71,7 +71,12 @@ impl FusedTask {
             false => "its own LoRA",
         };
         let rows = match g.folds {
-            0 => format!("{} held-out examples", g.rows),
+            // Since the twelfth session each half of them is checked with the epoch the other
+            // half chose (docs/design.md §1.6); before, half of them checked what the other chose.
+            0 => format!(
+                "{} held-out examples (none both choosing the epoch and checking it)",
+                g.rows
+            ),
             k => format!(
                 "its {} training examples, cross-validated over {k} folds,",
                 g.rows

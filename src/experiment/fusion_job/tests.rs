@@ -114,7 +114,8 @@ fn assert_early_stopping_keeps_the_selection(t: &FusionTarget) {
         assert_eq!(r.epochs_trained, end, "patience {p}: {g:?}");
         stopped_early |= r.epochs_trained < epochs;
         if fg.epoch <= horizon {
-            assert_eq!(g, fg, "patience {p}");
+            // (The gate's evidence may differ: a half's own best epoch can lie past the stop.)
+            assert_eq!(g.epoch, fg.epoch, "patience {p}");
             assert_eq!(weights(&r.layer), weights(&full.layer), "patience {p}");
         }
     }
@@ -133,10 +134,10 @@ fn the_gate_picks_lora_when_the_hybrid_is_worse_on_held_out_rows() {
     assert_eq!(g.lora_accuracy, 1.0);
     assert!(g.hybrid_accuracy < g.lora_accuracy, "{g:?}");
     assert!(!paper.use_hybrid(true) && paper.use_hybrid(false));
-    // Selection and gate see different halves of the held-out rows.
+    // The gate sees every held-out row, each half with the epoch the other half selected.
     let residual = trained(&t, "residual");
     let g = residual.gate.unwrap();
-    assert_eq!(g.rows, 16);
+    assert_eq!(g.rows, 32);
     assert_eq!(residual.use_hybrid(true), g.hybrid_wins());
 }
 
