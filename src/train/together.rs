@@ -221,14 +221,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_trained_together_equal_each_trained_alone() {
-        // Different sizes, so the shorter run finishes rounds before the longer one.
+    /// Runs `a` (24 rows, seed 1) and `b` (40 rows, seed 2) each alone under `drive` and then
+    /// together, each with the observer `observer(run)` makes; checks each run's observer saw the
+    /// same and each run trained the same weights. Returns (steps of `a`, of `b`) and the caller.
+    fn alone_and_together(observer: impl Fn(usize) -> Seen) -> ((usize, usize), Caller) {
         let (mut a, mut b) = (run(24, 1), run(40, 2));
-        let (mut sa, mut sb) = (Seen::default(), Seen::default());
+        let (mut sa, mut sb) = (observer(0), observer(1));
         block_on(drive(&mut a, &mut sa)).unwrap();
         block_on(drive(&mut b, &mut sb)).unwrap();
-        let mut runs = vec![(run(24, 1), Seen::default()), (run(40, 2), Seen::default())];
+        let mut runs = vec![(run(24, 1), observer(0)), (run(40, 2), observer(1))];
         let mut caller = Caller::default();
         let outcome = block_on(drive_together(&mut runs, &mut caller)).unwrap();
         assert_eq!(outcome, Outcome::Finished);
@@ -239,13 +240,17 @@ mod tests {
         assert_eq!((rb_seen.steps, &rb_seen.epochs), (sb.steps, &sb.epochs));
         assert_same_weights(a, ra);
         assert_same_weights(b, rb);
+        ((sa.steps, sb.steps), caller)
+    }
+
+    #[test]
+    fn runs_trained_together_equal_each_trained_alone() {
+        // Different sizes, so the shorter run finishes rounds before the longer one.
+        let ((a, b), caller) = alone_and_together(|_| Seen::default());
         // One report per round (as many rounds as the longer run has steps), summed steps.
-        assert_eq!(caller.rounds.len(), sb.steps);
+        assert_eq!(caller.rounds.len(), b);
         let last = caller.rounds.last().unwrap();
-        assert_eq!(
-            (last.step, last.total_steps),
-            (sa.steps + sb.steps, sa.steps + sb.steps)
-        );
+        assert_eq!((last.step, last.total_steps), (a + b, a + b));
         assert!(caller.rounds.windows(2).all(|w| w[0].step < w[1].step));
     }
 
@@ -264,31 +269,15 @@ mod tests {
 
     #[test]
     fn a_run_ended_by_its_own_observer_stops_alone() {
-        let stop_after_one = || Seen {
-            stop_after: Some(1),
+        // `a` ended by its observer after its first epoch (3 steps of 8 rows), `b` to its end;
+        // the call still finishes.
+        let ((a, b), caller) = alone_and_together(|run| Seen {
+            stop_after: (run == 0).then_some(1),
             ..Seen::default()
-        };
-        // Each alone: `a` ended after its first epoch, `b` to its end.
-        let (mut a, mut b) = (run(24, 1), run(40, 2));
-        let (mut sa, mut sb) = (stop_after_one(), Seen::default());
-        block_on(drive(&mut a, &mut sa)).unwrap();
-        block_on(drive(&mut b, &mut sb)).unwrap();
-        assert_eq!((sa.steps, sa.epochs.len()), (3, 1));
-        let mut runs = vec![
-            (run(24, 1), stop_after_one()),
-            (run(40, 2), Seen::default()),
-        ];
-        let mut caller = Caller::default();
-        let outcome = block_on(drive_together(&mut runs, &mut caller)).unwrap();
-        assert_eq!(outcome, Outcome::Finished, "the others went on");
-        let (rb, rb_seen) = runs.pop().unwrap();
-        let (ra, ra_seen) = runs.pop().unwrap();
-        assert_eq!((ra_seen.steps, &ra_seen.epochs), (sa.steps, &sa.epochs));
-        assert_eq!((rb_seen.steps, &rb_seen.epochs), (sb.steps, &sb.epochs));
-        assert_same_weights(a, ra);
-        assert_same_weights(b, rb);
+        });
+        assert_eq!(a, 3);
         // The ended run counts as complete in the joint progress.
         let last = caller.rounds.last().unwrap();
-        assert_eq!((last.step, last.total_steps), (3 + sb.steps, 3 + sb.steps));
+        assert_eq!((last.step, last.total_steps), (a + b, a + b));
     }
 }
