@@ -202,7 +202,7 @@ impl Observer<FusionTrainer> for SelectOnHeldOut<'_> {
 }
 
 /// One fold of the cross-validated gate: the task's own adapter and head trained on the other
-/// folds' rows ([`cv_folds`]), and every row of the task encoded with that adapter in the own
+/// folds' rows ([`cv_fold_models`], [`cv_folds_from`]), and every row of the task encoded with that adapter in the own
 /// slot, cut into the fold's training rows and the rows it left out.
 #[derive(Clone)]
 pub struct CvFold {
@@ -235,34 +235,8 @@ pub fn cv_fold_count(n: usize, k: usize) -> usize {
     }
 }
 
-/// The `k` folds ([`cv_fold_count`]) of the cross-validated gate for a task whose training rows
-/// are `rows`, already encoded by the base and every fused adapter in `cache` (own adapter in
-/// slot `own`): the fold models ([`cv_fold_models`]) and the folds made from them
-/// ([`cv_folds_from`]). Costs about `k − 1` stage-1 runs of the task and `k` encoder passes over
-/// its rows. The fold adapters train through the driver with `observer`; a stopped run returns
-/// `None`.
-#[allow(clippy::too_many_arguments)]
-pub async fn cv_folds<O: Observer<LoraTrainer>>(
-    engine: &Engine,
-    cache: &FusionCache,
-    own: usize,
-    rows: &Labelled,
-    classes: usize,
-    lora: &LoraConfig,
-    stage1: &TrainConfig,
-    k: usize,
-    observer: &mut O,
-) -> Result<Option<Vec<CvFold>>> {
-    check_rows(cache, rows)?;
-    match cv_fold_models(engine, rows, classes, lora, stage1, k, observer).await? {
-        Some(models) => Ok(Some(
-            cv_folds_from(engine, cache, own, rows, k, &models).await?,
-        )),
-        None => Ok(None),
-    }
-}
-
-fn check_rows(cache: &FusionCache, rows: &Labelled) -> Result<()> {
+/// That `cache` holds one row per row of `rows`.
+pub(super) fn check_rows(cache: &FusionCache, rows: &Labelled) -> Result<()> {
     match cache.len() == rows.len() {
         true => Ok(()),
         false => Err(Error::Fusion(format!(

@@ -1,7 +1,7 @@
 //! A fusion run's target task ([`FusionTarget`]): its training rows encoded once by the base and
 //! every fused adapter, its classes and settings, and what decides its epoch, gate and
 //! temperature: the held-out rows (split in two for selection and gate), or the folds of the
-//! cross-validated gate ([`super::gate::cv_folds`]). Training it is [`super::fusion_job`]'s.
+//! cross-validated gate ([`super::gate::cv_fold_models`]). Training it is [`super::fusion_job`]'s.
 
 use super::gate::{CvFold, HeldOut, MIN_SPLIT_HELD_OUT};
 use super::split::Labelled;
@@ -73,11 +73,13 @@ impl FusionTarget {
     /// Decides the fusion's epoch and the gate by `k`-fold cross-validation over the task's
     /// training `rows` (the rows this target was encoded from) instead of on the few held-out
     /// rows (docs/design.md §1.6): trains `k` own adapters with `lora` and the task's stage-1
-    /// settings `stage1` ([`super::gate::cv_folds`]) through the driver with `observer`. Needs the
-    /// own adapter ([`Self::with_own`]). A stopped run leaves the target as it was.
+    /// settings `stage1` ([`super::gate::cv_fold_models`]; about `k − 1` stage-1 runs of the
+    /// task) through the driver with `observer`, and makes the folds from them
+    /// ([`Self::with_cv_fold_models`]; `k` encoder passes over the rows). Needs the own adapter
+    /// ([`Self::with_own`]). A stopped run leaves the target as it was.
     #[allow(clippy::too_many_arguments)]
     pub async fn with_cv_folds<O: Observer<LoraTrainer>>(
-        mut self,
+        self,
         engine: &Engine,
         rows: &Labelled,
         lora: &LoraConfig,
@@ -85,30 +87,23 @@ impl FusionTarget {
         k: usize,
         observer: &mut O,
     ) -> Result<(Self, Outcome)> {
-        let own = self.own.as_ref().map(|(o, _)| *o).ok_or_else(|| {
-            Error::Fusion("the cross-validated gate needs the task's own adapter".into())
-        })?;
+        if self.own.is_none() {
+            return Err(Error::Fusion(
+                "the cross-validated gate needs the task's own adapter".into(),
+            ));
+        }
+        // Before training anything.
+        super::gate::check_rows(&self.cache, rows)?;
         let classes = self.labels.len();
-        let folds = super::gate::cv_folds(
-            engine,
-            &self.cache,
-            own,
-            rows,
-            classes,
-            lora,
-            stage1,
-            k,
-            observer,
-        )
-        .await?;
-        let outcome = match folds {
-            Some(f) => {
-                self.cv = Some(f);
-                Outcome::Finished
-            }
-            None => Outcome::Cancelled,
-        };
-        Ok((self, outcome))
+        let models =
+            super::gate::cv_fold_models(engine, rows, classes, lora, stage1, k, observer).await?;
+        match models {
+            Some(m) => Ok((
+                self.with_cv_fold_models(engine, rows, k, &m).await?,
+                Outcome::Finished,
+            )),
+            None => Ok((self, Outcome::Cancelled)),
+        }
     }
 
     /// [`Self::with_cv_folds`] with fold models trained before ([`super::gate::cv_fold_models`]
