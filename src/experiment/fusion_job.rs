@@ -6,6 +6,7 @@
 
 pub use super::target::FusionTarget;
 
+use super::gate::sources::{Part, best_source, source_probes};
 use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -265,6 +266,32 @@ async fn verdict(
         (Some(_), Some((o, head)), None) => select.gate(*o, head).await?.map(|(h, l)| (h, l, 0)),
         _ => None,
     };
+    // The relatedness check on the same rows (docs/design.md §1.6).
+    let source = match (&evidence, &target.own) {
+        (Some((_, _, folds)), Some((own, _))) => {
+            let parts: Vec<Part> = match (*folds > 0, target.cv.as_deref(), select.rows) {
+                (true, Some(cv), _) => cv
+                    .iter()
+                    .map(|f| Part {
+                        fit: &f.fit,
+                        fit_y: &f.fit_y,
+                        outs: vec![&f.out],
+                    })
+                    .collect(),
+                (false, _, Some(halves)) => vec![Part {
+                    fit: &target.cache,
+                    fit_y: &target.y,
+                    outs: halves.iter().collect(),
+                }],
+                _ => Vec::new(),
+            };
+            let device = target.cache.base.device();
+            let classes = target.labels.len();
+            let probes = source_probes(&parts, *own, classes, &target.cfg, &device).await?;
+            Some(best_source(&probes))
+        }
+        _ => None,
+    };
     let (layer, epoch) = match select.best {
         Some((_, epoch, layer)) => (layer, epoch),
         None => (last.clone(), epochs_trained),
@@ -282,6 +309,7 @@ async fn verdict(
             folds: *folds,
             only_hybrid,
             only_lora,
+            source,
         }
     });
     // With cross-validation, the kept epoch's out-of-fold rows choose the hybrid's temperature.

@@ -59,18 +59,10 @@ impl HeldOut {
 
     /// The own LoRA's probability rows: `head` on adapter `own`'s vectors.
     async fn lora_probs(&self, own: usize, head: &ClassifierHead) -> Result<Vec<Vec<f32>>> {
-        let [n, k, d] = self.cache.adapters.dims();
-        if own >= k {
-            return Err(Error::Fusion(
-                "the own adapter is not among the fused ones".into(),
-            ));
-        }
         let v = self
             .cache
-            .adapters
-            .clone()
-            .slice([0..n, own..own + 1, 0..d])
-            .reshape([n, d]);
+            .adapter(own)
+            .ok_or_else(|| Error::Fusion("the own adapter is not among the fused ones".into()))?;
         super::compare::probability_rows(head.forward(v, false)).await
     }
 }
@@ -221,6 +213,7 @@ impl Pooled {
 }
 
 mod cv;
+pub(super) mod sources;
 
 pub(super) use cv::{CvCurve, check_rows};
 pub use cv::{CvFold, cv_fold_count, cv_fold_models, cv_folds_from};

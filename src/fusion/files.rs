@@ -58,8 +58,9 @@ pub struct FusedTask {
 }
 
 impl FusedTask {
-    /// What the gate decided, in words: which prediction the task answers with, and why.
-    pub fn describe_gate(&self) -> String {
+    /// What the gate decided, in words: which prediction the task answers with, and why
+    /// (`adapters`: the fused adapters, in fusion order, to name the best source).
+    pub fn describe_gate(&self, adapters: &[FusedAdapter]) -> String {
         let Some(g) = &self.gate else {
             return match self.use_hybrid {
                 true => "answers with the hybrid (no held-out check was made: a shared fusion, or no held-out rows)".into(),
@@ -92,9 +93,32 @@ impl FusedTask {
                 g.p_value()
             ),
         };
+        let related = match g.source {
+            None => String::new(),
+            Some(SourceCheck { best: None, .. }) => {
+                "; no other task's adapter was fused, so there is nothing to share".into()
+            }
+            Some(SourceCheck {
+                best: Some(b),
+                accuracy,
+                ..
+            }) => {
+                let name = adapters.get(b).map_or("?", |a| a.task.as_str());
+                let verdict = match g.sources_related() {
+                    true => "above its own LoRA: a related task",
+                    false => "not above its own LoRA: no task reads this one better",
+                };
+                format!(
+                    "; the best other task's adapter with a fresh head ({name}) scored {:.1} %, \
+                     {verdict}",
+                    100.0 * accuracy
+                )
+            }
+        };
         format!(
             "answers with {used}: on {rows} the hybrid (epoch {}) scored {:.1} % \
-             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3}){disagreements}",
+             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3}){disagreements}\
+             {related}",
             g.epoch,
             100.0 * g.hybrid_accuracy,
             g.hybrid_nll,
@@ -130,6 +154,23 @@ pub struct GateCheck {
     /// Rows only the own LoRA got right (0 in older files).
     #[serde(default)]
     pub only_lora: usize,
+    /// The relatedness check on the same rows: the best fresh head on another task's adapter
+    /// (absent in older files, whose decision stands without it).
+    #[serde(default)]
+    pub source: Option<SourceCheck>,
+}
+
+/// The gate's relatedness check (docs/design.md §1.6): each other fused adapter with a fresh
+/// linear head trained on the rows the own LoRA trained on, scored on the gate's rows. Knowledge
+/// sharing can only pay where one of them reads the task better than its own adapter does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SourceCheck {
+    /// Other tasks' adapters checked.
+    pub sources: usize,
+    /// The best one's position among the fused adapters (none without sources).
+    pub best: Option<usize>,
+    /// Its accuracy on the gate's rows (0 without sources).
+    pub accuracy: f64,
 }
 
 impl GateCheck {
@@ -139,11 +180,20 @@ impl GateCheck {
         crate::train::uncertainty::mcnemar_exact(self.only_hybrid, self.only_lora)
     }
 
-    /// Whether the hybrid beats LoRA: strictly more of the compared rows right. A tie keeps the
-    /// task's own LoRA: the hybrid has to show it classifies better, and an equal count with a
-    /// lower log-loss let small, useless fusion moves through (docs/results.md, the CoLA control).
+    /// Whether the hybrid beats LoRA: strictly more of the compared rows right, where another
+    /// task's adapter is related ([`Self::sources_related`]). A tie keeps the task's own LoRA: the
+    /// hybrid has to show it classifies better, and an equal count with a lower log-loss let
+    /// small, useless fusion moves through (docs/results.md, the CoLA control).
     pub fn hybrid_wins(&self) -> bool {
-        self.hybrid_accuracy > self.lora_accuracy + 1e-12
+        self.hybrid_accuracy > self.lora_accuracy + 1e-12 && self.sources_related()
+    }
+
+    /// Whether another task's adapter reads the task better than its own LoRA on the gate's
+    /// rows: strictly more of them right with a fresh head ([`SourceCheck`]). Without sources it
+    /// is not; files from before the check say nothing and pass.
+    pub fn sources_related(&self) -> bool {
+        self.source
+            .is_none_or(|s| s.best.is_some() && s.accuracy > self.lora_accuracy + 1e-12)
     }
 }
 

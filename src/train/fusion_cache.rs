@@ -72,6 +72,20 @@ impl FusionCache {
         })
     }
 
+    /// Adapter slot `slot`'s vectors (`None` past the last slot).
+    ///
+    /// # Shapes
+    /// - output: `[n, d]`
+    pub fn adapter(&self, slot: usize) -> Option<Tensor<2>> {
+        let [n, k, d] = self.adapters.dims();
+        (slot < k).then(|| {
+            self.adapters
+                .clone()
+                .slice([0..n, slot..slot + 1, 0..d])
+                .reshape([n, d])
+        })
+    }
+
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.base.dims()[0]

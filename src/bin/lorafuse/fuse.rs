@@ -193,7 +193,7 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     let (model, _) = block_on(train_fusion(engine, &fused, &targets, &spec, &mut bars))?;
     bars.finish();
     for t in &model.manifest.tasks {
-        eprintln!("{}: {}", t.task, t.describe_gate());
+        eprintln!("{}: {}", t.task, t.describe_gate(&model.manifest.adapters));
     }
     let files = block_on(fusion_files::to_files(&model.manifest, &model.layers))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::experiment::gate::{CvFold, HeldOut};
 use crate::fusion::AttentionFusion;
+use crate::fusion::files::SourceCheck;
 use crate::host::block_on;
 use crate::model::ClassifierHead;
 use burn::tensor::{Tensor, TensorData};
@@ -153,6 +154,7 @@ fn a_win_is_strictly_higher_accuracy() {
         folds: 0,
         only_hybrid: 0,
         only_lora: 0,
+        source: None,
     };
     assert!(g(0.8, 0.9, 0.7, 0.1).hybrid_wins());
     assert!(
@@ -161,6 +163,25 @@ fn a_win_is_strictly_higher_accuracy() {
     );
     assert!(!g(0.7, 0.3, 0.7, 0.3).hybrid_wins(), "a tie is not a win");
     assert!(!g(0.6, 0.1, 0.7, 0.9).hybrid_wins());
+    // With the relatedness check: a win needs a source strictly above the own LoRA too.
+    let with = |best, accuracy| GateCheck {
+        source: Some(SourceCheck {
+            sources: 2,
+            best,
+            accuracy,
+        }),
+        ..g(0.8, 0.9, 0.7, 0.1)
+    };
+    assert!(with(Some(1), 0.75).hybrid_wins());
+    assert!(
+        !with(Some(1), 0.7).hybrid_wins(),
+        "a source as good as the own LoRA is not related"
+    );
+    assert!(!with(Some(1), 0.6).hybrid_wins());
+    assert!(
+        !with(None, 0.0).hybrid_wins(),
+        "no source, nothing to share"
+    );
 }
 
 #[test]
@@ -174,6 +195,10 @@ fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
     let g = r.gate.unwrap();
     assert!(r.use_hybrid(true), "{g:?}");
     assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
+    // The relatedness check found adapter 1, on the same held-out rows.
+    let s = g.source.unwrap();
+    assert_eq!((s.sources, s.best), (1, Some(1)), "{g:?}");
+    assert!(s.accuracy > g.lora_accuracy + 0.1, "{g:?}");
     assert_discordant_counts_add_up(&g);
     assert_early_stopping_keeps_the_selection(&t);
 }
@@ -220,6 +245,8 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
     let r = trained(&tgt, "residual");
     let g = r.gate.unwrap();
     assert_eq!((g.folds, g.rows), (2, 96), "{g:?}");
+    // The relatedness check out of fold: adapter 1's fresh heads, fitted on each fold's rows.
+    assert_eq!(g.source.unwrap().best, Some(1), "{g:?}");
     assert!(r.use_hybrid(true), "{g:?}");
     assert!(
         g.epoch > 0 && g.hybrid_accuracy > g.lora_accuracy + 0.1,

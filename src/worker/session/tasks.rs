@@ -112,6 +112,10 @@ impl Session {
     /// What the UI shows.
     pub fn view(&self) -> WorkspaceView {
         let fused = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
+        let adapters = self
+            .fusion
+            .as_ref()
+            .map_or(&[][..], |f| f.manifest.adapters.as_slice());
         let tasks = self
             .tasks
             .iter()
@@ -122,7 +126,9 @@ impl Session {
                     v.uses_hybrid = self.uses_hybrid(t);
                     v.fusion_note = Some(
                         match t.state.settings.answer {
-                            AnswerChoice::Automatic => format!("Automatic: {}", ft.describe_gate()),
+                            AnswerChoice::Automatic => {
+                                format!("Automatic: {}", ft.describe_gate(adapters))
+                            }
                             AnswerChoice::Hybrid => "Set to always answer with the hybrid".into(),
                             AnswerChoice::Lora => {
                                 "Set to always answer with the task's own LoRA".into()
