@@ -377,6 +377,12 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             note.contains("on its 32 training examples, cross-validated over 2 folds"),
             "{note}"
         );
+        // The relatedness check names the other task's adapter, its only source.
+        let other = v.fused_tasks.iter().find(|n| **n != t.name).unwrap();
+        assert!(
+            note.contains(&format!("other task's adapter with a fresh head ({other})")),
+            "{note}"
+        );
     }
 
     // Live prediction: every task, hybrid and attention, K + 1 = 3 encoder passes.

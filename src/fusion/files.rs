@@ -101,17 +101,19 @@ impl FusedTask {
             Some(SourceCheck {
                 best: Some(b),
                 accuracy,
+                frozen_accuracy,
                 ..
             }) => {
                 let name = adapters.get(b).map_or("?", |a| a.task.as_str());
                 let verdict = match g.sources_related() {
-                    true => "above its own LoRA: a related task",
-                    false => "not above its own LoRA: no task reads this one better",
+                    true => "a related task",
+                    false => "no other task reads this one better than the pretrained model",
                 };
                 format!(
                     "; the best other task's adapter with a fresh head ({name}) scored {:.1} %, \
-                     {verdict}",
-                    100.0 * accuracy
+                     the frozen model with one {:.1} %: {verdict}",
+                    100.0 * accuracy,
+                    100.0 * frozen_accuracy
                 )
             }
         };
@@ -160,9 +162,10 @@ pub struct GateCheck {
     pub source: Option<SourceCheck>,
 }
 
-/// The gate's relatedness check (docs/design.md §1.6): each other fused adapter with a fresh
-/// linear head trained on the rows the own LoRA trained on, scored on the gate's rows. Knowledge
-/// sharing can only pay where one of them reads the task better than its own adapter does.
+/// The gate's relatedness check (docs/design.md §1.6): each other fused adapter, and the frozen
+/// base, with a fresh linear head trained on the rows the own LoRA trained on, scored on the
+/// gate's rows. Knowledge sharing can only pay where another task's adapter reads the task
+/// better than the pretrained model does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceCheck {
     /// Other tasks' adapters checked.
@@ -171,6 +174,8 @@ pub struct SourceCheck {
     pub best: Option<usize>,
     /// Its accuracy on the gate's rows (0 without sources).
     pub accuracy: f64,
+    /// The frozen base's fresh head's accuracy on the same rows.
+    pub frozen_accuracy: f64,
 }
 
 impl GateCheck {
@@ -188,12 +193,12 @@ impl GateCheck {
         self.hybrid_accuracy > self.lora_accuracy + 1e-12 && self.sources_related()
     }
 
-    /// Whether another task's adapter reads the task better than its own LoRA on the gate's
-    /// rows: strictly more of them right with a fresh head ([`SourceCheck`]). Without sources it
-    /// is not; files from before the check say nothing and pass.
+    /// Whether another task's adapter reads the task better than the frozen base on the gate's
+    /// rows: strictly more of them right, each with a fresh head ([`SourceCheck`]). Without
+    /// sources it is not; files from before the check say nothing and pass.
     pub fn sources_related(&self) -> bool {
         self.source
-            .is_none_or(|s| s.best.is_some() && s.accuracy > self.lora_accuracy + 1e-12)
+            .is_none_or(|s| s.best.is_some() && s.accuracy > s.frozen_accuracy + 1e-12)
     }
 }
 

@@ -1,12 +1,12 @@
 //! The gate's relatedness check (docs/design.md §1.6). Knowledge sharing can only pay where
-//! another task's adapter carries signal for this task, so before the hybrid may answer, each
-//! other fused adapter gets a fresh linear head (the frozen probe's trainer,
-//! [`train_probe`]) on its vectors of the rows the own LoRA trained on, scored on the rows the
-//! gate checks: each held-out half, or each fold's left-out rows. The hybrid may answer only
-//! where the best of these heads beats the own LoRA there ([`SourceCheck`]).
+//! another task's adapter knows something about this task that the pretrained model does not.
+//! So before the hybrid may answer, each other fused adapter gets a fresh linear head (the
+//! frozen probe's trainer, [`train_probe`]) on its vectors of the rows the own LoRA trained on,
+//! and so does the frozen base; all are scored on the rows the gate checks: each held-out half,
+//! or each fold's left-out rows. The hybrid may answer only where the best of the adapters'
+//! heads beats the base's there ([`SourceCheck`]).
 //!
-//! What it leaves out: the base branch (a head on the frozen model is the frozen baseline, not
-//! another task's knowledge) and combinations of sources (the gate checks the fusion itself).
+//! What it leaves out: combinations of sources (the gate checks the fusion itself).
 
 use burn::tensor::Device;
 
@@ -25,48 +25,62 @@ pub(in crate::experiment) struct Part<'a> {
     pub(in crate::experiment) outs: Vec<&'a HeldOut>,
 }
 
-/// Every adapter but `own`'s fresh head, fitted and scored part by part and pooled in part
-/// order: `(adapter slot, probability rows)`. The heads train with the frozen probe's settings
-/// derived from `cfg`.
+/// The fresh heads of the relatedness check, pooled over the gate's rows.
+pub(in crate::experiment) struct Probes {
+    /// The frozen base's.
+    pub(in crate::experiment) frozen: Pooled,
+    /// Every adapter's but the own one's: `(adapter slot, probability rows)`.
+    pub(in crate::experiment) sources: Vec<(usize, Pooled)>,
+}
+
+/// The fresh heads on the base's and every adapter but `own`'s vectors, fitted and scored part
+/// by part and pooled in part order. They train with the frozen probe's settings derived from
+/// `cfg`.
 pub(in crate::experiment) async fn source_probes(
     parts: &[Part<'_>],
     own: usize,
     classes: usize,
     cfg: &TrainConfig,
     device: &Device,
-) -> Result<Vec<(usize, Pooled)>> {
-    let k = parts.first().map_or(0, |p| p.fit.adapters.dims()[1]);
-    let mut probes = Vec::with_capacity(k.saturating_sub(1));
-    for slot in (0..k).filter(|&s| s != own) {
+) -> Result<Probes> {
+    // One head per part on `vectors(fit)`, scored on `vectors(out)`.
+    let probe = async |vectors: &dyn Fn(&FusionCache) -> Option<burn::tensor::Tensor<2>>| {
+        let missing = || Error::Fusion("an adapter slot is missing from the gate's rows".into());
         let mut pooled = Pooled::default();
         for p in parts {
-            let missing = || Error::Fusion(format!("no adapter slot {slot} in the gate's rows"));
-            let x = p.fit.adapter(slot).ok_or_else(missing)?;
+            let x = vectors(p.fit).ok_or_else(missing)?;
             let head = train_probe(x, p.fit_y, classes, cfg, device).await?;
             for out in &p.outs {
-                let v = out.cache.adapter(slot).ok_or_else(missing)?;
+                let v = vectors(&out.cache).ok_or_else(missing)?;
                 pooled.add(probability_rows(head.forward(v, false)).await?, &out.labels);
             }
         }
-        probes.push((slot, pooled));
+        Ok::<_, Error>(pooled)
+    };
+    let frozen = probe(&|c| Some(c.base.clone())).await?;
+    let k = parts.first().map_or(0, |p| p.fit.adapters.dims()[1]);
+    let mut sources = Vec::with_capacity(k.saturating_sub(1));
+    for slot in (0..k).filter(|&s| s != own) {
+        sources.push((slot, probe(&|c| c.adapter(slot)).await?));
     }
-    Ok(probes)
+    Ok(Probes { frozen, sources })
 }
 
-/// The best of the sources' heads (accuracy, then log-loss; the first on ties): what the gate
-/// holds against the own LoRA.
-pub(in crate::experiment) fn best_source(probes: &[(usize, Pooled)]) -> SourceCheck {
+/// The best of the sources' heads (accuracy, then log-loss; the first on ties) beside the
+/// frozen base's: what the gate checks.
+pub(in crate::experiment) fn best_source(probes: &Probes) -> SourceCheck {
     let mut best: Option<(usize, (f64, f64))> = None;
-    for (slot, p) in probes {
+    for (slot, p) in &probes.sources {
         let s = p.score();
         if best.is_none_or(|(_, b)| better(s, b)) {
             best = Some((*slot, s));
         }
     }
     SourceCheck {
-        sources: probes.len(),
+        sources: probes.sources.len(),
         best: best.map(|(slot, _)| slot),
         accuracy: best.map_or(0.0, |(_, (a, _))| a),
+        frozen_accuracy: probes.frozen.score().0,
     }
 }
 
@@ -116,15 +130,23 @@ mod tests {
         let cfg = TrainConfig::default();
         let probes = block_on(source_probes(&parts, 0, 2, &cfg, &device)).unwrap();
         // Slot 0 is the own adapter: only slots 1 and 2 are sources.
-        assert_eq!(probes.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
-        // Each source pooled over both outs, in order.
-        assert_eq!(probes[0].1.labels, [out_y.clone(), out_y].concat());
+        let slots: Vec<usize> = probes.sources.iter().map(|(s, _)| *s).collect();
+        assert_eq!(slots, [1, 2]);
+        // Each head pooled over both outs, in order.
+        let both = [out_y.clone(), out_y].concat();
+        assert_eq!(probes.sources[0].1.labels, both);
+        assert_eq!(probes.frozen.labels, both);
         let check = best_source(&probes);
         assert_eq!(check.sources, 2);
         assert_eq!(check.best, Some(1));
         assert_eq!(check.accuracy, 1.0);
-        // No sources: nothing to hold against the own LoRA.
-        let none = best_source(&[]);
+        // The base's vectors are all zero: its head can only guess one class.
+        assert_eq!(check.frozen_accuracy, 0.5);
+        // No sources: nothing to share.
+        let none = best_source(&Probes {
+            frozen: probes.frozen,
+            sources: Vec::new(),
+        });
         assert_eq!((none.sources, none.best, none.accuracy), (0, None, 0.0));
     }
 }
