@@ -106,8 +106,10 @@ impl FusedTask {
             }) => {
                 let name = adapters.get(b).map_or("?", |a| a.task.as_str());
                 let verdict = match g.sources_related() {
-                    true => "a related task",
-                    false => "no other task reads this one better than the pretrained model",
+                    true => "a related task".to_string(),
+                    false => format!(
+                        "no other task leads its own LoRA by {SOURCE_LEAD_ROWS} examples or more"
+                    ),
                 };
                 format!(
                     "; the best other task's adapter with a fresh head ({name}) scored {:.1} %, \
@@ -162,10 +164,16 @@ pub struct GateCheck {
     pub source: Option<SourceCheck>,
 }
 
+/// Rows by which the best other task's adapter, with a fresh head, must lead the own LoRA on
+/// the gate's rows for the hybrid to be considered (docs/design.md §1.6): a lead of one row is
+/// what the best of several noisy heads shows by chance.
+pub const SOURCE_LEAD_ROWS: usize = 2;
+
 /// The gate's relatedness check (docs/design.md §1.6): each other fused adapter, and the frozen
 /// base, with a fresh linear head trained on the rows the own LoRA trained on, scored on the
 /// gate's rows. Knowledge sharing can only pay where another task's adapter reads the task
-/// better than the pretrained model does.
+/// better than its own adapter does ([`GateCheck::sources_related`]); the base's head is recorded
+/// beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SourceCheck {
     /// Other tasks' adapters checked.
@@ -193,12 +201,14 @@ impl GateCheck {
         self.hybrid_accuracy > self.lora_accuracy + 1e-12 && self.sources_related()
     }
 
-    /// Whether another task's adapter reads the task better than the frozen base on the gate's
-    /// rows: strictly more of them right, each with a fresh head ([`SourceCheck`]). Without
-    /// sources it is not; files from before the check say nothing and pass.
+    /// Whether another task's adapter reads the task better than its own LoRA on the gate's rows:
+    /// with a fresh head, at least [`SOURCE_LEAD_ROWS`] more of them right ([`SourceCheck`]).
+    /// Without sources it is not; files from before the check say nothing and pass.
     pub fn sources_related(&self) -> bool {
-        self.source
-            .is_none_or(|s| s.best.is_some() && s.accuracy > s.frozen_accuracy + 1e-12)
+        self.source.is_none_or(|s| {
+            let lead = (s.accuracy - self.lora_accuracy) * self.rows as f64;
+            s.best.is_some() && lead > SOURCE_LEAD_ROWS as f64 - 1e-6
+        })
     }
 }
 

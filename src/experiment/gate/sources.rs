@@ -1,10 +1,11 @@
 //! The gate's relatedness check (docs/design.md §1.6). Knowledge sharing can only pay where
-//! another task's adapter knows something about this task that the pretrained model does not.
-//! So before the hybrid may answer, each other fused adapter gets a fresh linear head (the
-//! frozen probe's trainer, [`train_probe`]) on its vectors of the rows the own LoRA trained on,
-//! and so does the frozen base; all are scored on the rows the gate checks: each held-out half,
-//! or each fold's left-out rows. The hybrid may answer only where the best of the adapters'
-//! heads beats the base's there ([`SourceCheck`]).
+//! another task's adapter knows something about this task that its own adapter does not. So
+//! before the hybrid may answer, each other fused adapter gets a fresh linear head (the frozen
+//! probe's trainer, [`train_probe`]) on its vectors of the rows the own LoRA trained on, and so
+//! does the frozen base (recorded beside it); all are scored on the rows the gate checks: each
+//! held-out half, or each fold's left-out rows. The hybrid may answer only where the best of the
+//! adapters' heads leads the own LoRA there by [`SOURCE_LEAD_ROWS`] rows or more
+//! ([`SourceCheck`], [`GateCheck::sources_related`]).
 //!
 //! What it leaves out: combinations of sources (the gate checks the fusion itself).
 
@@ -13,6 +14,8 @@ use burn::tensor::Device;
 use super::{HeldOut, Pooled};
 use crate::error::{Error, Result};
 use crate::experiment::compare::{probability_rows, train_probe};
+#[cfg(doc)]
+use crate::fusion::files::{GateCheck, SOURCE_LEAD_ROWS};
 use crate::fusion::files::{SourceCheck, better};
 use crate::train::TrainConfig;
 use crate::train::stage2::FusionCache;

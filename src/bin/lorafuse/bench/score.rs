@@ -69,6 +69,8 @@ pub(super) struct VariantResult {
     pub gated: MethodScores,
     /// Whether the gate chose the hybrid.
     pub use_hybrid: bool,
+    /// Test accuracy of the dev-selected layer whatever the gate chose (to weigh other gates).
+    pub selected_test_accuracy: f64,
     /// What the gate compared.
     pub gate: Option<GateCheck>,
     /// Mean attention on test of the selected layer.
@@ -113,6 +115,7 @@ pub(super) fn train_variant(
         let use_hybrid = tl.use_hybrid(true);
         let t = tl.out_of_fold_temperature();
         let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c, t)?;
+        let selected_test_accuracy = selected.test.accuracy;
         let gated = if use_hybrid {
             selected
         } else {
@@ -123,6 +126,7 @@ pub(super) fn train_variant(
             epochs_trained: tl.epochs_trained,
             gated,
             use_hybrid,
+            selected_test_accuracy,
             gate: tl.gate,
             attention_on_test: att,
             seconds,

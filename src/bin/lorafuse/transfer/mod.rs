@@ -152,6 +152,8 @@ struct GateRow {
     gate: Option<GateCheck>,
     /// Epochs the fusion trained (fewer than set when early stopping ended it).
     epochs_trained: usize,
+    /// Test accuracy of the kept layer whatever the gate chose (to weigh other gates).
+    selected_test_accuracy: f64,
 }
 
 /// Wall times of one target, seed and N.
@@ -468,8 +470,10 @@ impl RunCtx<'_> {
                 block_on(probability_rows(o.logits))
             };
             let use_hybrid = tl.use_hybrid(true);
+            let selected = score(&name, out(&tl.layer)?);
+            let selected_test_accuracy = selected.metrics.accuracy;
             let gated = match use_hybrid {
-                true => score(&name, out(&tl.layer)?),
+                true => selected,
                 false => lora_r.clone(),
             };
             results.push((name.clone(), gated));
@@ -485,6 +489,7 @@ impl RunCtx<'_> {
                 use_hybrid,
                 gate: tl.gate,
                 epochs_trained: tl.epochs_trained,
+                selected_test_accuracy,
             });
         }
         let mut line = format!("{target} N={n} seed {seed}:");
