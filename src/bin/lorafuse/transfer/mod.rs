@@ -80,6 +80,9 @@ pub struct TransferArgs {
     /// Also write the accuracy-vs-N plot here (SVG; PNG beside it where a font is found).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The targets the plot averages over (default: every target; e.g. leave out a control).
+    #[arg(long, value_delimiter = ',')]
+    plot_targets: Vec<String>,
     #[command(flatten)]
     training: crate::args::TrainingArgs,
     /// Epochs of the source adapters (trained once).
@@ -274,7 +277,17 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     let secs = wall.elapsed().as_secs_f64();
     report::print(&rows, &times, secs);
     if let Some(p) = &a.plot {
-        report::plot(&rows, p)?;
+        let drawn: Vec<Row> = rows
+            .iter()
+            .filter(|r| a.plot_targets.is_empty() || a.plot_targets.contains(&r.target))
+            .cloned()
+            .collect();
+        anyhow::ensure!(
+            !drawn.is_empty(),
+            "--plot-targets {:?}: none of them was run",
+            a.plot_targets
+        );
+        report::plot(&drawn, p, &a.plot_targets)?;
     }
     if let Some(p) = &a.out {
         let json = serde_json::json!({

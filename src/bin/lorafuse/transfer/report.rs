@@ -109,8 +109,9 @@ fn drawn(m: &str) -> bool {
         || m.starts_with("source-head-")
 }
 
-/// Writes the accuracy-vs-N plot (mean over targets and seeds) as SVG to `path`.
-pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
+/// Writes the accuracy-vs-N plot (mean over the targets of `rows` and seeds) as SVG to `path`;
+/// `targets` names them in the title where they were chosen.
+pub fn plot(rows: &[Row], path: &Path, targets: &[String]) -> Result<()> {
     let cells = by_method_n(rows, None);
     let series: Vec<(String, Vec<(usize, f64)>)> = methods(rows)
         .into_iter()
@@ -124,9 +125,13 @@ pub fn plot(rows: &[Row], path: &Path) -> Result<()> {
             (m, pts)
         })
         .collect();
+    let over = match targets {
+        [] => "targets".to_string(),
+        t => t.join(", "),
+    };
     let svg = lorafuse::chart::accuracy_vs_n_svg(
         &series,
-        "bench-transfer: test accuracy vs target training rows (mean over targets, seeds)",
+        &format!("bench-transfer: test accuracy vs target training rows (mean over {over}, seeds)"),
     )
     .map_err(|e| anyhow!("plot: {e}"))?;
     std::fs::write(path, svg)?;
