@@ -6,7 +6,7 @@
 
 pub use super::target::FusionTarget;
 
-use super::gate::sources::{Part, best_source, source_probes};
+use super::gate::sources::relatedness;
 use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -269,26 +269,7 @@ async fn verdict(
     // The relatedness check on the same rows (docs/design.md §1.6).
     let source = match (&evidence, &target.own) {
         (Some((_, _, folds)), Some((own, _))) => {
-            let parts: Vec<Part> = match (*folds > 0, target.cv.as_deref(), select.rows) {
-                (true, Some(cv), _) => cv
-                    .iter()
-                    .map(|f| Part {
-                        fit: &f.fit,
-                        fit_y: &f.fit_y,
-                        outs: vec![&f.out],
-                    })
-                    .collect(),
-                (false, _, Some(halves)) => vec![Part {
-                    fit: &target.cache,
-                    fit_y: &target.y,
-                    outs: halves.iter().collect(),
-                }],
-                _ => Vec::new(),
-            };
-            let device = target.cache.base.device();
-            let classes = target.labels.len();
-            let probes = source_probes(&parts, *own, classes, &target.cfg, &device).await?;
-            Some(best_source(&probes))
+            Some(relatedness(target, *own, select.rows, *folds > 0).await?)
         }
         _ => None,
     };

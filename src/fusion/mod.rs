@@ -3,11 +3,13 @@
 //!
 //! - [`module`]: the fusion layer itself ([`AttentionFusion`]);
 //! - [`options`]: the variants ([`FusionOptions`]);
-//! - [`files`]: saving a fused model as safetensors + a JSON manifest.
+//! - [`files`]: saving a fused model as safetensors + a JSON manifest;
+//! - [`gate_check`]: the gate's verdict recorded in the manifest.
 //!
 //! Training lives in [`crate::train::stage2`]; multi-task inference in [`crate::infer::multitask`].
 
 pub mod files;
+pub mod gate_check;
 pub mod module;
 pub mod options;
 

@@ -14,6 +14,7 @@ use burn::tensor::Device;
 use super::{HeldOut, Pooled};
 use crate::error::{Error, Result};
 use crate::experiment::compare::{probability_rows, train_probe};
+use crate::experiment::target::FusionTarget;
 #[cfg(doc)]
 use crate::fusion::files::{GateCheck, SOURCE_LEAD_ROWS};
 use crate::fusion::files::{SourceCheck, better};
@@ -22,24 +23,24 @@ use crate::train::stage2::FusionCache;
 
 /// Rows a fresh head fits on, with their classes, and the rows it is scored on (in the order
 /// the gate pools them).
-pub(in crate::experiment) struct Part<'a> {
-    pub(in crate::experiment) fit: &'a FusionCache,
-    pub(in crate::experiment) fit_y: &'a [usize],
-    pub(in crate::experiment) outs: Vec<&'a HeldOut>,
+struct Part<'a> {
+    fit: &'a FusionCache,
+    fit_y: &'a [usize],
+    outs: Vec<&'a HeldOut>,
 }
 
 /// The fresh heads of the relatedness check, pooled over the gate's rows.
-pub(in crate::experiment) struct Probes {
+struct Probes {
     /// The frozen base's.
-    pub(in crate::experiment) frozen: Pooled,
+    frozen: Pooled,
     /// Every adapter's but the own one's: `(adapter slot, probability rows)`.
-    pub(in crate::experiment) sources: Vec<(usize, Pooled)>,
+    sources: Vec<(usize, Pooled)>,
 }
 
 /// The fresh heads on the base's and every adapter but `own`'s vectors, fitted and scored part
 /// by part and pooled in part order. They train with the frozen probe's settings derived from
 /// `cfg`.
-pub(in crate::experiment) async fn source_probes(
+async fn source_probes(
     parts: &[Part<'_>],
     own: usize,
     classes: usize,
@@ -69,9 +70,40 @@ pub(in crate::experiment) async fn source_probes(
     Ok(Probes { frozen, sources })
 }
 
+/// The relatedness check of `target` (own adapter slot `own`) on the gate's rows: each fold's
+/// left-out rows with cross-validation (`cross_validated`), else each of the held-out `halves`
+/// (fitted on all training rows).
+pub(in crate::experiment) async fn relatedness(
+    target: &FusionTarget,
+    own: usize,
+    halves: Option<&[HeldOut]>,
+    cross_validated: bool,
+) -> Result<SourceCheck> {
+    let parts: Vec<Part> = match (cross_validated, target.cv.as_deref(), halves) {
+        (true, Some(cv), _) => cv
+            .iter()
+            .map(|f| Part {
+                fit: &f.fit,
+                fit_y: &f.fit_y,
+                outs: vec![&f.out],
+            })
+            .collect(),
+        (false, _, Some(halves)) => vec![Part {
+            fit: &target.cache,
+            fit_y: &target.y,
+            outs: halves.iter().collect(),
+        }],
+        _ => Vec::new(),
+    };
+    let device = target.cache.base.device();
+    let classes = target.labels.len();
+    let probes = source_probes(&parts, own, classes, &target.cfg, &device).await?;
+    Ok(best_source(&probes))
+}
+
 /// The best of the sources' heads (accuracy, then log-loss; the first on ties) beside the
 /// frozen base's: what the gate checks.
-pub(in crate::experiment) fn best_source(probes: &Probes) -> SourceCheck {
+fn best_source(probes: &Probes) -> SourceCheck {
     let mut best: Option<(usize, (f64, f64))> = None;
     for (slot, p) in &probes.sources {
         let s = p.score();
