@@ -28,6 +28,22 @@ pub fn cpu_device(name: &str) -> Result<Device> {
     }
 }
 
+/// Whether `device` is one of the CPU backends, whose tensors live in this program's memory and
+/// can be read and written synchronously (also in the browser), e.g. by [`crate::model::gelu`].
+pub fn is_host(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
 /// Backends compiled into this build.
 pub fn available() -> Vec<&'static str> {
     let mut v = Vec::new();

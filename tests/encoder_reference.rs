@@ -1,7 +1,7 @@
 //! The burn encoder matches PyTorch (`tests/fixtures/minilm/encoder.json`): sentence embeddings
-//! within 1e-4, hidden states within 1e-3; batched + padded equals one-by-one; and, when a wgpu
-//! adapter exists (build with `--features wgpu`), the GPU forward agrees with the CPU one (listed as
-//! ignored otherwise).
+//! within 1e-4, hidden states within 1e-3; batched + padded equals one-by-one; the CPU inference
+//! paths equal the general ones; and, when a wgpu adapter exists (build with `--features wgpu`),
+//! the GPU forward agrees with the CPU one (listed as ignored otherwise).
 
 mod common;
 
@@ -77,6 +77,30 @@ fn batched_and_padded_equals_one_by_one() {
         let alone = block_on(engine.embed(&[t], None)).unwrap().remove(0);
         let d = common::max_abs_diff(v, &alone);
         assert!(d < 1e-5, "padding changed the embedding of {t:?} by {d}");
+    }
+}
+
+/// The CPU backends' inference paths (burn's fused attention, the vectorised GELU of
+/// `model::gelu`) give the embeddings of the general ones, which an autodiff device takes (as in
+/// training, and on the GPU).
+#[test]
+fn cpu_inference_paths_agree_with_the_general_ones() {
+    let m = common::model_bytes();
+    let device = lorafuse::backend::cpu_device(lorafuse::backend::DEFAULT_CPU)
+        .unwrap()
+        .autodiff();
+    let general =
+        lorafuse::engine::Engine::load(&m.config, &m.weights, &m.tokenizer, &device).unwrap();
+    let text = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Hello world",
+        "A much longer sentence, with punctuation; and numbers like 3.14 — to pad the other two.",
+    ];
+    let a = block_on(general.embed(&text, None)).unwrap();
+    let b = block_on(common::engine().embed(&text, None)).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        let d = common::max_abs_diff(x, y);
+        assert!(d < 1e-5, "the fast and general paths differ by {d}");
     }
 }
 

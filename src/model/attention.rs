@@ -4,6 +4,8 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
 use super::config::BertConfig;
@@ -87,12 +89,26 @@ impl SelfAttention {
             x.clone(),
             mode,
         ));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            + mask_bias;
-        let probs = dropout(softmax(scores, 3), self.attention_dropout, mode.train);
-        let ctx = probs.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let ctx = if mode.train || x.is_autodiff() || !crate::backend::is_host(&x.device()) {
+            // Training (dropout on the probabilities, burn's autodiff) and the GPU.
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask_bias;
+            let probs = dropout(softmax(scores, 3), self.attention_dropout, mode.train);
+            probs.matmul(v)
+        } else {
+            // Inference on a CPU backend: burn's fused attention computes each head's scores,
+            // softmax and weighted sum in one pass over a scratch row instead of four tensors.
+            // The bias is given per query row ([batch, 1, seq, seq]) so it is read, not copied
+            // per head.
+            let bias = mask_bias.expand([b, 1, t, t]);
+            let options = AttentionModuleOptions {
+                scale: Some(scale),
+                softcap: None,
+                is_causal: false,
+            };
+            attention(q, k, v, None, Some(bias), options)
+        };
+        let ctx = ctx.swap_dims(1, 2).reshape([b, t, d]);
         let out = lora_linear(
             &self.output,
             lora.and_then(|l| l.attention_output.as_ref()),

@@ -3,11 +3,11 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 use super::attention::SelfAttention;
 use super::config::BertConfig;
+use super::gelu::gelu;
 use super::weights::Weights;
 use super::{ForwardMode, dropout};
 use crate::error::Result;

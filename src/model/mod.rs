@@ -6,6 +6,7 @@
 //! - [`embeddings`], [`attention`], [`layer`], [`encoder`]: the post-LN transformer, with a LoRA
 //!   adapter optionally added to each targeted linear;
 //! - [`pooling`]: mean, [CLS] or max pooling and normalisation, as sentence-transformers configures it;
+//! - [`gelu`]: the exact GELU, vectorised on the CPU backends in inference;
 //! - [`dropout`]: inverted dropout, with masks from the device or from a seeded scope;
 //! - [`tokenizer`]: WordPiece via the `tokenizers` crate, truncation and batch padding.
 //!
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
+pub mod gelu;
 pub mod head;
 pub mod layer;
 pub mod pooling;

@@ -201,10 +201,13 @@ fn training(engine: &Engine, args: &BenchArgs) -> Result<(f64, [f64; 3])> {
         );
         let t0 = Instant::now();
         let mode = ForwardMode::train(Some(&model.adapter), true);
-        let loss = cross_entropy(
-            model.logits(&engine.encoder, &x, &mode, true, device),
-            targets,
-        );
+        // Dropout masks from a seeded scope, as the trainer draws them (`train::shards`).
+        let loss = lorafuse::model::dropout::seeded(step as u64, || {
+            cross_entropy(
+                model.logits(&engine.encoder, &x, &mode, true, device),
+                targets,
+            )
+        });
         // Reading the loss forces the forward pass to run (backends may be lazy).
         block_on(lorafuse::host::scalar(loss.clone()))?;
         let t1 = Instant::now();
