@@ -29,9 +29,9 @@ impl LoraPair {
     /// `x A B` (without scaling).
     ///
     /// # Shapes
-    /// - x: `[batch, seq, d_in]`
-    /// - output: `[batch, seq, d_out]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// - x: `[..., d_in]`
+    /// - output: `[..., d_out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(linear(x, self.a.val(), None), self.b.val(), None)
     }
 }

@@ -18,6 +18,10 @@ use crate::model::{ForwardMode, dropout};
 /// `s = mode.lora_scaling` (the adapter's `alpha / r`) and the dropout probability `mode.lora_dropout`.
 /// Without a pair this is the base linear alone.
 ///
+/// The tokens of all sequences go through as the rows of one `[batch · seq, d_in]` matrix: given a
+/// 3-D input, burn's `linear` multiplies sequence by sequence (on the CPU backend: one matrix
+/// product, and one packing of the weight, per sequence), and in the backward pass as well.
+///
 /// # Shapes
 /// - x: `[batch, seq, d_in]`
 /// - output: `[batch, seq, d_out]`
@@ -27,12 +31,16 @@ pub(crate) fn lora_linear(
     x: Tensor<3>,
     mode: &ForwardMode,
 ) -> Tensor<3> {
-    match lora {
+    let [b, t, d_in] = x.dims();
+    let x = x.reshape([b * t, d_in]);
+    let y = match lora {
         None => base.forward(x),
         Some(pair) => {
             let y = base.forward(x.clone());
             let h = dropout(x, mode.lora_dropout, true);
             y + pair.forward(h).mul_scalar(mode.lora_scaling)
         }
-    }
+    };
+    let [_, d_out] = y.dims();
+    y.reshape([b, t, d_out])
 }

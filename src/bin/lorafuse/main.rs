@@ -66,6 +66,7 @@ enum Command {
 }
 
 fn main() {
+    keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         let closed = e.chain().any(|c| {
@@ -92,5 +93,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fuse(a) => fuse::run(&io::load_engine(c)?, a),
         Command::Bench(a) => bench::run(&io::load_engine(c)?, a),
         Command::BenchTransfer(a) => transfer::run(&io::load_engine(c)?, a),
+    }
+}
+
+/// glibc's malloc gives every block above 128 KiB its own mapping and trims the heap's free top,
+/// so each of the many large tensors of a forward pass (a few MB each) is fresh memory whose pages
+/// fault in and are zeroed by the kernel again: 6 % of an inference pass in a profile, plus the
+/// unmapping. Blocks up to 32 MiB (glibc's largest threshold) now come from the heap, which is never
+/// trimmed, so freed tensors are reused: one thread, batch 32, inference about 1.2x and LoRA
+/// training 1.1x as fast (README "Native"). The heap then stays at its peak until the process ends.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes malloc's parameters; it is called before any other thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
