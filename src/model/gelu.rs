@@ -58,7 +58,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// 1 / √(2π), the standard normal density at 0.
-const INV_SQRT_2PI: f32 = 0.398_942_28;
+const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 /// [`gelu_f32`] over a slice.
 pub fn gelu_in_place(values: &mut [f32]) {
