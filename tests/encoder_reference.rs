@@ -5,6 +5,7 @@
 
 mod common;
 
+use lorafuse::engine::Engine;
 use lorafuse::host::{block_on, floats};
 use lorafuse::model::{ForwardMode, mean_pool};
 
@@ -85,22 +86,30 @@ fn batched_and_padded_equals_one_by_one() {
 /// training, and on the GPU).
 #[test]
 fn cpu_inference_paths_agree_with_the_general_ones() {
-    let m = common::model_bytes();
     let device = lorafuse::backend::cpu_device(lorafuse::backend::DEFAULT_CPU)
         .unwrap()
         .autodiff();
-    let general =
-        lorafuse::engine::Engine::load(&m.config, &m.weights, &m.tokenizer, &device).unwrap();
     let text = [
         "The quick brown fox jumps over the lazy dog.",
         "Hello world",
         "A much longer sentence, with punctuation; and numbers like 3.14 — to pad the other two.",
     ];
-    let a = block_on(general.embed(&text, None)).unwrap();
-    let b = block_on(common::engine().embed(&text, None)).unwrap();
-    for (x, y) in a.iter().zip(&b) {
+    assert_embeddings_agree(
+        &common::engine_on_device(&device),
+        &common::engine(),
+        &text,
+        1e-5,
+        "the general and fast paths",
+    );
+}
+
+/// Asserts that `a` and `b` embed every text within `tol` (max absolute difference).
+fn assert_embeddings_agree(a: &Engine, b: &Engine, texts: &[&str], tol: f32, what: &str) {
+    let ea = block_on(a.embed(texts, None)).unwrap();
+    let eb = block_on(b.embed(texts, None)).unwrap();
+    for ((x, y), t) in ea.iter().zip(&eb).zip(texts) {
         let d = common::max_abs_diff(x, y);
-        assert!(d < 1e-5, "the fast and general paths differ by {d}");
+        assert!(d < tol, "{what} differ by {d} on {t:?}");
     }
 }
 
@@ -114,11 +123,13 @@ fn cpu_backends_agree() {
         "A short sentence about cats.",
         "Another, longer sentence about the weather in spring.",
     ];
-    let a = block_on(common::engine_on("flex").embed(&text, None)).unwrap();
-    let b = block_on(common::engine_on("ndarray").embed(&text, None)).unwrap();
-    for (x, y) in a.iter().zip(&b) {
-        assert!(common::max_abs_diff(x, y) < 1e-5);
-    }
+    assert_embeddings_agree(
+        &common::engine_on("flex"),
+        &common::engine_on("ndarray"),
+        &text,
+        1e-5,
+        "flex and ndarray",
+    );
 }
 
 /// Built only with `--features wgpu` (`./scripts/test --gpu`), where a missing adapter is a
@@ -131,18 +142,17 @@ fn cpu_backends_agree() {
 fn wgpu_agrees_with_cpu() {
     let device = lorafuse::backend::device("wgpu")
         .unwrap_or_else(|e| panic!("built with wgpu, but no wgpu adapter is usable here: {e}"));
-    let m = common::model_bytes();
-    let gpu = lorafuse::engine::Engine::load(&m.config, &m.weights, &m.tokenizer, &device).unwrap();
     let text = [
         "The quick brown fox jumps over the lazy dog.",
         "Hello world",
     ];
-    let a = block_on(gpu.embed(&text, None)).unwrap();
-    let b = block_on(common::engine().embed(&text, None)).unwrap();
-    for (x, y) in a.iter().zip(&b) {
-        let d = common::max_abs_diff(x, y);
-        assert!(d < 1e-3, "wgpu and CPU differ by {d}");
-    }
+    assert_embeddings_agree(
+        &common::engine_on_device(&device),
+        &common::engine(),
+        &text,
+        1e-3,
+        "wgpu and CPU",
+    );
 }
 
 /// The sha256 values the page checks its (cached) model files against are those of the installed

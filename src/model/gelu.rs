@@ -41,7 +41,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         let (mut slope, mut excess) = (vec![0f32; values.len()], vec![0f32; values.len()]);
         for ((&v, s), c) in values.iter().zip(&mut slope).zip(&mut excess) {
             let x_pdf = v * INV_SQRT_2PI * exp_f32(-0.5 * v * v);
-            *s = 0.5 * (1.0 + erf_f32(v * core::f32::consts::FRAC_1_SQRT_2)) + x_pdf;
+            *s = normal_cdf(v) + x_pdf;
             *c = v * x_pdf;
         }
         let slope = Tensor::from_data(TensorData::new(slope, shape.clone()), &device);
@@ -67,10 +67,16 @@ pub fn gelu_in_place(values: &mut [f32]) {
     }
 }
 
-/// GELU of one value, with [`erf_f32`].
+/// GELU of one value, `x Φ(x)`.
 #[inline(always)]
 pub fn gelu_f32(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf_f32(x * core::f32::consts::FRAC_1_SQRT_2))
+    x * normal_cdf(x)
+}
+
+/// Φ(x), the standard normal distribution function, with [`erf_f32`].
+#[inline(always)]
+fn normal_cdf(x: f32) -> f32 {
+    0.5 * (1.0 + erf_f32(x * core::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// `erf(x)` in single precision, branch-free (so a loop over it vectorises): Eigen's
@@ -147,22 +153,22 @@ mod tests {
         assert!(erf_f32(f32::NAN).is_nan());
     }
 
+    /// The largest absolute difference between two f32 tensors' values.
+    fn max_abs_diff(a: TensorData, b: TensorData) -> f32 {
+        let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    }
+
     #[test]
     fn fast_path_agrees_with_burns_gelu() {
         let device = Device::flex();
         let values: Vec<f32> = (0..4000).map(|i| (i as f32 - 2000.0) / 250.0).collect();
-        let x = Tensor::<2>::from_data(TensorData::new(values.clone(), [40, 100]), &device);
-        let ours = gelu(x.clone()).into_data();
-        let burns = activation::gelu(x).into_data();
-        let (ours, burns) = (
-            ours.as_slice::<f32>().unwrap(),
-            burns.as_slice::<f32>().unwrap(),
-        );
-        let worst = ours
-            .iter()
-            .zip(burns)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let x = Tensor::<2>::from_data(TensorData::new(values, [40, 100]), &device);
+        let worst = max_abs_diff(gelu(x.clone()).into_data(), activation::gelu(x).into_data());
         // |x| ≤ 8 here, so 2e-6 is a few ulps of the largest outputs.
         assert!(worst < 2e-6, "max |difference| {worst:e}");
     }
@@ -198,13 +204,7 @@ mod tests {
         let ours = gelu(x.clone());
         let burns = activation::gelu(y.clone());
         let close = |a: TensorData, b: TensorData, tol: f32, what: &str| {
-            let worst = a
-                .as_slice::<f32>()
-                .unwrap()
-                .iter()
-                .zip(b.as_slice::<f32>().unwrap())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = max_abs_diff(a, b);
             assert!(worst < tol, "{what}: max |difference| {worst:e}");
         };
         close(

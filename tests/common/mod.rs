@@ -58,9 +58,13 @@ pub fn engine() -> Engine {
 }
 
 pub fn engine_on(backend: &str) -> Engine {
+    engine_on_device(&lorafuse::backend::device(backend).expect("backend"))
+}
+
+/// The default model on `device` (e.g. an autodiff device, or a wgpu one).
+pub fn engine_on_device(device: &burn::tensor::Device) -> Engine {
     let m = model_bytes();
-    let device = lorafuse::backend::device(backend).expect("backend");
-    Engine::load(&m.config, &m.weights, &m.tokenizer, &device).expect("model loads")
+    Engine::load(&m.config, &m.weights, &m.tokenizer, device).expect("model loads")
 }
 
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
