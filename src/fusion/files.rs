@@ -15,6 +15,7 @@ use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::limits::{MAX_FUSION_HEADS, MAX_TASKS, check_labels};
+use crate::model::weights::torch_linear_weight;
 use crate::tensorfile::{self, TensorFile};
 
 pub use super::gate_check::{GateCheck, SOURCE_LEAD_ROWS, SourceCheck, better};
@@ -309,7 +310,7 @@ pub fn from_files(
                 (n, if d[0] == 1 { vec![d[1]] } else { d.to_vec() })
             })
             .collect();
-        let mut values: HashMap<String, Tensor<2>> = HashMap::new();
+        let mut values: HashMap<String, TensorData> = HashMap::new();
         for (name, shape) in expected {
             let v = file.read_shaped(&name, &shape)?;
             let shape2 = if shape.len() == 1 {
@@ -317,7 +318,7 @@ pub fn from_files(
             } else {
                 [shape[0], shape[1]]
             };
-            values.insert(name, Tensor::from_data(TensorData::new(v, shape2), device));
+            values.insert(name, TensorData::new(v, shape2));
         }
         let p = format!("task.{i}");
         let mut take = |n: String| {
@@ -325,11 +326,11 @@ pub fn from_files(
                 .remove(&n)
                 .ok_or_else(|| Error::Fusion(format!("missing {n}")))
         };
+        // A row vector (a bias, a norm's scale, `mix`) as the 1-D tensor it is.
+        let vector = |d: TensorData| Tensor::<2>::from_data(d, device).squeeze_dim::<1>(0);
         let mut set_norm = |l: &mut LayerNorm, n: &str| -> Result<()> {
-            l.gamma = Param::from_tensor(take(format!("{n}.weight"))?.squeeze_dim(0));
-            l.beta = Some(Param::from_tensor(
-                take(format!("{n}.bias"))?.squeeze_dim(0),
-            ));
+            l.gamma = Param::from_tensor(vector(take(format!("{n}.weight"))?));
+            l.beta = Some(Param::from_tensor(vector(take(format!("{n}.bias"))?)));
             Ok(())
         };
         for (s, n) in f.adapter_norms.iter_mut().enumerate() {
@@ -344,10 +345,9 @@ pub fn from_files(
                 .ok_or_else(|| Error::Fusion(format!("missing {n}")))
         };
         let mut set_linear = |l: &mut Linear, n: &str| -> Result<()> {
-            l.weight = Param::from_tensor(take(format!("{n}.weight"))?.transpose());
-            l.bias = Some(Param::from_tensor(
-                take(format!("{n}.bias"))?.squeeze_dim(0),
-            ));
+            l.weight =
+                Param::from_tensor(torch_linear_weight(take(format!("{n}.weight"))?, device));
+            l.bias = Some(Param::from_tensor(vector(take(format!("{n}.bias"))?)));
             Ok(())
         };
         set_linear(&mut f.query, &format!("{p}.attention.query"))?;
@@ -360,7 +360,7 @@ pub fn from_files(
             set_linear(h, &format!("{p}.own_head"))?;
         }
         if f.mix.is_some() {
-            f.mix = Some(Param::from_tensor(take(format!("{p}.mix"))?.squeeze_dim(0)));
+            f.mix = Some(Param::from_tensor(vector(take(format!("{p}.mix"))?)));
         }
         layers.push(f);
     }

@@ -114,9 +114,10 @@ fn linear(d_in: usize, d_out: usize, rng: &mut ChaCha8Rng, device: &Device) -> L
         .map(|_| rng.random_range(-bound..bound) as f32)
         .collect();
     let mut l = LinearConfig::new(d_in, d_out).init(device);
-    l.weight = Param::from_tensor(
-        Tensor::<2>::from_data(TensorData::new(w, [d_out, d_in]), device).transpose(),
-    );
+    l.weight = Param::from_tensor(crate::model::weights::torch_linear_weight(
+        TensorData::new(w, [d_out, d_in]),
+        device,
+    ));
     l.bias = Some(Param::from_tensor(Tensor::from_data(
         TensorData::new(b, [d_out]),
         device,

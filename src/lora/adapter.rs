@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use super::config::{LoraConfig, Site};
 use crate::error::Result;
 use crate::model::BertConfig;
+use crate::model::weights::torch_linear_weight;
 
 /// One low-rank update `ΔW = B A` for a linear `d_in → d_out`.
 #[derive(Module, Debug)]
@@ -124,8 +125,7 @@ impl LoraAdapter {
                 let a_rows: Vec<f32> = (0..config.r * d_in)
                     .map(|_| rng.random_range(-bound..bound) as f32)
                     .collect();
-                let a = Tensor::<2>::from_data(TensorData::new(a_rows, [config.r, d_in]), device)
-                    .transpose();
+                let a = torch_linear_weight(TensorData::new(a_rows, [config.r, d_in]), device);
                 let b = Tensor::<2>::zeros([config.r, d_out], device);
                 *layer.slot(site) = Some(LoraPair {
                     a: Param::from_tensor(a),
@@ -152,8 +152,8 @@ impl LoraAdapter {
         let mut layers: Vec<LayerLora> = (0..num_layers).map(|_| LayerLora::empty()).collect();
         for (i, site, a, b) in pairs {
             if let Some(layer) = layers.get_mut(i) {
-                let a = Tensor::<2>::from_data(a, device).transpose();
-                let b = Tensor::<2>::from_data(b, device).transpose();
+                let a = torch_linear_weight(a, device);
+                let b = torch_linear_weight(b, device);
                 *layer.slot(site) = Some(LoraPair {
                     a: Param::from_tensor(a),
                     b: Param::from_tensor(b),

@@ -50,7 +50,7 @@ impl ClassifierHead {
         device: &Device,
     ) -> Self {
         let mut linear = LinearConfig::new(d, classes).init(device);
-        let w = Tensor::<2>::from_data(TensorData::new(w, [classes, d]), device).transpose();
+        let w = super::weights::torch_linear_weight(TensorData::new(w, [classes, d]), device);
         linear.weight = Param::from_tensor(w);
         linear.bias = Some(Param::from_tensor(Tensor::from_data(
             TensorData::new(b, [classes]),

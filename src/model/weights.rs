@@ -63,16 +63,7 @@ impl<'a> Weights<'a> {
         let w = self
             .file
             .read_shaped(&format!("{}{}.weight", self.prefix, prefix), &[d_out, d_in])?;
-        // Transposed here, once, into a contiguous `[in, out]` buffer: burn's `linear` reshapes
-        // its weight on every call, which copies a transposed view each time (7 % of an
-        // inference pass on the CPU backend before this).
-        let mut t = vec![0f32; w.len()];
-        for (o, row) in w.chunks_exact(d_in).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                t[i * d_out + o] = v;
-            }
-        }
-        let weight = Tensor::<2>::from_data(TensorData::new(t, [d_in, d_out]), device);
+        let weight = torch_linear_weight(TensorData::new(w, [d_out, d_in]), device);
         let bias: Tensor<1> = self.tensor(&format!("{prefix}.bias"), [d_out], device)?;
         Ok(Linear {
             weight: Param::from_tensor(weight),
@@ -112,4 +103,22 @@ impl<'a> Weights<'a> {
             weight: Param::from_tensor(self.tensor(&format!("{prefix}.weight"), [n, d], device)?),
         })
     }
+}
+
+/// A matrix in PyTorch's `Linear` layout (`[out, in]`) as burn's `[in, out]`, transposed here into
+/// a contiguous buffer. A transposed view would be copied again on every call: burn's `linear`
+/// reshapes its weight (7 % of an encoder inference pass on the CPU backend).
+pub fn torch_linear_weight(w: TensorData, device: &Device) -> Tensor<2> {
+    let (d_out, d_in) = (w.shape()[0], w.shape()[1]);
+    let Ok(values) = w.as_slice::<f32>() else {
+        // Other dtypes: burn's transposed view, right but copied on use.
+        return Tensor::<2>::from_data(w, device).transpose();
+    };
+    let mut t = vec![0f32; values.len()];
+    for (o, row) in values.chunks_exact(d_in.max(1)).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            t[i * d_out + o] = v;
+        }
+    }
+    Tensor::<2>::from_data(TensorData::new(t, [d_in, d_out]), device)
 }
