@@ -241,6 +241,11 @@ fn TaskCard(name: String) -> impl IntoView {
     let n_dl = name.clone();
     let n_rm = name.clone();
     let n_chart = name.clone();
+    // This card's step losses alone: a step of another task's run does not redraw this chart.
+    let steps = Memo::new(move |_| {
+        ui.losses
+            .with(|l| l.get(&n_chart).cloned().unwrap_or_default())
+    });
     let reupload2 = reupload.clone();
     let reupload3 = reupload.clone();
     let reupload4 = reupload.clone();
@@ -402,7 +407,7 @@ fn TaskCard(name: String) -> impl IntoView {
                     })}
                     <div class="chart" data-testid="loss-chart"
                         inner_html=move || {
-                            let steps = ui.losses.with(|l| l.get(&n_chart).cloned().unwrap_or_default());
+                            let steps = steps.get();
                             if steps.is_empty() {
                                 // After a reload only the per-epoch history is known.
                                 let epochs: Vec<(usize, f32)> =

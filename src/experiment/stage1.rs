@@ -27,12 +27,15 @@ pub trait Stage1Observer {
     fn on_step(&mut self, _p: &Progress) {}
     /// Called after every epoch with the curve so far (the new record last).
     fn on_epoch(&mut self, _history: &[EpochRecord]) {}
-    /// Whether [`Stage1Observer::checkpoint`] is wanted (it costs a copy of the model per epoch).
-    fn wants_checkpoints(&self) -> bool {
+    /// Called after every completed epoch (the curve so far, the new record last): whether to
+    /// call [`Stage1Observer::checkpoint`] now (it costs a copy of the model, and whatever the
+    /// observer does to keep it).
+    fn wants_checkpoint(&self, _history: &[EpochRecord]) -> bool {
         false
     }
-    /// Called after every completed epoch with the model as trained so far and the curve, so a
-    /// run cut short (the page reloaded) keeps what its completed epochs produced.
+    /// Called after a completed epoch when [`Stage1Observer::wants_checkpoint`] says so, with the
+    /// model as trained so far and the curve, so a run cut short (the page reloaded) keeps what
+    /// its completed epochs produced.
     async fn checkpoint(&mut self, _model: &TaskModel, _history: &[EpochRecord]) -> Result<()> {
         Ok(())
     }
@@ -102,7 +105,7 @@ impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
             val_accuracy,
         });
         self.inner.on_epoch(&self.history);
-        if self.inner.wants_checkpoints() {
+        if self.inner.wants_checkpoint(&self.history) {
             self.inner
                 .checkpoint(&trainer.snapshot(), &self.history)
                 .await?;
