@@ -45,11 +45,10 @@ pub(crate) const CHECKPOINT_EVERY_SEC: f64 = 10.0;
 /// first). A reload so loses at most that much training plus the epoch under way.
 ///
 /// Why not after every epoch: a checkpoint packs the whole workspace on the engine thread while
-/// the training threads wait, and the page then writes it to IndexedDB, on the same cores. With
-/// short epochs (small tasks, many threads) that cost up to a tenth of the training time: in
-/// `scripts/bench-web` (8 epochs of 32 rows, about 1 s each at 2 threads), training at 2 threads
-/// ran at 1.72x the 1-thread speed with a checkpoint after every epoch, 2.04x with none (one run
-/// each).
+/// the training threads wait (10–60 ms in `scripts/bench-web`, more as the workspace grows), and
+/// the page then stores it in IndexedDB on the same cores. With short epochs (small tasks, many
+/// threads; about 1 s in that benchmark at 2 threads) that is several percent of the training
+/// time, for a save that a few seconds later is superseded.
 pub(crate) fn checkpoint_due(epochs_done: usize, since_last: Option<f64>) -> bool {
     epochs_done >= 1 && since_last.is_none_or(|s| s >= CHECKPOINT_EVERY_SEC)
 }
