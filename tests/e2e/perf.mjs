@@ -116,10 +116,12 @@ async function trainTask(page, name) {
   await page.evaluate((q) => {
     const card = document.querySelector(q);
     window.__lastProgress = '';
-    new MutationObserver(() => {
+    window.__progressObserver?.disconnect();
+    window.__progressObserver = new MutationObserver(() => {
       const s = card.querySelector('.progress-line span')?.textContent;
       if (s) window.__lastProgress = s;
-    }).observe(card, { subtree: true, childList: true, characterData: true });
+    });
+    window.__progressObserver.observe(card, { subtree: true, childList: true, characterData: true });
   }, sec);
   const t0 = Date.now();
   await page.click(`${sec} [data-testid=train]`);
@@ -129,7 +131,10 @@ async function trainTask(page, name) {
       const last = await page.evaluate(() => window.__lastProgress).catch(() => '');
       throw new Error(`training ${name} did not finish within 10 minutes (last progress: ${last || 'none'}): ${e.message}`);
     });
-  const speed = await page.evaluate(() => window.__lastProgress);
+  const speed = await page.evaluate(() => {
+    window.__progressObserver?.disconnect();
+    return window.__lastProgress;
+  });
   if (process.env.PERF_CONSOLE) console.log(`  last progress ${name}: ${speed}`);
   const eps = Number(/([\d.]+) examples\/s/.exec(speed)?.[1]);
   console.log(`training ${name}: 32 examples x ${EPOCHS} epochs in ${((Date.now() - t0) / 1000).toFixed(1)} s wall (incl. per-epoch validation on 8); last progress: ${eps} examples/s`);
