@@ -5,7 +5,7 @@
 //! Why: burn's CPU backend splits only its matrix products and a few reductions across threads;
 //! the elementwise work (the exact GELU's `erf`, dropout, layout copies) runs on one thread, which
 //! held training at 2 threads to 1.58× the 1-thread speed in the page. Shards run every operation
-//! of their half of the batch in parallel.
+//! of their part of the batch in parallel.
 //!
 //! Rows are cut into shards by length ([`split`]): the longest rows together, the shorter ones
 //! together, at the cut that makes the slowest shard fastest. Each shard pads only to its own
@@ -37,13 +37,12 @@ pub const SHARDS: usize = 2;
 /// (`stage1::LoraTrainer::step`), so the summed gradients are the whole batch's either way.
 pub fn split(rows: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
     let k = SHARDS.min(rows.len());
-    let mut order: Vec<usize> = rows.to_vec();
-    order.sort_by_key(|&r| std::cmp::Reverse(len(r)));
-    let lens: Vec<usize> = order.iter().map(|&r| len(r)).collect();
+    let mut order: Vec<(usize, usize)> = rows.iter().map(|&r| (r, len(r))).collect();
+    order.sort_by_key(|&(_, l)| std::cmp::Reverse(l));
     let n = order.len();
     // best[j][i]: (largest shard's work, padded tokens) cutting the first i rows into j shards,
-    // and where its last shard starts. Rows i..e as one shard pad to lens[i] (sorted order).
-    let work = |i: usize, e: usize| (e - i) * lens[i];
+    // and where its last shard starts. Rows i..e as one shard pad to row i's length (longest first).
+    let work = |i: usize, e: usize| (e - i) * order[i].1;
     let mut best = vec![vec![None::<((usize, usize), usize)>; n + 1]; k + 1];
     best[0][0] = Some(((0, 0), 0));
     for j in 1..=k {
@@ -51,7 +50,8 @@ pub fn split(rows: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
             best[j][e] = (j - 1..e)
                 .filter_map(|i| {
                     let ((max, total), _) = best[j - 1][i]?;
-                    Some(((max.max(work(i, e)), total + work(i, e)), i))
+                    let w = work(i, e);
+                    Some(((max.max(w), total + w), i))
                 })
                 .min();
         }
@@ -60,7 +60,7 @@ pub fn split(rows: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
     let mut e = n;
     for j in (1..=k).rev() {
         let Some((_, i)) = best[j][e] else { break };
-        out.push(order[i..e].to_vec());
+        out.push(order[i..e].iter().map(|&(r, _)| r).collect());
         e = i;
     }
     out.reverse();
