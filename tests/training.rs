@@ -305,3 +305,120 @@ fn cancelling_keeps_what_was_trained() {
     assert!(b0.iter().all(|&x| x == 0.0));
     assert!(b1.iter().any(|&x| x != 0.0));
 }
+
+/// LP-FT's start: a fresh adapter (B = 0) with the probe's head gives exactly the probe's
+/// predictions, so fine-tuning starts where the probe ends. Two code paths agree: the head
+/// through the adapter-bearing encoder, and the probe on the frozen base's cached vectors.
+#[test]
+fn a_head_started_from_the_probe_predicts_as_the_probe() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = common::engine();
+    let train = load("data/sst2_train_600.csv");
+    let vocab = data::validate_for_training(&train).unwrap();
+    let (texts, labels) = common::labelled(&train[..48], &vocab).unwrap();
+    let cfg = TrainConfig::default();
+    let base = block_on(infer::pooled_vectors(
+        &engine.encoder,
+        &engine.tokenizer,
+        None,
+        &texts,
+        &engine.device,
+    ))
+    .unwrap();
+    let probe = block_on(lorafuse::experiment::train_probe(
+        base,
+        &labels,
+        2,
+        &cfg,
+        &engine.device,
+    ))
+    .unwrap();
+    let trainer = LoraTrainer::new(
+        &engine.encoder,
+        &engine.tokenizer,
+        &texts,
+        &labels,
+        2,
+        &LoraConfig::default(),
+        &cfg,
+        &engine.device,
+    )
+    .unwrap();
+    let started = block_on(trainer.with_head(&probe)).unwrap().snapshot();
+    let probs = |adapter, head| {
+        block_on(infer::probabilities(
+            &engine.encoder,
+            &engine.tokenizer,
+            adapter,
+            head,
+            &texts[..16],
+            &engine.device,
+        ))
+        .unwrap()
+        .concat()
+    };
+    let want = probs(None, &probe);
+    let got = probs(Some(&started.adapter), &started.head);
+    let diff = common::max_abs_diff(&want, &got);
+    assert!(diff < 1e-5, "max |Δp| {diff}");
+    assert!(
+        want.iter().any(|&p| (p - 0.5).abs() > 0.05),
+        "the probe learned something: {want:?}"
+    );
+}
+
+/// The contrastive objective through `run_stage1`: on 16 rows per class (SetFit's regime) the
+/// pair loss goes down over the pass, the finished model is a full task model (adapter + head)
+/// with one epoch record, it beats chance on held-out rows, and the same seed trains the same
+/// model.
+#[test]
+fn the_contrastive_stage_trains_an_adapter_and_a_head() {
+    use lorafuse::experiment::{HoldoutPolicy, PreparedTask, Stage1Observer, run_stage1};
+    use lorafuse::train::{Objective, Progress};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = common::engine();
+    let train = load("data/sst2_train_600.csv");
+    let test = load("data/sst2_test_300.csv");
+    let task = PreparedTask::new(&train[..32], &test[..100], &HoldoutPolicy::default(), 1).unwrap();
+    let cfg = TrainConfig {
+        pairs_per_example: 8,
+        ..TrainConfig::default()
+    };
+    assert_eq!(
+        cfg.objective_for(task.train.len(), 2),
+        Objective::Contrastive,
+        "Auto trains 32 rows of 2 classes contrastively"
+    );
+    #[derive(Default)]
+    struct Losses(Vec<f32>);
+    impl Stage1Observer for Losses {
+        fn on_step(&mut self, p: &Progress) {
+            self.0.push(p.loss);
+        }
+    }
+    let run = |obs: &mut Losses| {
+        block_on(run_stage1(
+            &engine,
+            &task,
+            &LoraConfig::default(),
+            &cfg,
+            true,
+            obs,
+        ))
+        .unwrap()
+    };
+    let mut losses = Losses::default();
+    let a = run(&mut losses);
+    assert_eq!(a.steps, 32 * 8 / 16, "one pass over 8 pairs per row, 16 pairs a step");
+    assert_eq!(losses.0.len(), a.steps);
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let (first, last) = (mean(&losses.0[..4]), mean(&losses.0[a.steps - 4..]));
+    assert!(last < first, "pair loss {first} -> {last}");
+    assert_eq!(a.history.len(), 1);
+    let acc = a.history[0].val_accuracy.unwrap();
+    assert!(acc > 0.6, "held-out accuracy {acc}");
+    let mut again = Losses::default();
+    let b = run(&mut again);
+    assert_eq!(losses.0, again.0, "the same seed draws the same pairs and masks");
+    assert_eq!(a.history, b.history, "the same seed trains the same model");
+}

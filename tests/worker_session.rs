@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lorafuse::host::block_on;
+use lorafuse::train::Objective;
 use lorafuse::worker::protocol::{DataRole, Event, Request, WorkspaceView};
 use lorafuse::worker::session::{Host, Session};
 use lorafuse::workspace::zipfile;
@@ -116,6 +117,10 @@ fn with_epochs(view: &WorkspaceView, task: &str, epochs: usize) -> Request {
         .settings
         .clone();
     settings.train.epochs = epochs;
+    // Exactly `epochs` epochs of classification (no step minimum, no contrastive stage): the
+    // checkpoint and partial-adapter steps count whole epochs.
+    settings.train.min_steps = 0;
+    settings.train.objective = Objective::Classify;
     // The held-out share is a setting; 20 % keeps this test's counts (40 rows: 32 train, 8 held out).
     settings.holdout.fraction = 0.2;
     Request::Settings {
@@ -874,6 +879,10 @@ fn a_150_class_task_trains_predicts_and_reports() {
     assert_eq!(view.tasks[0].class_counts.len(), 150);
     let mut settings = view.tasks[0].settings.clone();
     settings.train.epochs = 1;
+    // One epoch of classification: 150 classes of 2 training rows each would otherwise train
+    // the contrastive objective on 4,000 pairs; this test is about the width of the output.
+    settings.train.min_steps = 0;
+    settings.train.objective = Objective::Classify;
     settings.holdout.fraction = 1.0 / 3.0;
     ok(
         &mut s,

@@ -11,6 +11,7 @@ use web_sys::{DragEvent, File, HtmlInputElement};
 use super::{Ui, files, send};
 use crate::chart;
 use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
+use crate::train::Objective;
 use crate::workspace::bundle::{AnswerChoice, TaskSettings};
 
 /// An example data file in the shared datasets' format, offered as a download.
@@ -215,6 +216,7 @@ fn TaskCard(name: String) -> impl IntoView {
     };
     let set_t = set.clone();
     let set_a = set.clone();
+    let set_o = set.clone();
     let num = move |label: &'static str,
                     field: &'static str,
                     value: Box<dyn Fn(&TaskSettings) -> String + Send + Sync>,
@@ -369,6 +371,27 @@ fn TaskCard(name: String) -> impl IntoView {
                         |s, v| { let p: f64 = v.trim_end_matches('%').trim().parse().map_err(|_| format!("the held-out share must be a number of percent, not {v:?}"))?; s.holdout.fraction = p / 100.0; s.holdout.validate().map_err(|e| e.to_string()) })}
                     {num("Batch size", "batch", Box::new(|s| s.train.batch_size.to_string()),
                         |s, v| { s.train.batch_size = v.parse().map_err(|_| format!("the batch size must be a whole number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    {num("Fewest steps", "min_steps", Box::new(|s| s.train.min_steps.to_string()),
+                        |s, v| { s.train.min_steps = v.parse().map_err(|_| format!("the fewest steps must be a whole number, not {v:?}"))?; s.train.validate().map_err(|e| e.to_string()) })}
+                    <label>"Objective"
+                        <select name="objective" title="What the adapter learns: automatic picks contrastive pairs (SetFit's objective) for few examples per class, classification otherwise"
+                            on:change=move |ev| {
+                                let v = event_target_value(&ev);
+                                set_o(&|s| {
+                                    s.train.objective = match v.as_str() {
+                                        "classify" => Objective::Classify,
+                                        "contrastive" => Objective::Contrastive,
+                                        _ => Objective::Auto,
+                                    };
+                                    Ok(())
+                                })
+                            }>
+                            {[(Objective::Auto, "auto", "automatic"), (Objective::Classify, "classify", "classification"),
+                              (Objective::Contrastive, "contrastive", "contrastive pairs")].into_iter().map(|(o, value, text)| view! {
+                                <option value=value selected=move || get().settings.train.objective == o>{text}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
                     <fieldset class="targets">
                         <legend>"LoRA targets"</legend>
                         {TARGETS.into_iter().map(|target| {

@@ -306,7 +306,7 @@ pub async fn train_probe(
     stage1: &TrainConfig,
     device: &Device,
 ) -> Result<ClassifierHead> {
-    let cfg = probe::default_config(stage1);
+    let cfg = probe::default_config(stage1).scaled_to(labels.len());
     let mut p = ProbeTrainer::new(features, labels, classes, &cfg, device)?;
     run_to_end(&mut p).await?;
     Ok(p.finish())

@@ -10,9 +10,12 @@ use crate::infer;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::train::calibration::choose_temperature;
 use crate::train::metrics::evaluate;
+use crate::experiment::compare::train_probe;
+use crate::infer::pooled_vectors;
+use crate::train::contrastive::ContrastiveTrainer;
 use crate::train::{
-    EpochEnd, LoraTrainer, Metrics, Observer, Outcome, Progress, TaskModel, TrainConfig, drive,
-    now_sec,
+    EpochEnd, HeadInit, LoraTrainer, Metrics, Objective, Observer, Outcome, Progress, TaskModel,
+    TrainConfig, drive, now_sec,
 };
 use crate::workspace::task_files::{EpochRecord, TASK_FORMAT, TaskMeta};
 
@@ -79,26 +82,9 @@ impl<O: Stage1Observer> Observer<LoraTrainer> for Validating<'_, O> {
     }
 
     async fn on_epoch_end(&mut self, trainer: &LoraTrainer, e: EpochEnd) -> Result<()> {
-        let val_accuracy = if self.validation.is_empty() {
-            None
-        } else {
-            let m = trainer.snapshot();
-            let e = self.engine;
-            let probs = infer::probabilities(
-                &e.encoder,
-                &e.tokenizer,
-                Some(&m.adapter),
-                &m.head,
-                &self.validation.texts,
-                &e.device,
-            )
-            .await?;
-            Some(
-                evaluate(&probs, &self.validation.labels, self.classes)
-                    .0
-                    .accuracy,
-            )
-        };
+        let m = trainer.snapshot();
+        let val_accuracy =
+            validation_accuracy(self.engine, &m, self.validation, self.classes).await?;
         self.history.push(EpochRecord {
             epoch: e.epoch,
             loss: e.mean_loss,
@@ -138,6 +124,10 @@ pub enum Start<'a> {
 }
 
 /// [`run_stage1`] with the adapter starting at `start`.
+///
+/// The objective is [`TrainConfig::objective_for`] the task's size: classification (the head
+/// starting from the probe's solution with [`HeadInit::Probe`]: LP-FT) or the contrastive stage
+/// followed by a head fitted on the adapter's vectors.
 pub async fn run_stage1_from<O: Stage1Observer>(
     engine: &Engine,
     task: &PreparedTask,
@@ -154,37 +144,19 @@ pub async fn run_stage1_from<O: Stage1Observer>(
         Start::From(a) => a.config.clone(),
     };
     lora.base_model_name_or_path = e.name.clone();
-    let lora = &lora;
-    let trainer = LoraTrainer::new(
-        &e.encoder,
-        &e.tokenizer,
-        &task.train.texts,
-        &task.train.labels,
-        task.vocab.len(),
-        lora,
-        cfg,
-        &e.device,
-    )?;
-    let mut trainer = match start_at {
-        Start::Fresh(_) => trainer,
-        Start::From(a) => trainer.starting_from(a).await?,
-    };
     let validation = if validate {
         task.validation()
     } else {
         Labelled::default()
     };
-    let mut obs = Validating {
-        inner: observer,
-        engine,
-        validation: &validation,
-        classes: task.vocab.len(),
-        history: Vec::new(),
-    };
-    let outcome = drive(&mut trainer, &mut obs).await?;
-    let history = obs.history;
-    let steps = trainer.steps_done();
-    let model = trainer.finish();
+    let classes = task.vocab.len();
+    let (model, history, outcome, steps) =
+        match cfg.objective_for(task.train.len(), classes) {
+            Objective::Contrastive => {
+                contrastive(e, task, start_at, &lora, cfg, &validation, observer).await?
+            }
+            _ => classify(e, task, start_at, &lora, cfg, &validation, observer).await?,
+        };
     let temperature = match validate && steps > 0 && !task.held_out.is_empty() {
         true => {
             let h = &task.held_out;
@@ -209,6 +181,157 @@ pub async fn run_stage1_from<O: Stage1Observer>(
         seconds: now_sec() - start,
         temperature,
     })
+}
+
+/// What either objective's run hands back: the model, the epoch records, how it ended, steps run.
+type Trained = (TaskModel, Vec<EpochRecord>, Outcome, usize);
+
+/// Stage 1 by cross-entropy through the adapter and head, validated after every epoch.
+async fn classify<O: Stage1Observer>(
+    e: &Engine,
+    task: &PreparedTask,
+    start_at: Start<'_>,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    validation: &Labelled,
+    observer: &mut O,
+) -> Result<Trained> {
+    let classes = task.vocab.len();
+    let trainer = LoraTrainer::new(
+        &e.encoder,
+        &e.tokenizer,
+        &task.train.texts,
+        &task.train.labels,
+        classes,
+        lora,
+        &cfg.scaled_to(task.train.len()),
+        &e.device,
+    )?;
+    let source = match start_at {
+        Start::Fresh(_) => None,
+        Start::From(a) => Some(a),
+    };
+    let mut trainer = match source {
+        None => trainer,
+        Some(a) => trainer.starting_from(a).await?,
+    };
+    if cfg.head_init == HeadInit::Probe {
+        // LP-FT: the head fitted on the starting adapter's vectors (a fresh adapter's are the
+        // base's: B is zero), so fine-tuning starts where the probe ends.
+        let x = pooled_vectors(&e.encoder, &e.tokenizer, source, &task.train.texts, &e.device)
+            .await?;
+        let head = train_probe(x, &task.train.labels, classes, cfg, &e.device).await?;
+        trainer = trainer.with_head(&head).await?;
+    }
+    let mut obs = Validating {
+        inner: observer,
+        engine: e,
+        validation,
+        classes,
+        history: Vec::new(),
+    };
+    let outcome = drive(&mut trainer, &mut obs).await?;
+    let history = obs.history;
+    let steps = trainer.steps_done();
+    Ok((trainer.finish(), history, outcome, steps))
+}
+
+/// Passes the caller's cancel and step reports through, and keeps the mean loss of the run.
+struct Forwarding<'a, O> {
+    inner: &'a mut O,
+    mean_loss: f32,
+}
+
+impl<O: Stage1Observer> Observer<ContrastiveTrainer> for Forwarding<'_, O> {
+    async fn should_stop(&mut self) -> bool {
+        self.inner.should_stop().await
+    }
+    fn on_step(&mut self, p: &Progress) {
+        self.inner.on_step(p)
+    }
+    async fn on_epoch_end(&mut self, _t: &ContrastiveTrainer, e: EpochEnd) -> Result<()> {
+        self.mean_loss = e.mean_loss;
+        Ok(())
+    }
+}
+
+/// Stage 1 by the contrastive objective ([`crate::train::contrastive`]), then a head fitted on
+/// the adapter's vectors; one epoch record (the pass over the pairs) with the held-out accuracy
+/// of the finished model. A stopped run fits its head on the adapter as trained so far.
+async fn contrastive<O: Stage1Observer>(
+    e: &Engine,
+    task: &PreparedTask,
+    start_at: Start<'_>,
+    lora: &LoraConfig,
+    cfg: &TrainConfig,
+    validation: &Labelled,
+    observer: &mut O,
+) -> Result<Trained> {
+    let classes = task.vocab.len();
+    let trainer = ContrastiveTrainer::new(
+        &e.encoder,
+        &e.tokenizer,
+        &task.train.texts,
+        &task.train.labels,
+        lora,
+        cfg,
+        &e.device,
+    )?;
+    let mut trainer = match start_at {
+        Start::Fresh(_) => trainer,
+        Start::From(a) => trainer.starting_from(a).await?,
+    };
+    let mut obs = Forwarding {
+        inner: observer,
+        mean_loss: f32::NAN,
+    };
+    let outcome = drive(&mut trainer, &mut obs).await?;
+    let mean_loss = obs.mean_loss;
+    let steps = trainer.steps_done();
+    let adapter = trainer.finish();
+    let x = pooled_vectors(
+        &e.encoder,
+        &e.tokenizer,
+        Some(&adapter),
+        &task.train.texts,
+        &e.device,
+    )
+    .await?;
+    let head = train_probe(x, &task.train.labels, classes, cfg, &e.device).await?;
+    let model = TaskModel { adapter, head };
+    let mut history = Vec::new();
+    if steps > 0 {
+        let val_accuracy = validation_accuracy(e, &model, validation, classes).await?;
+        history.push(EpochRecord {
+            epoch: 1,
+            loss: mean_loss,
+            val_accuracy,
+        });
+        observer.on_epoch(&history);
+    }
+    Ok((model, history, outcome, steps))
+}
+
+/// Accuracy of `model` on `validation`; `None` without rows.
+async fn validation_accuracy(
+    e: &Engine,
+    model: &TaskModel,
+    validation: &Labelled,
+    classes: usize,
+) -> Result<Option<f64>> {
+    if validation.is_empty() {
+        return Ok(None);
+    }
+    let probs = infer::probabilities(
+        &e.encoder,
+        &e.tokenizer,
+        Some(&model.adapter),
+        &model.head,
+        &validation.texts,
+        &e.device,
+    )
+    .await?;
+    Ok(Some(evaluate(&probs, &validation.labels, classes).0.accuracy))
 }
 
 impl Stage1Run {

@@ -2,6 +2,7 @@
 //! (the browser worker awaits each step; the CLI blocks on it), with progress and cancellation.
 //!
 //! - [`stage1`]: one LoRA adapter + classifier head per task (docs/design.md §1.2);
+//! - [`contrastive`]: stage 1's contrastive objective (SetFit's, through the adapter);
 //! - [`probe`]: the `frozen` baseline, a linear head on cached frozen-base vectors (§1.4);
 //! - [`schedule`]: AdamW settings and the warm-up + linear-decay learning rate;
 //! - [`shards`]: the data-parallel step (a batch cut into shards trained at once);
@@ -11,6 +12,7 @@
 //! - [`metrics`]: accuracy, macro-F1, Matthews correlation, confusion matrix;
 
 pub mod calibration;
+pub mod contrastive;
 pub mod crossfit;
 pub mod driver;
 pub mod fusion_cache;
@@ -26,7 +28,7 @@ pub mod uncertainty;
 
 pub use driver::{EpochEnd, Observer, Outcome, Trainer, drive, run_to_end};
 pub use metrics::{ConfusionMatrix, Metrics};
-pub use schedule::TrainConfig;
+pub use schedule::{HeadInit, Objective, TrainConfig};
 pub use stage1::{LoraTrainer, TaskModel};
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,15 @@ pub struct Progress {
 impl Trainer for LoraTrainer {
     async fn step(&mut self) -> crate::Result<Option<Progress>> {
         LoraTrainer::step(self).await
+    }
+    fn steps_per_epoch(&self) -> usize {
+        self.plan_steps_per_epoch()
+    }
+}
+
+impl Trainer for contrastive::ContrastiveTrainer {
+    async fn step(&mut self) -> crate::Result<Option<Progress>> {
+        contrastive::ContrastiveTrainer::step(self).await
     }
     fn steps_per_epoch(&self) -> usize {
         self.plan_steps_per_epoch()

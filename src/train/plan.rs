@@ -24,7 +24,8 @@ pub(crate) struct BatchPlan {
 }
 
 impl BatchPlan {
-    /// A plan over `n` examples for `cfg.epochs` epochs of `cfg.batch_size`.
+    /// A plan over `n` examples for `cfg.epochs` epochs of `cfg.batch_size` (a caller that wants
+    /// [`TrainConfig::min_steps`] passes [`TrainConfig::scaled_to`] `n`).
     pub(crate) fn new(n: usize, cfg: &TrainConfig) -> Self {
         let total = n.div_ceil(cfg.batch_size.max(1)) * cfg.epochs;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x0b5e_55ed));

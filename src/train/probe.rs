@@ -88,11 +88,17 @@ impl ProbeTrainer {
     }
 }
 
+/// Fewest steps of a probe run: a step on cached vectors costs microseconds, and 16 rows at 40
+/// epochs of 16 would be 40 steps, too few for the head to converge.
+pub const PROBE_MIN_STEPS: usize = 300;
+
 /// The probe's settings derived from a stage-1 config: the head sees cached vectors, so steps are
-/// almost free and it gets more epochs (40) to converge; learning rate = the config's `head_lr`.
+/// almost free and it gets more epochs (40, and at least [`PROBE_MIN_STEPS`] steps) to converge;
+/// learning rate = the config's `head_lr`.
 pub fn default_config(stage1: &TrainConfig) -> TrainConfig {
     TrainConfig {
         epochs: 40,
+        min_steps: PROBE_MIN_STEPS,
         ..stage1.clone()
     }
 }

@@ -31,7 +31,57 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Seed of initialisation, shuffling and dropout (default 1).
     pub seed: u64,
+    /// Fewest optimizer steps of a stage-1 or probe run (default [`MIN_STEPS`]): a task whose
+    /// epochs would give fewer gets more epochs ([`TrainConfig::scaled_to`], applied by
+    /// `experiment::stage1` and the probe; a trainer itself runs `epochs`), so 16 rows are not 8
+    /// steps.
+    pub min_steps: usize,
+    /// How stage 1's head starts (default [`HeadInit::Probe`]).
+    pub head_init: HeadInit,
+    /// What stage 1 optimises (default [`Objective::Auto`]).
+    pub objective: Objective,
+    /// Peak learning rate of the adapter under the contrastive objective (default 1e-3).
+    pub contrastive_lr: f64,
+    /// Pairs drawn per training row for the contrastive objective, half of the same label and
+    /// half of another (default 20, SetFit's `num_iterations`).
+    pub pairs_per_example: usize,
 }
+
+/// Fewest optimizer steps of a stage-1 run, chosen by measurement (docs/results.md, "Few rows").
+/// Runs of 500 rows or more at the default 8 epochs of 16 already take more, so it changes only
+/// small tasks.
+pub const MIN_STEPS: usize = 120;
+
+/// Where stage 1's classifier head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadInit {
+    /// The frozen probe's solution: a head fitted on the starting adapter's vectors before the
+    /// adapter trains (linear probing, then fine-tuning: LP-FT, Kumar et al. 2022, "Fine-Tuning
+    /// can Distort Pretrained Features"), so fine-tuning starts where the probe ends.
+    #[default]
+    Probe,
+    /// PyTorch's `nn.Linear` initialisation.
+    Random,
+}
+
+/// What stage 1 optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// [`Objective::Contrastive`] for a task with at most [`CONTRASTIVE_MAX_PER_CLASS`] rows per
+    /// class on average, [`Objective::Classify`] otherwise ([`TrainConfig::objective_for`]).
+    #[default]
+    Auto,
+    /// Cross-entropy of the head's logits through the adapter.
+    Classify,
+    /// SetFit's objective (Tunstall et al. 2022): the adapter learns to give texts of the same
+    /// label cosine similarity 1 and of different labels 0, then a head is fitted on its vectors.
+    Contrastive,
+}
+
+/// Rows per class up to which [`Objective::Auto`] trains contrastively (docs/results.md, "Few rows").
+pub const CONTRASTIVE_MAX_PER_CLASS: usize = 16;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -46,11 +96,51 @@ impl Default for TrainConfig {
             encoder_dropout: true,
             max_grad_norm: 1.0,
             seed: 1,
+            min_steps: MIN_STEPS,
+            head_init: HeadInit::Probe,
+            objective: Objective::Auto,
+            contrastive_lr: 1e-3,
+            pairs_per_example: 20,
         }
     }
 }
 
 impl TrainConfig {
+    /// Epochs a run over `n` rows trains: [`TrainConfig::epochs`], or more when those would give
+    /// fewer than [`TrainConfig::min_steps`] steps (whole epochs, so every row is seen equally).
+    pub fn epochs_for(&self, n: usize) -> usize {
+        let per_epoch = n.div_ceil(self.batch_size.max(1)).max(1);
+        self.epochs.max(self.min_steps.div_ceil(per_epoch))
+    }
+
+    /// These settings for a run over `n` rows: [`TrainConfig::epochs_for`] `n` epochs.
+    pub fn scaled_to(&self, n: usize) -> Self {
+        Self {
+            epochs: self.epochs_for(n),
+            ..self.clone()
+        }
+    }
+
+    /// The objective a task of `n` training rows in `classes` classes trains with.
+    pub fn objective_for(&self, n: usize, classes: usize) -> Objective {
+        match self.objective {
+            Objective::Auto if n <= CONTRASTIVE_MAX_PER_CLASS * classes.max(1) => {
+                Objective::Contrastive
+            }
+            Objective::Auto => Objective::Classify,
+            o => o,
+        }
+    }
+
+    /// Epochs a stage-1 run over `n` rows of `classes` classes records: one pass over the pairs
+    /// for the contrastive objective, [`TrainConfig::epochs_for`] otherwise.
+    pub fn stage1_epochs(&self, n: usize, classes: usize) -> usize {
+        match self.objective_for(n, classes) {
+            Objective::Contrastive => 1,
+            _ => self.epochs_for(n),
+        }
+    }
+
     /// Checks the settings; the error names the bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Train(m));
@@ -63,7 +153,11 @@ impl TrainConfig {
                 self.batch_size
             ));
         }
-        for (name, v) in [("lr", self.lr), ("head lr", self.head_lr)] {
+        for (name, v) in [
+            ("lr", self.lr),
+            ("head lr", self.head_lr),
+            ("contrastive lr", self.contrastive_lr),
+        ] {
             if !v.is_finite() || v <= 0.0 || v > 1.0 {
                 return bad(format!("{name} must be in (0, 1], got {v}"));
             }
@@ -78,6 +172,18 @@ impl TrainConfig {
             return bad(format!(
                 "head dropout must be in [0, 1), got {}",
                 self.head_dropout
+            ));
+        }
+        if self.min_steps > 100_000 {
+            return bad(format!(
+                "minimum steps must be at most 100000, got {}",
+                self.min_steps
+            ));
+        }
+        if self.pairs_per_example == 0 || self.pairs_per_example > 1000 {
+            return bad(format!(
+                "pairs per example must be in 1..=1000, got {}",
+                self.pairs_per_example
             ));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
@@ -138,5 +244,42 @@ mod tests {
         };
         assert!(c.validate().unwrap_err().to_string().contains("epochs"));
         assert!(TrainConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn small_tasks_get_the_minimum_steps_in_whole_epochs() {
+        let c = TrainConfig::default();
+        // 16 rows: one step per epoch, so MIN_STEPS epochs.
+        assert_eq!(c.epochs_for(16), MIN_STEPS);
+        // 450 rows (500 less 10 % held out): 29 steps × 8 epochs already exceed the minimum.
+        assert!(29 * 8 >= MIN_STEPS);
+        assert_eq!(c.epochs_for(450), c.epochs);
+        let none = TrainConfig {
+            min_steps: 0,
+            ..c.clone()
+        };
+        assert_eq!(none.epochs_for(16), none.epochs);
+        assert!(c.epochs_for(0) >= 1);
+    }
+
+    #[test]
+    fn auto_trains_contrastively_only_with_few_rows_per_class() {
+        let c = TrainConfig::default();
+        let k = CONTRASTIVE_MAX_PER_CLASS;
+        assert_eq!(c.objective_for(2 * k, 2), Objective::Contrastive);
+        assert_eq!(c.objective_for(2 * k + 1, 2), Objective::Classify);
+        let forced = TrainConfig {
+            objective: Objective::Classify,
+            ..c
+        };
+        assert_eq!(forced.objective_for(4, 2), Objective::Classify);
+    }
+
+    #[test]
+    fn settings_saved_before_the_new_fields_load_with_their_defaults() {
+        let old = r#"{"epochs":3,"batch_size":8,"lr":0.001,"head_lr":0.003,"seed":7}"#;
+        let c: TrainConfig = serde_json::from_str(old).unwrap();
+        assert_eq!((c.epochs, c.seed, c.min_steps), (3, 7, MIN_STEPS));
+        assert_eq!((c.head_init, c.objective), (HeadInit::Probe, Objective::Auto));
     }
 }

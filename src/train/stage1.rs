@@ -127,6 +127,16 @@ impl LoraTrainer {
         Ok(self)
     }
 
+    /// Starts the head from `head`'s weights (with this run's dropout) instead of a fresh one:
+    /// LP-FT's probe, fitted on the starting adapter's vectors.
+    pub async fn with_head(mut self, head: &ClassifierHead) -> Result<Self> {
+        let bytes = head.to_safetensors().await?;
+        let ad = self.device.clone().autodiff();
+        let d = self.encoder.config.hidden_size;
+        self.model.head = ClassifierHead::from_safetensors(&bytes, d, self.cfg.head_dropout, &ad)?;
+        Ok(self)
+    }
+
     /// Total steps of the run.
     pub fn total_steps(&self) -> usize {
         self.plan.total()

@@ -405,11 +405,12 @@ impl super::together::ParallelStep for FusionTrainer {
     }
 }
 
-/// The fusion settings derived from a stage-1 config: cached steps are cheap, so 30 epochs;
-/// learning rate = `head_lr`.
+/// The fusion settings derived from a stage-1 config: cached steps are cheap, so 30 epochs (no
+/// minimum step count: its epoch is chosen per epoch on held-out rows); learning rate = `head_lr`.
 pub fn default_config(stage1: &TrainConfig) -> TrainConfig {
     TrainConfig {
         epochs: 30,
+        min_steps: 0,
         ..stage1.clone()
     }
 }

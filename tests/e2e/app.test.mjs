@@ -468,7 +468,8 @@ async function main() {
       }
     });
 
-    // d. input[name=epochs] = 2; [data-testid=train]; [data-testid=progress] shows; data-trained="true"
+    // d. input[name=epochs] = 2, input[name=min_steps] = 0, select[name=objective] = classify;
+    //    [data-testid=train]; [data-testid=progress] shows; data-trained="true"
     for (const t of TASKS) {
       await step(`train-${t.name}`, async () => {
         for (const u of TASKS) {
@@ -477,6 +478,19 @@ async function main() {
           await page.keyboard.press('Tab'); // leaving the field commits it (change)
           const v = await page.locator(sel).inputValue({ timeout: T.ui });
           check(v === '2', `${u.name}: input[name=epochs] did not take the value 2 (${v})`);
+          // Exactly 2 epochs of classification (no step minimum, no contrastive stage), so the
+          // epoch-by-epoch steps below (checkpoint, partial adapter) see whole epochs.
+          // Each change is sent with the task's settings as the page last heard them: let the
+          // worker's answer arrive before the next change.
+          await page.waitForTimeout(250);
+          const minSel = `${q(u.name)} input[name=min_steps]`;
+          await page.fill(minSel, '0', { timeout: T.ui });
+          await page.locator(minSel).dispatchEvent('change');
+          await page.waitForTimeout(250);
+          await page.selectOption(`${q(u.name)} select[name=objective]`, 'classify', { timeout: T.ui });
+          await page.waitForTimeout(250);
+          check(await page.locator(sel).inputValue({ timeout: T.ui }) === '2', `${u.name}: epochs changed back`);
+          check(await page.locator(minSel).inputValue({ timeout: T.ui }) === '0', `${u.name}: input[name=min_steps] did not take 0`);
         }
         const progressSel = `${q(t.name)} [data-testid=progress]`;
         await watchFor(`progress-${t.name}`, progressSel);

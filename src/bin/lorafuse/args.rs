@@ -9,7 +9,12 @@ use lorafuse::experiment::fusion_job::FusionSpec;
 use lorafuse::experiment::split::{DEFAULT_HOLDOUT_FRACTION, HoldoutPolicy};
 use lorafuse::fusion::FusionOptions;
 use lorafuse::lora::LoraConfig;
-use lorafuse::train::TrainConfig;
+use lorafuse::train::{HeadInit, Objective, TrainConfig};
+
+/// A setting named as in the saved settings (`probe`, `contrastive`, …).
+fn parse_setting<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
 
 /// Options of every command.
 #[derive(Args, Clone)]
@@ -74,6 +79,22 @@ pub struct TrainingArgs {
     /// Batch size.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Fewest optimizer steps of stage 1 (more epochs for a small task).
+    #[arg(long)]
+    pub min_steps: Option<usize>,
+    /// Where stage 1's head starts: probe (fitted on the starting adapter's vectors: LP-FT) or
+    /// random.
+    #[arg(long, value_parser = parse_setting::<HeadInit>)]
+    pub head_init: Option<HeadInit>,
+    /// Stage 1's objective: auto (contrastive for few rows per class), classify or contrastive.
+    #[arg(long, value_parser = parse_setting::<Objective>)]
+    pub objective: Option<Objective>,
+    /// Peak learning rate of the adapter under the contrastive objective.
+    #[arg(long)]
+    pub contrastive_lr: Option<f64>,
+    /// Pairs per training row of the contrastive objective.
+    #[arg(long)]
+    pub pairs_per_example: Option<usize>,
     /// Share of the training rows held out (for evaluation in `train`, as the dev split in
     /// `bench`) when no test file is given; the same policy as the page (docs/design.md §4).
     #[arg(long, default_value_t = DEFAULT_HOLDOUT_FRACTION)]
@@ -100,6 +121,11 @@ impl TrainingArgs {
             lr: self.lr.unwrap_or(d.lr),
             head_lr: self.head_lr.unwrap_or(d.head_lr),
             batch_size: self.batch.unwrap_or(d.batch_size),
+            min_steps: self.min_steps.unwrap_or(d.min_steps),
+            head_init: self.head_init.unwrap_or(d.head_init),
+            objective: self.objective.unwrap_or(d.objective),
+            contrastive_lr: self.contrastive_lr.unwrap_or(d.contrastive_lr),
+            pairs_per_example: self.pairs_per_example.unwrap_or(d.pairs_per_example),
             seed,
             ..d
         }

@@ -219,7 +219,9 @@ impl Session {
                 sha256,
                 history: run.history,
                 temperature: run.temperature,
-                epochs_planned: s.train.epochs,
+                epochs_planned: s
+                    .train
+                    .stage1_epochs(prepared.train.len(), prepared.vocab.len()),
             });
             self.drop_fusion(host, &format!("the adapter of {task:?} changed"));
         }

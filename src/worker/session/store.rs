@@ -113,7 +113,9 @@ impl Session {
             head: loaded.head,
             sha256: loaded.adapter_sha256,
             temperature: meta.as_ref().map_or(1.0, |m| m.temperature),
-            epochs_planned: meta.as_ref().map_or(0, |m| m.train.epochs),
+            epochs_planned: meta.as_ref().map_or(0, |m| {
+                m.train.stage1_epochs(m.train_examples, m.labels.len())
+            }),
         };
         Ok((trained, meta))
     }
