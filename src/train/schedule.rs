@@ -43,7 +43,8 @@ pub struct TrainConfig {
     /// Peak learning rate of the adapter under the contrastive objective (default 1e-3).
     pub contrastive_lr: f64,
     /// Pairs drawn per training row for the contrastive objective, half of the same label and
-    /// half of another (default 20, SetFit's `num_iterations`).
+    /// half of another (default 40: SetFit's 20 iterations of one pair of each kind; at most
+    /// `contrastive::MAX_PAIRS` in all).
     pub pairs_per_example: usize,
 }
 
@@ -81,7 +82,7 @@ pub enum Objective {
 }
 
 /// Rows per class up to which [`Objective::Auto`] trains contrastively (docs/results.md, "Few rows").
-pub const CONTRASTIVE_MAX_PER_CLASS: usize = 16;
+pub const CONTRASTIVE_MAX_PER_CLASS: usize = 32;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -100,7 +101,7 @@ impl Default for TrainConfig {
             head_init: HeadInit::Probe,
             objective: Objective::Auto,
             contrastive_lr: 1e-3,
-            pairs_per_example: 20,
+            pairs_per_example: 40,
         }
     }
 }
