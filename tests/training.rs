@@ -409,7 +409,11 @@ fn the_contrastive_stage_trains_an_adapter_and_a_head() {
     };
     let mut losses = Losses::default();
     let a = run(&mut losses);
-    assert_eq!(a.steps, 32 * 8 / 16, "one pass over 8 pairs per row, 16 pairs a step");
+    assert_eq!(
+        a.steps,
+        32 * 8 / 16,
+        "one pass over 8 pairs per row, 16 pairs a step"
+    );
     assert_eq!(losses.0.len(), a.steps);
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
     let (first, last) = (mean(&losses.0[..4]), mean(&losses.0[a.steps - 4..]));
@@ -419,6 +423,9 @@ fn the_contrastive_stage_trains_an_adapter_and_a_head() {
     assert!(acc > 0.6, "held-out accuracy {acc}");
     let mut again = Losses::default();
     let b = run(&mut again);
-    assert_eq!(losses.0, again.0, "the same seed draws the same pairs and masks");
+    assert_eq!(
+        losses.0, again.0,
+        "the same seed draws the same pairs and masks"
+    );
     assert_eq!(a.history, b.history, "the same seed trains the same model");
 }

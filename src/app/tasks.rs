@@ -10,8 +10,8 @@ use web_sys::{DragEvent, File, HtmlInputElement};
 
 use super::{Ui, files, send};
 use crate::chart;
-use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
 use crate::train::Objective;
+use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
 use crate::workspace::bundle::{AnswerChoice, TaskSettings};
 
 /// An example data file in the shared datasets' format, offered as a download.

@@ -6,13 +6,13 @@
 use super::split::{Labelled, PreparedTask};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::experiment::compare::train_probe;
 use crate::infer;
+use crate::infer::pooled_vectors;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::train::calibration::choose_temperature;
-use crate::train::metrics::evaluate;
-use crate::experiment::compare::train_probe;
-use crate::infer::pooled_vectors;
 use crate::train::contrastive::ContrastiveTrainer;
+use crate::train::metrics::evaluate;
 use crate::train::{
     EpochEnd, HeadInit, LoraTrainer, Metrics, Objective, Observer, Outcome, Progress, TaskModel,
     TrainConfig, drive, now_sec,
@@ -150,13 +150,12 @@ pub async fn run_stage1_from<O: Stage1Observer>(
         Labelled::default()
     };
     let classes = task.vocab.len();
-    let (model, history, outcome, steps) =
-        match cfg.objective_for(task.train.len(), classes) {
-            Objective::Contrastive => {
-                contrastive(e, task, start_at, &lora, cfg, &validation, observer).await?
-            }
-            _ => classify(e, task, start_at, &lora, cfg, &validation, observer).await?,
-        };
+    let (model, history, outcome, steps) = match cfg.objective_for(task.train.len(), classes) {
+        Objective::Contrastive => {
+            contrastive(e, task, start_at, &lora, cfg, &validation, observer).await?
+        }
+        _ => classify(e, task, start_at, &lora, cfg, &validation, observer).await?,
+    };
     let temperature = match validate && steps > 0 && !task.held_out.is_empty() {
         true => {
             let h = &task.held_out;
@@ -218,8 +217,14 @@ async fn classify<O: Stage1Observer>(
     if cfg.head_init == HeadInit::Probe {
         // LP-FT: the head fitted on the starting adapter's vectors (a fresh adapter's are the
         // base's: B is zero), so fine-tuning starts where the probe ends.
-        let x = pooled_vectors(&e.encoder, &e.tokenizer, source, &task.train.texts, &e.device)
-            .await?;
+        let x = pooled_vectors(
+            &e.encoder,
+            &e.tokenizer,
+            source,
+            &task.train.texts,
+            &e.device,
+        )
+        .await?;
         let head = train_probe(x, &task.train.labels, classes, cfg, &e.device).await?;
         trainer = trainer.with_head(&head).await?;
     }
@@ -331,7 +336,9 @@ async fn validation_accuracy(
         &e.device,
     )
     .await?;
-    Ok(Some(evaluate(&probs, &validation.labels, classes).0.accuracy))
+    Ok(Some(
+        evaluate(&probs, &validation.labels, classes).0.accuracy,
+    ))
 }
 
 impl Stage1Run {

@@ -25,10 +25,9 @@ use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
 use super::{Progress, shards};
 use crate::error::{Error, Result};
-use crate::host;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::tokenizer::Tokens;
-use crate::model::{Encoder, ForwardMode, TextTokenizer, dropout};
+use crate::model::{Encoder, ForwardMode, TextTokenizer};
 
 /// One training pair: two row indices and the cosine similarity their vectors should have.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,28 +179,13 @@ impl ContrastiveTrainer {
             let p = self.pairs[p];
             self.tokens[p.a].ids.len().max(self.tokens[p.b].ids.len())
         };
-        let shards = shards::split(&idx, len);
-        let outs = crate::parallel::map(&shards, |k, rows| {
-            dropout::seeded(shards::seed(self.cfg.seed, step, k), || {
-                self.shard(rows, n, &ad)
-            })
-        });
-        let mut losses = Vec::with_capacity(outs.len());
+        let (loss, grads) = shards::run(&idx, len, self.cfg.seed, step, |pairs| {
+            self.shard(pairs, n, &ad)
+        })
+        .await?;
         let mut acc = GradientsAccumulator::<LoraAdapter>::new();
-        for (l, g) in outs {
-            losses.push(l);
+        for g in grads {
             acc.accumulate(&self.adapter, g);
-        }
-        let loss = losses
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .ok_or_else(|| Error::Train("an empty batch".into()))?;
-        let loss = host::scalar(loss).await?;
-        if !loss.is_finite() {
-            return Err(Error::Train(format!(
-                "contrastive loss became {loss} at step {}; lower the learning rate",
-                step + 1
-            )));
         }
         let lr = self.plan.lr(self.cfg.contrastive_lr);
         self.adapter = self.opt.step(lr, self.adapter.clone(), acc.grads());
@@ -299,7 +283,7 @@ mod tests {
         let rows = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [3, 2]), &dev);
         let u = rows(vec![1.0, 0.0, 1.0, 0.0, 2.0, 2.0]);
         let v = rows(vec![3.0, 0.0, 0.0, 5.0, -1.0, -1.0]);
-        let c = crate::host::block_on(host::floats(cosine(u, v))).unwrap();
+        let c = crate::host::block_on(crate::host::floats(cosine(u, v))).unwrap();
         for (got, want) in c.iter().zip([1.0f32, 0.0, -1.0]) {
             assert!((got - want).abs() < 1e-6, "{c:?}");
         }

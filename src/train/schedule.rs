@@ -253,7 +253,6 @@ mod tests {
         // 16 rows: one step per epoch, so MIN_STEPS epochs.
         assert_eq!(c.epochs_for(16), MIN_STEPS);
         // 450 rows (500 less 10 % held out): 29 steps × 8 epochs already exceed the minimum.
-        assert!(29 * 8 >= MIN_STEPS);
         assert_eq!(c.epochs_for(450), c.epochs);
         let none = TrainConfig {
             min_steps: 0,
@@ -281,6 +280,9 @@ mod tests {
         let old = r#"{"epochs":3,"batch_size":8,"lr":0.001,"head_lr":0.003,"seed":7}"#;
         let c: TrainConfig = serde_json::from_str(old).unwrap();
         assert_eq!((c.epochs, c.seed, c.min_steps), (3, 7, MIN_STEPS));
-        assert_eq!((c.head_init, c.objective), (HeadInit::Probe, Objective::Auto));
+        assert_eq!(
+            (c.head_init, c.objective),
+            (HeadInit::Probe, Objective::Auto)
+        );
     }
 }

@@ -21,6 +21,13 @@
 //! Left out: more shards than [`SHARDS`] (at 4+ threads the matrix products still use the other
 //! threads inside each shard).
 
+use burn::tensor::Tensor;
+
+use crate::error::{Error, Result};
+use crate::host;
+use crate::model::dropout;
+use crate::parallel::{MaybeSend, MaybeSync};
+
 /// Shards per batch.
 pub const SHARDS: usize = 2;
 
@@ -65,6 +72,37 @@ pub fn split(rows: &[usize], len: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
     }
     out.reverse();
     out
+}
+
+/// One data-parallel step's forward and backward passes: `rows` cut by [`split`] (`len` gives a
+/// row's token count), each shard's `shard(rows)` run at once in its own seeded dropout scope
+/// ([`seed`] of `run_seed`, `step` and the shard), then the shards' losses summed and read back.
+/// `shard` returns its part of the batch's loss and its gradients; the summed loss must be
+/// finite, or the error names the step (1-based) and what to do.
+pub(crate) async fn run<G: MaybeSend>(
+    rows: &[usize],
+    len: impl Fn(usize) -> usize,
+    run_seed: u64,
+    step: usize,
+    shard: impl Fn(&[usize]) -> (Tensor<1>, G) + MaybeSync,
+) -> Result<(f32, Vec<G>)> {
+    let shards = split(rows, len);
+    let outs = crate::parallel::map(&shards, |k, rows| {
+        dropout::seeded(seed(run_seed, step, k), || shard(rows))
+    });
+    let (losses, grads): (Vec<_>, Vec<_>) = outs.into_iter().unzip();
+    let loss = losses
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .ok_or_else(|| Error::Train("an empty batch".into()))?;
+    let loss = host::scalar(loss).await?;
+    if !loss.is_finite() {
+        return Err(Error::Train(format!(
+            "loss became {loss} at step {}; lower the learning rate",
+            step + 1
+        )));
+    }
+    Ok((loss, grads))
 }
 
 /// The dropout seed of shard `shard` at step `step` of a run seeded with `run_seed`

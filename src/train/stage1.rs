@@ -11,10 +11,9 @@ use super::plan::BatchPlan;
 use super::schedule::TrainConfig;
 use super::{Progress, cross_entropy, shards};
 use crate::error::{Error, Result};
-use crate::host;
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::tokenizer::Tokens;
-use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer, dropout};
+use crate::model::{ClassifierHead, Encoder, ForwardMode, TextTokenizer};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -163,30 +162,16 @@ impl LoraTrainer {
         let n = idx.len();
         let ad = self.device.clone().autodiff();
         let step = self.plan.steps_done();
-        let shards = shards::split(&idx, |i| self.tokens[i].ids.len());
-        let outs = crate::parallel::map(&shards, |k, rows| {
-            dropout::seeded(shards::seed(self.cfg.seed, step, k), || {
-                self.shard(rows, n, &ad)
-            })
-        });
-        let mut losses = Vec::with_capacity(outs.len());
+        let len = |i: usize| self.tokens[i].ids.len();
+        let (loss, grads) = shards::run(&idx, len, self.cfg.seed, step, |rows| {
+            self.shard(rows, n, &ad)
+        })
+        .await?;
         let mut acc_adapter = GradientsAccumulator::<LoraAdapter>::new();
         let mut acc_head = GradientsAccumulator::<ClassifierHead>::new();
-        for (l, g_adapter, g_head) in outs {
-            losses.push(l);
+        for (g_adapter, g_head) in grads {
             acc_adapter.accumulate(&self.model.adapter, g_adapter);
             acc_head.accumulate(&self.model.head, g_head);
-        }
-        let loss = losses
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .ok_or_else(|| Error::Train("an empty batch".into()))?;
-        let loss = host::scalar(loss).await?;
-        if !loss.is_finite() {
-            return Err(Error::Train(format!(
-                "loss became {loss} at step {}; lower the learning rate",
-                self.plan.steps_done() + 1
-            )));
         }
         let lr = self.plan.lr(self.cfg.lr);
         let head_lr = self.plan.lr(self.cfg.head_lr);
@@ -205,7 +190,7 @@ impl LoraTrainer {
         rows: &[usize],
         batch: usize,
         ad: &Device,
-    ) -> (Tensor<1>, GradientsParams, GradientsParams) {
+    ) -> (Tensor<1>, (GradientsParams, GradientsParams)) {
         let model = self.model.clone().fork(ad);
         let tokens: Vec<Tokens> = rows.iter().map(|&i| self.tokens[i].clone()).collect();
         let targets: Vec<i64> = rows.iter().map(|&i| self.labels[i] as i64).collect();
@@ -218,7 +203,7 @@ impl LoraTrainer {
         let mut grads = loss.backward();
         let g_adapter = GradientsParams::from_module(&mut grads, &model.adapter);
         let g_head = GradientsParams::from_module(&mut grads, &model.head);
-        (loss.detach(), g_adapter, g_head)
+        (loss.detach(), (g_adapter, g_head))
     }
 
     /// The model as trained so far, for inference (no autodiff), without ending the run.
