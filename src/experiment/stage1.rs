@@ -125,8 +125,8 @@ pub enum Start<'a> {
 
 /// [`run_stage1`] with the adapter starting at `start`.
 ///
-/// The objective is [`TrainConfig::objective_for`] the task's size: classification (the head
-/// starting from the probe's solution with [`HeadInit::Probe`]: LP-FT) or the contrastive stage
+/// The objective is [`TrainConfig::objective_for`] the task's size: classification (with
+/// [`HeadInit::Probe`] the head starts from the probe's solution: LP-FT) or the contrastive stage
 /// followed by a head fitted on the adapter's vectors.
 pub async fn run_stage1_from<O: Stage1Observer>(
     engine: &Engine,
