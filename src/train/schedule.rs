@@ -61,7 +61,7 @@ pub enum HeadInit {
     /// adapter trains (linear probing, then fine-tuning: LP-FT, Kumar et al. 2022, "Fine-Tuning
     /// can Distort Pretrained Features"), so fine-tuning starts where the probe ends. Not the
     /// default: measured no better at 16 rows and 3.3 points worse at 200 (docs/results.md,
-    /// "Few rows"); the adapter then moves less.
+    /// "Few rows").
     Probe,
     /// PyTorch's `nn.Linear` initialisation.
     #[default]
