@@ -84,6 +84,18 @@ impl PeftTensors {
     }
 }
 
+/// A copy of `adapter` on `device` with fresh parameters (a training run's starting point:
+/// sequential transfer), made by writing and reading its PEFT files, so nothing is shared with
+/// the original.
+pub async fn trainable_copy(
+    adapter: &LoraAdapter,
+    encoder: &BertConfig,
+    device: &Device,
+) -> Result<LoraAdapter> {
+    let (config, weights) = save(adapter).await?;
+    load(config.as_bytes(), &weights, encoder, device)
+}
+
 /// Serialises `adapter` to `(adapter_config.json, adapter_model.safetensors)` bytes.
 pub async fn save(adapter: &LoraAdapter) -> Result<(String, Vec<u8>)> {
     let weights = PeftTensors::from_adapter(adapter).await?.to_safetensors()?;

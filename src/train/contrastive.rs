@@ -17,7 +17,7 @@
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -47,8 +47,10 @@ pub const MAX_PAIRS: usize = 1600;
 
 /// `per_row` pairs for every row of `labels` (at most [`MAX_PAIRS`] in all), seeded with `seed`:
 /// the even ones with another row of the same label where there is one (the row itself where its
-/// class has no other), the odd ones with a row of another label. Needs at least two classes
-/// present for the negatives; a row whose label is the only one present gets positives only.
+/// class has no other), the odd ones with a row of another label. Past `MAX_PAIRS / 2` rows, a
+/// seeded sample of that many rows anchors the pairs (two each, one of either kind), so the cap
+/// holds and both kinds stay. Needs at least two classes present for the negatives; a row whose
+/// label is the only one present gets positives only.
 pub fn pairs(labels: &[usize], per_row: usize, seed: u64) -> Vec<Pair> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_5e7f);
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
@@ -57,10 +59,16 @@ pub fn pairs(labels: &[usize], per_row: usize, seed: u64) -> Vec<Pair> {
         by_class[l].push(i);
     }
     let n = labels.len();
-    let per_row = per_row.min(MAX_PAIRS / n.max(1)).max(1);
-    let mut out = Vec::with_capacity(n * per_row);
+    let mut anchors: Vec<usize> = (0..n).collect();
+    if n > MAX_PAIRS / 2 {
+        anchors.shuffle(&mut rng);
+        anchors.truncate(MAX_PAIRS / 2);
+    }
+    let per_row = per_row.min(MAX_PAIRS / anchors.len().max(1)).max(1);
+    let mut out = Vec::with_capacity(anchors.len() * per_row);
     for round in 0..per_row {
-        for (a, &l) in labels.iter().enumerate() {
+        for &a in &anchors {
+            let l = labels[a];
             let same = &by_class[l];
             let others = n - same.len();
             let b = if round % 2 == 0 || others == 0 {
@@ -145,10 +153,9 @@ impl ContrastiveTrainer {
 
     /// Starts from `adapter` (its own LoRA settings) instead of a fresh one.
     pub async fn starting_from(mut self, adapter: &LoraAdapter) -> Result<Self> {
-        let (config, weights) = crate::lora::peft::save(adapter).await?;
         let ad = self.device.clone().autodiff();
         self.adapter =
-            crate::lora::peft::load(config.as_bytes(), &weights, &self.encoder.config, &ad)?;
+            crate::lora::peft::trainable_copy(adapter, &self.encoder.config, &ad).await?;
         Ok(self)
     }
 
@@ -275,6 +282,12 @@ mod tests {
         let labels: Vec<usize> = (0..1000).map(|i| i % 2).collect();
         assert!(pairs(&labels, 40, 1).len() <= MAX_PAIRS);
         assert_eq!(pairs(&labels[..10], 40, 1).len(), 400);
+        // More rows than the cap allows two pairs each: a sample anchors one of either kind.
+        let many: Vec<usize> = (0..5000).map(|i| i % 3).collect();
+        let p = pairs(&many, 40, 1);
+        assert_eq!(p.len(), MAX_PAIRS);
+        let same = p.iter().filter(|q| q.target == 1.0).count();
+        assert_eq!(same, MAX_PAIRS / 2, "as many positives as negatives");
     }
 
     #[test]

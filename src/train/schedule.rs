@@ -183,9 +183,9 @@ impl TrainConfig {
                 self.min_steps
             ));
         }
-        if self.pairs_per_example == 0 || self.pairs_per_example > 1000 {
+        if self.pairs_per_example < 2 || self.pairs_per_example > 1000 {
             return bad(format!(
-                "pairs per example must be in 1..=1000, got {}",
+                "pairs per example must be in 2..=1000 (one of each kind at least), got {}",
                 self.pairs_per_example
             ));
         }

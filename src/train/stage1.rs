@@ -119,10 +119,9 @@ impl LoraTrainer {
     /// Starts from `adapter` (its own LoRA settings) instead of a fresh one: sequential transfer,
     /// a source task's adapter trained further on this task (the head stays fresh).
     pub async fn starting_from(mut self, adapter: &LoraAdapter) -> Result<Self> {
-        let (config, weights) = crate::lora::peft::save(adapter).await?;
         let ad = self.device.clone().autodiff();
         self.model.adapter =
-            crate::lora::peft::load(config.as_bytes(), &weights, &self.encoder.config, &ad)?;
+            crate::lora::peft::trainable_copy(adapter, &self.encoder.config, &ad).await?;
         Ok(self)
     }
 
