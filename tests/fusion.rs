@@ -9,12 +9,16 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, Tensor, TensorData};
 use lorafuse::data::{self, ParseOptions};
 use lorafuse::engine::Engine;
-use lorafuse::fusion::files::{self, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest};
+use lorafuse::fusion::files::{
+    self, AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck,
+    SourceCheck,
+};
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
 use lorafuse::infer;
-use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::infer::{Answerer, TaskParts, predict_all};
 use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
+use lorafuse::model::ClassifierHead;
 use lorafuse::train::driver::Steps;
 use lorafuse::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use lorafuse::train::{Progress, TrainConfig, drive, metrics, run_to_end};
@@ -315,8 +319,30 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 labels: vec!["x".into(), "y".into()],
                 temperature: 1.0,
                 own: None,
-                use_hybrid: true,
-                gate: None,
+                use_hybrid: false,
+                gate: Some(GateCheck {
+                    rows: 10,
+                    hybrid_accuracy: 0.6,
+                    hybrid_nll: 0.7,
+                    lora_accuracy: 0.6,
+                    lora_nll: 0.6,
+                    epoch: 2,
+                    folds: 3,
+                    only_hybrid: 1,
+                    only_lora: 1,
+                    source: Some(SourceCheck {
+                        sources: 2,
+                        best: Some(2),
+                        accuracy: 0.7,
+                        frozen_accuracy: 0.9,
+                        nll: 0.5,
+                        frozen_nll: 0.3,
+                        temperature: 1.25,
+                        frozen_temperature: 0.75,
+                    }),
+                }),
+                answer: Some(Answerer::Frozen),
+                heads: vec![Answerer::Frozen, Answerer::Source],
             },
             FusedTask {
                 task: "b".into(),
@@ -325,14 +351,70 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 own: None,
                 use_hybrid: false,
                 gate: None,
+                answer: None,
+                heads: Vec::new(),
             },
         ],
         shared: false,
         options: Default::default(),
     };
-    let out = block_on(files::to_files(&manifest, &layers)).unwrap();
-    let (m2, back) = files::from_files(&out, 32, &device).unwrap();
-    assert_eq!(m2, manifest, "temperatures included");
+    let heads = vec![
+        AnswerHeads {
+            frozen: Some(ClassifierHead::init(32, 2, 0.0, 5, &device)),
+            source: Some(ClassifierHead::init(32, 2, 0.0, 6, &device)),
+        },
+        AnswerHeads::default(),
+    ];
+    let out = block_on(files::to_files(&manifest, &layers, &heads)).unwrap();
+    let (m2, back, heads_back) = files::from_files(&out, 32, &device).unwrap();
+    assert_eq!(
+        m2, manifest,
+        "temperatures, the answer and the heads' list included"
+    );
+    assert_eq!(m2.tasks[0].answerer(), Answerer::Frozen);
+    assert_eq!(
+        m2.tasks[1].answerer(),
+        Answerer::Lora,
+        "older files: use_hybrid"
+    );
+    assert_eq!(heads_back[0].kinds(), [Answerer::Frozen, Answerer::Source]);
+    assert!(heads_back[1].kinds().is_empty());
+    // The fresh heads give the same logits after the round trip, and say what they read.
+    let x = Tensor::<2>::from_data(TensorData::new(random(4 * 32, 9), [4, 32]), &device);
+    for a in [Answerer::Frozen, Answerer::Source] {
+        let (h1, h2) = (heads[0].get(a).unwrap(), heads_back[0].get(a).unwrap());
+        assert_eq!(
+            host2(h1.forward(x.clone(), false)).0,
+            host2(h2.forward(x.clone(), false)).0
+        );
+    }
+    let fresh = heads_back[0].fresh(&m2.tasks[0], Answerer::Source).unwrap();
+    assert_eq!((fresh.reads, fresh.temperature), (Some(2), 1.25));
+    let fresh = heads_back[0].fresh(&m2.tasks[0], Answerer::Frozen).unwrap();
+    assert_eq!((fresh.reads, fresh.temperature), (None, 0.75));
+    assert!(heads_back[0].fresh(&m2.tasks[0], Answerer::Lora).is_none());
+    // A listed head missing from the weights is an error, not a panic.
+    let mut listed = manifest.clone();
+    listed.tasks[1].heads = vec![Answerer::Frozen];
+    let mut bad = out.clone();
+    bad.insert(files::MANIFEST.into(), serde_json::to_vec(&listed).unwrap());
+    assert!(files::from_files(&bad, 32, &device).is_err());
+    // A source head needs the fused adapter it reads.
+    let mut no_source = manifest.clone();
+    no_source.tasks[0]
+        .gate
+        .as_mut()
+        .unwrap()
+        .source
+        .as_mut()
+        .unwrap()
+        .best = None;
+    let mut bad = out.clone();
+    bad.insert(
+        files::MANIFEST.into(),
+        serde_json::to_vec(&no_source).unwrap(),
+    );
+    assert!(files::from_files(&bad, 32, &device).is_err());
     // A manifest written before temperatures existed loads with none (1).
     let mut old: serde_json::Value = serde_json::from_slice(&out[files::MANIFEST]).unwrap();
     for t in old["tasks"].as_array_mut().unwrap() {
@@ -340,7 +422,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
     }
     let mut old_files = out.clone();
     old_files.insert(files::MANIFEST.into(), serde_json::to_vec(&old).unwrap());
-    let (m3, _) = files::from_files(&old_files, 32, &device).unwrap();
+    let (m3, _, _) = files::from_files(&old_files, 32, &device).unwrap();
     assert!(m3.tasks.iter().all(|t| t.temperature == 1.0));
     let base = Tensor::<2>::from_data(TensorData::new(random(5 * 32, 3), [5, 32]), &device);
     let ad = Tensor::<3>::from_data(TensorData::new(random(5 * 3 * 32, 4), [5, 3, 32]), &device);
@@ -506,7 +588,8 @@ fn knowledge_sharing_helps_the_small_task() {
             fusion: None,
             temperature: 1.0,
             hybrid_temperature: 1.0,
-            use_hybrid: true,
+            answer: Answerer::Hybrid,
+            fresh: None,
         },
         TaskParts {
             name: "small",
@@ -516,7 +599,8 @@ fn knowledge_sharing_helps_the_small_task() {
             fusion: Some(&fusion),
             temperature: 1.0,
             hybrid_temperature: 1.0,
-            use_hybrid: true,
+            answer: Answerer::Hybrid,
+            fresh: None,
         },
     ];
     let out = block_on(predict_all(

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lorafuse::host::block_on;
+use lorafuse::infer::Answerer;
 use lorafuse::train::Objective;
 use lorafuse::worker::protocol::{DataRole, Event, Request, WorkspaceView};
 use lorafuse::worker::session::{Host, Session};
+use lorafuse::workspace::bundle::AnswerChoice;
 use lorafuse::workspace::zipfile;
 
 /// Training seeds burn's global RNG: one test at a time.
@@ -415,6 +417,72 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert_eq!(a.len(), 2);
         assert!((a.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         assert!(tp.hybrid.is_some());
+        // The answer is the model the task's view names, and its prediction is present.
+        let view = v.tasks.iter().find(|t| t.name == tp.task).unwrap();
+        assert_eq!(tp.answered_by, view.answered_by, "{}", tp.task);
+        let by = tp.answerer();
+        assert_eq!(Some(by), tp.answered_by);
+        assert_eq!(
+            tp.probe.is_some(),
+            matches!(by, Answerer::Frozen | Answerer::Source)
+        );
+    }
+    // Forcing each model: the answer follows, the card says so, and a fresh head answers with
+    // its own prediction.
+    let first = v.fused_tasks[0].clone();
+    for (choice, want) in [
+        (AnswerChoice::Frozen, Answerer::Frozen),
+        (AnswerChoice::Source, Answerer::Source),
+        (AnswerChoice::Lora, Answerer::Lora),
+        (AnswerChoice::Hybrid, Answerer::Hybrid),
+    ] {
+        let mut settings = v
+            .tasks
+            .iter()
+            .find(|t| t.name == first)
+            .unwrap()
+            .settings
+            .clone();
+        settings.answer = choice;
+        let ev = ok(
+            &mut s,
+            &h,
+            Request::Settings {
+                task: first.clone(),
+                settings,
+            },
+        );
+        let tv = last_view(&ev)
+            .tasks
+            .into_iter()
+            .find(|t| t.name == first)
+            .unwrap();
+        assert_eq!(tv.answered_by, Some(want));
+        let note = tv.fusion_note.unwrap_or_default();
+        assert!(
+            note.starts_with(&format!("Set to always answer with the {}", want.words())),
+            "{note}"
+        );
+        let ev = ok(
+            &mut s,
+            &h,
+            Request::Predict {
+                id: 9,
+                texts: vec!["a wonderful, moving film".into()],
+            },
+        );
+        let out = ev
+            .iter()
+            .find_map(|e| match e {
+                Event::Predictions { output, .. } => Some(output.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let tp = out.predictions[0].iter().find(|p| p.task == first).unwrap();
+        assert_eq!(tp.answerer(), want);
+        if matches!(want, Answerer::Frozen | Answerer::Source) {
+            assert_eq!(tp.answer(), tp.probe.as_ref().unwrap());
+        }
     }
 
     // Several texts in one request ("one text per line"): one row per text, in order, each the

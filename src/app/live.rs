@@ -7,7 +7,7 @@ use leptos::leptos_dom::helpers::{TimeoutHandle, set_timeout_with_handle};
 use leptos::prelude::*;
 
 use super::{Ui, send};
-use crate::infer::types::{MultiTaskOutput, Prediction, percent, texts_of};
+use crate::infer::types::{Answerer, MultiTaskOutput, Prediction, percent, texts_of};
 use crate::worker::protocol::Request;
 
 /// Wait after the last keystroke before predicting.
@@ -175,9 +175,15 @@ pub fn LivePanel() -> impl IntoView {
                                 let names = names.clone();
                                 view! {
                                     <tr data-testid="prediction" data-task=tp.task.clone()>
-                                        <th scope="row">{tp.task.clone()}</th>
-                                        <td class:answer=!tp.uses_hybrid><strong>{tp.single.label.clone()}</strong>
-                                            {(!tp.uses_hybrid && tp.hybrid.is_some()).then(|| view! { <span class="badge" data-testid="answer-badge">" answer"</span> })}
+                                        <th scope="row">{tp.task.clone()}
+                                            {matches!(tp.answerer(), Answerer::Frozen | Answerer::Source).then(|| {
+                                                let (label, p) = tp.answer_label();
+                                                view! { <div class="answer-by"><strong>{label.to_string()}</strong>
+                                                    {format!(" {} ({})", percent(p), tp.answerer().words())}
+                                                    <span class="badge" data-testid="answer-badge">" answer"</span></div> }
+                                            })}</th>
+                                        <td class:answer=tp.answerer() == Answerer::Lora><strong>{tp.single.label.clone()}</strong>
+                                            {(tp.answerer() == Answerer::Lora && tp.hybrid.is_some()).then(|| view! { <span class="badge" data-testid="answer-badge">" answer"</span> })}
                                             {bars(labels.clone(), tp.single.clone())}</td>
                                         <td class:answer=tp.uses_hybrid>{match tp.hybrid.clone() {
                                             Some(h) => view! { <strong>{h.label.clone()}</strong>

@@ -455,21 +455,21 @@ fn TaskCard(name: String) -> impl IntoView {
                                     move |ev| {
                                         let v = event_target_value(&ev);
                                         set_a(&|s| {
-                                            s.answer = match v.as_str() {
-                                                "hybrid" => AnswerChoice::Hybrid,
-                                                "lora" => AnswerChoice::Lora,
-                                                _ => AnswerChoice::Automatic,
-                                            };
+                                            s.answer = AnswerChoice::from_key(&v);
                                             Ok(())
                                         })
                                     }
                                 }>
-                                    <option value="automatic" selected=move || get().settings.answer == AnswerChoice::Automatic>
-                                        "automatic (held-out check)"</option>
-                                    <option value="hybrid" selected=move || get().settings.answer == AnswerChoice::Hybrid>
-                                        "always the hybrid"</option>
-                                    <option value="lora" selected=move || get().settings.answer == AnswerChoice::Lora>
-                                        "always this task's LoRA"</option>
+                                    {AnswerChoice::ALL.into_iter().map(|c| view! {
+                                        <option value=c.key() selected=move || get().settings.answer == c>
+                                            {match c {
+                                                AnswerChoice::Automatic => "automatic (the best on unseen rows)",
+                                                AnswerChoice::Lora => "always this task's LoRA",
+                                                AnswerChoice::Hybrid => "always the hybrid",
+                                                AnswerChoice::Frozen => "always the frozen model with a fresh head",
+                                                AnswerChoice::Source => "always the other task's adapter with a fresh head",
+                                            }}</option>
+                                    }).collect_view()}
                                 </select>
                             </label>
                             <p data-testid="fusion-note">{move || get().fusion_note.unwrap_or_default()}</p>

@@ -6,12 +6,15 @@
 
 pub use super::target::FusionTarget;
 
-use super::gate::sources::relatedness;
+use super::gate::sources::{answer_heads, relatedness};
 use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::fusion::files::{FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck};
+use crate::fusion::files::{
+    AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck,
+};
 use crate::fusion::{AttentionFusion, FusionConfig, FusionOptions};
+use crate::infer::Answerer;
 use crate::model::ClassifierHead;
 use crate::train::stage2::{self, FusionCache, FusionTrainer, VectorSource};
 use crate::train::together::drive_together;
@@ -94,6 +97,8 @@ pub struct FusedModel {
     pub manifest: FusionManifest,
     /// One layer per task of `manifest.tasks`.
     pub layers: Vec<AttentionFusion>,
+    /// The fresh heads of each task of `manifest.tasks`.
+    pub heads: Vec<AnswerHeads>,
 }
 
 /// A trained per-task layer with the gate's verdict.
@@ -110,12 +115,24 @@ pub struct TrainedLayer {
     /// With the cross-validated gate: the kept epoch's out-of-fold probability rows of every
     /// training row, with their classes (the hybrid's temperature is chosen on them).
     pub out_of_fold: Option<(Vec<Vec<f32>>, Vec<usize>)>,
+    /// The fresh heads the task may answer with (with the gate's relatedness check; none
+    /// without it).
+    pub heads: AnswerHeads,
 }
 
 impl TrainedLayer {
-    /// Whether the task should predict with the hybrid: yes unless the gate says LoRA wins.
+    /// The model the task answers with: the gate's choice ([`GateCheck::answer`]); the hybrid
+    /// with the gate off or without the gate's rows.
+    pub fn answer(&self, gate_on: bool) -> Answerer {
+        match (gate_on, &self.gate) {
+            (true, Some(g)) => g.answer(),
+            _ => Answerer::Hybrid,
+        }
+    }
+
+    /// Whether the task answers with the hybrid ([`Self::answer`]).
     pub fn use_hybrid(&self, gate_on: bool) -> bool {
-        !gate_on || self.gate.is_none_or(|g| g.hybrid_wins())
+        self.answer(gate_on) == Answerer::Hybrid
     }
 
     /// The temperature chosen on the out-of-fold rows of the cross-validated gate
@@ -215,6 +232,7 @@ pub async fn train_runs<O: FusionObserver>(
                             epochs_trained: 0,
                             gate: None,
                             out_of_fold: None,
+                            heads: AnswerHeads::default(),
                         }
                     })
                     .collect();
@@ -298,12 +316,17 @@ async fn verdict(
         Some((h, _, folds)) if folds > 0 => Some((h.probs, h.labels)),
         _ => None,
     };
+    let heads = match &source {
+        Some(s) => answer_heads(target, s).await?,
+        None => AnswerHeads::default(),
+    };
     Ok(TrainedLayer {
         layer,
         last,
         epochs_trained,
         gate,
         out_of_fold,
+        heads,
     })
 }
 
@@ -345,6 +368,7 @@ pub async fn train_layers<O: FusionObserver>(
                 epochs_trained: first.cfg.epochs,
                 gate: None,
                 out_of_fold: None,
+                heads: AnswerHeads::default(),
             })
             .collect();
         return Ok((layers, outcome));
@@ -371,7 +395,9 @@ pub async fn train_fusion<O: FusionObserver>(
     let (trained, outcome) = train_layers(engine, adapters.len(), targets, spec, observer).await?;
     let mut tasks = Vec::with_capacity(trained.len());
     let mut layers = Vec::with_capacity(trained.len());
+    let mut heads = Vec::with_capacity(trained.len());
     for (t, tl) in targets.iter().zip(trained) {
+        let answer = tl.answer(spec.gate);
         tasks.push(FusedTask {
             task: t.name.clone(),
             labels: t.labels.clone(),
@@ -380,10 +406,13 @@ pub async fn train_fusion<O: FusionObserver>(
                 None => t.fit_temperature(&tl.layer).await?,
             },
             own: tl.layer.own,
-            use_hybrid: tl.use_hybrid(spec.gate),
+            use_hybrid: answer == Answerer::Hybrid,
             gate: tl.gate,
+            answer: Some(answer),
+            heads: tl.heads.kinds(),
         });
         layers.push(tl.layer);
+        heads.push(tl.heads);
     }
     let options = match spec.shared {
         true => FusionOptions::paper(),
@@ -400,7 +429,14 @@ pub async fn train_fusion<O: FusionObserver>(
         shared: spec.shared,
         options,
     };
-    Ok((FusedModel { manifest, layers }, outcome))
+    Ok((
+        FusedModel {
+            manifest,
+            layers,
+            heads,
+        },
+        outcome,
+    ))
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
+use crate::infer::{Answerer, FreshHead};
 use crate::limits::{MAX_FUSION_HEADS, MAX_TASKS, check_labels};
+use crate::model::ClassifierHead;
 use crate::model::weights::torch_linear_weight;
 use crate::tensorfile::{self, TensorFile};
 
@@ -58,6 +60,66 @@ pub struct FusedTask {
     /// The held-out check behind `use_hybrid` (none without held-out rows).
     #[serde(default)]
     pub gate: Option<GateCheck>,
+    /// The model the gate chose ([`GateCheck::answer`]); `use_hybrid` is whether it is the
+    /// hybrid. Absent in older files: `use_hybrid` alone decides.
+    #[serde(default)]
+    pub answer: Option<Answerer>,
+    /// The fresh heads stored for this task (`frozen`: on the base's vectors, `source`: on the
+    /// vectors of the gate's best other adapter, `gate.source.best`), in `fusion.safetensors` as
+    /// `task.{i}.frozen_head` / `task.{i}.source_head`. Absent in older files: none.
+    #[serde(default)]
+    pub heads: Vec<Answerer>,
+}
+
+/// A fused task's fresh heads, beside its fusion layer: the candidates of its answer that are
+/// neither its own LoRA nor the hybrid (docs/design.md §1.6).
+#[derive(Debug, Clone, Default)]
+pub struct AnswerHeads {
+    /// A linear head on the frozen base's vectors.
+    pub frozen: Option<ClassifierHead>,
+    /// A linear head on the vectors of the gate's best other adapter.
+    pub source: Option<ClassifierHead>,
+}
+
+impl AnswerHeads {
+    /// The head of `answerer`, if it is a fresh head and stored.
+    pub fn get(&self, answerer: Answerer) -> Option<&ClassifierHead> {
+        match answerer {
+            Answerer::Frozen => self.frozen.as_ref(),
+            Answerer::Source => self.source.as_ref(),
+            Answerer::Lora | Answerer::Hybrid => None,
+        }
+    }
+
+    /// What the predictor needs of the head `answer` names, for fused task `task`: the head, the
+    /// vectors it reads and its temperature. `None` for the own LoRA and the hybrid, or when
+    /// the head is not stored.
+    pub fn fresh(&self, task: &FusedTask, answer: Answerer) -> Option<FreshHead<'_>> {
+        let head = self.get(answer)?;
+        let check = task.gate.and_then(|g| g.source)?;
+        let (reads, temperature) = match answer {
+            Answerer::Frozen => (None, check.frozen_temperature),
+            _ => (Some(check.best?), check.temperature),
+        };
+        Some(FreshHead {
+            head,
+            reads,
+            temperature,
+        })
+    }
+
+    /// Which heads are present, as [`FusedTask::heads`] lists them.
+    pub fn kinds(&self) -> Vec<Answerer> {
+        [Answerer::Frozen, Answerer::Source]
+            .into_iter()
+            .filter(|&a| self.get(a).is_some())
+            .collect()
+    }
+}
+
+/// The tensor-name stem of a fresh head of task `i`.
+fn head_stem(i: usize, a: Answerer) -> String {
+    format!("task.{i}.{}_head", a.key())
 }
 
 fn one() -> f64 {
@@ -154,6 +216,17 @@ impl FusionManifest {
                     t.task, t.temperature
                 ));
             }
+            if t.heads.contains(&Answerer::Source) {
+                match t.gate.and_then(|g| g.source).and_then(|s| s.best) {
+                    Some(b) if b < k => {}
+                    _ => {
+                        return bad(format!(
+                            "task {:?} stores a source head but names no fused adapter it reads",
+                            t.task
+                        ));
+                    }
+                }
+            }
             match t.own {
                 Some(own) if own >= k => {
                     return bad(format!(
@@ -211,19 +284,31 @@ fn named_tensors(f: &AttentionFusion, p: &str) -> Vec<(String, Tensor<2>)> {
     v
 }
 
-/// Serialises fusion layers (one per task of `manifest.tasks`) to the two files.
+/// Serialises fusion layers and fresh heads (one of each per task of `manifest.tasks`; each
+/// task's heads as its `heads` lists them) to the two files.
 pub async fn to_files(
     manifest: &FusionManifest,
     layers: &[AttentionFusion],
+    heads: &[AnswerHeads],
 ) -> Result<BTreeMap<String, Vec<u8>>> {
-    if layers.len() != manifest.tasks.len() {
+    if layers.len() != manifest.tasks.len() || heads.len() != manifest.tasks.len() {
         return Err(Error::Fusion(
-            "one fusion layer per task is required".into(),
+            "one fusion layer and one set of heads per task is required".into(),
         ));
     }
     let mut host_tensors = Vec::new();
     for (i, f) in layers.iter().enumerate() {
-        for (name, t) in named_tensors(f, &format!("task.{i}")) {
+        let mut named = named_tensors(f, &format!("task.{i}"));
+        for &a in &manifest.tasks[i].heads {
+            let head = heads[i].get(a).ok_or_else(|| {
+                Error::Fusion(format!(
+                    "task {i}: the {} head is listed but missing",
+                    a.key()
+                ))
+            })?;
+            push_linear(&mut named, &head_stem(i, a), &head.linear);
+        }
+        for (name, t) in named {
             let dims = t.dims();
             let shape = if dims[0] == 1 {
                 vec![dims[1]]
@@ -248,14 +333,14 @@ pub async fn to_files(
     ]))
 }
 
-/// Rebuilds the manifest and the fusion layers from the two files, for a model whose pooled
-/// vectors have `d_model` dimensions. The manifest is checked ([`FusionManifest::check`]) before
-/// any layer is built.
+/// Rebuilds the manifest, the fusion layers and the fresh heads from the two files, for a model
+/// whose pooled vectors have `d_model` dimensions. The manifest is checked
+/// ([`FusionManifest::check`]) before any layer is built.
 pub fn from_files(
     files: &BTreeMap<String, Vec<u8>>,
     d_model: usize,
     device: &Device,
-) -> Result<(FusionManifest, Vec<AttentionFusion>)> {
+) -> Result<(FusionManifest, Vec<AttentionFusion>, Vec<AnswerHeads>)> {
     let manifest = files
         .get(MANIFEST)
         .ok_or_else(|| Error::Fusion(format!("no {MANIFEST}")))?;
@@ -267,7 +352,28 @@ pub fn from_files(
         .ok_or_else(|| Error::Fusion(format!("no {WEIGHTS}")))?;
     let file = TensorFile::parse(weights, WEIGHTS, Error::Fusion)?;
     let mut layers = Vec::new();
+    let mut all_heads = Vec::new();
     for (i, task) in manifest.tasks.iter().enumerate() {
+        let mut heads = AnswerHeads::default();
+        for &a in &task.heads {
+            let stem = head_stem(i, a);
+            let (classes, d) = (task.labels.len(), manifest.d_model);
+            let w = file.read_shaped(&format!("{stem}.weight"), &[classes, d])?;
+            let b = file.read_shaped(&format!("{stem}.bias"), &[classes])?;
+            let head = ClassifierHead::from_torch(w, b, d, classes, 0.0, device);
+            match a {
+                Answerer::Frozen => heads.frozen = Some(head),
+                Answerer::Source => heads.source = Some(head),
+                Answerer::Lora | Answerer::Hybrid => {
+                    return Err(Error::Fusion(format!(
+                        "{MANIFEST}: task {:?} lists {:?} among its fresh heads",
+                        task.task,
+                        a.key()
+                    )));
+                }
+            }
+        }
+        all_heads.push(heads);
         if task.labels.len() < 2 {
             return Err(Error::Fusion(format!(
                 "task {:?} has fewer than 2 labels",
@@ -364,5 +470,5 @@ pub fn from_files(
         }
         layers.push(f);
     }
-    Ok((manifest, layers))
+    Ok((manifest, layers, all_heads))
 }

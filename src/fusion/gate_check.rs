@@ -6,78 +6,74 @@
 use serde::{Deserialize, Serialize};
 
 use super::files::{FusedAdapter, FusedTask};
+use crate::infer::Answerer;
 
 impl FusedTask {
-    /// What the gate decided, in words: which prediction the task answers with, and why
-    /// (`adapters`: the fused adapters, in fusion order, to name the best source).
+    /// The model the task answers with by its gate: `answer`, or in older files `use_hybrid`.
+    pub fn answerer(&self) -> Answerer {
+        self.answer.unwrap_or(match self.use_hybrid {
+            true => Answerer::Hybrid,
+            false => Answerer::Lora,
+        })
+    }
+
+    /// What the gate decided, in words: which model the task answers with, and every
+    /// candidate's score on the rows that decided it (`adapters`: the fused adapters, in fusion
+    /// order, to name the other task's adapter).
     pub fn describe_gate(&self, adapters: &[FusedAdapter]) -> String {
+        let source_name = self
+            .gate
+            .and_then(|g| g.source)
+            .and_then(|s| s.best)
+            .and_then(|b| adapters.get(b))
+            .map_or("?", |a| a.task.as_str());
+        let name = |a: Answerer| match a {
+            Answerer::Lora => "its own LoRA".to_string(),
+            Answerer::Hybrid => "the hybrid".to_string(),
+            Answerer::Frozen => "the frozen model with a fresh head".to_string(),
+            Answerer::Source => {
+                format!("the other task's adapter with a fresh head ({source_name})")
+            }
+        };
+        let used = self.answerer();
         let Some(g) = &self.gate else {
-            return match self.use_hybrid {
-                true => "answers with the hybrid (no held-out check was made: a shared fusion, or no held-out rows)".into(),
-                false => "answers with its own LoRA".into(),
+            return match used {
+                Answerer::Hybrid => "answers with the hybrid (no held-out check was made: a shared fusion, or no held-out rows)".into(),
+                other => format!("answers with {}", name(other)),
             };
         };
-        let used = match self.use_hybrid {
-            true => "the hybrid",
-            false => "its own LoRA",
-        };
         let rows = match g.folds {
-            // Since the twelfth session each half of them is checked with the epoch the other
-            // half chose (docs/design.md §1.6); before, half of them checked what the other chose.
-            0 => format!(
-                "{} held-out examples (none both choosing the epoch and checking it)",
-                g.rows
-            ),
+            0 => format!("{} held-out examples", g.rows),
             k => format!(
-                "its {} training examples, cross-validated over {k} folds,",
+                "its {} training examples, cross-validated over {k} folds",
                 g.rows
             ),
         };
-        // Older files have no counts (both 0): nothing is said about them.
-        let disagreements = match g.only_hybrid + g.only_lora {
-            0 => String::new(),
-            _ => format!(
-                "; {} examples only the hybrid got right, {} only LoRA (exact McNemar p = {:.2})",
-                g.only_hybrid,
-                g.only_lora,
-                g.p_value()
-            ),
-        };
-        let related = match g.source {
-            None => String::new(),
-            Some(SourceCheck { best: None, .. }) => {
-                "; no other task's adapter was fused, so there is nothing to share".into()
+        let pct = |a: f64| format!("{:.1} %", 100.0 * a);
+        let mut scores = vec![
+            format!("its own LoRA {}", pct(g.lora_accuracy)),
+            format!("the hybrid {}", pct(g.hybrid_accuracy)),
+        ];
+        match g.source {
+            Some(s) => {
+                scores.push(format!(
+                    "the frozen model with a fresh head {}",
+                    pct(s.frozen_accuracy)
+                ));
+                match s.best {
+                    Some(_) => scores.push(format!(
+                        "the other task's adapter with a fresh head ({source_name}) {}",
+                        pct(s.accuracy)
+                    )),
+                    None => scores.push("no other task's adapter to read it with".into()),
+                }
             }
-            Some(SourceCheck {
-                best: Some(b),
-                accuracy,
-                frozen_accuracy,
-                ..
-            }) => {
-                let name = adapters.get(b).map_or("?", |a| a.task.as_str());
-                let verdict = match g.sources_related() {
-                    true => "a related task".to_string(),
-                    false => format!(
-                        "no other task leads its own LoRA by {SOURCE_LEAD_ROWS} examples or more"
-                    ),
-                };
-                format!(
-                    "; the best other task's adapter with a fresh head ({name}) scored {:.1} %, \
-                     the frozen model with one {:.1} %: {verdict}",
-                    100.0 * accuracy,
-                    100.0 * frozen_accuracy
-                )
-            }
-        };
+            None => {}
+        }
         format!(
-            "answers with {used}: on {rows} the hybrid (epoch {}) scored {:.1} % \
-             (log-loss {:.3}), the task's own LoRA {:.1} % (log-loss {:.3}){disagreements}\
-             {related}",
-            g.epoch,
-            100.0 * g.hybrid_accuracy,
-            g.hybrid_nll,
-            100.0 * g.lora_accuracy,
-            g.lora_nll
+            "answers with {}: on {rows} (none chose the model they check), {}",
+            name(used),
+            scores.join(", ")
         )
     }
 }
@@ -134,6 +130,24 @@ pub struct SourceCheck {
     pub accuracy: f64,
     /// The frozen base's fresh head's accuracy on the same rows.
     pub frozen_accuracy: f64,
+    /// The best source's mean negative log-likelihood on them (0 in older files).
+    #[serde(default)]
+    pub nll: f64,
+    /// The frozen base's head's mean negative log-likelihood on them (0 in older files).
+    #[serde(default)]
+    pub frozen_nll: f64,
+    /// Temperature of the best source's probabilities, chosen on the gate's rows (1 in older
+    /// files).
+    #[serde(default = "one")]
+    pub temperature: f64,
+    /// Temperature of the frozen base's head's probabilities, chosen on the gate's rows (1 in
+    /// older files).
+    #[serde(default = "one")]
+    pub frozen_temperature: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl GateCheck {
@@ -149,6 +163,37 @@ impl GateCheck {
     /// small, useless fusion moves through (docs/results.md, the CoLA control).
     pub fn hybrid_wins(&self) -> bool {
         self.hybrid_accuracy > self.lora_accuracy + 1e-12 && self.sources_related()
+    }
+
+    /// The model the task answers with (docs/design.md §1.6): of the own LoRA and the
+    /// candidates that may replace it, the one that scores best on the gate's rows (accuracy,
+    /// then log-loss; the own LoRA, the frozen model, the other task's adapter, the hybrid in
+    /// this order on ties). The own LoRA is replaced only by
+    /// - the frozen model's fresh head with strictly more of the rows right (one candidate,
+    ///   chosen before any data: its lead is not the best of several noisy ones);
+    /// - the best other task's adapter with a fresh head leading by [`SOURCE_LEAD_ROWS`] rows
+    ///   (the best of several heads);
+    /// - the hybrid where it wins ([`Self::hybrid_wins`]).
+    pub fn answer(&self) -> Answerer {
+        let rows = self.rows as f64;
+        let leads =
+            |accuracy: f64, by: usize| (accuracy - self.lora_accuracy) * rows > by as f64 - 1e-6;
+        let mut best = (Answerer::Lora, (self.lora_accuracy, self.lora_nll));
+        if let Some(s) = self.source {
+            let frozen = (s.frozen_accuracy, s.frozen_nll);
+            if leads(s.frozen_accuracy, 1) && better(frozen, best.1) {
+                best = (Answerer::Frozen, frozen);
+            }
+            let source = (s.accuracy, s.nll);
+            if s.best.is_some() && leads(s.accuracy, SOURCE_LEAD_ROWS) && better(source, best.1) {
+                best = (Answerer::Source, source);
+            }
+        }
+        let hybrid = (self.hybrid_accuracy, self.hybrid_nll);
+        if self.hybrid_wins() && better(hybrid, best.1) {
+            best = (Answerer::Hybrid, hybrid);
+        }
+        best.0
     }
 
     /// Whether another task's adapter reads the task better than its own LoRA on the gate's rows:

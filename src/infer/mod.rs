@@ -11,5 +11,5 @@ pub mod multitask;
 pub mod types;
 
 pub use batch::{EVAL_BATCH, SortedBatches, pooled_vectors, probabilities};
-pub use multitask::{TaskParts, predict_all};
-pub use types::{MultiTaskOutput, Prediction, TaskPrediction, argmax};
+pub use multitask::{FreshHead, TaskParts, predict_all};
+pub use types::{Answerer, MultiTaskOutput, Prediction, TaskPrediction, argmax};

@@ -1,12 +1,13 @@
 //! Multi-task prediction: for a batch of texts, every task's single-task (LoRA) prediction and,
-//! where a fusion layer exists, its hybrid prediction with the attention over the adapters — from
-//! K + 1 encoder passes per text (the base once, each adapter once), shared by all tasks.
+//! where a fusion layer exists, its hybrid prediction with the attention over the adapters, and
+//! the fresh head's where one answers — from K + 1 encoder passes per text (the base once, each
+//! adapter once), shared by all tasks.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use super::batch::{EVAL_BATCH, SortedBatches};
-use super::types::{MultiTaskOutput, Prediction, TaskPrediction, argmax};
+use super::types::{Answerer, MultiTaskOutput, Prediction, TaskPrediction, argmax};
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
 use crate::host;
@@ -29,9 +30,21 @@ pub struct TaskParts<'a> {
     pub temperature: f64,
     /// Temperature of the hybrid probabilities.
     pub hybrid_temperature: f64,
-    /// Whether the task's answer is the hybrid's (its gate, or the user's choice) rather than
-    /// its own LoRA's. Both predictions are computed either way.
-    pub use_hybrid: bool,
+    /// Which model answers (its gate, or the user's choice). The single-task and (where fused)
+    /// hybrid predictions are computed either way; a fresh head's only when it answers.
+    pub answer: Answerer,
+    /// The fresh head that answers when `answer` is the frozen model or another task's adapter.
+    pub fresh: Option<FreshHead<'a>>,
+}
+
+/// A fresh linear head a task answers with, and the vectors it reads.
+pub struct FreshHead<'a> {
+    /// The head.
+    pub head: &'a ClassifierHead,
+    /// The adapter (by task position) whose vectors it reads; `None`: the frozen base's.
+    pub reads: Option<usize>,
+    /// Temperature of its probabilities.
+    pub temperature: f64,
 }
 
 /// `logits / t` (a positive, finite temperature; anything else leaves the logits as they are).
@@ -75,19 +88,29 @@ pub async fn predict_all<S: AsRef<str>>(
                 f.adapters()
             )));
         }
+        if let Some(FreshHead { reads: Some(s), .. }) = t.fresh
+            && s >= k
+        {
+            return Err(Error::Fusion(format!(
+                "task {:?} answers with adapter {s}, but {k} tasks are loaded",
+                t.name
+            )));
+        }
     }
     let n = texts.len();
     let before = crate::model::encoder::rows_encoded();
     let batches = SortedBatches::new(tokenizer, texts, EVAL_BATCH)?;
-    // Every task's adapter pass, and the base's when a fusion needs it, at once where there are
-    // threads.
-    let fused = tasks.iter().any(|t| t.fusion.is_some());
+    // Every task's adapter pass, and the base's when a fusion or a fresh head needs it, at once
+    // where there are threads.
+    let needs_base = tasks
+        .iter()
+        .any(|t| t.fusion.is_some() || t.fresh.as_ref().is_some_and(|f| f.reads.is_none()));
     let mut passes: Vec<Option<&LoraAdapter>> = tasks.iter().map(|t| Some(t.adapter)).collect();
-    if fused {
+    if needs_base {
         passes.push(None);
     }
     let mut vectors = batches.pooled_each(encoder, &passes, device).await?;
-    let base = match fused {
+    let base = match needs_base {
         true => vectors.pop(),
         false => None,
     };
@@ -117,19 +140,45 @@ pub async fn predict_all<S: AsRef<str>>(
             }
             _ => (None, None),
         };
-        per_task.push((single, hybrid, attention));
+        let probe = match (&t.fresh, t.answer) {
+            (Some(f), Answerer::Frozen | Answerer::Source) => {
+                let x = match f.reads {
+                    Some(s) => Some(vectors[s].clone()),
+                    None => base.clone(),
+                };
+                match x {
+                    Some(x) => Some(rows(
+                        &host::floats(softmax(scaled(f.head.forward(x, false), f.temperature), 1))
+                            .await?,
+                        c,
+                    )),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        per_task.push((single, hybrid, attention, probe));
     }
     let predictions = (0..n)
         .map(|i| {
             tasks
                 .iter()
                 .zip(&per_task)
-                .map(|(t, (single, hybrid, attention))| TaskPrediction {
-                    task: t.name.to_string(),
-                    single: prediction(t.labels, single[i].clone()),
-                    hybrid: hybrid.as_ref().map(|h| prediction(t.labels, h[i].clone())),
-                    uses_hybrid: t.use_hybrid && hybrid.is_some(),
-                    attention: attention.as_ref().map(|a| a[i].clone()),
+                .map(|(t, (single, hybrid, attention, probe))| {
+                    let mut tp = TaskPrediction {
+                        task: t.name.to_string(),
+                        single: prediction(t.labels, single[i].clone()),
+                        hybrid: hybrid.as_ref().map(|h| prediction(t.labels, h[i].clone())),
+                        uses_hybrid: false,
+                        attention: attention.as_ref().map(|a| a[i].clone()),
+                        probe: probe.as_ref().map(|p| prediction(t.labels, p[i].clone())),
+                        answered_by: Some(t.answer),
+                    };
+                    // What actually answers (the own LoRA where the named model is missing).
+                    let by = tp.answerer();
+                    tp.answered_by = Some(by);
+                    tp.uses_hybrid = by == Answerer::Hybrid;
+                    tp
                 })
                 .collect()
         })

@@ -12,6 +12,47 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
+/// Which model a task answers with (docs/design.md §1.6): its own LoRA, the hybrid, or a fresh
+/// linear head on the frozen base's vectors or on another task's adapter's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answerer {
+    /// The task's own LoRA adapter and head.
+    #[default]
+    Lora,
+    /// The hybrid: the task's fusion layer over every adapter and the base.
+    Hybrid,
+    /// The frozen probe: a linear head on the frozen base's vectors.
+    Frozen,
+    /// The source probe: a linear head on the best other task's adapter's vectors.
+    Source,
+}
+
+impl Answerer {
+    /// Every answerer, in the order the page lists them.
+    pub const ALL: [Answerer; 4] = [Self::Lora, Self::Hybrid, Self::Frozen, Self::Source];
+
+    /// Its name in files and benchmark tables: `lora`, `hybrid`, `frozen`, `source`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Lora => "lora",
+            Self::Hybrid => "hybrid",
+            Self::Frozen => "frozen",
+            Self::Source => "source",
+        }
+    }
+
+    /// Its name in a sentence: "own LoRA", "hybrid", "frozen model", "other task's adapter".
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Lora => "own LoRA",
+            Self::Hybrid => "hybrid",
+            Self::Frozen => "frozen model",
+            Self::Source => "other task's adapter",
+        }
+    }
+}
+
 /// One task's predictions for one text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskPrediction {
@@ -23,17 +64,39 @@ pub struct TaskPrediction {
     pub hybrid: Option<Prediction>,
     /// Attention of the fusion over the task adapters (sums to 1), in task order.
     pub attention: Option<Vec<f32>>,
-    /// Whether the task's answer is `hybrid` (else `single`): the fusion's gate, or the user's
-    /// choice. Absent in older messages: `false`.
+    /// Whether the task's answer is `hybrid`: the fusion's gate, or the user's choice.
     #[serde(default)]
     pub uses_hybrid: bool,
+    /// The fresh head's prediction when the task answers with one (the frozen model's or
+    /// another task's adapter's, see `answered_by`).
+    #[serde(default)]
+    pub probe: Option<Prediction>,
+    /// Which model gave the answer (absent in older messages: `hybrid` where `uses_hybrid`, else
+    /// the own LoRA).
+    #[serde(default)]
+    pub answered_by: Option<Answerer>,
 }
 
 impl TaskPrediction {
+    /// Which model answers: `answered_by`, or for older messages `uses_hybrid`; the own LoRA
+    /// where the named model's prediction is missing.
+    pub fn answerer(&self) -> Answerer {
+        let by = self.answered_by.unwrap_or(match self.uses_hybrid {
+            true => Answerer::Hybrid,
+            false => Answerer::Lora,
+        });
+        match by {
+            Answerer::Hybrid if self.hybrid.is_some() => by,
+            Answerer::Frozen | Answerer::Source if self.probe.is_some() => by,
+            _ => Answerer::Lora,
+        }
+    }
+
     /// The prediction the task answers with.
     pub fn answer(&self) -> &Prediction {
-        match (&self.hybrid, self.uses_hybrid) {
-            (Some(h), true) => h,
+        match (self.answerer(), &self.hybrid, &self.probe) {
+            (Answerer::Hybrid, Some(h), _) => h,
+            (Answerer::Frozen | Answerer::Source, _, Some(p)) => p,
             _ => &self.single,
         }
     }
@@ -53,11 +116,7 @@ impl TaskPrediction {
     /// `"sentiment: positive, 63.0 % (hybrid)"`.
     pub fn summary(&self) -> String {
         let (label, p) = self.answer_label();
-        let by = if self.uses_hybrid && self.hybrid.is_some() {
-            "hybrid"
-        } else {
-            "own LoRA"
-        };
+        let by = self.answerer().words();
         format!("{}: {label}, {} ({by})", self.task, percent(p))
     }
 }
@@ -134,12 +193,20 @@ mod tests {
             hybrid: Some(p("positive", vec![0.37, 0.63])),
             attention: None,
             uses_hybrid: true,
+            probe: None,
+            answered_by: None,
         };
         assert_eq!(tp.summary(), "sentiment: positive, 63.0 % (hybrid)");
         tp.uses_hybrid = false;
         assert_eq!(tp.summary(), "sentiment: negative, 80.0 % (own LoRA)");
         tp.single = p("negative", vec![1.0, 0.0]);
         assert_eq!(tp.summary(), "sentiment: negative, > 99.9 % (own LoRA)");
+        // A fresh head's answer names its model; without its prediction the own LoRA answers.
+        tp.answered_by = Some(Answerer::Frozen);
+        assert_eq!(tp.summary(), "sentiment: negative, > 99.9 % (own LoRA)");
+        tp.probe = Some(p("positive", vec![0.1, 0.9]));
+        assert_eq!(tp.summary(), "sentiment: positive, 90.0 % (frozen model)");
+        assert_eq!(tp.answer().label, "positive");
     }
 
     #[test]

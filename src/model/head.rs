@@ -41,7 +41,8 @@ impl ClassifierHead {
         Self::from_torch(w, b, d, classes, dropout, device)
     }
 
-    fn from_torch(
+    /// A head from PyTorch-layout values: `w` `[classes, d]` row-major, `b` `[classes]`.
+    pub fn from_torch(
         w: Vec<f32>,
         b: Vec<f32>,
         d: usize,

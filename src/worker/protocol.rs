@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::RejectedRow;
-use crate::infer::types::MultiTaskOutput;
+use crate::infer::types::{Answerer, MultiTaskOutput};
 pub use crate::train::calibration::{Bin, Calibration};
 pub use crate::train::metrics::ClassScores;
 use crate::workspace::bundle::TaskSettings;
@@ -219,10 +219,13 @@ pub struct TaskView {
     pub curve: Vec<EpochPoint>,
     /// sha256 of the adapter weights.
     pub adapter_sha256: Option<String>,
-    /// Once fused: whether live predictions answer with the hybrid (else the task's own LoRA).
+    /// Once fused: whether live predictions answer with the hybrid.
     #[serde(default)]
     pub uses_hybrid: bool,
-    /// Once fused: the hybrid against the own LoRA on the held-out rows and the choice, in words.
+    /// Once fused: the model live predictions answer with (absent before fusion).
+    #[serde(default)]
+    pub answered_by: Option<Answerer>,
+    /// Once fused: which model answers and why, with every candidate's score, in words.
     #[serde(default)]
     pub fusion_note: Option<String>,
 }

@@ -21,6 +21,7 @@ use super::{task_files, zipfile};
 use crate::data::holdout::HoldoutPolicy;
 use crate::data::{self, Example, Format, ParseOptions};
 use crate::error::{Error, Result};
+use crate::infer::Answerer;
 use crate::limits::{MAX_TASK_NAME, MAX_TASKS};
 use crate::lora::LoraConfig;
 use crate::train::TrainConfig;
@@ -57,24 +58,58 @@ impl TaskSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AnswerChoice {
-    /// The fusion's gate decides: the hybrid where it beat the task's own LoRA on the held-out
-    /// rows, else the LoRA (docs/design.md §1.6).
+    /// The fusion's gate decides: of the own LoRA, the hybrid and the fresh heads, the one that
+    /// scored best on rows that did not choose it (docs/design.md §1.6).
     #[default]
     Automatic,
     /// Always the hybrid.
     Hybrid,
     /// Always the task's own LoRA.
     Lora,
+    /// Always the frozen model with a fresh head.
+    Frozen,
+    /// Always the best other task's adapter with a fresh head.
+    Source,
 }
 
 impl AnswerChoice {
-    /// Whether to answer with the hybrid, given the gate's verdict.
-    pub fn use_hybrid(self, gate: bool) -> bool {
+    /// Every choice, in the order the page lists them.
+    pub const ALL: [AnswerChoice; 5] = [
+        Self::Automatic,
+        Self::Lora,
+        Self::Hybrid,
+        Self::Frozen,
+        Self::Source,
+    ];
+
+    /// The model to answer with, given the gate's choice.
+    pub fn resolve(self, gate: Answerer) -> Answerer {
         match self {
             Self::Automatic => gate,
-            Self::Hybrid => true,
-            Self::Lora => false,
+            Self::Hybrid => Answerer::Hybrid,
+            Self::Lora => Answerer::Lora,
+            Self::Frozen => Answerer::Frozen,
+            Self::Source => Answerer::Source,
         }
+    }
+
+    /// Its value in the page's select and in files.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Automatic => "automatic",
+            Self::Hybrid => "hybrid",
+            Self::Lora => "lora",
+            Self::Frozen => "frozen",
+            Self::Source => "source",
+        }
+    }
+
+    /// The choice whose [`Self::key`] is `key` (automatic for anything else).
+    pub fn from_key(key: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.key() == key)
+            .unwrap_or_default()
     }
 }
 

@@ -521,7 +521,7 @@ async function main() {
       for (const t of TASKS) {
         const note = await text(`${q(t.name)} [data-testid=fusion-note]`);
         check(
-          /answers with (the hybrid|its own LoRA).*training examples, cross-validated over 3 folds/.test(note),
+          /answers with (the hybrid|its own LoRA|the frozen model with a fresh head|the other task's adapter with a fresh head).*training examples, cross-validated over 3 folds/.test(note),
           `${t.name}: fusion note ${note}`,
         );
         console.log(`     ${t.name}: ${note}`);
@@ -529,7 +529,7 @@ async function main() {
       // The user can force either: the choice is kept and said.
       await page.selectOption(`${q(TASKS[0].name)} select[name=answer]`, 'lora', { timeout: T.ui });
       await page.waitForFunction(
-        (sel) => /always answer with the task's own LoRA/.test(document.querySelector(sel)?.textContent ?? ''),
+        (sel) => /always answer with the own LoRA/.test(document.querySelector(sel)?.textContent ?? ''),
         `${q(TASKS[0].name)} [data-testid=fusion-note]`,
         { timeout: T.ui, polling: 250 },
       ).catch(async () => {

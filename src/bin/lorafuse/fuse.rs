@@ -19,7 +19,7 @@ use lorafuse::experiment::{FusionTarget, Labelled, fusion_train_config};
 use lorafuse::fusion::files::{self as fusion_files, FusedAdapter};
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
-use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::infer::{Answerer, TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
 use lorafuse::workspace::task_files::{self, LoadedTask};
 
@@ -195,7 +195,11 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     for t in &model.manifest.tasks {
         eprintln!("{}: {}", t.task, t.describe_gate(&model.manifest.adapters));
     }
-    let files = block_on(fusion_files::to_files(&model.manifest, &model.layers))?;
+    let files = block_on(fusion_files::to_files(
+        &model.manifest,
+        &model.layers,
+        &model.heads,
+    ))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, bytes) in &files {
         std::fs::write(a.out.join(name), bytes)?;
@@ -226,7 +230,7 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 .with_context(|| format!("reading {}", dir.join(name).display()))?,
         );
     }
-    let (manifest, layers) =
+    let (manifest, layers, heads) =
         fusion_files::from_files(&files, engine.encoder.config.hidden_size, &engine.device)?;
     crate::io::check_base_model(engine, &manifest.base_model, &manifest.base_model_sha256)
         .with_context(|| format!("fused model {}", dir.display()))?;
@@ -258,6 +262,7 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
         .zip(&labels)
         .map(|((fa, t), l)| {
             let fused = manifest.tasks.iter().position(|ft| ft.task == fa.task);
+            let answer = fused.map_or(Answerer::Lora, |i| manifest.tasks[i].answerer());
             Ok(TaskParts {
                 name: &fa.task,
                 labels: l,
@@ -266,7 +271,8 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 fusion: fused.map(|i| &layers[i]),
                 temperature: t.meta.as_ref().map_or(1.0, |m| m.temperature),
                 hybrid_temperature: fused.map_or(1.0, |i| manifest.tasks[i].temperature),
-                use_hybrid: fused.is_some_and(|i| manifest.tasks[i].use_hybrid),
+                answer,
+                fresh: fused.and_then(|i| heads[i].fresh(&manifest.tasks[i], answer)),
             })
         })
         .collect::<Result<_>>()?;

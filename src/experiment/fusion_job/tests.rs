@@ -6,6 +6,7 @@ use crate::experiment::gate::{CvFold, HeldOut};
 use crate::fusion::AttentionFusion;
 use crate::fusion::files::SourceCheck;
 use crate::host::block_on;
+use crate::infer::Answerer;
 use crate::model::ClassifierHead;
 use burn::tensor::{Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -143,6 +144,73 @@ fn the_gate_picks_lora_when_the_hybrid_is_worse_on_held_out_rows() {
 }
 
 #[test]
+fn the_answer_is_the_best_candidate_that_clears_its_margin_over_the_own_lora() {
+    // 10 rows; the own LoRA gets 6 right (log-loss 0.6).
+    let g = |hybrid: f64, source: Option<f64>, frozen: f64| GateCheck {
+        rows: 10,
+        hybrid_accuracy: hybrid,
+        hybrid_nll: 0.5,
+        lora_accuracy: 0.6,
+        lora_nll: 0.6,
+        epoch: 1,
+        folds: 3,
+        only_hybrid: 0,
+        only_lora: 0,
+        source: Some(SourceCheck {
+            sources: 2,
+            best: source.map(|_| 1),
+            accuracy: source.unwrap_or(0.0),
+            frozen_accuracy: frozen,
+            nll: 0.4,
+            frozen_nll: 0.45,
+            temperature: 1.0,
+            frozen_temperature: 1.0,
+        }),
+    };
+    use Answerer::*;
+    assert_eq!(g(0.6, Some(0.6), 0.6).answer(), Lora, "nothing beats it");
+    assert_eq!(
+        g(0.6, Some(0.6), 0.7).answer(),
+        Frozen,
+        "one row more is enough for the frozen model"
+    );
+    assert_eq!(
+        g(0.6, Some(0.7), 0.6).answer(),
+        Lora,
+        "the best of several heads needs two rows"
+    );
+    assert_eq!(g(0.6, Some(0.8), 0.7).answer(), Source);
+    // The hybrid needs a related source (two rows) and must beat every other candidate.
+    assert_eq!(g(0.9, Some(0.8), 0.6).answer(), Hybrid);
+    assert_eq!(
+        g(0.8, Some(0.8), 0.6).answer(),
+        Source,
+        "a tie keeps the simpler model"
+    );
+    assert_eq!(
+        g(0.9, Some(0.7), 0.6).answer(),
+        Lora,
+        "no related source, no hybrid"
+    );
+    assert_eq!(
+        g(0.9, Some(0.7), 0.9).answer(),
+        Frozen,
+        "no related source: the frozen model"
+    );
+    assert_eq!(
+        g(0.9, None, 0.6).answer(),
+        Lora,
+        "no source, nothing to share"
+    );
+    // Without the relatedness check (older files) only the hybrid is weighed.
+    let old = GateCheck {
+        source: None,
+        ..g(0.7, None, 0.0)
+    };
+    assert_eq!(old.answer(), Hybrid);
+}
+
+#[test]
 fn a_win_is_strictly_higher_accuracy() {
     let g = |ha, hn, la, ln| GateCheck {
         rows: 10,
@@ -171,6 +239,10 @@ fn a_win_is_strictly_higher_accuracy() {
             best,
             accuracy,
             frozen_accuracy: 0.5,
+            nll: 0.5,
+            frozen_nll: 0.7,
+            temperature: 1.0,
+            frozen_temperature: 1.0,
         }),
         ..g(0.8, 0.9, 0.6, 0.1)
     };
@@ -196,8 +268,12 @@ fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
     let t = target(train, y, dev, dev_y);
     let r = trained(&t, "residual");
     let g = r.gate.unwrap();
-    assert!(r.use_hybrid(true), "{g:?}");
+    assert!(g.hybrid_wins(), "{g:?}");
     assert!(g.hybrid_accuracy > g.lora_accuracy + 0.1, "{g:?}");
+    // Adapter 1 with a fresh head reads the rule exactly (it is linear in its vectors): it
+    // answers, and both fresh heads are kept for the task.
+    assert_eq!(r.answer(true), Answerer::Source, "{g:?}");
+    assert_eq!(r.heads.kinds(), [Answerer::Frozen, Answerer::Source]);
     // The relatedness check found adapter 1, on the same held-out rows, far above the own LoRA
     // and the base.
     let s = g.source.unwrap();
@@ -252,7 +328,11 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
     assert_eq!((g.folds, g.rows), (2, 96), "{g:?}");
     // The relatedness check out of fold: adapter 1's fresh heads, fitted on each fold's rows.
     assert_eq!(g.source.unwrap().best, Some(1), "{g:?}");
-    assert!(r.use_hybrid(true), "{g:?}");
+    assert!(g.hybrid_wins(), "{g:?}");
+    assert!(
+        matches!(r.answer(true), Answerer::Source | Answerer::Hybrid),
+        "{g:?}"
+    );
     assert!(
         g.epoch > 0 && g.hybrid_accuracy > g.lora_accuracy + 0.1,
         "{g:?}"

@@ -15,10 +15,11 @@ use super::{HeldOut, Pooled};
 use crate::error::{Error, Result};
 use crate::experiment::compare::{probability_rows, train_probe};
 use crate::experiment::target::FusionTarget;
+use crate::fusion::files::{AnswerHeads, SourceCheck, better};
 #[cfg(doc)]
 use crate::fusion::files::{GateCheck, SOURCE_LEAD_ROWS};
-use crate::fusion::files::{SourceCheck, better};
 use crate::train::TrainConfig;
+use crate::train::calibration::choose_temperature;
 use crate::train::stage2::FusionCache;
 
 /// Rows a fresh head fits on, with their classes, and the rows it is scored on (in the order
@@ -102,21 +103,48 @@ pub(in crate::experiment) async fn relatedness(
 }
 
 /// The best of the sources' heads (accuracy, then log-loss; the first on ties) beside the
-/// frozen base's: what the gate checks.
+/// frozen base's: what the gate checks, with each one's temperature chosen on the same rows.
 fn best_source(probes: &Probes) -> SourceCheck {
-    let mut best: Option<(usize, (f64, f64))> = None;
+    let mut best: Option<(usize, (f64, f64), &Pooled)> = None;
     for (slot, p) in &probes.sources {
         let s = p.score();
-        if best.is_none_or(|(_, b)| better(s, b)) {
-            best = Some((*slot, s));
+        if best.is_none_or(|(_, b, _)| better(s, b)) {
+            best = Some((*slot, s, p));
         }
     }
+    let temperature = |p: &Pooled| choose_temperature(&p.probs, &p.labels);
+    let (frozen_accuracy, frozen_nll) = probes.frozen.score();
     SourceCheck {
         sources: probes.sources.len(),
-        best: best.map(|(slot, _)| slot),
-        accuracy: best.map_or(0.0, |(_, (a, _))| a),
-        frozen_accuracy: probes.frozen.score().0,
+        best: best.map(|(slot, _, _)| slot),
+        accuracy: best.map_or(0.0, |(_, (a, _), _)| a),
+        nll: best.map_or(0.0, |(_, (_, l), _)| l),
+        temperature: best.map_or(1.0, |(_, _, p)| temperature(p)),
+        frozen_accuracy,
+        frozen_nll,
+        frozen_temperature: temperature(&probes.frozen),
     }
+}
+
+/// The fresh heads the task may answer with, fitted on all of `target`'s training rows with the
+/// frozen probe's settings: on the base's vectors, and on those of the gate's best other adapter
+/// (`check.best`).
+pub(in crate::experiment) async fn answer_heads(
+    target: &FusionTarget,
+    check: &SourceCheck,
+) -> Result<AnswerHeads> {
+    let device = target.cache.base.device();
+    let classes = target.labels.len();
+    let fit = |x| train_probe(x, &target.y, classes, &target.cfg, &device);
+    let frozen = fit(target.cache.base.clone()).await?;
+    let source = match check.best.and_then(|b| target.cache.adapter(b)) {
+        Some(x) => Some(fit(x).await?),
+        None => None,
+    };
+    Ok(AnswerHeads {
+        frozen: Some(frozen),
+        source,
+    })
 }
 
 #[cfg(test)]

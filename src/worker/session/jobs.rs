@@ -14,7 +14,7 @@ use crate::experiment::{
 };
 use crate::fusion::AttentionFusion;
 use crate::fusion::files::{self as fusion_files, FusedAdapter};
-use crate::infer::{MultiTaskOutput, TaskParts, predict_all};
+use crate::infer::{Answerer, FreshHead, MultiTaskOutput, TaskParts, predict_all};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
 use crate::train::{LoraTrainer, Observer, Outcome, Progress, TaskModel, TrainConfig, now_sec};
@@ -346,7 +346,7 @@ impl Session {
             job: Job::Fusion(String::new()),
         };
         let (model, outcome) = train_fusion(&engine, &fused, &targets, &spec, &mut obs).await?;
-        let files = fusion_files::to_files(&model.manifest, &model.layers).await?;
+        let files = fusion_files::to_files(&model.manifest, &model.layers, &model.heads).await?;
         let last = match shared {
             true => SHARED_JOB.to_string(),
             false => model
@@ -359,6 +359,7 @@ impl Session {
         self.fusion = Some(Fusion {
             manifest: model.manifest,
             layers: model.layers,
+            heads: model.heads,
             files,
         });
         host.emit(Event::JobDone {
@@ -377,19 +378,42 @@ impl Session {
             .map_or(1.0, |t| t.temperature)
     }
 
-    /// Whether a fused task answers with the hybrid: its answer setting, and by default the gate.
-    pub(super) fn uses_hybrid(&self, task: &Task) -> bool {
-        let tasks = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
-        let gate = tasks
-            .and_then(|ts| ts.iter().find(|t| t.task == task.state.name))
-            .map(|t| t.use_hybrid);
-        gate.is_some_and(|g| task.state.settings.answer.use_hybrid(g))
+    /// The model a task answers with: its answer setting, by default the gate's choice; the
+    /// own LoRA when not fused, or when the chosen model is missing.
+    pub(super) fn answerer(&self, task: &Task) -> Answerer {
+        let Some((f, i)) = self.fused_index(&task.state.name) else {
+            return Answerer::Lora;
+        };
+        let ft = &f.manifest.tasks[i];
+        let chosen = task.state.settings.answer.resolve(ft.answerer());
+        let present = match chosen {
+            Answerer::Lora | Answerer::Hybrid => true,
+            a => f.heads.get(i).is_some_and(|h| h.fresh(ft, a).is_some()),
+        };
+        match present {
+            true => chosen,
+            false => Answerer::Lora,
+        }
+    }
+
+    /// The fusion and the position of `task` among its fused tasks.
+    fn fused_index(&self, task: &str) -> Option<(&Fusion, usize)> {
+        let f = self.fusion.as_ref()?;
+        let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
+        Some((f, i))
     }
 
     pub(super) fn fusion_for(&self, task: &str) -> Option<&AttentionFusion> {
-        let f = self.fusion.as_ref()?;
-        let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
+        let (f, i) = self.fused_index(task)?;
         f.layers.get(i)
+    }
+
+    /// The fresh head `task` answers with, when it answers with one.
+    fn fresh_for(&self, task: &Task) -> Option<FreshHead<'_>> {
+        let (f, i) = self.fused_index(&task.state.name)?;
+        f.heads
+            .get(i)?
+            .fresh(&f.manifest.tasks[i], self.answerer(task))
     }
 
     /// Every ready task's single-task and (where fused) hybrid prediction for each text.
@@ -429,7 +453,8 @@ impl Session {
                 fusion: self.fusion_for(&t.state.name),
                 temperature: tr.temperature,
                 hybrid_temperature: self.hybrid_temperature(&t.state.name),
-                use_hybrid: self.uses_hybrid(t),
+                answer: self.answerer(t),
+                fresh: self.fresh_for(t),
             })
             .collect();
         let e = &self.engine;

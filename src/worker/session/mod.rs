@@ -23,7 +23,7 @@ use crate::data::{ParseOptions, RejectedRow};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
-use crate::fusion::files::FusionManifest;
+use crate::fusion::files::{AnswerHeads, FusionManifest};
 use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
 use crate::workspace::bundle::{self, TaskState, Upload};
@@ -69,6 +69,8 @@ struct Task {
 struct Fusion {
     manifest: FusionManifest,
     layers: Vec<AttentionFusion>,
+    /// Each task's fresh heads, in `manifest.tasks` order.
+    heads: Vec<AnswerHeads>,
     files: BTreeMap<String, Vec<u8>>,
 }
 

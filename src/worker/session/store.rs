@@ -121,7 +121,7 @@ impl Session {
     }
 
     fn load_fusion(&self, files: BTreeMap<String, Vec<u8>>) -> Result<Fusion> {
-        let (manifest, layers) = fusion_files::from_files(
+        let (manifest, layers, heads) = fusion_files::from_files(
             &files,
             self.engine.encoder.config.hidden_size,
             &self.engine.device,
@@ -150,6 +150,7 @@ impl Session {
         Ok(Fusion {
             manifest,
             layers,
+            heads,
             files,
         })
     }

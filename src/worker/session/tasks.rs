@@ -5,6 +5,7 @@ use super::{Host, Session, Task};
 use crate::data::{self, LabelVocab, ParseOptions};
 use crate::error::{Error, Result};
 use crate::experiment::Labelled;
+use crate::infer::Answerer;
 use crate::worker::protocol::{DataRole, Event, TaskView, WorkspaceView};
 use crate::workspace::bundle::{AnswerChoice, TaskState};
 
@@ -123,30 +124,31 @@ impl Session {
                 let mut v = t.view();
                 let ft = fused.and_then(|ts| ts.iter().find(|f| f.task == t.state.name));
                 if let Some(ft) = ft {
-                    v.uses_hybrid = self.uses_hybrid(t);
-                    v.fusion_note = Some(
-                        match t.state.settings.answer {
-                            AnswerChoice::Automatic => {
-                                format!("Automatic: {}", ft.describe_gate(adapters))
-                            }
-                            AnswerChoice::Hybrid => "Set to always answer with the hybrid".into(),
-                            AnswerChoice::Lora => {
-                                "Set to always answer with the task's own LoRA".into()
-                            }
-                        } + &match (t.state.settings.answer, ft.gate) {
-                            (AnswerChoice::Automatic, _) | (_, None) => String::new(),
-                            (_, Some(g)) => format!(
-                                " ({} check: hybrid {:.1} %, LoRA {:.1} % on {} examples)",
-                                match g.folds {
-                                    0 => "held-out",
-                                    _ => "cross-validated",
-                                },
-                                100.0 * g.hybrid_accuracy,
-                                100.0 * g.lora_accuracy,
-                                g.rows
-                            ),
-                        },
-                    );
+                    let answer = self.answerer(t);
+                    v.uses_hybrid = answer == Answerer::Hybrid;
+                    v.answered_by = Some(answer);
+                    let choice = t.state.settings.answer;
+                    v.fusion_note = Some(match choice {
+                        AnswerChoice::Automatic => {
+                            format!("Automatic: {}", ft.describe_gate(adapters))
+                        }
+                        forced => {
+                            let wanted = forced.resolve(ft.answerer());
+                            let missing = match wanted == answer {
+                                true => String::new(),
+                                false => format!(
+                                    ", which this fusion has no head for: answers with the {}",
+                                    answer.words()
+                                ),
+                            };
+                            let gate = ft.describe_gate(adapters);
+                            let evidence = gate.split_once(": ").map_or("", |(_, e)| e);
+                            format!(
+                                "Set to always answer with the {}{missing} (the check: {evidence})",
+                                wanted.words()
+                            )
+                        }
+                    });
                 }
                 v
             })
@@ -223,6 +225,7 @@ impl Task {
             curve: self.curve.clone(),
             adapter_sha256: self.trained.as_ref().map(|t| t.sha256.clone()),
             uses_hybrid: false,
+            answered_by: None,
             fusion_note: None,
             partial: self.trained.as_ref().and_then(|t| {
                 let done = t.history.iter().filter(|p| p.loss.is_finite()).count();

@@ -186,6 +186,11 @@ struct TaskSeedResult {
     gate: Option<GateCheck>,
     /// Whether `hybrid` is the fusion (`false`: the gate chose LoRA, and `hybrid` = `lora`).
     use_hybrid: bool,
+    /// The model the task answers with in the product (the gate's choice; the hybrid with
+    /// `--no-gate`).
+    answered_by: lorafuse::infer::Answerer,
+    /// The product's answer: the scores of `answered_by`.
+    answer: MethodScores,
     /// With `--fusion-variants`: each variant's scores.
     fusion_variants: BTreeMap<String, VariantResult>,
 }

@@ -68,15 +68,18 @@ pub(super) fn print(
 /// Test scores per task and method (main metric and macro-F1), the variants' rows, the average.
 fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult]) {
     type Get = fn(&TaskSeedResult) -> &Metrics;
-    let methods: [(&str, Get); 3] = [
+    let methods: [(&str, Get); 4] = [
         ("frozen", |r| &r.frozen.test),
         ("lora", |r| &r.lora.test),
         ("hybrid", |r| &r.hybrid.test),
+        ("answer", |r| &r.answer.test),
     ];
     let seeds = a.seeds.len();
     println!();
-    println!("| task | metric | frozen | lora | hybrid | frozen F1 | lora F1 | hybrid F1 |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| task | metric | frozen | lora | hybrid | answer | frozen F1 | lora F1 | hybrid F1 | answer F1 |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     // Per method: the average over tasks of each seed's main metric and F1.
     let mut avg: BTreeMap<&str, [Vec<f64>; 2]> = BTreeMap::new();
     for t in tasks {
@@ -128,13 +131,15 @@ fn accuracy_table(a: &BenchArgs, tasks: &[TaskData], results: &[TaskSeedResult])
     }
     let cell = |m: &str, i: usize| fmt_mean_std(&avg[m][i]);
     println!(
-        "| **average** | | {} | {} | {} | {} | {} | {} |",
+        "| **average** | | {} | {} | {} | {} | {} | {} | {} | {} |",
         cell("frozen", 0),
         cell("lora", 0),
         cell("hybrid", 0),
+        cell("answer", 0),
         cell("frozen", 1),
         cell("lora", 1),
-        cell("hybrid", 1)
+        cell("hybrid", 1),
+        cell("answer", 1)
     );
     println!(
         "\n(mean ± sample std over seeds {:?}, in %; macro-F1 columns are F1 for every task.)",
@@ -289,14 +294,14 @@ fn variant_rows(
             all[j] += x / tasks.len() as f64;
         }
         println!(
-            "| {} ({label}) | {} | | | {} | | | |",
+            "| {} ({label}) | {} | | | {} | | | | | |",
             t.name,
             metric_name(&t.name),
             fmt_mean_std(&v)
         );
     }
     println!(
-        "| **average** ({label}) | | | | {} | | | |",
+        "| **average** ({label}) | | | | {} | | | | | |",
         fmt_mean_std(&all)
     );
 }

@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use lorafuse::experiment::fusion_job::{FusionSpec, train_layers, train_runs};
+use lorafuse::experiment::fusion_job::{FusionSpec, TrainedLayer, train_layers, train_runs};
 use lorafuse::experiment::{EvalVectors, FusionTarget, Methods, compare, train_probe};
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::block_on;
-use lorafuse::infer::{TaskParts, predict_all};
+use lorafuse::infer::{Answerer, TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
 use lorafuse::train::calibration::{choose_temperature, reliability};
 use lorafuse::train::stage2::FusionCache;
@@ -69,6 +69,11 @@ pub(super) struct VariantResult {
     pub gated: MethodScores,
     /// Whether the gate chose the hybrid.
     pub use_hybrid: bool,
+    /// The model the task answers with ([`GateCheck::answer`]: the own LoRA, the hybrid, or a
+    /// fresh head on the frozen base or the best other adapter).
+    pub answered_by: Answerer,
+    /// Its scores: the product's answer.
+    pub answer: MethodScores,
     /// Test accuracy of the dev-selected layer whatever the gate chose (to weigh other gates).
     pub selected_test_accuracy: f64,
     /// What the gate compared.
@@ -116,6 +121,12 @@ pub(super) fn train_variant(
         let t = tl.out_of_fold_temperature();
         let (selected, att) = score_fusion(ctx, i, &tl.layer, dev_c, test_c, t)?;
         let selected_test_accuracy = selected.test.accuracy;
+        let answered_by = tl.answer(true);
+        let answer = match answered_by {
+            Answerer::Lora => loras[i].clone(),
+            Answerer::Hybrid => selected.clone(),
+            a => score_fresh(ctx, i, &tl, a, dev_c, test_c)?,
+        };
         let gated = if use_hybrid {
             selected
         } else {
@@ -126,6 +137,8 @@ pub(super) fn train_variant(
             epochs_trained: tl.epochs_trained,
             gated,
             use_hybrid,
+            answered_by,
+            answer,
             selected_test_accuracy,
             gate: tl.gate,
             attention_on_test: att,
@@ -147,16 +160,29 @@ fn score(
     methods: &Methods,
     temperature: Option<f64>,
 ) -> Result<(Vec<MethodScores>, Vec<f32>)> {
+    score_reading(ctx, i, i, dev, test, methods, temperature)
+}
+
+/// [`score`], with `methods.lora` reading adapter `own`'s vectors.
+fn score_reading(
+    ctx: &SeedCtx,
+    i: usize,
+    own: usize,
+    dev: &FusionCache,
+    test: &FusionCache,
+    methods: &Methods,
+    temperature: Option<f64>,
+) -> Result<(Vec<MethodScores>, Vec<f32>)> {
     let s = &ctx.splits[i];
     let classes = s.task.vocab.len();
     let d = block_on(compare(
-        &EvalVectors::from_cache(dev, i),
+        &EvalVectors::from_cache(dev, own),
         &s.task.held_out.labels,
         classes,
         methods,
     ))?;
     let t = block_on(compare(
-        &EvalVectors::from_cache(test, i),
+        &EvalVectors::from_cache(test, own),
         &s.test.labels,
         classes,
         methods,
@@ -201,6 +227,42 @@ pub(super) fn score_fusion(
     };
     let (mut scores, att) = score(ctx, i, dev, test, &methods, temperature)?;
     Ok((scores.remove(0), att))
+}
+
+/// The dev and test scores of trained layer `tl`'s fresh head `answerer` for task `i`, at the
+/// temperature the gate chose for it (as the product predicts with it).
+fn score_fresh(
+    ctx: &SeedCtx,
+    i: usize,
+    tl: &TrainedLayer,
+    answerer: Answerer,
+    dev: &FusionCache,
+    test: &FusionCache,
+) -> Result<MethodScores> {
+    let missing = || anyhow::anyhow!("the {} head was not trained", answerer.key());
+    let head = tl.heads.get(answerer).ok_or_else(missing)?;
+    let check = tl.gate.and_then(|g| g.source).ok_or_else(missing)?;
+    // A fresh head on another adapter's vectors is scored as that adapter's "own" head.
+    let (methods, own, temperature) = match answerer {
+        Answerer::Frozen => (
+            Methods {
+                frozen: Some(head),
+                ..Methods::default()
+            },
+            i,
+            check.frozen_temperature,
+        ),
+        _ => (
+            Methods {
+                lora: Some(head),
+                ..Methods::default()
+            },
+            check.best.ok_or_else(missing)?,
+            check.temperature,
+        ),
+    };
+    let (mut scores, _) = score_reading(ctx, i, own, dev, test, &methods, Some(temperature))?;
+    Ok(scores.remove(0))
 }
 
 /// Task `i`'s baselines: the frozen probe trained on its cache, the probe and the own LoRA
@@ -262,7 +324,7 @@ pub(super) fn score_task(
         false => v.gated.clone(),
     };
     eprintln!(
-        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}{}  (test accuracy; dev {:.4} / {:.4} / {:.4})",
+        "seed {} {:>10}: frozen {:.4}  lora {:.4}  hybrid {:.4}{}  answer {:.4} ({})  (test accuracy; dev {:.4} / {:.4} / {:.4})",
         ctx.seed,
         name,
         frozen.test.accuracy,
@@ -273,6 +335,8 @@ pub(super) fn score_task(
         } else {
             " (gate: LoRA)"
         },
+        v.answer.test.accuracy,
+        v.answered_by.key(),
         frozen.dev.accuracy,
         lora.dev.accuracy,
         hybrid.dev.accuracy
@@ -302,6 +366,14 @@ pub(super) fn score_task(
         fusion_variant: a.options().name().to_string(),
         gate: v.gate,
         use_hybrid: a.no_gate || v.use_hybrid,
+        answered_by: match a.no_gate {
+            true => Answerer::Hybrid,
+            false => v.answered_by,
+        },
+        answer: match a.no_gate {
+            true => v.last.clone(),
+            false => v.answer.clone(),
+        },
         fusion_variants: Default::default(),
     }
 }
@@ -368,7 +440,11 @@ pub(super) fn passes_per_text_measured(
             fusion: if j == 0 { Some(fusion) } else { None },
             temperature: 1.0,
             hybrid_temperature: 1.0,
-            use_hybrid: j == 0,
+            answer: match j {
+                0 => Answerer::Hybrid,
+                _ => Answerer::Lora,
+            },
+            fresh: None,
         })
         .collect();
     let e = ctx.engine;

@@ -42,6 +42,7 @@ use lorafuse::fusion::FusionConfig;
 use lorafuse::fusion::files::GateCheck;
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
+use lorafuse::infer::Answerer;
 use lorafuse::lora::LoraAdapter;
 use lorafuse::model::ClassifierHead;
 use lorafuse::train::TaskModel;
@@ -447,6 +448,7 @@ impl RunCtx<'_> {
         // Training the fold models (as recorded, when read from `--cache`) and encoding with them.
         let cv_secs = fold_secs + t0.elapsed().as_secs_f64();
         let mut gates = Vec::new();
+        let mut answers = Vec::new();
         let mut fusion_secs = 0.0;
         // (reported name, variant, decided by cross-validation)
         let mut jobs = vec![(
@@ -485,6 +487,24 @@ impl RunCtx<'_> {
             let use_hybrid = tl.use_hybrid(true);
             let selected = score(&name, out(&tl.layer)?);
             let selected_test_accuracy = selected.metrics.accuracy;
+            // The product's answer (the default variant's gate): the method `answer`.
+            if vi == 0 {
+                let answered_by = tl.answer(true);
+                let r = match (answered_by, tl.heads.get(answered_by)) {
+                    (Answerer::Hybrid, _) => score("answer", out(&tl.layer)?),
+                    (Answerer::Frozen, Some(h)) => score("answer", probs(h, test_c.base.clone())?),
+                    (Answerer::Source, Some(h)) => {
+                        let slot = tl.gate.and_then(|g| g.source).and_then(|c| c.best);
+                        let v = slot.and_then(|b| test_c.adapter(b)).ok_or_else(|| {
+                            anyhow::anyhow!("the source head's adapter is not among the fused ones")
+                        })?;
+                        score("answer", probs(h, v)?)
+                    }
+                    _ => lora_r.clone(),
+                };
+                answers.push(answered_by);
+                results.push(("answer".into(), r));
+            }
             let gated = match use_hybrid {
                 true => selected,
                 false => lora_r.clone(),
@@ -518,9 +538,14 @@ impl RunCtx<'_> {
                 brier: r.calibration.brier,
                 nll: r.calibration.nll,
             });
-            if ["frozen", "lora", "hybrid"].contains(&m.as_str()) || m.starts_with("lora-seq") {
+            if ["frozen", "lora", "hybrid", "answer"].contains(&m.as_str())
+                || m.starts_with("lora-seq")
+            {
                 line += &format!(" {m} {:.3}", r.metrics.accuracy);
             }
+        }
+        if let Some(a) = answers.first() {
+            line += &format!(" (answer: {})", a.key());
         }
         eprintln!("{line}");
         let times = Times {

@@ -104,7 +104,7 @@ pub fn print(rows: &[Row], times: &[Times], wall_seconds: f64) {
 
 /// The methods drawn: the main ones and every `lora-seq-*` / `source-head-*`.
 fn drawn(m: &str) -> bool {
-    ["frozen", "lora", "hybrid", "hybrid-paper"].contains(&m)
+    ["frozen", "lora", "hybrid", "hybrid-paper", "answer"].contains(&m)
         || m.starts_with("lora-seq-")
         || m.starts_with("source-head-")
 }
