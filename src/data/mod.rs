@@ -7,8 +7,8 @@
 //!   [`DataError`] whose message says what is wrong.
 //! - [`LabelVocab`] fixes the order of the label names (sorted), [`validate_for_training`] checks that a
 //!   data set can train a classifier (at least one example, at least two classes).
-//! - [`stratified_subset`] and [`stratified_split`] draw deterministic, class-stratified subsets and
-//!   train/holdout splits from a seed (no `rand`: a small FNV-1a + splitmix64 hash orders the rows;
+//! - [`stratified_subset`], [`per_class_subset`] and [`stratified_split`] draw deterministic,
+//!   class-stratified subsets and train/holdout splits from a seed (no `rand`: a small FNV-1a + splitmix64 hash orders the rows;
 //!   [`rng`] holds splitmix64).
 //! - [`normalise_for_overlap`] and [`remove_overlap`] implement the train/test de-duplication of docs/design.md §1.5.
 //!
@@ -35,7 +35,9 @@ use thiserror::Error;
 
 pub use labels::{LabelVocab, class_counts, validate_for_training};
 pub use sniff::Encoding;
-pub use split::{normalise_for_overlap, remove_overlap, stratified_split, stratified_subset};
+pub use split::{
+    normalise_for_overlap, per_class_subset, remove_overlap, stratified_split, stratified_subset,
+};
 
 /// The file formats an upload can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

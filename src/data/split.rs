@@ -113,6 +113,17 @@ pub fn stratified_subset(examples: &[Example], n: usize, seed: u64) -> Vec<Examp
     collect_sorted(chosen, examples, seed)
 }
 
+/// A deterministic subset of `k` examples of every class (all of a class with fewer), as few-shot
+/// benchmarks draw them (SetFit's K per class). Within a class the examples with the smallest
+/// seeded hash of their text are taken; the result is in seeded hash order.
+pub fn per_class_subset(examples: &[Example], k: usize, seed: u64) -> Vec<Example> {
+    let chosen: Vec<usize> = classes_in_seeded_order(examples, seed)
+        .into_iter()
+        .flat_map(|idx| idx.into_iter().take(k))
+        .collect();
+    collect_sorted(chosen, examples, seed)
+}
+
 /// A deterministic, class-stratified split into `(train, holdout)`.
 ///
 /// Each class puts `round(size * holdout_fraction)` examples in the holdout; when the fraction is
@@ -229,6 +240,22 @@ mod tests {
         // Every picked example comes from the input, once.
         let set: HashSet<&str> = sub.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(set.len(), sub.len());
+    }
+
+    #[test]
+    fn per_class_subset_takes_k_of_every_class() {
+        let ds = data(&[60, 30, 3]);
+        let sub = per_class_subset(&ds, 8, 7);
+        assert_eq!(per_class(&sub, 3), vec![8, 8, 3]);
+        let set: HashSet<&str> = sub.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(set.len(), sub.len());
+        // Seeded: the same seed draws the same rows, another seed others.
+        assert_eq!(per_class_subset(&ds, 8, 7), sub);
+        assert_ne!(per_class_subset(&ds, 8, 8), sub);
+        // A larger K keeps the smaller K's rows (each class's first rows in seeded order).
+        let more = per_class_subset(&ds, 16, 7);
+        assert!(sub.iter().all(|e| more.contains(e)));
+        assert!(per_class_subset(&ds, 0, 7).is_empty());
     }
 
     #[test]

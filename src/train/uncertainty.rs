@@ -78,6 +78,21 @@ impl Paired {
     }
 }
 
+/// The two-sided 95 % quantile of Student's t with `n − 1` degrees of freedom, for a mean of `n`
+/// values (standard tables to three decimals up to 30 degrees; the normal quantile beyond). `None`
+/// for fewer than two values.
+pub fn t95(n: usize) -> Option<f64> {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match n {
+        0 | 1 => None,
+        n => Some(T.get(n - 2).copied().unwrap_or(Z95)),
+    }
+}
+
 /// Mean and sample standard deviation (0 for fewer than two values; NaN mean for none).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -127,5 +142,9 @@ mod tests {
         let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
         assert!((m - 2.5).abs() < 1e-12 && (s - 1.290_994_448_735_805_6).abs() < 1e-12);
         assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+        assert_eq!(t95(1), None);
+        assert_eq!(t95(2), Some(12.706));
+        assert_eq!(t95(5), Some(2.776));
+        assert_eq!(t95(1000), Some(Z95));
     }
 }

@@ -68,6 +68,19 @@ pub struct TransferArgs {
     /// Training rows per target (class-stratified subsets; the held-out share of each is its dev).
     #[arg(long, default_value = "16,32,64,128,256", value_delimiter = ',')]
     target_n: Vec<usize>,
+    /// Few-shot sizes instead of `--target-n`: exactly K rows of every class per target and seed
+    /// (`data::per_class_subset`; the held-out share of them is the dev rows, as on the page).
+    #[arg(long, value_delimiter = ',')]
+    k_per_class: Vec<usize>,
+    /// Write every target's test rows (`DIR/<target>/test.csv`) and every subset drawn
+    /// (`DIR/<target>/k<K>-seed<S>.csv`, or `n<N>-seed<S>.csv`), CSV `text,label`, so other tools
+    /// (scripts/bench-setfit) train and test on exactly these rows.
+    #[arg(long)]
+    rows_out: Option<PathBuf>,
+    /// Results of scripts/bench-setfit on the `--rows-out` rows (its `--json`): reported as the
+    /// method `setfit` beside the others, for the targets, sizes and seeds of this run.
+    #[arg(long)]
+    setfit: Option<PathBuf>,
     /// Seeds of the targets' subsets and training.
     #[arg(long, default_value = "1,2,3,4,5", value_delimiter = ',')]
     seeds: Vec<u64>,
@@ -126,7 +139,11 @@ pub struct TransferArgs {
 #[derive(Serialize, Clone)]
 pub struct Row {
     pub target: String,
+    /// Training rows (dev included).
     pub n: usize,
+    /// Rows per class, for `--k-per-class` runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
     pub seed: u64,
     pub method: String,
     pub accuracy: f64,
@@ -203,6 +220,16 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     if sources.is_empty() || a.targets.is_empty() || a.target_n.is_empty() || a.seeds.is_empty() {
         bail!("bench-transfer needs sources, targets, --target-n and seeds");
     }
+    if let Some((t, _)) = sources.iter().find(|(s, _)| a.targets.contains(s)) {
+        bail!(
+            "{t} is both a source and a target: its source adapter would have seen its training rows"
+        );
+    }
+    // The sizes run: (K per class, or none for N rows).
+    let sizes: Vec<Size> = match a.k_per_class.is_empty() {
+        true => a.target_n.iter().map(|&n| Size::Rows(n)).collect(),
+        false => a.k_per_class.iter().map(|&k| Size::PerClass(k)).collect(),
+    };
     for v in &a.fusion_variants {
         if FusionOptions::named(v).is_none() {
             bail!(
@@ -253,26 +280,63 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
             &test_texts,
             &e.device,
         ))?;
+        if let Some(dir) = &a.rows_out {
+            write_rows(&dir.join(target).join("test.csv"), &tests[ti])?;
+        }
         for &seed in &a.seeds {
-            for &n in &a.target_n {
+            for &size in &sizes {
+                let subset = match size {
+                    Size::Rows(n) => data::stratified_subset(&train, n, seed),
+                    Size::PerClass(k) => data::per_class_subset(&train, k, seed),
+                };
+                if let Some(dir) = &a.rows_out {
+                    write_rows(&dir.join(target).join(size.file_name(seed)), &subset)?;
+                }
                 let ctx = RunCtx {
                     engine,
                     a: &a,
                     target,
-                    n,
+                    n: subset.len(),
+                    k: size.per_class(),
                     seed,
                     srcs: &srcs,
                     seq_idx,
                     test: &tests[ti],
                     test_src: &test_src,
                 };
-                let subset = data::stratified_subset(&train, n, seed);
                 let r = ctx.run(&subset, &lora)?;
                 rows.extend(r.0);
                 gates.extend(r.1);
                 times.push(r.2);
                 calibration.extend(r.3);
             }
+        }
+    }
+    if let Some(p) = &a.setfit {
+        let theirs = read_setfit(p)?;
+        // SetFit's result for every (target, K, seed) run here, as the method `setfit`.
+        let ours: Vec<Row> = rows
+            .iter()
+            .filter(|r| r.method == "frozen")
+            .cloned()
+            .collect();
+        let mut missing = 0;
+        for r in ours {
+            match theirs.get(&(r.target.clone(), r.k.unwrap_or(r.n), r.seed)) {
+                Some(&accuracy) => rows.push(Row {
+                    method: "setfit".into(),
+                    accuracy,
+                    macro_f1: f64::NAN,
+                    ..r
+                }),
+                None => missing += 1,
+            }
+        }
+        if missing > 0 {
+            eprintln!(
+                "{}: no SetFit result for {missing} of the runs",
+                p.display()
+            );
         }
     }
     let secs = wall.elapsed().as_secs_f64();
@@ -296,6 +360,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
             "sources": a.sources,
             "targets": a.targets,
             "target_n": a.target_n,
+            "k_per_class": a.k_per_class,
             "seeds": a.seeds,
             "test_per_task": a.test_per_task,
             "source_epochs": a.source_epochs,
@@ -317,12 +382,80 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     Ok(())
 }
 
+/// A target subset's size: N rows (class-stratified), or K rows of every class.
+#[derive(Clone, Copy)]
+enum Size {
+    Rows(usize),
+    PerClass(usize),
+}
+
+impl Size {
+    fn per_class(self) -> Option<usize> {
+        match self {
+            Self::Rows(_) => None,
+            Self::PerClass(k) => Some(k),
+        }
+    }
+
+    /// The file `--rows-out` writes the subset of seed `seed` to.
+    fn file_name(self, seed: u64) -> String {
+        match self {
+            Self::Rows(n) => format!("n{n}-seed{seed}.csv"),
+            Self::PerClass(k) => format!("k{k}-seed{seed}.csv"),
+        }
+    }
+}
+
+/// Writes `rows` as CSV `text,label` (header, quoted as needed) to `path`, creating its folder.
+fn write_rows(path: &std::path::Path, rows: &[Example]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    w.write_record(["text", "label"])?;
+    for e in rows {
+        w.write_record([e.text.as_str(), e.label.as_str()])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// scripts/bench-setfit's `--json`: test accuracy by (target, K, seed).
+fn read_setfit(
+    path: &std::path::Path,
+) -> Result<std::collections::HashMap<(String, usize, u64), f64>> {
+    #[derive(serde::Deserialize)]
+    struct Test {
+        accuracy: f64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Run {
+        target: String,
+        k: usize,
+        seed: u64,
+        test: Test,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        results: Vec<Run>,
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let f: File = serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))?;
+    Ok(f.results
+        .into_iter()
+        .map(|r| ((r.target, r.k, r.seed), r.test.accuracy))
+        .collect())
+}
+
 /// One target, seed and N.
 struct RunCtx<'a> {
     engine: &'a Engine,
     a: &'a TransferArgs,
     target: &'a str,
     n: usize,
+    /// Rows per class, for `--k-per-class` runs.
+    k: Option<usize>,
     seed: u64,
     srcs: &'a [Source],
     seq_idx: usize,
@@ -337,6 +470,7 @@ impl RunCtx<'_> {
         Row {
             target: self.target.to_string(),
             n: self.n,
+            k: self.k,
             seed: self.seed,
             method: method.to_string(),
             accuracy: r.metrics.accuracy,

@@ -24,13 +24,18 @@ fn methods(rows: &[Row]) -> Vec<String> {
     out
 }
 
-/// Accuracy (in %) per (method, n), averaged first over targets within a seed, then over seeds:
+/// A row's size: K per class in `--k-per-class` runs, else N rows.
+fn size(r: &Row) -> usize {
+    r.k.unwrap_or(r.n)
+}
+
+/// Accuracy (in %) per (method, size), averaged first over targets within a seed, then over seeds:
 /// (mean, std over seeds).
 fn by_method_n(rows: &[Row], target: Option<&str>) -> BTreeMap<(String, usize), (f64, f64)> {
     let mut per_seed: BTreeMap<(String, usize, u64), Vec<f64>> = BTreeMap::new();
     for r in rows.iter().filter(|r| target.is_none_or(|t| r.target == t)) {
         per_seed
-            .entry((r.method.clone(), r.n, r.seed))
+            .entry((r.method.clone(), size(r), r.seed))
             .or_default()
             .push(100.0 * r.accuracy);
     }
@@ -45,7 +50,7 @@ fn by_method_n(rows: &[Row], target: Option<&str>) -> BTreeMap<(String, usize), 
 
 fn table(rows: &[Row], target: Option<&str>) {
     let ns: Vec<usize> = {
-        let mut v: Vec<usize> = rows.iter().map(|r| r.n).collect();
+        let mut v: Vec<usize> = rows.iter().map(size).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -53,8 +58,12 @@ fn table(rows: &[Row], target: Option<&str>) {
     let cells = by_method_n(rows, target);
     let mut head = "| method |".to_string();
     let mut rule = "| --- |".to_string();
+    let unit = match rows.iter().any(|r| r.k.is_some()) {
+        true => "K",
+        false => "N",
+    };
     for n in &ns {
-        head += &format!(" N = {n} |");
+        head += &format!(" {unit} = {n} |");
         rule += " ---: |";
     }
     println!("{head}\n{rule}");
@@ -67,6 +76,66 @@ fn table(rows: &[Row], target: Option<&str>) {
             }
         }
         println!("{line}");
+    }
+}
+
+/// `a` against `b` per size, where both ran: the mean over targets of `a − b` per seed, its mean
+/// over seeds with a 95 % t-interval, and on how many targets `a`'s mean over seeds is at least
+/// `b`'s.
+fn versus(rows: &[Row], a: &str, b: &str) {
+    let acc = |m: &str| -> BTreeMap<(String, usize, u64), f64> {
+        rows.iter()
+            .filter(|r| r.method == m)
+            .map(|r| ((r.target.clone(), size(r), r.seed), 100.0 * r.accuracy))
+            .collect()
+    };
+    let (xa, xb) = (acc(a), acc(b));
+    if xb.is_empty() {
+        return;
+    }
+    // (size) → seed → differences over targets; (size, target) → (sum a, sum b, count).
+    let mut per_seed: BTreeMap<usize, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
+    let mut per_target: BTreeMap<(usize, String), (f64, f64, usize)> = BTreeMap::new();
+    for (key, va) in &xa {
+        let Some(vb) = xb.get(key) else { continue };
+        let (t, s, seed) = key;
+        per_seed
+            .entry(*s)
+            .or_default()
+            .entry(*seed)
+            .or_default()
+            .push(va - vb);
+        let e = per_target.entry((*s, t.clone())).or_insert((0.0, 0.0, 0));
+        *e = (e.0 + va, e.1 + vb, e.2 + 1);
+    }
+    println!(
+        "
+{a} − {b} (points; mean over targets, then over seeds with a 95 % t-interval):"
+    );
+    for (s, seeds) in per_seed {
+        let d: Vec<f64> = seeds
+            .values()
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+            .collect();
+        let (mean, sd) = mean_std(&d);
+        let interval = match lorafuse::train::uncertainty::t95(d.len()) {
+            Some(t) => {
+                let half = t * sd / (d.len() as f64).sqrt();
+                format!(
+                    "{:+.2} to {:+.2}, {} seeds",
+                    mean - half,
+                    mean + half,
+                    d.len()
+                )
+            }
+            None => "one seed, no interval".into(),
+        };
+        let targets: Vec<_> = per_target.iter().filter(|((k, _), _)| *k == s).collect();
+        let at_least = targets.iter().filter(|(_, (sa, sb, _))| sa >= sb).count();
+        println!(
+            "- size {s}: {mean:+.2} ({interval}); {a} ≥ {b} on {at_least} of {} targets",
+            targets.len()
+        );
     }
 }
 
@@ -83,6 +152,9 @@ pub fn print(rows: &[Row], times: &[Times], wall_seconds: f64) {
     };
     println!("Test accuracy (%), mean over targets {targets:?}, then mean ± std over seeds:");
     table(rows, None);
+    versus(rows, "answer", "setfit");
+    versus(rows, "answer", "frozen");
+    versus(rows, "answer", "lora");
     for t in &targets {
         println!("\n{t}: test accuracy (%), mean ± std over seeds:");
         table(rows, Some(t));
@@ -104,7 +176,15 @@ pub fn print(rows: &[Row], times: &[Times], wall_seconds: f64) {
 
 /// The methods drawn: the main ones and every `lora-seq-*` / `source-head-*`.
 fn drawn(m: &str) -> bool {
-    ["frozen", "lora", "hybrid", "hybrid-paper", "answer"].contains(&m)
+    [
+        "frozen",
+        "lora",
+        "hybrid",
+        "hybrid-paper",
+        "answer",
+        "setfit",
+    ]
+    .contains(&m)
         || m.starts_with("lora-seq-")
         || m.starts_with("source-head-")
 }
