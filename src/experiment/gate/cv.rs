@@ -10,10 +10,12 @@ use std::rc::Rc;
 use burn::tensor::Device;
 
 use super::{HeldOut, Pooled};
+use crate::data::LabelVocab;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::experiment::fusion_job::FusionObserver;
-use crate::experiment::split::Labelled;
+use crate::experiment::split::{Labelled, PreparedTask};
+use crate::experiment::stage1::{Stage1Observer, run_stage1};
 use crate::fusion::FusionConfig;
 use crate::fusion::files::better;
 use crate::infer::pooled_vectors;
@@ -23,7 +25,7 @@ use crate::train::driver::EpochEnd;
 use crate::train::stage1::{LoraTrainer, TaskModel};
 use crate::train::stage2::{FusionCache, FusionTrainer, VectorSource};
 use crate::train::together::drive_together;
-use crate::train::{Observer, Outcome, TrainConfig};
+use crate::train::{Observer, Outcome, Progress, TrainConfig};
 
 /// One fold of the cross-validated gate: the task's own adapter and head trained on the other
 /// folds' rows ([`cv_fold_models`], [`cv_folds_from`]), and every row of the task encoded with that adapter in the own
@@ -77,10 +79,25 @@ fn fold_of(labels: &[usize], k: usize) -> Vec<usize> {
     crate::train::crossfit::folds(labels, cv_fold_count(labels.len(), k))
 }
 
+/// A caller's step observer as stage 1's: progress and stopping, nothing per epoch.
+struct Steps<'a, O>(&'a mut O);
+
+impl<O: Observer<LoraTrainer>> Stage1Observer for Steps<'_, O> {
+    async fn should_stop(&mut self) -> bool {
+        self.0.should_stop().await
+    }
+
+    fn on_step(&mut self, p: &Progress) {
+        self.0.on_step(p)
+    }
+}
+
 /// The own adapter and head of each fold of the cross-validated gate, `(fold, model)` (a fold
-/// that would leave out no row, as with classes smaller than `k`, has none): trained
-/// with `lora` and the task's stage-1 settings `stage1` on the other folds' rows, through the
-/// driver with `observer` (a stopped run returns `None`). A caller may keep them (the transfer
+/// that would leave out no row, as with classes smaller than `k`, has none): trained on the
+/// other folds' rows exactly as the task's own adapter is, through the one stage-1 driver
+/// ([`run_stage1`]) with `lora` and the task's stage-1 settings `stage1`, and the objective the
+/// whole task trains with (its size decides it, not the fold's). `observer` sees every step and
+/// may stop them (a stopped run returns `None`). A caller may keep them (the transfer
 /// benchmark's cache) and make the folds again with [`cv_folds_from`].
 pub async fn cv_fold_models<O: Observer<LoraTrainer>>(
     engine: &Engine,
@@ -98,30 +115,32 @@ pub async fn cv_fold_models<O: Observer<LoraTrainer>>(
         return Ok(Some(Vec::new()));
     }
     let fold = fold_of(&rows.labels, k);
-    let e = engine;
+    let cfg = TrainConfig {
+        objective: stage1.objective_for(n, classes),
+        ..stage1.clone()
+    };
+    let vocab = LabelVocab::from_names((0..classes).map(|c| c.to_string()));
     let mut models = Vec::with_capacity(k);
     for f in 0..k {
         let fit: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
         if fit.len() == n || fit.is_empty() {
             continue;
         }
-        let (model, outcome) = crate::train::crossfit::train_fold(
-            &e.encoder,
-            &e.tokenizer,
-            &rows.texts,
-            &rows.labels,
-            classes,
-            lora,
-            stage1,
-            &fit,
-            &e.device,
-            observer,
-        )
-        .await?;
-        if outcome == Outcome::Cancelled {
+        let task = PreparedTask {
+            vocab: vocab.clone(),
+            train: Labelled {
+                texts: fit.iter().map(|&i| rows.texts[i].clone()).collect(),
+                labels: fit.iter().map(|&i| rows.labels[i]).collect(),
+            },
+            held_out: Labelled::default(),
+            held_out_dropped: 0,
+            source: format!("fold {f} of {k}"),
+        };
+        let run = run_stage1(engine, &task, lora, &cfg, false, &mut Steps(observer)).await?;
+        if run.outcome == Outcome::Cancelled {
             return Ok(None);
         }
-        models.push((f, model));
+        models.push((f, run.model));
     }
     Ok(Some(models))
 }
