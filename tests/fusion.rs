@@ -16,7 +16,7 @@ use lorafuse::fusion::files::{
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
 use lorafuse::infer;
-use lorafuse::infer::{Answerer, TaskParts, predict_all};
+use lorafuse::infer::{Answerer, FreshHead, TaskParts, predict_all};
 use lorafuse::lora::{LoraAdapter, LoraConfig, peft};
 use lorafuse::model::ClassifierHead;
 use lorafuse::train::driver::Steps;
@@ -388,11 +388,11 @@ fn fused_model_files_reproduce_predictions_exactly() {
             host2(h2.forward(x.clone(), false)).0
         );
     }
-    let fresh = heads_back[0].fresh(&m2.tasks[0], Answerer::Source).unwrap();
+    let fresh = FreshHead::of(&heads_back[0], &m2.tasks[0], Answerer::Source).unwrap();
     assert_eq!((fresh.reads, fresh.temperature), (Some(2), 1.25));
-    let fresh = heads_back[0].fresh(&m2.tasks[0], Answerer::Frozen).unwrap();
+    let fresh = FreshHead::of(&heads_back[0], &m2.tasks[0], Answerer::Frozen).unwrap();
     assert_eq!((fresh.reads, fresh.temperature), (None, 0.75));
-    assert!(heads_back[0].fresh(&m2.tasks[0], Answerer::Lora).is_none());
+    assert!(FreshHead::of(&heads_back[0], &m2.tasks[0], Answerer::Lora).is_none());
     // A listed head missing from the weights is an error, not a panic.
     let mut listed = manifest.clone();
     listed.tasks[1].heads = vec![Answerer::Frozen];

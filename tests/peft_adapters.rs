@@ -174,6 +174,7 @@ fn task_folder_round_trips_with_head_and_meta() {
         adapter_sha256: String::new(),
         history: Vec::new(),
         temperature: 1.25,
+        start: None,
     };
     let files = block_on(task_files::to_files(&model, &meta)).unwrap();
     let loaded = task_files::from_files(&files, &engine.encoder.config, &engine.device).unwrap();

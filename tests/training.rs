@@ -429,3 +429,77 @@ fn the_contrastive_stage_trains_an_adapter_and_a_head() {
     );
     assert_eq!(a.history, b.history, "the same seed trains the same model");
 }
+
+#[test]
+fn the_automatic_start_takes_an_adapter_that_reads_the_task_better_than_the_base() {
+    use lorafuse::experiment::Labelled;
+    use lorafuse::experiment::start::{AUTO_START_BELOW_ROWS, Source, check_start};
+    use lorafuse::lora::LoraAdapter;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = common::engine();
+    let train = load("data/sst2_train_600.csv");
+    let vocab = data::validate_for_training(&train).unwrap();
+    let (texts, labels) = common::labelled(&train, &vocab).unwrap();
+    // A source that knows this task: trained on rows 0..300; the task: rows 0..48.
+    let cfg = TrainConfig {
+        epochs: 4,
+        ..TrainConfig::default()
+    };
+    let (sentiment, _) = common::train_lora_task(&engine, &texts[..300], &labels[..300], &cfg);
+    // A fresh adapter (B = 0) reads every text exactly as the base model does.
+    let fresh = LoraAdapter::init(
+        &LoraConfig::default(),
+        &engine.encoder.config,
+        1,
+        &engine.device,
+    )
+    .unwrap();
+    let sources = [
+        Source {
+            task: "fresh",
+            adapter: &fresh,
+            sha256: "f",
+        },
+        Source {
+            task: "sentiment",
+            adapter: &sentiment.adapter,
+            sha256: "s",
+        },
+    ];
+    let rows = Labelled {
+        texts: texts[..48].to_vec(),
+        labels: labels[..48].to_vec(),
+    };
+    let check = block_on(check_start(&engine, &rows, 2, &sources, &cfg)).unwrap();
+    eprintln!("{}", check.describe());
+    assert_eq!((check.rows, check.folds), (48, 3));
+    assert_eq!(check.from.as_deref(), Some("sentiment"), "{check:?}");
+    assert_eq!(check.from_sha256, "s");
+    let (fresh_acc, sentiment_acc) = (check.sources[0].1, check.sources[1].1);
+    assert!(
+        (fresh_acc - check.frozen_accuracy).abs() <= 2.0 / 48.0,
+        "a fresh adapter reads like the base: {check:?}"
+    );
+    assert!(
+        (sentiment_acc - check.frozen_accuracy) * 48.0 >= 2.0 - 1e-9,
+        "{check:?}"
+    );
+    assert!(
+        check
+            .describe()
+            .starts_with("Started from sentiment's adapter")
+    );
+    // Only the fresh adapter: nothing reads the task better than the base, so a fresh start.
+    let check = block_on(check_start(&engine, &rows, 2, &sources[..1], &cfg)).unwrap();
+    assert_eq!(check.from, None, "{check:?}");
+    assert_eq!(check.rows, 48);
+    // No sources, or a task of AUTO_START_BELOW_ROWS rows: no check at all.
+    let none = block_on(check_start(&engine, &rows, 2, &[], &cfg)).unwrap();
+    assert_eq!((none.from, none.rows), (None, 0));
+    let many = Labelled {
+        texts: texts[..AUTO_START_BELOW_ROWS].to_vec(),
+        labels: labels[..AUTO_START_BELOW_ROWS].to_vec(),
+    };
+    let big = block_on(check_start(&engine, &many, 2, &sources, &cfg)).unwrap();
+    assert_eq!((big.from, big.rows), (None, 0));
+}

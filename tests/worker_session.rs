@@ -378,6 +378,19 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     let v = last_view(&ev);
     assert!(v.fused);
     assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
+    // Each trained adapter says where it started: the first had no other adapter to start from;
+    // the second was checked against the first's.
+    let start = |i: usize| v.tasks[i].start_note.clone().unwrap_or_default();
+    assert_eq!(
+        start(0),
+        "Started from a fresh adapter: no other task's adapter to start from"
+    );
+    assert!(start(1).starts_with("Started from "), "{}", start(1));
+    assert!(
+        start(1).contains("cross-validated over 3 folds"),
+        "{}",
+        start(1)
+    );
     for t in &v.tasks {
         let note = t.fusion_note.as_deref().unwrap_or_default();
         assert!(

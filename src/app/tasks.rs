@@ -12,7 +12,7 @@ use super::{Ui, files, send};
 use crate::chart;
 use crate::train::Objective;
 use crate::worker::protocol::{DataRole, Job, JobProgress, Request};
-use crate::workspace::bundle::{AnswerChoice, TaskSettings};
+use crate::workspace::bundle::{AnswerChoice, StartFrom, TaskSettings};
 
 /// An example data file in the shared datasets' format, offered as a download.
 const EXAMPLE_CSV: &str = include_str!("example_sentiment.csv");
@@ -217,6 +217,18 @@ fn TaskCard(name: String) -> impl IntoView {
     let set_t = set.clone();
     let set_a = set.clone();
     let set_o = set.clone();
+    let set_s = set.clone();
+    // The other tasks a task may start from.
+    let me = name.clone();
+    let others = move || {
+        ui.ws.with(|w| {
+            w.tasks
+                .iter()
+                .filter(|t| t.name != me && t.has_adapter)
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+    };
     let num = move |label: &'static str,
                     field: &'static str,
                     value: Box<dyn Fn(&TaskSettings) -> String + Send + Sync>,
@@ -392,6 +404,39 @@ fn TaskCard(name: String) -> impl IntoView {
                             }).collect_view()}
                         </select>
                     </label>
+                    <label>"Start from"
+                        <select name="start" title="Where the adapter starts: automatic starts from another task's adapter where, on this task's examples, it reads them clearly better than the base model; otherwise from a fresh adapter"
+                            on:change=move |ev| {
+                                let v = event_target_value(&ev);
+                                set_s(&|s| {
+                                    s.start = match v.as_str() {
+                                        "automatic" => StartFrom::Automatic,
+                                        "fresh" => StartFrom::Fresh,
+                                        task => StartFrom::Task(task.trim_start_matches("task:").to_string()),
+                                    };
+                                    Ok(())
+                                })
+                            }>
+                            <option value="automatic" selected=move || get().settings.start == StartFrom::Automatic>"automatic"</option>
+                            <option value="fresh" selected=move || get().settings.start == StartFrom::Fresh>"a fresh adapter"</option>
+                            {move || {
+                                // The named task stays listed while it is the setting, trained or not.
+                                let mut names = others();
+                                if let StartFrom::Task(t) = get().settings.start
+                                    && !names.contains(&t)
+                                {
+                                    names.push(t);
+                                }
+                                names.into_iter().map(|t| {
+                                    let chosen = StartFrom::Task(t.clone());
+                                    view! {
+                                        <option value=format!("task:{t}") selected=move || get().settings.start == chosen>
+                                            {format!("{t}'s adapter")}</option>
+                                    }
+                                }).collect_view()
+                            }}
+                        </select>
+                    </label>
                     <fieldset class="targets">
                         <legend>"LoRA targets"</legend>
                         {TARGETS.into_iter().map(|target| {
@@ -427,6 +472,9 @@ fn TaskCard(name: String) -> impl IntoView {
                     {move || my_job().map(|j| view! { <ProgressLine job=j/> })}
                     {move || get().partial.map(|p| view! {
                         <p class="small partial" data-testid="partial" role="status">{p}</p>
+                    })}
+                    {move || get().start_note.map(|s| view! {
+                        <p class="small" data-testid="start-note">{s}</p>
                     })}
                     <div class="chart" data-testid="loss-chart"
                         inner_html=move || {

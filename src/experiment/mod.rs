@@ -6,6 +6,8 @@
 //! - [`split`]: the held-out policy and a task's labelled training / held-out sets;
 //! - [`stage1`]: training a task's adapter + head through the driver, with per-epoch validation,
 //!   and the metadata written beside it;
+//! - [`start`]: where a task's adapter starts (fresh, or another task's adapter, chosen on the
+//!   task's rows);
 //! - [`compare`]: the frozen probe and the per-task comparison (frozen / LoRA / hybrid) on
 //!   encoded held-out rows;
 //! - [`target`]: a fusion's target task (training rows encoded by the base and every adapter,
@@ -22,6 +24,7 @@ pub mod fusion_job;
 pub mod gate;
 pub mod split;
 pub mod stage1;
+pub mod start;
 pub mod target;
 
 pub use compare::{EvalVectors, MethodResult, Methods, compare, train_probe};

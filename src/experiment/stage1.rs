@@ -385,5 +385,6 @@ pub fn task_meta(
         adapter_sha256: String::new(),
         history: history.to_vec(),
         temperature: 1.0,
+        start: None,
     }
 }

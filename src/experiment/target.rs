@@ -5,10 +5,11 @@
 
 use super::gate::{CvFold, HeldOut, MIN_SPLIT_HELD_OUT};
 use super::split::Labelled;
+use super::stage1::Start;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
-use crate::lora::{LoraAdapter, LoraConfig};
+use crate::lora::LoraAdapter;
 use crate::model::ClassifierHead;
 use crate::train::stage1::{LoraTrainer, TaskModel};
 use crate::train::stage2::FusionCache;
@@ -72,8 +73,8 @@ impl FusionTarget {
 
     /// Decides the fusion's epoch and the gate by `k`-fold cross-validation over the task's
     /// training `rows` (the rows this target was encoded from) instead of on the few held-out
-    /// rows (docs/design.md §1.6): trains `k` own adapters with `lora` and the task's stage-1
-    /// settings `stage1` ([`super::gate::cv_fold_models`]; about `k − 1` stage-1 runs of the
+    /// rows (docs/design.md §1.6): trains `k` own adapters from the own adapter's `start` with the
+    /// task's stage-1 settings `stage1` ([`super::gate::cv_fold_models`]; about `k − 1` stage-1 runs of the
     /// task) through the driver with `observer`, and makes the folds from them
     /// ([`Self::with_cv_fold_models`]; `k` encoder passes over the rows). Needs the own adapter
     /// ([`Self::with_own`]). A stopped run leaves the target as it was.
@@ -82,7 +83,7 @@ impl FusionTarget {
         self,
         engine: &Engine,
         rows: &Labelled,
-        lora: &LoraConfig,
+        start: Start<'_>,
         stage1: &TrainConfig,
         k: usize,
         observer: &mut O,
@@ -96,7 +97,7 @@ impl FusionTarget {
         super::gate::check_rows(&self.cache, rows)?;
         let classes = self.labels.len();
         let models =
-            super::gate::cv_fold_models(engine, rows, classes, lora, stage1, k, observer).await?;
+            super::gate::cv_fold_models(engine, rows, classes, start, stage1, k, observer).await?;
         match models {
             Some(m) => Ok((
                 self.with_cv_fold_models(engine, rows, k, &m).await?,

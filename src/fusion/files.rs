@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::module::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::error::{Error, Result};
 use crate::host;
-use crate::infer::{Answerer, FreshHead};
+use crate::infer::Answerer;
 use crate::limits::{MAX_FUSION_HEADS, MAX_TASKS, check_labels};
 use crate::model::ClassifierHead;
 use crate::model::weights::torch_linear_weight;
@@ -89,23 +89,6 @@ impl AnswerHeads {
             Answerer::Source => self.source.as_ref(),
             Answerer::Lora | Answerer::Hybrid => None,
         }
-    }
-
-    /// What the predictor needs of the head `answer` names, for fused task `task`: the head, the
-    /// vectors it reads and its temperature. `None` for the own LoRA and the hybrid, or when
-    /// the head is not stored.
-    pub fn fresh(&self, task: &FusedTask, answer: Answerer) -> Option<FreshHead<'_>> {
-        let head = self.get(answer)?;
-        let check = task.gate.and_then(|g| g.source)?;
-        let (reads, temperature) = match answer {
-            Answerer::Frozen => (None, check.frozen_temperature),
-            _ => (Some(check.best?), check.temperature),
-        };
-        Some(FreshHead {
-            head,
-            reads,
-            temperature,
-        })
     }
 
     /// Which heads are present, as [`FusedTask::heads`] lists them.

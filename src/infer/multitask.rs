@@ -10,6 +10,7 @@ use super::batch::{EVAL_BATCH, SortedBatches};
 use super::types::{Answerer, MultiTaskOutput, Prediction, TaskPrediction, argmax};
 use crate::error::{Error, Result};
 use crate::fusion::AttentionFusion;
+use crate::fusion::files::{AnswerHeads, FusedTask};
 use crate::host;
 use crate::lora::LoraAdapter;
 use crate::model::{ClassifierHead, Encoder, TextTokenizer};
@@ -45,6 +46,25 @@ pub struct FreshHead<'a> {
     pub reads: Option<usize>,
     /// Temperature of its probabilities.
     pub temperature: f64,
+}
+
+impl<'a> FreshHead<'a> {
+    /// The head `answer` names among fused task `task`'s stored `heads`, with the vectors it
+    /// reads and its temperature (both recorded in the task's gate). `None` for the own LoRA and
+    /// the hybrid, or when the head is not stored.
+    pub fn of(heads: &'a AnswerHeads, task: &FusedTask, answer: Answerer) -> Option<Self> {
+        let head = heads.get(answer)?;
+        let check = task.gate.and_then(|g| g.source)?;
+        let (reads, temperature) = match answer {
+            Answerer::Frozen => (None, check.frozen_temperature),
+            _ => (Some(check.best?), check.temperature),
+        };
+        Some(Self {
+            head,
+            reads,
+            temperature,
+        })
+    }
 }
 
 /// `logits / t` (a positive, finite temperature; anything else leaves the logits as they are).

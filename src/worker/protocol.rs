@@ -207,6 +207,10 @@ pub struct TaskView {
     /// Set when the adapter comes from a run that did not finish (stopped, or the page closed):
     /// how many of its epochs completed, in words.
     pub partial: Option<String>,
+    /// Where the trained adapter started and why, in words (none before training, or for an
+    /// adapter whose files do not say).
+    #[serde(default)]
+    pub start_note: Option<String>,
     /// Settings.
     pub settings: TaskSettings,
     /// Whether an adapter is trained or loaded.

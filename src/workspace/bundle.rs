@@ -43,6 +43,9 @@ pub struct TaskSettings {
     /// Which prediction the task answers with once fused (absent in older bundles: automatic).
     #[serde(default)]
     pub answer: AnswerChoice,
+    /// Where the task's adapter starts (absent in older bundles: automatic).
+    #[serde(default)]
+    pub start: StartFrom,
 }
 
 impl TaskSettings {
@@ -52,6 +55,20 @@ impl TaskSettings {
         self.train.validate()?;
         self.holdout.validate()
     }
+}
+
+/// Where a task's adapter starts when it trains (docs/design.md §1.2, "Transfer").
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// Another task's adapter where the task's rows say it reads them better than the base
+    /// model does; a fresh adapter otherwise.
+    #[default]
+    Automatic,
+    /// A fresh adapter (LoRA's init).
+    Fresh,
+    /// The named task's adapter (sequential transfer).
+    Task(String),
 }
 
 /// Which prediction a fused task answers with.

@@ -168,6 +168,7 @@ mod tests {
                 },
             ],
             temperature: 1.25,
+            start: None,
         }
     }
 

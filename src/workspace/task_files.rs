@@ -64,6 +64,72 @@ pub struct TaskMeta {
     /// after training (docs/design.md §5.6); absent in older files: 1 (none).
     #[serde(default = "one")]
     pub temperature: f64,
+    /// Where the adapter started and why (absent in older files and for a fresh adapter trained
+    /// without a choice: fresh).
+    #[serde(default)]
+    pub start: Option<StartCheck>,
+}
+
+/// Where a task's adapter started, and the evidence of the automatic choice (docs/design.md
+/// §1.2, "Transfer").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartCheck {
+    /// The task whose adapter it started from (none: a fresh adapter).
+    pub from: Option<String>,
+    /// sha256 of that adapter's `adapter_model.safetensors` (empty for a fresh adapter).
+    #[serde(default)]
+    pub from_sha256: String,
+    /// Whether the start was chosen automatically (else the user named it).
+    pub automatic: bool,
+    /// The rows the choice was checked on (the task's training rows, each scored by heads that
+    /// did not train on it; 0 when no check was made).
+    pub rows: usize,
+    /// Folds of that check.
+    pub folds: usize,
+    /// Rows by which an adapter had to beat the frozen model to be started from.
+    pub lead: usize,
+    /// The frozen base's fresh heads' accuracy on them.
+    pub frozen_accuracy: f64,
+    /// Each other task's adapter's fresh heads' accuracy on them, by task, in order.
+    pub sources: Vec<(String, f64)>,
+}
+
+impl StartCheck {
+    /// The start in one sentence, as the task card says it.
+    pub fn describe(&self) -> String {
+        let pct = |a: f64| format!("{:.1} %", 100.0 * a);
+        let evidence = || {
+            let sources: Vec<String> = self
+                .sources
+                .iter()
+                .map(|(t, a)| format!("{t}'s adapter {}", pct(*a)))
+                .collect();
+            format!(
+                "on its {} training examples, cross-validated over {} folds, a fresh head on the \
+                 frozen model got {} right, on {}",
+                self.rows,
+                self.folds,
+                pct(self.frozen_accuracy),
+                sources.join(", ")
+            )
+        };
+        match (&self.from, self.automatic, self.rows) {
+            (Some(t), false, _) => format!("Started from {t}'s adapter (as set)"),
+            (None, false, _) => "Started from a fresh adapter (as set)".into(),
+            (Some(t), true, _) => format!(
+                "Started from {t}'s adapter: it reads this task best ({})",
+                evidence()
+            ),
+            (None, true, 0) => {
+                "Started from a fresh adapter: no other task's adapter to start from".into()
+            }
+            (None, true, _) => format!(
+                "Started from a fresh adapter: no other task's adapter got {} more examples right than the frozen model ({})",
+                self.lead,
+                evidence()
+            ),
+        }
+    }
 }
 
 impl TaskMeta {

@@ -15,11 +15,12 @@ use lorafuse::data::LabelVocab;
 use lorafuse::data::holdout::HoldoutPolicy;
 use lorafuse::engine::Engine;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_fusion};
+use lorafuse::experiment::start::{Source, recorded_start};
 use lorafuse::experiment::{FusionTarget, Labelled, fusion_train_config};
 use lorafuse::fusion::files::{self as fusion_files, FusedAdapter};
 use lorafuse::fusion::module::FusionOptions;
 use lorafuse::host::block_on;
-use lorafuse::infer::{Answerer, TaskParts, predict_all};
+use lorafuse::infer::{Answerer, FreshHead, TaskParts, predict_all};
 use lorafuse::train::TrainConfig;
 use lorafuse::workspace::task_files::{self, LoadedTask};
 
@@ -167,7 +168,17 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
                 pb.set_message(format!(
                     "{task}: training {k} adapters for the cross-validated check"
                 ));
-                block_on(target.with_cv_folds(engine, &rows, &m.lora, &m.train, k, &mut ()))?.0
+                // The fold adapters start where the task's adapter started.
+                let sources: Vec<Source> = loaded
+                    .iter()
+                    .map(|(n, _, l)| Source {
+                        task: n,
+                        adapter: &l.adapter,
+                        sha256: &l.adapter_sha256,
+                    })
+                    .collect();
+                let from = recorded_start(m.start.as_ref(), &m.lora, &sources);
+                block_on(target.with_cv_folds(engine, &rows, from, &m.train, k, &mut ()))?.0
             }
             _ => target,
         };
@@ -272,7 +283,7 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 temperature: t.meta.as_ref().map_or(1.0, |m| m.temperature),
                 hybrid_temperature: fused.map_or(1.0, |i| manifest.tasks[i].temperature),
                 answer,
-                fresh: fused.and_then(|i| heads[i].fresh(&manifest.tasks[i], answer)),
+                fresh: fused.and_then(|i| FreshHead::of(&heads[i], &manifest.tasks[i], answer)),
             })
         })
         .collect::<Result<_>>()?;

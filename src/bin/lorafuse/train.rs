@@ -9,8 +9,10 @@ use clap::Args;
 
 use lorafuse::data;
 use lorafuse::engine::Engine;
+use lorafuse::experiment::stage1::{Start, run_stage1_from};
+use lorafuse::experiment::start::{Source, check_start, named_start};
 use lorafuse::experiment::{
-    EvalVectors, Methods, PreparedTask, Stage1Observer, compare, run_stage1, train_probe,
+    EvalVectors, Methods, PreparedTask, Stage1Observer, compare, train_probe,
 };
 use lorafuse::host::block_on;
 use lorafuse::infer::pooled_vectors;
@@ -19,7 +21,7 @@ use lorafuse::train::{Metrics, Progress, TaskModel, TrainConfig};
 use lorafuse::workspace::task_files::{self, EpochRecord};
 
 use crate::args::{Columns, Common, TrainingArgs};
-use crate::io::{Bars, load_engine, method_json, read_examples, spinner};
+use crate::io::{Bars, load_engine, method_json, read_examples, read_task, spinner};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -54,6 +56,15 @@ pub struct TrainArgs {
     /// Write per-step losses as JSON lines to this file.
     #[arg(long)]
     loss_log: Option<PathBuf>,
+    /// Where the adapter starts: an adapter folder (sequential transfer: that adapter trained
+    /// further on this task, with its LoRA settings), or `auto`: the adapter among `--sources`
+    /// that reads this task's rows clearly better than the base model, if one does (docs/design.md
+    /// §1.2, "Transfer"). Without it: a fresh adapter.
+    #[arg(long)]
+    init_from: Option<String>,
+    /// The adapter folders `--init-from auto` chooses among (trained on the same base model).
+    #[arg(long, value_delimiter = ',')]
+    sources: Vec<PathBuf>,
 }
 
 /// Progress bar, loss log, and one line per epoch.
@@ -105,7 +116,64 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
             .context("creating the loss log")?,
         log_error: None,
     };
-    let run = block_on(run_stage1(&engine, &task, &lora, &cfg, true, &mut obs))?;
+    // Where the adapter starts, and the record of it.
+    let sources = match a.init_from.as_deref() {
+        Some("auto") => a.sources.clone(),
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => Vec::new(),
+    };
+    let loaded = sources
+        .iter()
+        .map(|d| {
+            let t = read_task(&engine, d)?;
+            let name = t.meta.as_ref().map_or_else(
+                || {
+                    d.file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+                },
+                |m| m.task.clone(),
+            );
+            Ok((name, t))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let start_sources: Vec<Source> = loaded
+        .iter()
+        .map(|(name, t)| Source {
+            task: name,
+            adapter: &t.adapter,
+            sha256: &t.adapter_sha256,
+        })
+        .collect();
+    let start = match a.init_from.as_deref() {
+        Some("auto") => {
+            anyhow::ensure!(
+                !start_sources.is_empty(),
+                "--init-from auto needs --sources"
+            );
+            let classes = task.vocab.len();
+            Some(block_on(check_start(
+                &engine,
+                &task.train,
+                classes,
+                &start_sources,
+                &cfg,
+            ))?)
+        }
+        Some(_) => Some(named_start(start_sources.first())),
+        None => None,
+    };
+    if let Some(s) = &start {
+        eprintln!("{}", s.describe());
+    }
+    let from = start
+        .as_ref()
+        .and_then(|s| s.from.as_deref())
+        .and_then(|f| start_sources.iter().find(|s| s.task == f));
+    let (from, lora) = match from {
+        Some(s) => (Start::From(s.adapter), s.adapter.config.clone()),
+        None => (Start::Fresh(&lora), lora.clone()),
+    };
+    let run = block_on(run_stage1_from(&engine, &task, from, &cfg, true, &mut obs))?;
     obs.bars.finish();
     if let Some(e) = obs.log_error {
         return Err(e).context("writing the loss log");
@@ -123,7 +191,8 @@ pub fn run(common: &Common, a: TrainArgs) -> Result<()> {
     report.insert("train_seconds".into(), serde_json::to_value(run.seconds)?);
     report.insert("temperature".into(), serde_json::to_value(run.temperature)?);
 
-    let meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
+    let mut meta = run.meta(&engine, &a.task, &task, &lora, &cfg, lora_metrics);
+    meta.start = start;
     let files = block_on(task_files::to_files(&run.model, &meta))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, bytes) in &files {

@@ -15,11 +15,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::experiment::fusion_job::FusionObserver;
 use crate::experiment::split::{Labelled, PreparedTask};
-use crate::experiment::stage1::{Stage1Observer, run_stage1};
+use crate::experiment::stage1::{Stage1Observer, Start, run_stage1_from};
 use crate::fusion::FusionConfig;
 use crate::fusion::files::better;
 use crate::infer::pooled_vectors;
-use crate::lora::LoraConfig;
 use crate::model::ClassifierHead;
 use crate::train::driver::EpochEnd;
 use crate::train::stage1::{LoraTrainer, TaskModel};
@@ -95,15 +94,15 @@ impl<O: Observer<LoraTrainer>> Stage1Observer for Steps<'_, O> {
 /// The own adapter and head of each fold of the cross-validated gate, `(fold, model)` (a fold
 /// that would leave out no row, as with classes smaller than `k`, has none): trained on the
 /// other folds' rows exactly as the task's own adapter is, through the one stage-1 driver
-/// ([`run_stage1`]) with `lora` and the task's stage-1 settings `stage1`, and the objective the
-/// whole task trains with (its size decides it, not the fold's). `observer` sees every step and
+/// ([`run_stage1_from`]) from the adapter's `start` with the task's stage-1 settings `stage1`,
+/// and the objective the whole task trains with (its size decides it, not the fold's). `observer` sees every step and
 /// may stop them (a stopped run returns `None`). A caller may keep them (the transfer
 /// benchmark's cache) and make the folds again with [`cv_folds_from`].
 pub async fn cv_fold_models<O: Observer<LoraTrainer>>(
     engine: &Engine,
     rows: &Labelled,
     classes: usize,
-    lora: &LoraConfig,
+    start: Start<'_>,
     stage1: &TrainConfig,
     k: usize,
     observer: &mut O,
@@ -136,7 +135,7 @@ pub async fn cv_fold_models<O: Observer<LoraTrainer>>(
             held_out_dropped: 0,
             source: format!("fold {f} of {k}"),
         };
-        let run = run_stage1(engine, &task, lora, &cfg, false, &mut Steps(observer)).await?;
+        let run = run_stage1_from(engine, &task, start, &cfg, false, &mut Steps(observer)).await?;
         if run.outcome == Outcome::Cancelled {
             return Ok(None);
         }

@@ -9,18 +9,21 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::experiment::fusion_job::{FusionObserver, FusionSpec, SHARED_JOB, train_fusion};
 use crate::experiment::stage1::task_meta;
-use crate::experiment::{
-    FusionTarget, PreparedTask, Stage1Observer, fusion_train_config, run_stage1,
+use crate::experiment::stage1::{Start, run_stage1_from};
+use crate::experiment::start::{
+    AUTO_START_BELOW_ROWS, Source, check_start, named_start, recorded_start,
 };
+use crate::experiment::{FusionTarget, PreparedTask, Stage1Observer, fusion_train_config};
 use crate::fusion::AttentionFusion;
 use crate::fusion::files::{self as fusion_files, FusedAdapter};
 use crate::infer::{Answerer, FreshHead, MultiTaskOutput, TaskParts, predict_all};
-use crate::lora::LoraAdapter;
+use crate::lora::{LoraAdapter, LoraConfig};
 use crate::model::ClassifierHead;
 use crate::train::{LoraTrainer, Observer, Outcome, Progress, TaskModel, TrainConfig, now_sec};
 use crate::worker::protocol::{EpochPoint, Event, Job, JobProgress};
-use crate::workspace::bundle::TaskSettings;
+use crate::workspace::bundle::{StartFrom, TaskSettings};
 use crate::workspace::task_files;
+use crate::workspace::task_files::StartCheck;
 
 /// Stage 1 as the page sees it: progress events, the curve after every epoch, Cancel, and
 /// checkpoints saved with the workspace ([`checkpoint_due`]), so a reload during training keeps
@@ -32,6 +35,10 @@ struct PageStage1<'a, H> {
     task: usize,
     prepared: &'a PreparedTask,
     settings: &'a TaskSettings,
+    /// The LoRA settings the adapter trains with (the source's, when it starts from one).
+    lora: &'a LoraConfig,
+    /// Where the adapter started.
+    start: &'a StartCheck,
     /// When the last checkpoint was saved ([`now_sec`]); `None` before the first.
     last_checkpoint: Option<f64>,
 }
@@ -74,14 +81,15 @@ impl<H: Host> Stage1Observer for PageStage1<'_, H> {
         self.last_checkpoint = Some(now_sec());
         let s = self.settings;
         let name = self.session.tasks[self.task].state.name.clone();
-        let meta = task_meta(
+        let mut meta = task_meta(
             &self.session.engine,
             &name,
             self.prepared,
-            &s.lora,
+            self.lora,
             &s.train,
             history,
         );
+        meta.start = Some(self.start.clone());
         let files = task_files::to_files(model, &meta).await?;
         self.session.tasks[self.task].state.adapter = Some(files);
         self.session.drop_fusion(
@@ -195,6 +203,15 @@ impl Session {
         self.cancel.store(false, Ordering::Relaxed);
         self.tasks[i].curve.clear();
         host.emit(Event::Workspace(self.view()));
+        let (start, source) = self.choose_start(i, &prepared, host).await?;
+        let lora = match &source {
+            Some(a) => a.config.clone(),
+            None => s.lora.clone(),
+        };
+        let from = match &source {
+            Some(a) => Start::From(a),
+            None => Start::Fresh(&s.lora),
+        };
         let mut obs = PageStage1 {
             session: self,
             host,
@@ -202,11 +219,14 @@ impl Session {
             task: i,
             prepared: &prepared,
             settings: s,
+            lora: &lora,
+            start: &start,
             last_checkpoint: None,
         };
-        let run = run_stage1(&engine, &prepared, &s.lora, &s.train, true, &mut obs).await?;
+        let run = run_stage1_from(&engine, &prepared, from, &s.train, true, &mut obs).await?;
         if run.steps > 0 {
-            let meta = run.meta(&engine, task, &prepared, &s.lora, &s.train, None);
+            let mut meta = run.meta(&engine, task, &prepared, &lora, &s.train, None);
+            meta.start = Some(start);
             let files = task_files::to_files(&run.model, &meta).await?;
             let sha256 = task_files::sha256_hex(&files[task_files::ADAPTER_WEIGHTS]);
             let t = &mut self.tasks[i];
@@ -231,6 +251,88 @@ impl Session {
             seconds: run.seconds,
         });
         self.changed(host, run.steps > 0)
+    }
+
+    /// Where task `i`'s adapter starts, by its "Start from" setting: a fresh adapter, the named
+    /// task's adapter, or the automatic choice among the other trained tasks' adapters
+    /// ([`check_start`]). Returns the record and the adapter to start from (a copy).
+    async fn choose_start<H: Host>(
+        &self,
+        i: usize,
+        prepared: &PreparedTask,
+        host: &H,
+    ) -> Result<(StartCheck, Option<LoraAdapter>)> {
+        let sources: Vec<Source> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, t)| {
+                let tr = t.trained.as_ref()?;
+                Some(Source {
+                    task: &t.state.name,
+                    adapter: &tr.adapter,
+                    sha256: &tr.sha256,
+                })
+            })
+            .collect();
+        let adapter_of = |name: &str| {
+            sources
+                .iter()
+                .find(|s| s.task == name)
+                .map(|s| s.adapter.clone())
+        };
+        let s = &self.tasks[i].state.settings;
+        match &s.start {
+            StartFrom::Fresh => Ok((named_start(None), None)),
+            StartFrom::Task(name) => match sources.iter().find(|s| s.task == name) {
+                Some(src) => Ok((named_start(Some(src)), Some(src.adapter.clone()))),
+                None => Err(Error::Train(format!(
+                    "\"Start from\" names task {name:?}, which has no trained adapter: train it \
+                     first, or choose another start"
+                ))),
+            },
+            StartFrom::Automatic => {
+                let n = prepared.train.len();
+                if !sources.is_empty() && n < AUTO_START_BELOW_ROWS {
+                    host.emit(Event::Notice(format!(
+                        "task {:?}: reading its {n} examples with {} other tasks' adapters to \
+                         choose where it starts",
+                        self.tasks[i].state.name,
+                        sources.len()
+                    )));
+                    host.pause().await;
+                }
+                let classes = prepared.vocab.len();
+                let check =
+                    check_start(&self.engine, &prepared.train, classes, &sources, &s.train).await?;
+                let adapter = check.from.as_deref().and_then(adapter_of);
+                Ok((check, adapter))
+            }
+        }
+    }
+
+    /// The start the adapter of task `t` trained from, for its cross-validated gate's fold
+    /// adapters ([`recorded_start`]).
+    fn recorded_start<'s>(&'s self, t: &'s Task) -> Start<'s> {
+        let meta = t.state.adapter.as_ref().and_then(task_files::peek_meta);
+        let sources: Vec<Source> = self
+            .tasks
+            .iter()
+            .filter_map(|o| {
+                let tr = o.trained.as_ref()?;
+                Some(Source {
+                    task: &o.state.name,
+                    adapter: &tr.adapter,
+                    sha256: &tr.sha256,
+                })
+            })
+            .collect();
+        recorded_start(
+            meta.and_then(|m| m.start).as_ref(),
+            &t.state.settings.lora,
+            &sources,
+        )
     }
 
     /// Every task with an adapter and a head, in order; an error names the first that lacks one.
@@ -312,8 +414,9 @@ impl Session {
                         cancel: &cancel,
                         job: Job::Fusion(format!("{name} (cross-validation, {k} folds)")),
                     };
+                    let from = self.recorded_start(t);
                     let (t, outcome) = target
-                        .with_cv_folds(&engine, &rows, &s.lora, &s.train, k, &mut obs)
+                        .with_cv_folds(&engine, &rows, from, &s.train, k, &mut obs)
                         .await?;
                     if outcome == Outcome::Cancelled {
                         host.emit(Event::JobDone {
@@ -388,7 +491,10 @@ impl Session {
         let chosen = task.state.settings.answer.resolve(ft.answerer());
         let present = match chosen {
             Answerer::Lora | Answerer::Hybrid => true,
-            a => f.heads.get(i).is_some_and(|h| h.fresh(ft, a).is_some()),
+            a => f
+                .heads
+                .get(i)
+                .is_some_and(|h| FreshHead::of(h, ft, a).is_some()),
         };
         match present {
             true => chosen,
@@ -411,9 +517,7 @@ impl Session {
     /// The fresh head `task` answers with, when it answers with one.
     fn fresh_for(&self, task: &Task) -> Option<FreshHead<'_>> {
         let (f, i) = self.fused_index(&task.state.name)?;
-        f.heads
-            .get(i)?
-            .fresh(&f.manifest.tasks[i], self.answerer(task))
+        FreshHead::of(f.heads.get(i)?, &f.manifest.tasks[i], self.answerer(task))
     }
 
     /// Every ready task's single-task and (where fused) hybrid prediction for each text.

@@ -192,6 +192,7 @@ impl Session {
                 train: m.train.clone(),
                 holdout: t.state.settings.holdout,
                 answer: t.state.settings.answer,
+                start: t.state.settings.start.clone(),
             };
         }
         t.state.adapter = Some(files);

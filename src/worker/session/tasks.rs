@@ -8,6 +8,7 @@ use crate::experiment::Labelled;
 use crate::infer::Answerer;
 use crate::worker::protocol::{DataRole, Event, TaskView, WorkspaceView};
 use crate::workspace::bundle::{AnswerChoice, TaskState};
+use crate::workspace::task_files;
 
 /// Rows shown in a task's preview.
 pub const PREVIEW_ROWS: usize = 5;
@@ -227,6 +228,12 @@ impl Task {
             uses_hybrid: false,
             answered_by: None,
             fusion_note: None,
+            start_note: s
+                .adapter
+                .as_ref()
+                .and_then(task_files::peek_meta)
+                .and_then(|m| m.start)
+                .map(|c| c.describe()),
             partial: self.trained.as_ref().and_then(|t| {
                 let done = t.history.iter().filter(|p| p.loss.is_finite()).count();
                 (done > 0 && done < t.epochs_planned).then(|| {

@@ -451,7 +451,8 @@ fn prepare_seed<'a>(
         let tgt = score::target(&ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg);
         let train = &ctx.splits[i].task.train;
         let k = a.gate_folds;
-        let (tgt, _) = block_on(tgt.with_cv_folds(engine, train, lora, &ctx.cfg, k, &mut ()))?;
+        let start = lorafuse::experiment::stage1::Start::Fresh(lora);
+        let (tgt, _) = block_on(tgt.with_cv_folds(engine, train, start, &ctx.cfg, k, &mut ()))?;
         let secs = t0.elapsed().as_secs_f64();
         eprintln!(
             "seed {seed} {}: {} gate folds in {secs:.1} s",

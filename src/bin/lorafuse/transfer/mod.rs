@@ -35,6 +35,7 @@ use lorafuse::data::{self, Example};
 use lorafuse::engine::Engine;
 use lorafuse::experiment::compare::probability_rows;
 use lorafuse::experiment::fusion_job::{FusionSpec, train_layer};
+use lorafuse::experiment::stage1::Start;
 use lorafuse::experiment::{
     FusionTarget, Labelled, MethodResult, PreparedTask, fusion_train_config, train_probe,
 };
@@ -47,6 +48,7 @@ use lorafuse::lora::LoraAdapter;
 use lorafuse::model::ClassifierHead;
 use lorafuse::train::TaskModel;
 use lorafuse::train::stage2::FusionCache;
+use lorafuse::workspace::task_files::StartCheck;
 
 use crate::bench::read_csv;
 
@@ -177,6 +179,17 @@ struct GateRow {
     selected_test_accuracy: f64,
 }
 
+/// Where the own adapter of one target, seed and N started (the automatic start's record).
+#[derive(Serialize)]
+struct StartRow {
+    target: String,
+    n: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<usize>,
+    seed: u64,
+    start: StartCheck,
+}
+
 /// Wall times of one target, seed and N.
 #[derive(Serialize)]
 struct Times {
@@ -268,6 +281,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
     let mut gates = Vec::new();
     let mut times = Vec::new();
     let mut calibration = Vec::new();
+    let mut starts = Vec::new();
     for (ti, target) in a.targets.iter().enumerate() {
         let train = train_of(target)?;
         let test_texts: Vec<String> = tests[ti].iter().map(|e| e.text.clone()).collect();
@@ -309,6 +323,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
                 gates.extend(r.1);
                 times.push(r.2);
                 calibration.extend(r.3);
+                starts.push(r.4);
             }
         }
     }
@@ -372,6 +387,7 @@ pub fn run(engine: &Engine, a: TransferArgs) -> Result<()> {
             "rows": rows,
             "gates": gates,
             "calibration": calibration,
+            "starts": starts,
             "times": times,
             "wall_seconds": secs,
         });
@@ -482,7 +498,7 @@ impl RunCtx<'_> {
         &self,
         subset: &[Example],
         lora: &lorafuse::lora::LoraConfig,
-    ) -> Result<(Vec<Row>, Vec<GateRow>, Times, Vec<CalRow>)> {
+    ) -> Result<(Vec<Row>, Vec<GateRow>, Times, Vec<CalRow>, StartRow)> {
         let e = self.engine;
         let (target, n, seed) = (self.target, self.n, self.seed);
         let cfg = self.a.training.train(seed);
@@ -524,6 +540,13 @@ impl RunCtx<'_> {
         ));
         let lora_r = score("lora", probs(&own.head, own_test)?);
         results.push(("lora".into(), lora_r.clone()));
+        // The own LoRA from a fresh adapter (the same as `lora` where the automatic start chose
+        // none).
+        let fresh_r = match (&st.fresh, &st.fresh_test) {
+            (Some(f), Some(t)) => score("lora-fresh", probs(&f.head, t.clone())?),
+            _ => lora_r.clone(),
+        };
+        results.push(("lora-fresh".into(), fresh_r));
         let name = format!("lora-seq-{}", src.name);
         results.push((name.clone(), score(&name, probs(&seq.head, seq_test)?)));
         // the sources' heads and fresh heads on the sources' vectors
@@ -573,7 +596,13 @@ impl RunCtx<'_> {
         let (tgt_cv, fold_secs) = match self.a.gate_folds {
             0 => (None, 0.0),
             k => {
-                let (models, secs) = self.cv_fold_models(kept.as_deref(), &task, lora, &cfg, k)?;
+                // The fold adapters start where the own adapter started.
+                let chosen = st.start.from.as_deref();
+                let from = match self.srcs.iter().find(|s| Some(s.name.as_str()) == chosen) {
+                    Some(s) => Start::From(&s.model.adapter),
+                    None => Start::Fresh(lora),
+                };
+                let (models, secs) = self.cv_fold_models(kept.as_deref(), &task, from, &cfg, k)?;
                 let t = tgt.clone();
                 let t = block_on(t.with_cv_fold_models(e, &task.train, k, &models))?;
                 (Some(t), secs)
@@ -691,7 +720,14 @@ impl RunCtx<'_> {
             fusion_seconds: fusion_secs,
             gate_cv_seconds: cv_secs,
         };
-        Ok((rows, gates, times, cal))
+        let start = StartRow {
+            target: target.to_string(),
+            n,
+            k: self.k,
+            seed,
+            start: st.start,
+        };
+        Ok((rows, gates, times, cal, start))
     }
 }
 

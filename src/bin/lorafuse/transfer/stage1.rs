@@ -10,26 +10,36 @@ use lorafuse::data::{self, Example};
 use lorafuse::engine::Engine;
 use lorafuse::experiment::gate::{cv_fold_count, cv_fold_models};
 use lorafuse::experiment::stage1::{Start, run_stage1_from};
+use lorafuse::experiment::start::{Source as StartSource, check_start};
 use lorafuse::experiment::{Labelled, PreparedTask};
 use lorafuse::host::block_on;
 use lorafuse::infer::pooled_vectors;
 use lorafuse::lora::LoraAdapter;
 use lorafuse::train::stage2::FusionCache;
 use lorafuse::train::{TaskModel, TrainConfig};
+use lorafuse::workspace::task_files::StartCheck;
 
 use super::{RunCtx, Source, TransferArgs};
 use crate::io::Bars;
 
-/// What stage 1 gives one target, seed and N: the own and the sequential LoRA, and the vectors.
+/// What stage 1 gives one target, seed and N: the own LoRA as the product trains it (from where
+/// the automatic start chose), the fresh one where that differs, the sequential LoRA, and the
+/// vectors.
 pub(super) struct Stage1 {
+    /// The own LoRA from the automatic start ([`check_start`]): the fused one.
     pub(super) own: TaskModel,
+    /// The automatic start's record.
+    pub(super) start: StartCheck,
+    /// The own LoRA from a fresh adapter, where the automatic start chose a source.
+    pub(super) fresh: Option<TaskModel>,
     pub(super) seq: TaskModel,
     /// Train, dev and test rows over the sources' adapters and the own one (last).
     pub(super) train: FusionCache,
     pub(super) dev: FusionCache,
     pub(super) test: FusionCache,
-    /// `[test rows, d]`: the own and the sequential adapter's test vectors.
+    /// `[test rows, d]`: the own, fresh (where trained) and sequential adapters' test vectors.
     pub(super) own_test: Tensor<2>,
+    pub(super) fresh_test: Option<Tensor<2>>,
     pub(super) seq_test: Tensor<2>,
     pub(super) own_seconds: f64,
     pub(super) seq_seconds: f64,
@@ -38,8 +48,21 @@ pub(super) struct Stage1 {
 }
 
 impl RunCtx<'_> {
-    /// Stage 1 of the target (own LoRA, sequential transfer) and its caches; from `--cache` when
-    /// kept there for exactly this setting.
+    /// The sources as the automatic start sees them.
+    pub(super) fn start_sources(&self) -> Vec<StartSource<'_>> {
+        self.srcs
+            .iter()
+            .map(|s| StartSource {
+                task: &s.name,
+                adapter: &s.model.adapter,
+                sha256: "",
+            })
+            .collect()
+    }
+
+    /// Stage 1 of the target (the automatic start's own LoRA, a fresh one where it differs,
+    /// sequential transfer) and its caches; from `--cache` when kept there for exactly this
+    /// setting.
     pub(super) fn stage1(
         &self,
         task: &PreparedTask,
@@ -50,7 +73,7 @@ impl RunCtx<'_> {
         let e = self.engine;
         let (target, n, seed) = (self.target, self.n, self.seed);
         let key = (
-            "transfer-target/1",
+            "transfer-target/2",
             lorafuse::train::stage1::STEP_VERSION,
             target,
             n,
@@ -80,14 +103,17 @@ impl RunCtx<'_> {
             )
             && let Some(c) = crate::snapshot::load_caches(
                 &d.join("caches.safetensors"),
-                &["train", "dev", "test", "seq"],
+                &["train", "dev", "test", "seq", "fresh"],
                 e,
             )?
             && let Ok(times) = std::fs::read_to_string(d.join("times.json"))
+            && let Ok(start) = std::fs::read_to_string(d.join("start.json"))
         {
             let t: (f64, f64) = serde_json::from_str(&times)?;
-            let [train, dev, test, seq_c]: [FusionCache; 4] =
-                c.try_into().map_err(|_| anyhow::anyhow!("4 caches"))?;
+            let start: StartCheck = serde_json::from_str(&start)?;
+            let fresh = crate::snapshot::load_model(&d.join("fresh"), e, cfg.head_dropout)?;
+            let [train, dev, test, seq_c, fresh_c]: [FusionCache; 5] =
+                c.try_into().map_err(|_| anyhow::anyhow!("5 caches"))?;
             let [m, k, dd] = test.adapters.dims();
             let own_test = test
                 .adapters
@@ -96,6 +122,9 @@ impl RunCtx<'_> {
                 .reshape([m, dd]);
             return Ok(Stage1 {
                 own,
+                start,
+                fresh_test: fresh.as_ref().map(|_| fresh_c.base),
+                fresh,
                 seq,
                 train,
                 dev,
@@ -108,24 +137,44 @@ impl RunCtx<'_> {
             });
         }
         let tag = format!("{target} N={n} seed {seed}");
-        let mut bars = Bars::new(&format!("{tag} lora"));
-        let own = block_on(run_stage1_from(
-            e,
-            task,
-            Start::Fresh(lora),
-            cfg,
-            false,
-            &mut bars,
-        ))?;
-        bars.finish();
-        let src = &self.srcs[self.seq_idx];
-        let mut bars = Bars::new(&format!("{tag} lora-seq"));
-        let start = Start::From(&src.model.adapter);
-        let seq = block_on(run_stage1_from(e, task, start, cfg, false, &mut bars))?;
-        bars.finish();
+        // A trained model and its seconds.
+        let train_from = |start: Start, what: &str| -> Result<(TaskModel, f64)> {
+            let mut bars = Bars::new(&format!("{tag} {what}"));
+            let r = block_on(run_stage1_from(e, task, start, cfg, false, &mut bars))?;
+            bars.finish();
+            Ok((r.model, r.seconds))
+        };
+        // The product's start: another task's adapter where it reads the rows clearly better than
+        // the base (lorafuse::experiment::start), else fresh.
+        let classes = task.vocab.len();
+        let sources = self.start_sources();
+        let start = block_on(check_start(e, &task.train, classes, &sources, cfg))?;
+        let chosen = start
+            .from
+            .as_deref()
+            .and_then(|f| self.srcs.iter().position(|s| s.name == f));
+        let seq_src = &self.srcs[self.seq_idx];
+        let (own, fresh, seq) = match chosen {
+            None => {
+                let own = train_from(Start::Fresh(lora), "lora")?;
+                let seq = train_from(Start::From(&seq_src.model.adapter), "lora-seq")?;
+                (own, None, seq)
+            }
+            Some(c) => {
+                let own = train_from(Start::From(&self.srcs[c].model.adapter), "lora (auto)")?;
+                let fresh = train_from(Start::Fresh(lora), "lora-fresh")?;
+                // The same start and settings train the same adapter: sequential transfer from
+                // the chosen source is the own LoRA.
+                let seq = match c == self.seq_idx {
+                    true => own.clone(),
+                    false => train_from(Start::From(&seq_src.model.adapter), "lora-seq")?,
+                };
+                (own, Some(fresh), seq)
+            }
+        };
         // Vectors: sources then the own adapter (position S).
         let mut adapters: Vec<&LoraAdapter> = self.srcs.iter().map(|s| &s.model.adapter).collect();
-        adapters.push(&own.model.adapter);
+        adapters.push(&own.0.adapter);
         let build = |texts: &[String]| {
             block_on(FusionCache::build(
                 &e.encoder,
@@ -146,8 +195,12 @@ impl RunCtx<'_> {
                 &e.device,
             ))
         };
-        let own_test = pooled(&own.model.adapter)?;
-        let seq_test = pooled(&seq.model.adapter)?;
+        let own_test = pooled(&own.0.adapter)?;
+        let seq_test = pooled(&seq.0.adapter)?;
+        let fresh_test = match &fresh {
+            Some(f) => Some(pooled(&f.0.adapter)?),
+            None => None,
+        };
         let test_c = FusionCache {
             base: self.test_src.base.clone(),
             adapters: Tensor::cat(
@@ -159,34 +212,46 @@ impl RunCtx<'_> {
             ),
         };
         if let Some(d) = &dir {
-            crate::snapshot::save_model(&d.join("own"), &own.model)?;
-            crate::snapshot::save_model(&d.join("seq"), &seq.model)?;
-            let seq_c = FusionCache {
-                base: seq_test.clone(),
-                adapters: seq_test.clone().unsqueeze_dim(1),
+            crate::snapshot::save_model(&d.join("own"), &own.0)?;
+            crate::snapshot::save_model(&d.join("seq"), &seq.0)?;
+            if let Some(f) = &fresh {
+                crate::snapshot::save_model(&d.join("fresh"), &f.0)?;
+            }
+            let one = |t: &Tensor<2>| FusionCache {
+                base: t.clone(),
+                adapters: t.clone().unsqueeze_dim(1),
             };
+            let (seq_c, fresh_c) = (
+                one(&seq_test),
+                one(fresh_test.as_ref().unwrap_or(&seq_test)),
+            );
             let named = [
                 ("train", &train),
                 ("dev", &dev),
                 ("test", &test_c),
                 ("seq", &seq_c),
+                ("fresh", &fresh_c),
             ];
             crate::snapshot::save_caches(&d.join("caches.safetensors"), &named)?;
+            std::fs::write(d.join("start.json"), serde_json::to_string(&start)?)?;
             std::fs::write(
                 d.join("times.json"),
-                serde_json::to_string(&(own.seconds, seq.seconds))?,
+                serde_json::to_string(&(own.1, seq.1))?,
             )?;
         }
         Ok(Stage1 {
-            own: own.model,
-            seq: seq.model,
+            own: own.0,
+            start,
+            fresh: fresh.map(|f| f.0),
+            fresh_test,
+            seq: seq.0,
             train,
             dev,
             test: test_c,
             own_test,
             seq_test,
-            own_seconds: own.seconds,
-            seq_seconds: seq.seconds,
+            own_seconds: own.1,
+            seq_seconds: seq.1,
             dir,
         })
     }
@@ -199,7 +264,7 @@ impl RunCtx<'_> {
         &self,
         kept: Option<&std::path::Path>,
         task: &PreparedTask,
-        lora: &lorafuse::lora::LoraConfig,
+        start: Start<'_>,
         cfg: &TrainConfig,
         k: usize,
     ) -> Result<(Vec<(usize, TaskModel)>, f64)> {
@@ -227,7 +292,7 @@ impl RunCtx<'_> {
             e,
             &task.train,
             classes,
-            lora,
+            start,
             cfg,
             k,
             &mut (),
