@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lorafuse::host::block_on;
-use lorafuse::infer::Answerer;
+use lorafuse::infer::{Answerer, MultiTaskOutput};
 use lorafuse::train::Objective;
 use lorafuse::worker::protocol::{DataRole, Event, Request, WorkspaceView};
 use lorafuse::worker::session::{Host, Session};
@@ -88,6 +88,15 @@ fn ok(s: &mut Session, h: &Recorder, req: Request) -> Vec<Event> {
 }
 
 /// Runs a request that must fail; returns the error message.
+/// The predictions of one text (request id `id`).
+fn predict(s: &mut Session, h: &Recorder, id: u64, text: &str) -> MultiTaskOutput {
+    let req = Request::Predict {
+        id,
+        texts: vec![text.into()],
+    };
+    predictions(&ok(s, h, req))
+}
+
 fn fails(s: &mut Session, h: &Recorder, req: Request) -> String {
     block_on(s.handle(req, h));
     let ev = h.take();
@@ -476,21 +485,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
             note.starts_with(&format!("Set to always answer with the {}", want.words())),
             "{note}"
         );
-        let ev = ok(
-            &mut s,
-            &h,
-            Request::Predict {
-                id: 9,
-                texts: vec!["a wonderful, moving film".into()],
-            },
-        );
-        let out = ev
-            .iter()
-            .find_map(|e| match e {
-                Event::Predictions { output, .. } => Some(output.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let out = predict(&mut s, &h, 9, "a wonderful, moving film");
         let tp = out.predictions[0].iter().find(|p| p.task == first).unwrap();
         assert_eq!(tp.answerer(), want);
         if matches!(want, Answerer::Frozen | Answerer::Source) {
@@ -693,21 +688,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
     assert!(v.fused && v.fused_shared);
     assert_eq!(v.fused_tasks, ["sentiment", "subjectivity"]);
     let shared_bundle = last_bundle(&ev).expect("the shared fusion is saved");
-    let ev = ok(
-        &mut s2,
-        &h2,
-        Request::Predict {
-            id: 2,
-            texts: vec!["a wonderful, moving film".into()],
-        },
-    );
-    let out3 = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Predictions { output, .. } => Some(output.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let out3 = predict(&mut s2, &h2, 2, "a wonderful, moving film");
     assert_eq!(out3.encoder_passes_per_text, 3.0);
     for tp in &out3.predictions[0] {
         let a = tp.attention.as_ref().expect("attention");
@@ -1030,7 +1011,7 @@ fn a_150_class_task_trains_predicts_and_reports() {
 }
 
 /// The first multi-task prediction among `events`.
-fn predictions(events: &[Event]) -> lorafuse::infer::MultiTaskOutput {
+fn predictions(events: &[Event]) -> MultiTaskOutput {
     events
         .iter()
         .find_map(|e| match e {

@@ -253,6 +253,23 @@ impl Session {
         self.changed(host, run.steps > 0)
     }
 
+    /// Every trained task's adapter but task `skip`'s, as a start to train from.
+    fn start_sources(&self, skip: Option<usize>) -> Vec<Source<'_>> {
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| Some(*j) != skip)
+            .filter_map(|(_, t)| {
+                let tr = t.trained.as_ref()?;
+                Some(Source {
+                    task: &t.state.name,
+                    adapter: &tr.adapter,
+                    sha256: &tr.sha256,
+                })
+            })
+            .collect()
+    }
+
     /// Where task `i`'s adapter starts, by its "Start from" setting: a fresh adapter, the named
     /// task's adapter, or the automatic choice among the other trained tasks' adapters
     /// ([`check_start`]). Returns the record and the adapter to start from (a copy).
@@ -262,20 +279,7 @@ impl Session {
         prepared: &PreparedTask,
         host: &H,
     ) -> Result<(StartCheck, Option<LoraAdapter>)> {
-        let sources: Vec<Source> = self
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .filter_map(|(_, t)| {
-                let tr = t.trained.as_ref()?;
-                Some(Source {
-                    task: &t.state.name,
-                    adapter: &tr.adapter,
-                    sha256: &tr.sha256,
-                })
-            })
-            .collect();
+        let sources = self.start_sources(Some(i));
         let adapter_of = |name: &str| {
             sources
                 .iter()
@@ -316,18 +320,7 @@ impl Session {
     /// adapters ([`recorded_start`]).
     fn recorded_start<'s>(&'s self, t: &'s Task) -> Start<'s> {
         let meta = t.state.adapter.as_ref().and_then(task_files::peek_meta);
-        let sources: Vec<Source> = self
-            .tasks
-            .iter()
-            .filter_map(|o| {
-                let tr = o.trained.as_ref()?;
-                Some(Source {
-                    task: &o.state.name,
-                    adapter: &tr.adapter,
-                    sha256: &tr.sha256,
-                })
-            })
-            .collect();
+        let sources = self.start_sources(None);
         recorded_start(
             meta.and_then(|m| m.start).as_ref(),
             &t.state.settings.lora,
