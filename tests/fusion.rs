@@ -778,3 +778,58 @@ fn shared_fusion_learns_each_task_on_its_own_head() {
         );
     }
 }
+
+/// A task whose models disagree with its labels (a bundle or fused model from elsewhere) is an
+/// error from `predict_all`, not a panic.
+#[test]
+fn a_task_whose_models_disagree_with_its_labels_is_an_error() {
+    let engine = common::engine();
+    let device = &engine.device;
+    let adapter =
+        LoraAdapter::init(&LoraConfig::default(), &engine.encoder.config, 1, device).unwrap();
+    let head = ClassifierHead::init(384, 2, 0.0, 1, device);
+    let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let two = three[..2].to_vec();
+    let fusion = FusionConfig::new(384, 1, 3).init(1, device);
+    let fresh = ClassifierHead::init(384, 3, 0.0, 2, device);
+    let texts = ["one text", "another text"];
+    let run =
+        |labels: &[String], fusion: Option<&AttentionFusion>, fresh: Option<&ClassifierHead>| {
+            let parts = [TaskParts {
+                name: "t",
+                labels,
+                adapter: &adapter,
+                head: &head,
+                fusion,
+                temperature: 1.0,
+                hybrid_temperature: 1.0,
+                answer: Answerer::Frozen,
+                fresh: fresh.map(|head| FreshHead {
+                    head,
+                    reads: None,
+                    temperature: 1.0,
+                }),
+            }];
+            block_on(predict_all(
+                &engine.encoder,
+                &engine.tokenizer,
+                &parts,
+                &texts,
+                device,
+            ))
+        };
+    let err = run(&three, None, None).unwrap_err().to_string();
+    assert!(
+        err.contains("has 3 labels, but its head gives 2 classes"),
+        "{err}"
+    );
+    let err = run(&two, Some(&fusion), None).unwrap_err().to_string();
+    assert!(err.contains("its fusion layer gives 3 classes"), "{err}");
+    let err = run(&two, None, Some(&fresh)).unwrap_err().to_string();
+    assert!(err.contains("its fresh head gives 3 classes"), "{err}");
+    // Agreeing models predict; the frozen model's fresh head answers.
+    let head2 = ClassifierHead::init(384, 2, 0.0, 3, device);
+    let out = run(&two, None, Some(&head2)).unwrap();
+    assert_eq!(out.predictions.len(), 2);
+    assert_eq!(out.predictions[0][0].answerer(), Answerer::Frozen);
+}

@@ -116,6 +116,22 @@ pub async fn predict_all<S: AsRef<str>>(
                 t.name
             )));
         }
+        // Every model of the task must give one probability per label (files from elsewhere
+        // may disagree).
+        let c = t.labels.len();
+        let classes = [
+            Some(("its head", t.head.classes())),
+            t.fusion.map(|f| ("its fusion layer", f.classes())),
+            t.fresh
+                .as_ref()
+                .map(|f| ("its fresh head", f.head.classes())),
+        ];
+        if let Some((what, n)) = classes.into_iter().flatten().find(|(_, n)| *n != c) {
+            return Err(Error::Fusion(format!(
+                "task {:?} has {c} labels, but {what} gives {n} classes",
+                t.name
+            )));
+        }
     }
     let n = texts.len();
     let before = crate::model::encoder::rows_encoded();
