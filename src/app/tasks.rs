@@ -511,11 +511,11 @@ fn TaskCard(name: String) -> impl IntoView {
                                     {AnswerChoice::ALL.into_iter().map(|c| view! {
                                         <option value=c.key() selected=move || get().settings.answer == c>
                                             {match c {
-                                                AnswerChoice::Automatic => "automatic (the best on unseen rows)",
-                                                AnswerChoice::Lora => "always this task's LoRA",
-                                                AnswerChoice::Hybrid => "always the hybrid",
-                                                AnswerChoice::Frozen => "always the frozen model with a fresh head",
-                                                AnswerChoice::Source => "always the other task's adapter with a fresh head",
+                                                AnswerChoice::Automatic => "automatic (best on unseen rows)",
+                                                AnswerChoice::Lora => "this task's LoRA",
+                                                AnswerChoice::Hybrid => "the hybrid",
+                                                AnswerChoice::Frozen => "frozen model, fresh head",
+                                                AnswerChoice::Source => "other task's adapter, fresh head",
                                             }}</option>
                                     }).collect_view()}
                                 </select>
