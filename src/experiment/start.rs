@@ -3,9 +3,9 @@
 //! automatic choice ([`check_start`]) reads the task's training rows through each other task's
 //! adapter and through the frozen base, each with a fresh linear head (the frozen probe's trainer
 //! and settings), cross-validated over the rows so no head is scored on a row it trained on, and
-//! starts from the best adapter only where it gets at least [`START_LEAD_ROWS`] more rows right
-//! than the base: where that adapter knows something about this task that the base model does
-//! not. The task then trains through the one stage-1 driver ([`super::stage1::run_stage1_from`]).
+//! starts from the best adapter only where it leads the base clearly ([`clear_lead`]: at least
+//! [`START_LEAD_ROWS`] more rows right, and at least a tenth of the rows): where that adapter
+//! knows something about this task that the base model does not. The task then trains through the one stage-1 driver ([`super::stage1::run_stage1_from`]).
 //!
 //! What it leaves out: combining several sources, and tasks of [`AUTO_START_BELOW_ROWS`] rows or
 //! more (their own rows teach them; they start fresh unless a source is named).
@@ -18,7 +18,7 @@ use super::split::Labelled;
 use super::stage1::Start;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::fusion::files::SOURCE_LEAD_ROWS;
+use crate::fusion::files::{CLEAR_LEAD_SHARE, SOURCE_LEAD_ROWS, clear_lead};
 use crate::infer::{argmax, pooled_vectors};
 use crate::lora::{LoraAdapter, LoraConfig};
 use crate::train::TrainConfig;
@@ -32,9 +32,15 @@ pub const AUTO_START_BELOW_ROWS: usize = CROSS_VALIDATE_BELOW_ROWS;
 /// Folds of the automatic start's check.
 pub const START_FOLDS: usize = DEFAULT_GATE_FOLDS;
 
-/// Rows by which the best other adapter must beat the frozen base to be started from: the best
-/// of several noisy heads leads by one row by chance, as in the gate's relatedness check.
+/// Rows by which the best other adapter must beat the frozen base at least to be started from
+/// (and a tenth of the rows, [`clear_lead`]): the best of several noisy heads leads by one row by
+/// chance, as in the gate's relatedness check.
 pub const START_LEAD_ROWS: usize = SOURCE_LEAD_ROWS;
+
+/// The rows a lead must reach on `n` checked rows ([`clear_lead`]), as recorded.
+fn lead_rows(n: usize) -> usize {
+    START_LEAD_ROWS.max((CLEAR_LEAD_SHARE * n as f64).ceil() as usize)
+}
 
 /// Another task's trained adapter a task may start from.
 pub struct Source<'a> {
@@ -107,7 +113,7 @@ pub async fn check_start(
         automatic: true,
         rows: 0,
         folds: 0,
-        lead: START_LEAD_ROWS,
+        lead: lead_rows(n),
         frozen_accuracy: 0.0,
         sources: Vec::new(),
     };
@@ -136,7 +142,7 @@ pub async fn check_start(
     check.folds = k;
     check.frozen_accuracy = frozen as f64 / n as f64;
     if let Some((s, correct)) = best
-        && correct >= frozen + START_LEAD_ROWS
+        && clear_lead(correct as f64 - frozen as f64, n)
     {
         check.from = Some(sources[s].task.to_string());
         check.from_sha256 = sources[s].sha256.to_string();

@@ -20,7 +20,9 @@ use crate::model::ClassifierHead;
 use crate::model::weights::torch_linear_weight;
 use crate::tensorfile::{self, TensorFile};
 
-pub use super::gate_check::{GateCheck, SOURCE_LEAD_ROWS, SourceCheck, better};
+pub use super::gate_check::{
+    CLEAR_LEAD_SHARE, GateCheck, SOURCE_LEAD_ROWS, SourceCheck, better, clear_lead,
+};
 
 /// Manifest file name.
 pub const MANIFEST: &str = "fusion_manifest.json";

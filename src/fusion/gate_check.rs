@@ -115,6 +115,20 @@ pub struct GateCheck {
 /// what the best of several noisy heads shows by chance.
 pub const SOURCE_LEAD_ROWS: usize = 2;
 
+/// The share of the checked rows by which a fresh head must lead to replace the own LoRA as the
+/// answer, or a fresh adapter as the start (docs/design.md §1.2 "Transfer", §1.6 "The answer"):
+/// on a few dozen rows a lead of two or three rows (4–7 points) is what an adapter of an
+/// unrelated task shows, one that knows the task led by 14 points or more (docs/results.md,
+/// "Few-shot").
+pub const CLEAR_LEAD_SHARE: f64 = 0.10;
+
+/// Whether `lead` more rows right of `rows` is a clear lead: at least [`SOURCE_LEAD_ROWS`] rows
+/// and at least [`CLEAR_LEAD_SHARE`] of the rows.
+pub fn clear_lead(lead: f64, rows: usize) -> bool {
+    let need = (SOURCE_LEAD_ROWS as f64).max(CLEAR_LEAD_SHARE * rows as f64);
+    lead > need - 1e-6
+}
+
 /// The gate's relatedness check (docs/design.md §1.6): each other fused adapter, and the frozen
 /// base, with a fresh linear head trained on the rows the own LoRA trained on, scored on the
 /// gate's rows. Knowledge sharing can only pay where another task's adapter reads the task
@@ -169,23 +183,24 @@ impl GateCheck {
     /// candidates that may replace it, the one that scores best on the gate's rows (accuracy,
     /// then log-loss; the own LoRA, the frozen model, the other task's adapter, the hybrid in
     /// this order on ties). The own LoRA is replaced only by
-    /// - the frozen model's fresh head with strictly more of the rows right (one candidate,
-    ///   chosen before any data: its lead is not the best of several noisy ones);
-    /// - the best other task's adapter with a fresh head leading by [`SOURCE_LEAD_ROWS`] rows
-    ///   (the best of several heads);
+    /// - a fresh head (the frozen model's, or the best other task's adapter's) with a clear lead
+    ///   over it ([`clear_lead`]);
     /// - the hybrid where it wins ([`Self::hybrid_wins`]).
     pub fn answer(&self) -> Answerer {
-        let rows = self.rows as f64;
-        let leads =
-            |accuracy: f64, by: usize| (accuracy - self.lora_accuracy) * rows > by as f64 - 1e-6;
+        let leads = |accuracy: f64| {
+            clear_lead(
+                (accuracy - self.lora_accuracy) * self.rows as f64,
+                self.rows,
+            )
+        };
         let mut best = (Answerer::Lora, (self.lora_accuracy, self.lora_nll));
         if let Some(s) = self.source {
             let frozen = (s.frozen_accuracy, s.frozen_nll);
-            if leads(s.frozen_accuracy, 1) && better(frozen, best.1) {
+            if leads(s.frozen_accuracy) && better(frozen, best.1) {
                 best = (Answerer::Frozen, frozen);
             }
             let source = (s.accuracy, s.nll);
-            if s.best.is_some() && leads(s.accuracy, SOURCE_LEAD_ROWS) && better(source, best.1) {
+            if s.best.is_some() && leads(s.accuracy) && better(source, best.1) {
                 best = (Answerer::Source, source);
             }
         }

@@ -86,7 +86,8 @@ pub struct StartCheck {
     pub rows: usize,
     /// Folds of that check.
     pub folds: usize,
-    /// Rows by which an adapter had to beat the frozen model to be started from.
+    /// Rows by which an adapter had to beat the frozen model to be started from (the larger of
+    /// 2 and a tenth of `rows`, rounded up).
     pub lead: usize,
     /// The frozen base's fresh heads' accuracy on them.
     pub frozen_accuracy: f64,

@@ -102,7 +102,8 @@ async function main() {
       await page.waitForSelector(q(t.name), { timeout: T.ui });
       await page.setInputFiles(`${q(t.name)} input[data-testid=train-file]`, t.file, { timeout: T.ui });
       await page.waitForFunction(
-        ([sel, n]) => new RegExp(`\\b${n} training examples`).test(document.querySelector(sel)?.textContent ?? ''),
+        // (textContent runs paragraphs together: no word boundary before the number)
+        ([sel, n]) => new RegExp(`(^|\\D)${n} training examples`).test(document.querySelector(sel)?.textContent ?? ''),
         [q(t.name), rows[i]], { timeout: T.ui, polling: 250 },
       );
     }

@@ -171,13 +171,14 @@ fn the_answer_is_the_best_candidate_that_clears_its_margin_over_the_own_lora() {
     assert_eq!(g(0.6, Some(0.6), 0.6).answer(), Lora, "nothing beats it");
     assert_eq!(
         g(0.6, Some(0.6), 0.7).answer(),
-        Frozen,
-        "one row more is enough for the frozen model"
+        Lora,
+        "one row is no clear lead"
     );
+    assert_eq!(g(0.6, Some(0.6), 0.8).answer(), Frozen);
     assert_eq!(
         g(0.6, Some(0.7), 0.6).answer(),
         Lora,
-        "the best of several heads needs two rows"
+        "a lead needs two rows"
     );
     assert_eq!(g(0.6, Some(0.8), 0.7).answer(), Source);
     // The hybrid needs a related source (two rows) and must beat every other candidate.
@@ -208,6 +209,21 @@ fn the_answer_is_the_best_candidate_that_clears_its_margin_over_the_own_lora() {
         ..g(0.7, None, 0.0)
     };
     assert_eq!(old.answer(), Hybrid);
+}
+
+#[test]
+fn a_clear_lead_is_two_rows_and_a_tenth_of_them() {
+    use crate::fusion::files::clear_lead;
+    assert!(!clear_lead(1.0, 5));
+    assert!(clear_lead(2.0, 5));
+    assert!(clear_lead(2.0, 14), "14 rows: 2 rows (14 points)");
+    assert!(
+        !clear_lead(3.0, 42),
+        "42 rows: 3 rows (7 points) is not clear"
+    );
+    assert!(!clear_lead(4.0, 42));
+    assert!(clear_lead(5.0, 42));
+    assert!(clear_lead(20.0, 200) && !clear_lead(19.0, 200));
 }
 
 #[test]
