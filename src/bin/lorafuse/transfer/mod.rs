@@ -6,16 +6,21 @@
 //! Protocol. Every target's first `--test-per-task` test rows are its test split, and every train
 //! text (of any source or target) whose normalised form is among them is removed first. The source
 //! adapters are trained once (seed `--source-seed`, `--source-epochs`), as published adapters would
-//! be; then per target, seed and N: a class-stratified subset of N rows, the held-out policy's share
-//! of it as dev (10 %), the target's own LoRA (stage 1, default settings), sequential transfer (the
-//! `--sequential-from` source's adapter trained further on the target, fresh head), and every
-//! method scored on the same test rows: `frozen`, `lora`, `lora-seq-<source>`,
+//! be; then per target, seed and N: a class-stratified subset of N rows (or, with
+//! `--k-per-class`, K rows of every class; `--rows-out` writes them for `scripts/bench-setfit`), the
+//! held-out policy's share of it as dev (10 %), the target's own LoRA as the page trains it (stage
+//! 1 from the automatic start among the sources, `lorafuse::experiment::start`; `lora-fresh`: from a
+//! fresh adapter), sequential transfer (the `--sequential-from` source's adapter trained further on
+//! the target, fresh head), and every method scored on the same test rows: `frozen`, `lora`,
+//! `lora-fresh`, `lora-seq-<source>`,
 //! `source-head-<source>` (the source's own head, where its label names are the target's),
 //! `source-probe-<source>` (a fresh head on the source-adapted encoder's vectors), `hybrid` (the
 //! default fusion over the sources and the own adapter, its epoch and gate decided by
 //! cross-validation over the target's rows, `--gate-folds`; `hybrid-split-gate`: on dev) and one
 //! `hybrid-<variant>` per `--fusion-variants` (same procedure), plus `hybrid-<variant>-last` (the
-//! last epoch, no gate). What it leaves out: sources retrained per seed (their seed is fixed).
+//! last epoch, no gate), and `answer` (what the page answers with, the default variant's gate).
+//! `--setfit` adds SetFit's results on the written rows as `setfit`. What it leaves out: sources
+//! retrained per seed (their seed is fixed).
 
 mod report;
 mod stage1;
