@@ -29,9 +29,6 @@ pub enum Answerer {
 }
 
 impl Answerer {
-    /// Every answerer, in the order the page lists them.
-    pub const ALL: [Answerer; 4] = [Self::Lora, Self::Hybrid, Self::Frozen, Self::Source];
-
     /// Its name in files and benchmark tables: `lora`, `hybrid`, `frozen`, `source`.
     pub fn key(self) -> &'static str {
         match self {
