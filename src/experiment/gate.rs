@@ -27,6 +27,16 @@ pub const DEFAULT_GATE_FOLDS: usize = 3;
 /// beyond 1 point on an unrelated target, docs/results.md), and where the extra adapters are cheap.
 pub const CROSS_VALIDATE_BELOW_ROWS: usize = 200;
 
+/// Folds of a task's cross-validated gate when `asked` are asked for (0 or 1: none) and it has
+/// `held_out` held-out rows: with none (a small task trains on all its rows, docs/design.md §4)
+/// at least [`DEFAULT_GATE_FOLDS`], since nothing else could check it.
+pub fn gate_folds_for(asked: usize, held_out: usize) -> usize {
+    match (asked, held_out) {
+        (0 | 1, 0) => DEFAULT_GATE_FOLDS,
+        (k, _) => k,
+    }
+}
+
 /// Held-out rows with their classes.
 #[derive(Clone)]
 pub(super) struct HeldOut {

@@ -106,7 +106,7 @@ impl PreparedTask {
             train,
             held_out,
             held_out_dropped,
-            source: policy.describe(!test.is_empty()),
+            source: policy.describe(examples.len(), !test.is_empty()),
         })
     }
 
@@ -132,12 +132,12 @@ mod tests {
     #[test]
     fn holds_out_the_policy_share_stratified_and_seeded() {
         let p = HoldoutPolicy::default();
-        let t = PreparedTask::new(&rows(100), &[], &p, 3).unwrap();
-        assert_eq!((t.train.len(), t.held_out.len()), (90, 10));
-        assert_eq!(t.held_out.labels.iter().filter(|&&l| l == 0).count(), 5);
-        let again = PreparedTask::new(&rows(100), &[], &p, 3).unwrap();
+        let t = PreparedTask::new(&rows(300), &[], &p, 3).unwrap();
+        assert_eq!((t.train.len(), t.held_out.len()), (270, 30));
+        assert_eq!(t.held_out.labels.iter().filter(|&&l| l == 0).count(), 15);
+        let again = PreparedTask::new(&rows(300), &[], &p, 3).unwrap();
         assert_eq!(t.held_out, again.held_out);
-        let other = PreparedTask::new(&rows(100), &[], &p, 4).unwrap();
+        let other = PreparedTask::new(&rows(300), &[], &p, 4).unwrap();
         assert_ne!(t.held_out, other.held_out);
         assert_eq!(
             t.source,
@@ -158,12 +158,39 @@ mod tests {
     }
 
     #[test]
+    fn a_small_task_holds_nothing_out_unless_told_to() {
+        let p = HoldoutPolicy::default();
+        let n = p.train_all_below;
+        let small = PreparedTask::new(&rows(n - 1), &[], &p, 1).unwrap();
+        assert_eq!((small.train.len(), small.held_out.len()), (n - 1, 0));
+        assert!(small.source.starts_with("none: with fewer than 200"));
+        let large = PreparedTask::new(&rows(n), &[], &p, 1).unwrap();
+        assert_eq!(large.held_out.len(), n / 10);
+        let always = HoldoutPolicy {
+            train_all_below: 0,
+            ..p
+        };
+        let t = PreparedTask::new(&rows(20), &[], &always, 1).unwrap();
+        assert_eq!((t.train.len(), t.held_out.len()), (18, 2));
+        // Settings saved before the threshold existed load with it.
+        let old: HoldoutPolicy = serde_json::from_str(r#"{"fraction":0.2}"#).unwrap();
+        assert_eq!((old.fraction, old.train_all_below), (0.2, n));
+    }
+
+    #[test]
     fn bad_fractions_are_refused() {
         for f in [-0.1, 0.6, f64::NAN] {
-            let p = HoldoutPolicy { fraction: f };
+            let p = HoldoutPolicy {
+                fraction: f,
+                ..Default::default()
+            };
             assert!(PreparedTask::new(&rows(20), &[], &p, 1).is_err(), "{f}");
         }
-        let none = PreparedTask::new(&rows(20), &[], &HoldoutPolicy { fraction: 0.0 }, 1).unwrap();
+        let p = HoldoutPolicy {
+            fraction: 0.0,
+            train_all_below: 0,
+        };
+        let none = PreparedTask::new(&rows(20), &[], &p, 1).unwrap();
         assert!(none.held_out.is_empty());
     }
 }

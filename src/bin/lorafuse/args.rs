@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use lorafuse::experiment::fusion_job::FusionSpec;
+use lorafuse::data::holdout::TRAIN_ALL_BELOW_ROWS;
 use lorafuse::experiment::split::{DEFAULT_HOLDOUT_FRACTION, HoldoutPolicy};
 use lorafuse::fusion::FusionOptions;
 use lorafuse::lora::LoraConfig;
@@ -99,6 +100,10 @@ pub struct TrainingArgs {
     /// `bench`) when no test file is given; the same policy as the page (docs/design.md §4).
     #[arg(long, default_value_t = DEFAULT_HOLDOUT_FRACTION)]
     pub holdout: f64,
+    /// A task with fewer rows than this (and no test file) holds none out: every row trains,
+    /// and the checks are cross-validated (docs/design.md §4); 0: always hold out `--holdout`.
+    #[arg(long, default_value_t = TRAIN_ALL_BELOW_ROWS)]
+    pub train_all_below: usize,
 }
 
 impl TrainingArgs {
@@ -135,6 +140,7 @@ impl TrainingArgs {
     pub fn holdout(&self) -> HoldoutPolicy {
         HoldoutPolicy {
             fraction: self.holdout,
+            train_all_below: self.train_all_below,
         }
     }
 }

@@ -70,9 +70,13 @@ pub struct FuseArgs {
     /// epoch is selected, the gate decided and the temperature fitted on them.
     #[arg(long, default_value_t = lorafuse::data::holdout::DEFAULT_HOLDOUT_FRACTION)]
     holdout: f64,
+    /// A task with fewer rows than this holds none out, as in `train` (docs/design.md §4).
+    #[arg(long, default_value_t = lorafuse::data::holdout::TRAIN_ALL_BELOW_ROWS)]
+    train_all_below: usize,
     /// Decide each task's fusion epoch and gate by cross-validation over this many folds of its
     /// training rows instead of on the held-out rows (docs/design.md §1.6): trains that many more
-    /// adapters per task, with the settings in its lorafuse_task.json; 0: off.
+    /// adapters per task, with the settings in its lorafuse_task.json; 0: off, except for a task
+    /// that holds no rows out, which always cross-validates.
     #[arg(long, default_value_t = 0)]
     gate_folds: usize,
 }
@@ -122,6 +126,7 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
     // Every target task's training rows, encoded once by the base and every adapter.
     let policy = HoldoutPolicy {
         fraction: a.holdout,
+        train_all_below: a.train_all_below,
     };
     policy.validate()?;
     let mut targets = Vec::new();
@@ -161,8 +166,9 @@ pub fn run(engine: &Engine, a: FuseArgs) -> Result<()> {
             cfg.clone(),
         ))?;
         let head = t.head.as_ref().context("adapter without head")?;
+        let folds = lorafuse::experiment::gate::gate_folds_for(a.gate_folds, held.len());
         let target = block_on(target.with_held_out(engine, &adapters, &held))?.with_own(own, head);
-        let target = match (a.gate_folds, &t.meta) {
+        let target = match (folds, &t.meta) {
             (0 | 1, _) => target,
             (k, Some(m)) if !a.shared => {
                 pb.set_message(format!(

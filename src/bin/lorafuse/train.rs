@@ -31,7 +31,8 @@ pub struct TrainArgs {
     /// Labelled training file (CSV/TSV/JSONL).
     #[arg(long)]
     data: PathBuf,
-    /// Labelled test file; without it `--holdout` of the training rows are held out for evaluation.
+    /// Labelled test file; without it `--holdout` of the training rows are held out for evaluation
+    /// (none from a file of fewer than `--train-all-below` rows).
     #[arg(long)]
     test: Option<PathBuf>,
     /// Output folder for the adapter (created).
@@ -286,7 +287,10 @@ fn score(
     report: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<Metrics>> {
     if task.held_out.is_empty() {
-        eprintln!("no evaluation rows (held-out share 0 and no --test): nothing scored");
+        eprintln!(
+            "no evaluation rows (held out: {}; give --test to score): nothing scored",
+            task.source
+        );
         return Ok(None);
     }
     let pb = spinner(&format!("scoring {} evaluation rows", task.held_out.len()));

@@ -355,7 +355,10 @@ impl Session {
     /// fusion for all tasks with per-task heads, trained on all their rows together with the
     /// first task's settings. Each task's fusion trains on its stage-1 training rows only. With
     /// `gate_folds` > 1 (per-task fusion only), each task's epoch and gate are decided by
-    /// cross-validation over its training rows, which trains that many more adapters per task.
+    /// cross-validation over its training rows, which trains that many more adapters per task; a
+    /// task that holds no rows out is always cross-validated ([`gate_folds_for`]).
+    ///
+    /// [`gate_folds_for`]: crate::experiment::gate::gate_folds_for
     pub(super) async fn train_fusion<H: Host>(
         &mut self,
         shared: bool,
@@ -397,7 +400,8 @@ impl Session {
             let target = FusionTarget::encode(&engine, &adapters, name, labels, &rows, cfg).await?;
             let target = target.with_held_out(&engine, &adapters, &held).await?;
             let target = target.with_own(own, head);
-            let target = match (shared, gate_folds) {
+            let folds = crate::experiment::gate::gate_folds_for(gate_folds, held.len());
+            let target = match (shared, folds) {
                 (false, k) if k > 1 => {
                     host.emit(Event::Notice(format!(
                         "fusion of {name:?}: training {k} adapters for its cross-validated check"

@@ -31,7 +31,9 @@ impl Session {
                 task: name.clone(),
                 labels: tr.labels.clone(),
                 n: held.len(),
-                source: s.holdout.describe(!t.state.test_examples.is_empty()),
+                source: s
+                    .holdout
+                    .describe(t.state.examples.len(), !t.state.test_examples.is_empty()),
                 results: Vec::new(),
                 findings: Vec::new(),
             };

@@ -97,8 +97,9 @@ pub struct BenchArgs {
     #[arg(long)]
     stage1_cache: Option<PathBuf>,
     /// Decide each fusion's epoch and gate by cross-validation over this many folds of the task's
-    /// training rows (docs/design.md §1.6) instead of on its dev rows; 0: off. Trains that many
-    /// more adapters per task (not kept in `--stage1-cache`).
+    /// training rows (docs/design.md §1.6) instead of on its dev rows; 0: off, except for a task
+    /// that holds no rows out (fewer than `--train-all-below`), which always cross-validates.
+    /// Trains that many more adapters per task (not kept in `--stage1-cache`).
     #[arg(long, default_value_t = 0)]
     gate_folds: usize,
     #[command(flatten)]
@@ -443,21 +444,19 @@ fn prepare_seed<'a>(
         },
     };
     for (i, t) in tasks.iter().enumerate() {
-        if a.gate_folds == 0 {
+        let held = ctx.splits[i].task.held_out.len();
+        let k = lorafuse::experiment::gate::gate_folds_for(a.gate_folds, held);
+        if k < 2 {
             ctx.cv.push((None, 0.0));
             continue;
         }
         let t0 = Instant::now();
         let tgt = score::target(&ctx, i, &t.name, ctx.caches[i][0].clone(), &ctx.fusion_cfg);
         let train = &ctx.splits[i].task.train;
-        let k = a.gate_folds;
         let start = lorafuse::experiment::stage1::Start::Fresh(lora);
         let (tgt, _) = block_on(tgt.with_cv_folds(engine, train, start, &ctx.cfg, k, &mut ()))?;
         let secs = t0.elapsed().as_secs_f64();
-        eprintln!(
-            "seed {seed} {}: {} gate folds in {secs:.1} s",
-            t.name, a.gate_folds
-        );
+        eprintln!("seed {seed} {}: {k} gate folds in {secs:.1} s", t.name);
         ctx.cv.push((tgt.cv, secs));
     }
     Ok((ctx, stage1_secs, caching_secs))
