@@ -11,7 +11,7 @@ use lorafuse::data::{self, ParseOptions};
 use lorafuse::engine::Engine;
 use lorafuse::fusion::files::{
     self, AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck,
-    SourceCheck,
+    OutOfFold, SourceCheck,
 };
 use lorafuse::fusion::{AttentionFusion, FusionConfig};
 use lorafuse::host::{block_on, floats};
@@ -343,6 +343,8 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 }),
                 answer: Some(Answerer::Frozen),
                 heads: vec![Answerer::Frozen, Answerer::Source],
+                out_of_fold_labels: vec![0, 1, 1],
+                out_of_fold: vec![Answerer::Lora, Answerer::Hybrid],
             },
             FusedTask {
                 task: "b".into(),
@@ -353,6 +355,8 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 gate: None,
                 answer: None,
                 heads: Vec::new(),
+                out_of_fold_labels: Vec::new(),
+                out_of_fold: Vec::new(),
             },
         ],
         shared: false,
@@ -362,6 +366,13 @@ fn fused_model_files_reproduce_predictions_exactly() {
         AnswerHeads {
             frozen: Some(ClassifierHead::init(32, 2, 0.0, 5, &device)),
             source: Some(ClassifierHead::init(32, 2, 0.0, 6, &device)),
+            out_of_fold: Some(OutOfFold {
+                labels: vec![0, 1, 1],
+                probs: vec![
+                    (Answerer::Lora, vec![vec![0.9, 0.1], vec![0.3, 0.7], vec![0.5, 0.5]]),
+                    (Answerer::Hybrid, vec![vec![0.6, 0.4], vec![0.2, 0.8], vec![0.1, 0.9]]),
+                ],
+            }),
         },
         AnswerHeads::default(),
     ];
@@ -393,6 +404,20 @@ fn fused_model_files_reproduce_predictions_exactly() {
     let fresh = FreshHead::of(&heads_back[0], &m2.tasks[0], Answerer::Frozen).unwrap();
     assert_eq!((fresh.reads, fresh.temperature), (None, 0.75));
     assert!(FreshHead::of(&heads_back[0], &m2.tasks[0], Answerer::Lora).is_none());
+    // The gate's out-of-fold evidence comes back as written.
+    assert_eq!(heads_back[0].out_of_fold, heads[0].out_of_fold);
+    assert_eq!(heads_back[1].out_of_fold, None);
+    // Listed evidence missing from the weights, or a class beyond the labels, is an error.
+    let mut listed = manifest.clone();
+    listed.tasks[0].out_of_fold.push(Answerer::Frozen);
+    let mut bad = out.clone();
+    bad.insert(files::MANIFEST.into(), serde_json::to_vec(&listed).unwrap());
+    assert!(files::from_files(&bad, 32, &device).is_err());
+    let mut listed = manifest.clone();
+    listed.tasks[0].out_of_fold_labels[2] = 2;
+    let mut bad = out.clone();
+    bad.insert(files::MANIFEST.into(), serde_json::to_vec(&listed).unwrap());
+    assert!(files::from_files(&bad, 32, &device).is_err());
     // A listed head missing from the weights is an error, not a panic.
     let mut listed = manifest.clone();
     listed.tasks[1].heads = vec![Answerer::Frozen];

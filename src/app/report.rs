@@ -112,7 +112,7 @@ pub fn ReportPanel() -> impl IntoView {
     view! {
         <section id="report" class="panel">
             <h2>"Evaluation"</h2>
-            <p class="hint">"Frozen probe (a head on the frozen model), single-task LoRA and the hybrid, on each task's held-out examples (or its uploaded test file). Calibration: expected calibration error (10 bins) and Brier score of the raw probabilities, and after temperature scaling measured out of fold (each half of the examples scaled with the temperature fitted on the other half). Live predictions use the temperature fitted on all held-out examples."</p>
+            <p class="hint">{format!("Frozen probe (a head on the frozen model), single-task LoRA and the hybrid, on each task's held-out examples (or its uploaded test file). A task with fewer than {} examples holds none out: it is scored on every training example by the models of its cross-validated check, which did not train on it, with the other task's adapter (source) beside them. Calibration: expected calibration error (10 bins) and Brier score of the raw probabilities, and after temperature scaling measured out of fold (each half of the examples scaled with the temperature fitted on the other half).", crate::data::holdout::TRAIN_ALL_BELOW_ROWS)}</p>
             <button id="evaluate" on:click=run disabled=move || !ui.idle() || ui.evaluating.get()>
                 {move || if ui.evaluating.get() { "Evaluating…" } else { "Evaluate" }}</button>
             {move || ui.report.get().map(|reports| {

@@ -11,7 +11,7 @@ use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::{
-    AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck,
+    AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, OutOfFold, FusionManifest, GateCheck,
 };
 use crate::fusion::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::infer::Answerer;
@@ -112,11 +112,10 @@ pub struct TrainedLayer {
     pub epochs_trained: usize,
     /// The hybrid against the own LoRA on the held-out rows (none without them or the own head).
     pub gate: Option<GateCheck>,
-    /// With the cross-validated gate: the kept epoch's out-of-fold probability rows of every
-    /// training row, with their classes (the hybrid's temperature is chosen on them).
-    pub out_of_fold: Option<(Vec<Vec<f32>>, Vec<usize>)>,
     /// The fresh heads the task may answer with (with the gate's relatedness check; none
-    /// without it).
+    /// without it), and with the cross-validated gate every candidate's out-of-fold
+    /// probabilities of every training row (the hybrid's at the kept epoch; its temperature is
+    /// chosen on them).
     pub heads: AnswerHeads,
 }
 
@@ -139,8 +138,11 @@ impl TrainedLayer {
     /// ([`crate::train::calibration::choose_temperature`]): every training row instead of the
     /// few held-out ones. `None` without cross-validation.
     pub fn out_of_fold_temperature(&self) -> Option<f64> {
-        let (probs, labels) = self.out_of_fold.as_ref()?;
-        Some(crate::train::calibration::choose_temperature(probs, labels))
+        let o = self.heads.out_of_fold.as_ref()?;
+        let probs = o.get(Answerer::Hybrid)?;
+        Some(crate::train::calibration::choose_temperature(
+            probs, &o.labels,
+        ))
     }
 }
 
@@ -231,7 +233,6 @@ pub async fn train_runs<O: FusionObserver>(
                             layer,
                             epochs_trained: 0,
                             gate: None,
-                            out_of_fold: None,
                             heads: AnswerHeads::default(),
                         }
                     })
@@ -285,11 +286,12 @@ async fn verdict(
         _ => None,
     };
     // The relatedness check on the same rows (docs/design.md §1.6).
-    let source = match (&evidence, &target.own) {
+    let (source, fresh) = match (&evidence, &target.own) {
         (Some((_, _, folds)), Some((own, _))) => {
-            Some(relatedness(target, *own, select.rows, *folds > 0).await?)
+            let (check, fresh) = relatedness(target, *own, select.rows, *folds > 0).await?;
+            (Some(check), fresh)
         }
-        _ => None,
+        _ => (None, Vec::new()),
     };
     let (layer, epoch) = match select.best {
         Some((_, epoch, layer)) => (layer, epoch),
@@ -311,21 +313,29 @@ async fn verdict(
             source,
         }
     });
-    // With cross-validation, the kept epoch's out-of-fold rows choose the hybrid's temperature.
-    let out_of_fold = match evidence {
-        Some((h, _, folds)) if folds > 0 => Some((h.probs, h.labels)),
-        _ => None,
-    };
-    let heads = match &source {
+    let mut heads = match &source {
         Some(s) => answer_heads(target, s).await?,
         None => AnswerHeads::default(),
+    };
+    // With cross-validation every candidate's out-of-fold rows are kept: the kept epoch's choose
+    // the hybrid's temperature, and the report scores every candidate on them.
+    heads.out_of_fold = match evidence {
+        Some((h, l, folds)) if folds > 0 => {
+            let mut probs = vec![(Answerer::Lora, l.probs)];
+            probs.extend(fresh.into_iter().map(|(a, p)| (a, p.probs)));
+            probs.push((Answerer::Hybrid, h.probs));
+            Some(OutOfFold {
+                labels: h.labels,
+                probs,
+            })
+        }
+        _ => None,
     };
     Ok(TrainedLayer {
         layer,
         last,
         epochs_trained,
         gate,
-        out_of_fold,
         heads,
     })
 }
@@ -367,7 +377,6 @@ pub async fn train_layers<O: FusionObserver>(
                 layer,
                 epochs_trained: first.cfg.epochs,
                 gate: None,
-                out_of_fold: None,
                 heads: AnswerHeads::default(),
             })
             .collect();
@@ -410,6 +419,18 @@ pub async fn train_fusion<O: FusionObserver>(
             gate: tl.gate,
             answer: Some(answer),
             heads: tl.heads.kinds(),
+            out_of_fold_labels: tl
+                .heads
+                .out_of_fold
+                .as_ref()
+                .map(|o| o.labels.clone())
+                .unwrap_or_default(),
+            out_of_fold: tl
+                .heads
+                .out_of_fold
+                .as_ref()
+                .map(OutOfFold::candidates)
+                .unwrap_or_default(),
         });
         layers.push(tl.layer);
         heads.push(tl.heads);

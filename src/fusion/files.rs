@@ -21,7 +21,7 @@ use crate::model::weights::torch_linear_weight;
 use crate::tensorfile::{self, TensorFile};
 
 pub use super::gate_check::{
-    CLEAR_LEAD_SHARE, GateCheck, SOURCE_LEAD_ROWS, SourceCheck, better, clear_lead,
+    CLEAR_LEAD_SHARE, GateCheck, OutOfFold, SOURCE_LEAD_ROWS, SourceCheck, better, clear_lead,
 };
 
 /// Manifest file name.
@@ -71,16 +71,27 @@ pub struct FusedTask {
     /// `task.{i}.frozen_head` / `task.{i}.source_head`. Absent in older files: none.
     #[serde(default)]
     pub heads: Vec<Answerer>,
+    /// Classes of the rows of the cross-validated gate's evidence ([`OutOfFold`]); absent in
+    /// older files and without cross-validation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_fold_labels: Vec<usize>,
+    /// The candidates whose probabilities on those rows are stored, in `fusion.safetensors` as
+    /// `task.{i}.out_of_fold.{candidate}` (`[rows, classes]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub out_of_fold: Vec<Answerer>,
 }
 
 /// A fused task's fresh heads, beside its fusion layer: the candidates of its answer that are
-/// neither its own LoRA nor the hybrid (docs/design.md §1.6).
+/// neither its own LoRA nor the hybrid (docs/design.md §1.6), and the cross-validated evidence
+/// the answer was chosen on.
 #[derive(Debug, Clone, Default)]
 pub struct AnswerHeads {
     /// A linear head on the frozen base's vectors.
     pub frozen: Option<ClassifierHead>,
     /// A linear head on the vectors of the gate's best other adapter.
     pub source: Option<ClassifierHead>,
+    /// Every candidate's out-of-fold probabilities (with the cross-validated gate).
+    pub out_of_fold: Option<OutOfFold>,
 }
 
 impl AnswerHeads {
@@ -105,6 +116,11 @@ impl AnswerHeads {
 /// The tensor-name stem of a fresh head of task `i`.
 fn head_stem(i: usize, a: Answerer) -> String {
     format!("task.{i}.{}_head", a.key())
+}
+
+/// The tensor name of candidate `a`'s out-of-fold probabilities of task `i`.
+fn out_of_fold_name(i: usize, a: Answerer) -> String {
+    format!("task.{i}.out_of_fold.{}", a.key())
 }
 
 fn one() -> f64 {
@@ -302,6 +318,30 @@ pub async fn to_files(
             };
             host_tensors.push((name, shape, host::floats(t).await?));
         }
+        let task = &manifest.tasks[i];
+        for &a in &task.out_of_fold {
+            let rows = heads[i]
+                .out_of_fold
+                .as_ref()
+                .and_then(|o| o.get(a))
+                .ok_or_else(|| {
+                    Error::Fusion(format!(
+                        "task {i}: the {} out-of-fold rows are listed but missing",
+                        a.key()
+                    ))
+                })?;
+            let classes = task.labels.len();
+            if rows.len() != task.out_of_fold_labels.len() || rows.iter().any(|r| r.len() != classes)
+            {
+                return Err(Error::Fusion(format!(
+                    "task {i}: the {} out-of-fold rows do not match its {} labels of {classes} classes",
+                    a.key(),
+                    task.out_of_fold_labels.len()
+                )));
+            }
+            let flat = rows.iter().flatten().copied().collect();
+            host_tensors.push((out_of_fold_name(i, a), vec![rows.len(), classes], flat));
+        }
     }
     let weights = tensorfile::write(
         host_tensors
@@ -357,6 +397,25 @@ pub fn from_files(
                     )));
                 }
             }
+        }
+        if !task.out_of_fold.is_empty() {
+            let (rows, classes) = (task.out_of_fold_labels.len(), task.labels.len());
+            if task.out_of_fold_labels.iter().any(|&l| l >= classes) {
+                return Err(Error::Fusion(format!(
+                    "{MANIFEST}: task {:?} has an out-of-fold class beyond its {classes} labels",
+                    task.task
+                )));
+            }
+            let mut evidence = OutOfFold {
+                labels: task.out_of_fold_labels.clone(),
+                probs: Vec::new(),
+            };
+            for &a in &task.out_of_fold {
+                let v = file.read_shaped(&out_of_fold_name(i, a), &[rows, classes])?;
+                let probs = v.chunks(classes.max(1)).map(<[f32]>::to_vec).collect();
+                evidence.probs.push((a, probs));
+            }
+            heads.out_of_fold = Some(evidence);
         }
         all_heads.push(heads);
         if task.labels.len() < 2 {

@@ -222,6 +222,33 @@ impl GateCheck {
     }
 }
 
+/// The cross-validated gate's evidence (docs/design.md §1.6): the class of every row it checked
+/// (each of the task's training rows once), and each candidate's probabilities for those rows
+/// (temperature 1) from models that did not train on them, in the order the gate pooled them.
+/// The report scores the candidates on these rows, so its numbers are the gate's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutOfFold {
+    /// Class of every checked row.
+    pub labels: Vec<usize>,
+    /// `(candidate, one probability row per label)`.
+    pub probs: Vec<(Answerer, Vec<Vec<f32>>)>,
+}
+
+impl OutOfFold {
+    /// The probability rows of `candidate`, if recorded.
+    pub fn get(&self, candidate: Answerer) -> Option<&[Vec<f32>]> {
+        self.probs
+            .iter()
+            .find(|(a, _)| *a == candidate)
+            .map(|(_, p)| p.as_slice())
+    }
+
+    /// The candidates recorded, in order.
+    pub fn candidates(&self) -> Vec<Answerer> {
+        self.probs.iter().map(|(a, _)| *a).collect()
+    }
+}
+
 /// `a` beats `b`, each (accuracy, NLL): higher accuracy, or equal accuracy and lower NLL.
 pub fn better(a: (f64, f64), b: (f64, f64)) -> bool {
     a.0 > b.0 + 1e-12 || ((a.0 - b.0).abs() <= 1e-12 && a.1 < b.1 - 1e-9)

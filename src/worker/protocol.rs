@@ -250,7 +250,7 @@ pub struct WorkspaceView {
 /// One method's result on one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodResult {
-    /// `frozen`, `lora` or `hybrid`.
+    /// `frozen`, `lora`, `source` (the other task's adapter with a fresh head) or `hybrid`.
     pub method: String,
     /// Fraction correct.
     pub accuracy: f64,
@@ -262,7 +262,7 @@ pub struct MethodResult {
     pub confusion: Vec<Vec<usize>>,
     /// Precision, recall, F1 and support per class, in label order.
     pub per_class: Vec<ClassScores>,
-    /// The temperature live predictions use for this method (fitted on these held-out rows).
+    /// The temperature live predictions use for this method.
     pub temperature: f64,
     /// Calibration of the raw probabilities (temperature 1).
     pub raw: Calibration,
@@ -284,7 +284,7 @@ pub struct TaskReport {
     pub n: usize,
     /// Where they came from.
     pub source: String,
-    /// Results, frozen → lora → hybrid.
+    /// Results, frozen → lora → source → hybrid (those scored).
     pub results: Vec<MethodResult>,
     /// What the numbers say, in words: the hybrid against LoRA on the same rows (exact McNemar
     /// test), and a note when the intervals are wide.

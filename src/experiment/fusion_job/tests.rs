@@ -354,13 +354,28 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
         "{g:?}"
     );
     assert_discordant_counts_add_up(&g);
-    // The kept epoch's out-of-fold rows (every training row) choose the temperature.
-    let (probs, labels) = r.out_of_fold.as_ref().unwrap();
-    assert_eq!((probs.len(), labels.len()), (96, 96));
+    // Every candidate's out-of-fold rows (every training row) are kept, and they give the
+    // gate's scores; the kept epoch's hybrid rows choose the temperature.
+    let o = r.heads.out_of_fold.as_ref().unwrap();
+    assert_eq!(
+        o.candidates(),
+        [Answerer::Lora, Answerer::Frozen, Answerer::Source, Answerer::Hybrid]
+    );
+    let accuracy = |a| {
+        let p: &[Vec<f32>] = o.get(a).unwrap();
+        assert_eq!((p.len(), o.labels.len()), (96, 96));
+        crate::train::metrics::evaluate(p, &o.labels, 2).0.accuracy
+    };
+    let s = g.source.unwrap();
+    assert_eq!(accuracy(Answerer::Lora), g.lora_accuracy);
+    assert_eq!(accuracy(Answerer::Hybrid), g.hybrid_accuracy);
+    assert_eq!(accuracy(Answerer::Frozen), s.frozen_accuracy);
+    assert_eq!(accuracy(Answerer::Source), s.accuracy);
+    let probs = o.get(Answerer::Hybrid).unwrap();
     let t = r.out_of_fold_temperature().unwrap();
     assert_eq!(
         t,
-        crate::train::calibration::choose_temperature(probs, labels)
+        crate::train::calibration::choose_temperature(probs, &o.labels)
     );
     // With the folds stopping early on their pooled curve too.
     assert_early_stopping_keeps_the_selection(&tgt);

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::experiment::compare::{probability_rows, train_probe};
 use crate::experiment::target::FusionTarget;
 use crate::fusion::files::{AnswerHeads, SourceCheck, better};
+use crate::infer::Answerer;
 #[cfg(doc)]
 use crate::fusion::files::{GateCheck, SOURCE_LEAD_ROWS};
 use crate::train::TrainConfig;
@@ -73,13 +74,14 @@ async fn source_probes(
 
 /// The relatedness check of `target` (own adapter slot `own`) on the gate's rows: each fold's
 /// left-out rows with cross-validation (`cross_validated`), else each of the held-out `halves`
-/// (fitted on all training rows).
+/// (fitted on all training rows). With it, the frozen base's head's and the best source's head's
+/// probabilities on those rows, pooled as the gate pools them.
 pub(in crate::experiment) async fn relatedness(
     target: &FusionTarget,
     own: usize,
     halves: Option<&[HeldOut]>,
     cross_validated: bool,
-) -> Result<SourceCheck> {
+) -> Result<(SourceCheck, Vec<(Answerer, Pooled)>)> {
     let parts: Vec<Part> = match (cross_validated, target.cv.as_deref(), halves) {
         (true, Some(cv), _) => cv
             .iter()
@@ -99,7 +101,17 @@ pub(in crate::experiment) async fn relatedness(
     let device = target.cache.base.device();
     let classes = target.labels.len();
     let probes = source_probes(&parts, own, classes, &target.cfg, &device).await?;
-    Ok(best_source(&probes))
+    let check = best_source(&probes);
+    let best = check.best;
+    let mut pooled = vec![(Answerer::Frozen, probes.frozen)];
+    pooled.extend(
+        probes
+            .sources
+            .into_iter()
+            .filter(|(slot, _)| Some(*slot) == best)
+            .map(|(_, p)| (Answerer::Source, p)),
+    );
+    Ok((check, pooled))
 }
 
 /// The best of the sources' heads (accuracy, then log-loss; the first on ties) beside the
@@ -144,6 +156,7 @@ pub(in crate::experiment) async fn answer_heads(
     Ok(AnswerHeads {
         frozen: Some(frozen),
         source,
+        out_of_fold: None,
     })
 }
 

@@ -500,7 +500,7 @@ impl Session {
     }
 
     /// The fusion and the position of `task` among its fused tasks.
-    fn fused_index(&self, task: &str) -> Option<(&Fusion, usize)> {
+    pub(super) fn fused_index(&self, task: &str) -> Option<(&Fusion, usize)> {
         let f = self.fusion.as_ref()?;
         let i = f.manifest.tasks.iter().position(|t| t.task == task)?;
         Some((f, i))

@@ -1,13 +1,15 @@
 //! The session's evaluation report: for each trained task, the frozen probe, single-task LoRA and
 //! the hybrid on its held-out rows through [`crate::experiment::compare`] — accuracy with its
 //! interval, calibration before and after temperature scaling (out of fold), per-class scores,
-//! and what the numbers say in words.
+//! and what the numbers say in words. A task that holds no rows out (docs/design.md §4) is
+//! reported on its cross-validated gate's evidence instead: every candidate of its answer on
+//! every training row, each scored by models that did not train on it.
 
 use super::{Host, Session};
 use crate::error::Result;
-use crate::experiment::compare::{Comparison, paired_finding, width_finding};
+use crate::experiment::compare::{self as cmp, Comparison, paired_finding, width_finding};
 use crate::experiment::{EvalVectors, Methods, compare, train_probe};
-use crate::infer::pooled_vectors;
+use crate::infer::{Answerer, pooled_vectors};
 use crate::lora::LoraAdapter;
 use crate::train::calibration::choose_temperature;
 use crate::worker::protocol::{Event, MethodResult, TaskReport};
@@ -38,7 +40,12 @@ impl Session {
                 findings: Vec::new(),
             };
             if held.is_empty() {
-                report.source = "no held-out examples (upload more data or a test file)".into();
+                if !self.out_of_fold_report(name, tr.temperature, &mut report) {
+                    report.source = format!(
+                        "no held-out examples: {}; train the fusion for its cross-validated check, or upload a test file",
+                        report.source
+                    );
+                }
                 reports.push(report);
                 continue;
             }
@@ -70,29 +77,91 @@ impl Session {
                 .map(|r| {
                     // The temperature live predictions use: LoRA's and the hybrid's were fitted
                     // on these rows when they trained; the probe exists only here.
-                    let (calibrated, reliability) = r.cross_fitted(&held.labels);
                     let temperature = match r.method.as_str() {
                         "lora" => tr.temperature,
                         "hybrid" => self.hybrid_temperature(name),
                         _ => choose_temperature(&r.probabilities, &held.labels),
                     };
-                    MethodResult {
-                        method: r.method.clone(),
-                        accuracy: r.metrics.accuracy,
-                        accuracy_interval: r.accuracy_interval(),
-                        macro_f1: r.metrics.macro_f1,
-                        confusion: r.confusion.counts.clone(),
-                        per_class: r.confusion.per_class(),
-                        temperature,
-                        raw: r.calibration.clone(),
-                        calibrated,
-                        reliability,
-                    }
+                    method_result(r, &held.labels, temperature)
                 })
                 .collect();
             reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// `report` from the cross-validated gate's evidence of `task` (every candidate of its answer
+    /// on every training row, out of fold), with the temperatures live predictions use (the own
+    /// LoRA's is `lora_temperature`); `false` where the task's fusion recorded none.
+    fn out_of_fold_report(&self, task: &str, lora_temperature: f64, report: &mut TaskReport) -> bool {
+        let Some((f, i)) = self.fused_index(task) else {
+            return false;
+        };
+        let ft = &f.manifest.tasks[i];
+        let Some(o) = f.heads.get(i).and_then(|h| h.out_of_fold.as_ref()) else {
+            return false;
+        };
+        let classes = ft.labels.len();
+        // In the order of the held-out report: frozen, lora, the other task's adapter, hybrid.
+        let mut candidates = o.candidates();
+        candidates.sort_by_key(|a| match a {
+            Answerer::Frozen => 0,
+            Answerer::Lora => 1,
+            Answerer::Source => 2,
+            Answerer::Hybrid => 3,
+        });
+        let results = candidates
+            .iter()
+            .filter_map(|&a| {
+                let probs = o.get(a)?.to_vec();
+                Some(cmp::MethodResult::new(a.key(), probs, &o.labels, classes))
+            })
+            .collect();
+        let compared = Comparison {
+            results,
+            attention: None,
+        };
+        let source = ft.gate.and_then(|g| g.source);
+        let folds = ft.gate.map_or(0, |g| g.folds);
+        report.labels = ft.labels.clone();
+        report.n = o.labels.len();
+        report.source = format!(
+            "its {} training examples, cross-validated over {folds} folds: each scored by models that did not train on it (the rows its answer was chosen on)",
+            o.labels.len()
+        );
+        report.findings = findings(&compared, &o.labels);
+        report.results = compared
+            .results
+            .iter()
+            .map(|r| {
+                let temperature = match r.method.as_str() {
+                    "lora" => lora_temperature,
+                    "hybrid" => ft.temperature,
+                    "frozen" => source.map_or(1.0, |s| s.frozen_temperature),
+                    _ => source.map_or(1.0, |s| s.temperature),
+                };
+                method_result(r, &o.labels, temperature)
+            })
+            .collect();
+        true
+    }
+}
+
+/// One method's row of the report: its scores on `labels`' rows, calibration after scaling
+/// measured out of fold, and the `temperature` live predictions use.
+fn method_result(r: &cmp::MethodResult, labels: &[usize], temperature: f64) -> MethodResult {
+    let (calibrated, reliability) = r.cross_fitted(labels);
+    MethodResult {
+        method: r.method.clone(),
+        accuracy: r.metrics.accuracy,
+        accuracy_interval: r.accuracy_interval(),
+        macro_f1: r.metrics.macro_f1,
+        confusion: r.confusion.counts.clone(),
+        per_class: r.confusion.per_class(),
+        temperature,
+        raw: r.calibration.clone(),
+        calibrated,
+        reliability,
     }
 }
 

@@ -87,6 +87,7 @@ impl RunCtx<'_> {
             self.seq_idx,
             lora,
             cfg,
+            self.a.training.holdout(),
         );
         let dir = match &self.a.cache {
             Some(root) => Some(crate::snapshot::folder(
@@ -334,6 +335,7 @@ pub(super) fn train_sources(
             lorafuse::train::stage1::STEP_VERSION,
             name,
             n,
+            task.train.len(),
             &a.data_dir,
             &a.targets,
             a.test_per_task,
