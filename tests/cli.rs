@@ -150,6 +150,8 @@ fn train_fuse_and_predict_all_tasks() {
             &p(data),
             "--epochs",
             "1",
+            "--train-all-below",
+            "0",
             "--out",
             &p(&dir.join(task)),
         ]);
@@ -179,6 +181,8 @@ fn train_fuse_and_predict_all_tasks() {
         let out = p(out);
         let mut args = vec!["fuse", "--adapters", &adapters, "--data", &data];
         args.extend_from_slice(&["--epochs", "2", "--out", &out]);
+        // The split the adapters trained with (held-out rows for the gate).
+        args.extend_from_slice(&["--train-all-below", "0"]);
         args.extend_from_slice(extra);
         lorafuse(&args)
     };
@@ -292,6 +296,8 @@ fn bench_smoke_json_schema_and_table_agree() {
         "1",
         "--fusion-epochs",
         "2",
+        "--train-all-below",
+        "0",
         "--out",
         json.to_str().unwrap(),
     ]);

@@ -132,8 +132,10 @@ fn with_epochs(view: &WorkspaceView, task: &str, epochs: usize) -> Request {
     // checkpoint and partial-adapter steps count whole epochs.
     settings.train.min_steps = 0;
     settings.train.objective = Objective::Classify;
-    // The held-out share is a setting; 20 % keeps this test's counts (40 rows: 32 train, 8 held out).
+    // The held-out share is a setting; 20 % keeps this test's counts (40 rows: 32 train, 8 held
+    // out), also under the 200 rows below which a task holds none out by default.
     settings.holdout.fraction = 0.2;
+    settings.holdout.train_all_below = 0;
     Request::Settings {
         task: task.into(),
         settings,
@@ -818,6 +820,7 @@ fn the_session_and_the_cli_give_identical_metrics() {
     let mut settings = v.tasks[0].settings.clone();
     settings.train.epochs = 2;
     settings.holdout.fraction = 0.25;
+    settings.holdout.train_all_below = 0;
     ok(
         &mut s,
         &h,
@@ -850,6 +853,8 @@ fn the_session_and_the_cli_give_identical_metrics() {
         "2",
         "--holdout",
         "0.25",
+        "--train-all-below",
+        "0",
         "--seed",
         "1",
         "--compare-frozen",
@@ -882,6 +887,66 @@ fn the_session_and_the_cli_give_identical_metrics() {
 }
 
 /// A task of 150 classes (the size of public intent data sets) trains, predicts and reports.
+/// A task under 200 examples holds none out (docs/design.md §4): it trains on every example,
+/// the fusion always cross-validates it, and the report scores every candidate of its answer on
+/// those examples out of fold, with the numbers the gate chose on.
+#[test]
+fn a_small_task_trains_on_every_row_and_is_reported_out_of_fold() {
+    let h = Recorder::default();
+    let mut s = Session::new(common::engine());
+    for (task, file) in [("a", "e2e_sentiment.csv"), ("b", "e2e_subjectivity.csv")] {
+        ok(&mut s, &h, Request::AddTask { name: task.into() });
+        let v = last_view(&ok(&mut s, &h, upload(task, file)));
+        let Request::Settings { mut settings, .. } = with_epochs(&v, task, 1) else {
+            unreachable!()
+        };
+        settings.holdout = Default::default();
+        let req = Request::Settings {
+            task: task.into(),
+            settings,
+        };
+        ok(&mut s, &h, req);
+        let ev = ok(&mut s, &h, Request::Train { task: task.into() });
+        let total = ev.iter().find_map(|e| match e {
+            Event::Progress(p) => Some(p.total_steps),
+            _ => None,
+        });
+        assert_eq!(total, Some(3), "all 40 rows train: 3 steps of 16");
+    }
+    // No cross-validation asked for: a task with no held-out rows gets it anyway.
+    let req = Request::TrainFusion {
+        shared: false,
+        gate_folds: 0,
+    };
+    let v = last_view(&ok(&mut s, &h, req));
+    let report = ok(&mut s, &h, Request::Evaluate)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Report(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(report.len(), 2);
+    for r in &report {
+        assert_eq!(r.n, 40, "{}", r.source);
+        assert!(r.source.contains("cross-validated over 3 folds"), "{}", r.source);
+        let methods: Vec<&str> = r.results.iter().map(|m| m.method.as_str()).collect();
+        assert_eq!(methods, ["frozen", "lora", "source", "hybrid"]);
+        for m in &r.results {
+            assert_eq!(m.confusion.iter().flatten().sum::<usize>(), 40);
+        }
+        // The report's numbers are the ones the task's card gives for the gate.
+        let note = v.tasks.iter().find(|t| t.name == r.task).unwrap();
+        let note = note.fusion_note.as_deref().unwrap();
+        assert!(note.contains("its 40 training examples, cross-validated over 3 folds"), "{note}");
+        for (m, words) in [("lora", "its own LoRA"), ("hybrid", "the hybrid")] {
+            let a = r.results.iter().find(|x| x.method == m).unwrap().accuracy;
+            let said = format!("{words} {:.1} %", 100.0 * a);
+            assert!(note.contains(&said), "{said:?} not in {note}");
+        }
+    }
+}
+
 #[test]
 fn a_150_class_task_trains_predicts_and_reports() {
     let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -946,6 +1011,7 @@ fn a_150_class_task_trains_predicts_and_reports() {
     settings.train.min_steps = 0;
     settings.train.objective = Objective::Classify;
     settings.holdout.fraction = 1.0 / 3.0;
+    settings.holdout.train_all_below = 0;
     ok(
         &mut s,
         &h,
