@@ -293,7 +293,14 @@ fn TaskCard(name: String) -> impl IntoView {
                                 on:change=on_pick(DataRole::Train)/>
                         </label>
                     </div>
-                    <label class="small">{move || format!("Test examples (optional; otherwise {} % are held out) ", (get().settings.holdout.fraction * 1000.0).round() / 10.0)}
+                    <label class="small">{move || {
+                        let t = get();
+                        let h = t.settings.holdout;
+                        match h.fraction_for(t.examples) == 0.0 && h.fraction > 0.0 {
+                            true => format!("Test examples (optional; under {} examples none are held out: every one trains, and the checks are cross-validated) ", h.train_all_below),
+                            false => format!("Test examples (optional; otherwise {} % are held out) ", (h.fraction * 1000.0).round() / 10.0),
+                        }
+                    }}
                         <input type="file" data-testid="test-file" accept=".csv,.tsv,.jsonl,.json,.txt"
                             on:change=on_pick(DataRole::Test)/>
                     </label>
