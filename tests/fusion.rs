@@ -369,8 +369,14 @@ fn fused_model_files_reproduce_predictions_exactly() {
             out_of_fold: Some(OutOfFold {
                 labels: vec![0, 1, 1],
                 probs: vec![
-                    (Answerer::Lora, vec![vec![0.9, 0.1], vec![0.3, 0.7], vec![0.5, 0.5]]),
-                    (Answerer::Hybrid, vec![vec![0.6, 0.4], vec![0.2, 0.8], vec![0.1, 0.9]]),
+                    (
+                        Answerer::Lora,
+                        vec![vec![0.9, 0.1], vec![0.3, 0.7], vec![0.5, 0.5]],
+                    ),
+                    (
+                        Answerer::Hybrid,
+                        vec![vec![0.6, 0.4], vec![0.2, 0.8], vec![0.1, 0.9]],
+                    ),
                 ],
             }),
         },

@@ -11,7 +11,7 @@ use super::gate::{CvCurve, HeldOut, SelectOnHeldOut};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::fusion::files::{
-    AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, OutOfFold, FusionManifest, GateCheck,
+    AnswerHeads, FUSION_FORMAT, FusedAdapter, FusedTask, FusionManifest, GateCheck, OutOfFold,
 };
 use crate::fusion::{AttentionFusion, FusionConfig, FusionOptions};
 use crate::infer::Answerer;
@@ -113,9 +113,10 @@ pub struct TrainedLayer {
     /// The hybrid against the own LoRA on the held-out rows (none without them or the own head).
     pub gate: Option<GateCheck>,
     /// The fresh heads the task may answer with (with the gate's relatedness check; none
-    /// without it), and with the cross-validated gate every candidate's out-of-fold
-    /// probabilities of every training row (the hybrid's at the kept epoch; its temperature is
-    /// chosen on them).
+    /// without it), and every candidate's probabilities of the rows the gate checked, from
+    /// models that neither trained on them nor chose their epoch on them: with cross-validation
+    /// every training row out of fold (the hybrid's at the kept epoch; its temperature is chosen
+    /// on them), else each held-out half with the hybrid of the epoch the other half chose.
     pub heads: AnswerHeads,
 }
 
@@ -138,6 +139,9 @@ impl TrainedLayer {
     /// ([`crate::train::calibration::choose_temperature`]): every training row instead of the
     /// few held-out ones. `None` without cross-validation.
     pub fn out_of_fold_temperature(&self) -> Option<f64> {
+        if self.gate.is_none_or(|g| g.folds == 0) {
+            return None;
+        }
         let o = self.heads.out_of_fold.as_ref()?;
         let probs = o.get(Answerer::Hybrid)?;
         Some(crate::train::calibration::choose_temperature(
@@ -317,10 +321,11 @@ async fn verdict(
         Some(s) => answer_heads(target, s).await?,
         None => AnswerHeads::default(),
     };
-    // With cross-validation every candidate's out-of-fold rows are kept: the kept epoch's choose
-    // the hybrid's temperature, and the report scores every candidate on them.
+    // Every candidate's rows as the gate scored them are kept (out of fold, or each held-out half
+    // with the hybrid of the epoch the other half chose): the report scores every candidate on
+    // them, and with cross-validation the kept epoch's choose the hybrid's temperature.
     heads.out_of_fold = match evidence {
-        Some((h, l, folds)) if folds > 0 => {
+        Some((h, l, _)) => {
             let mut probs = vec![(Answerer::Lora, l.probs)];
             probs.extend(fresh.into_iter().map(|(a, p)| (a, p.probs)));
             probs.push((Answerer::Hybrid, h.probs));
@@ -329,7 +334,7 @@ async fn verdict(
                 probs,
             })
         }
-        _ => None,
+        None => None,
     };
     Ok(TrainedLayer {
         layer,

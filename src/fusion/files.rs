@@ -71,8 +71,8 @@ pub struct FusedTask {
     /// `task.{i}.frozen_head` / `task.{i}.source_head`. Absent in older files: none.
     #[serde(default)]
     pub heads: Vec<Answerer>,
-    /// Classes of the rows of the cross-validated gate's evidence ([`OutOfFold`]); absent in
-    /// older files and without cross-validation.
+    /// Classes of the rows of the gate's evidence ([`OutOfFold`]); absent in older files and
+    /// without a gate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub out_of_fold_labels: Vec<usize>,
     /// The candidates whose probabilities on those rows are stored, in `fusion.safetensors` as
@@ -82,15 +82,15 @@ pub struct FusedTask {
 }
 
 /// A fused task's fresh heads, beside its fusion layer: the candidates of its answer that are
-/// neither its own LoRA nor the hybrid (docs/design.md §1.6), and the cross-validated evidence
-/// the answer was chosen on.
+/// neither its own LoRA nor the hybrid (docs/design.md §1.6), and the evidence the answer was
+/// chosen on.
 #[derive(Debug, Clone, Default)]
 pub struct AnswerHeads {
     /// A linear head on the frozen base's vectors.
     pub frozen: Option<ClassifierHead>,
     /// A linear head on the vectors of the gate's best other adapter.
     pub source: Option<ClassifierHead>,
-    /// Every candidate's out-of-fold probabilities (with the cross-validated gate).
+    /// Every candidate's probabilities of the rows the gate checked (with the gate).
     pub out_of_fold: Option<OutOfFold>,
 }
 
@@ -331,7 +331,8 @@ pub async fn to_files(
                     ))
                 })?;
             let classes = task.labels.len();
-            if rows.len() != task.out_of_fold_labels.len() || rows.iter().any(|r| r.len() != classes)
+            if rows.len() != task.out_of_fold_labels.len()
+                || rows.iter().any(|r| r.len() != classes)
             {
                 return Err(Error::Fusion(format!(
                     "task {i}: the {} out-of-fold rows do not match its {} labels of {classes} classes",

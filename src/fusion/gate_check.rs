@@ -222,10 +222,12 @@ impl GateCheck {
     }
 }
 
-/// The cross-validated gate's evidence (docs/design.md §1.6): the class of every row it checked
-/// (each of the task's training rows once), and each candidate's probabilities for those rows
-/// (temperature 1) from models that did not train on them, in the order the gate pooled them.
-/// The report scores the candidates on these rows, so its numbers are the gate's.
+/// The gate's evidence (docs/design.md §1.6): the class of every row it checked, and each
+/// candidate's probabilities for those rows (temperature 1) from models that neither trained on
+/// them nor chose their epoch on them, in the order the gate pooled them. With cross-validation
+/// the rows are the task's training rows, each scored out of fold; else its held-out rows, in two
+/// halves, each scored by the hybrid of the epoch the other half chose. The report scores the
+/// candidates on these rows, so its numbers are the gate's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutOfFold {
     /// Class of every checked row.

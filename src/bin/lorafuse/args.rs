@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lorafuse::experiment::fusion_job::FusionSpec;
 use lorafuse::data::holdout::TRAIN_ALL_BELOW_ROWS;
+use lorafuse::experiment::fusion_job::FusionSpec;
 use lorafuse::experiment::split::{DEFAULT_HOLDOUT_FRACTION, HoldoutPolicy};
 use lorafuse::fusion::FusionOptions;
 use lorafuse::lora::LoraConfig;

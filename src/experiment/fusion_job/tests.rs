@@ -297,7 +297,35 @@ fn the_gate_picks_the_hybrid_when_another_adapter_knows_the_task() {
     assert!(s.accuracy > g.lora_accuracy + 0.1, "{g:?}");
     assert!(s.accuracy > s.frozen_accuracy + 0.1, "{g:?}");
     assert_discordant_counts_add_up(&g);
+    // The evidence is the 48 held-out rows, every candidate scored as the gate scored it.
+    assert_evidence_gives_the_gate(&r, 48);
+    assert_eq!(r.out_of_fold_temperature(), None, "held-out rows: no folds");
     assert_early_stopping_keeps_the_selection(&t);
+}
+
+/// The layer's evidence holds every candidate's probabilities of the `rows` rows the gate
+/// checked, and they give the gate's scores.
+fn assert_evidence_gives_the_gate(r: &TrainedLayer, rows: usize) {
+    let (g, o) = (r.gate.unwrap(), r.heads.out_of_fold.as_ref().unwrap());
+    assert_eq!(
+        o.candidates(),
+        [
+            Answerer::Lora,
+            Answerer::Frozen,
+            Answerer::Source,
+            Answerer::Hybrid
+        ]
+    );
+    let accuracy = |a| {
+        let p: &[Vec<f32>] = o.get(a).unwrap();
+        assert_eq!((p.len(), o.labels.len()), (rows, rows));
+        crate::train::metrics::evaluate(p, &o.labels, 2).0.accuracy
+    };
+    let s = g.source.unwrap();
+    assert_eq!(accuracy(Answerer::Lora), g.lora_accuracy);
+    assert_eq!(accuracy(Answerer::Hybrid), g.hybrid_accuracy);
+    assert_eq!(accuracy(Answerer::Frozen), s.frozen_accuracy);
+    assert_eq!(accuracy(Answerer::Source), s.accuracy);
 }
 
 /// The rows only one side got right account for the accuracy difference, and the p-value is
@@ -356,21 +384,8 @@ fn the_cross_validated_gate_checks_on_every_training_row() {
     assert_discordant_counts_add_up(&g);
     // Every candidate's out-of-fold rows (every training row) are kept, and they give the
     // gate's scores; the kept epoch's hybrid rows choose the temperature.
+    assert_evidence_gives_the_gate(&r, 96);
     let o = r.heads.out_of_fold.as_ref().unwrap();
-    assert_eq!(
-        o.candidates(),
-        [Answerer::Lora, Answerer::Frozen, Answerer::Source, Answerer::Hybrid]
-    );
-    let accuracy = |a| {
-        let p: &[Vec<f32>] = o.get(a).unwrap();
-        assert_eq!((p.len(), o.labels.len()), (96, 96));
-        crate::train::metrics::evaluate(p, &o.labels, 2).0.accuracy
-    };
-    let s = g.source.unwrap();
-    assert_eq!(accuracy(Answerer::Lora), g.lora_accuracy);
-    assert_eq!(accuracy(Answerer::Hybrid), g.hybrid_accuracy);
-    assert_eq!(accuracy(Answerer::Frozen), s.frozen_accuracy);
-    assert_eq!(accuracy(Answerer::Source), s.accuracy);
     let probs = o.get(Answerer::Hybrid).unwrap();
     let t = r.out_of_fold_temperature().unwrap();
     assert_eq!(

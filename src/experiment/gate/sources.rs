@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 use crate::experiment::compare::{probability_rows, train_probe};
 use crate::experiment::target::FusionTarget;
 use crate::fusion::files::{AnswerHeads, SourceCheck, better};
-use crate::infer::Answerer;
 #[cfg(doc)]
 use crate::fusion::files::{GateCheck, SOURCE_LEAD_ROWS};
+use crate::infer::Answerer;
 use crate::train::TrainConfig;
 use crate::train::calibration::choose_temperature;
 use crate::train::stage2::FusionCache;

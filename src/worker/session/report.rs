@@ -1,9 +1,10 @@
 //! The session's evaluation report: for each trained task, the frozen probe, single-task LoRA and
 //! the hybrid on its held-out rows through [`crate::experiment::compare`] — accuracy with its
 //! interval, calibration before and after temperature scaling (out of fold), per-class scores,
-//! and what the numbers say in words. A task that holds no rows out (docs/design.md §4) is
-//! reported on its cross-validated gate's evidence instead: every candidate of its answer on
-//! every training row, each scored by models that did not train on it.
+//! and what the numbers say in words. A fused task with a gate is reported on the gate's evidence
+//! instead: every candidate of its answer (the other task's adapter too) on the rows the gate
+//! checked, each scored by models that neither trained on them nor chose their epoch on them —
+//! out of fold for a task that holds no rows out (docs/design.md §4), so its report exists at all.
 
 use super::{Host, Session};
 use crate::error::Result;
@@ -39,13 +40,15 @@ impl Session {
                 results: Vec::new(),
                 findings: Vec::new(),
             };
+            if self.gate_report(name, tr.temperature, &mut report) {
+                reports.push(report);
+                continue;
+            }
             if held.is_empty() {
-                if !self.out_of_fold_report(name, tr.temperature, &mut report) {
-                    report.source = format!(
-                        "no held-out examples: {}; train the fusion for its cross-validated check, or upload a test file",
-                        report.source
-                    );
-                }
+                report.source = format!(
+                    "no held-out examples: {}; train the fusion for its cross-validated check, or upload a test file",
+                    report.source
+                );
                 reports.push(report);
                 continue;
             }
@@ -90,10 +93,11 @@ impl Session {
         Ok(reports)
     }
 
-    /// `report` from the cross-validated gate's evidence of `task` (every candidate of its answer
-    /// on every training row, out of fold), with the temperatures live predictions use (the own
-    /// LoRA's is `lora_temperature`); `false` where the task's fusion recorded none.
-    fn out_of_fold_report(&self, task: &str, lora_temperature: f64, report: &mut TaskReport) -> bool {
+    /// `report` from the gate's evidence of `task` (every candidate of its answer on the rows the
+    /// gate checked, each by models that neither trained on them nor chose their epoch on them),
+    /// with the temperatures live predictions use (the own LoRA's is `lora_temperature`); `false`
+    /// where the task's fusion recorded none.
+    fn gate_report(&self, task: &str, lora_temperature: f64, report: &mut TaskReport) -> bool {
         let Some((f, i)) = self.fused_index(task) else {
             return false;
         };
@@ -125,10 +129,15 @@ impl Session {
         let folds = ft.gate.map_or(0, |g| g.folds);
         report.labels = ft.labels.clone();
         report.n = o.labels.len();
-        report.source = format!(
-            "its {} training examples, cross-validated over {folds} folds: each scored by models that did not train on it (the rows its answer was chosen on)",
-            o.labels.len()
-        );
+        let n = o.labels.len();
+        report.source = match folds {
+            0 => format!(
+                "its {n} held-out examples, the rows its answer was chosen on: the hybrid on each half at the epoch the other half chose"
+            ),
+            k => format!(
+                "its {n} training examples, cross-validated over {k} folds: each scored by models that did not train on it (the rows its answer was chosen on)"
+            ),
+        };
         report.findings = findings(&compared, &o.labels);
         report.results = compared
             .results
