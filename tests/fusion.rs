@@ -318,6 +318,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 task: "a".into(),
                 labels: vec!["x".into(), "y".into()],
                 temperature: 1.0,
+                lora_temperature: Some(0.8),
                 own: None,
                 use_hybrid: false,
                 gate: Some(GateCheck {
@@ -350,6 +351,7 @@ fn fused_model_files_reproduce_predictions_exactly() {
                 task: "b".into(),
                 labels: ["1", "2", "3", "4"].map(String::from).to_vec(),
                 temperature: 1.5,
+                lora_temperature: None,
                 own: None,
                 use_hybrid: false,
                 gate: None,

@@ -139,11 +139,17 @@ impl TrainedLayer {
     /// ([`crate::train::calibration::choose_temperature`]): every training row instead of the
     /// few held-out ones. `None` without cross-validation.
     pub fn out_of_fold_temperature(&self) -> Option<f64> {
+        self.out_of_fold_temperature_of(Answerer::Hybrid)
+    }
+
+    /// The temperature of `candidate`'s probabilities chosen on the cross-validated gate's
+    /// out-of-fold rows; `None` without cross-validation.
+    pub fn out_of_fold_temperature_of(&self, candidate: Answerer) -> Option<f64> {
         if self.gate.is_none_or(|g| g.folds == 0) {
             return None;
         }
         let o = self.heads.out_of_fold.as_ref()?;
-        let probs = o.get(Answerer::Hybrid)?;
+        let probs = o.get(candidate)?;
         Some(crate::train::calibration::choose_temperature(
             probs, &o.labels,
         ))
@@ -419,6 +425,7 @@ pub async fn train_fusion<O: FusionObserver>(
                 Some(t) => t,
                 None => t.fit_temperature(&tl.layer).await?,
             },
+            lora_temperature: tl.out_of_fold_temperature_of(Answerer::Lora),
             own: tl.layer.own,
             use_hybrid: answer == Answerer::Hybrid,
             gate: tl.gate,

@@ -51,6 +51,12 @@ pub struct FusedTask {
     /// fusion trained; absent in older files: 1 (none).
     #[serde(default = "one")]
     pub temperature: f64,
+    /// Temperature of the own LoRA's probabilities chosen on the cross-validated gate's
+    /// out-of-fold rows (every training row), used instead of the one in the adapter's
+    /// `lorafuse_task.json` (which a task that holds no rows out fits on none). Absent in older
+    /// files and without cross-validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_temperature: Option<f64>,
     /// Position of the task's own adapter in the fusion (set for the variants that use it: their
     /// layer holds a copy of the task's stage-1 head). Absent in older files.
     #[serde(default)]

@@ -17,6 +17,12 @@ impl FusedTask {
         })
     }
 
+    /// The temperature of the own LoRA's probabilities: the one chosen out of fold by the
+    /// cross-validated gate, else `stage1` (the adapter's own).
+    pub fn lora_temperature_or(&self, stage1: f64) -> f64 {
+        self.lora_temperature.unwrap_or(stage1)
+    }
+
     /// What the gate decided, in words: which model the task answers with, and every
     /// candidate's score on the rows that decided it (`adapters`: the fused adapters, in fusion
     /// order, to name the other task's adapter).

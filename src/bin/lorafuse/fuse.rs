@@ -286,7 +286,13 @@ pub fn predict(engine: &Engine, dir: &Path, texts: &[String]) -> Result<()> {
                 adapter: &t.adapter,
                 head: t.head.as_ref().context("adapter without head")?,
                 fusion: fused.map(|i| &layers[i]),
-                temperature: t.meta.as_ref().map_or(1.0, |m| m.temperature),
+                temperature: fused.map_or_else(
+                    || t.meta.as_ref().map_or(1.0, |m| m.temperature),
+                    |i| {
+                        let stage1 = t.meta.as_ref().map_or(1.0, |m| m.temperature);
+                        manifest.tasks[i].lora_temperature_or(stage1)
+                    },
+                ),
                 hybrid_temperature: fused.map_or(1.0, |i| manifest.tasks[i].temperature),
                 answer,
                 fresh: fused.and_then(|i| FreshHead::of(&heads[i], &manifest.tasks[i], answer)),

@@ -470,6 +470,14 @@ impl Session {
         self.changed(host, true)
     }
 
+    /// The temperature of a task's own LoRA's probabilities: the one its fusion's cross-validated
+    /// gate chose out of fold, else its adapter's own `stage1`.
+    pub(super) fn lora_temperature(&self, task: &str, stage1: f64) -> f64 {
+        self.fused_index(task).map_or(stage1, |(f, i)| {
+            f.manifest.tasks[i].lora_temperature_or(stage1)
+        })
+    }
+
     /// The temperature of a task's hybrid probabilities (1 when not fused).
     pub(super) fn hybrid_temperature(&self, task: &str) -> f64 {
         let tasks = self.fusion.as_ref().map(|f| f.manifest.tasks.as_slice());
@@ -552,7 +560,7 @@ impl Session {
                 adapter: &tr.adapter,
                 head,
                 fusion: self.fusion_for(&t.state.name),
-                temperature: tr.temperature,
+                temperature: self.lora_temperature(&t.state.name, tr.temperature),
                 hybrid_temperature: self.hybrid_temperature(&t.state.name),
                 answer: self.answerer(t),
                 fresh: self.fresh_for(t),

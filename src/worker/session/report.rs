@@ -40,7 +40,8 @@ impl Session {
                 results: Vec::new(),
                 findings: Vec::new(),
             };
-            if self.gate_report(name, tr.temperature, &mut report) {
+            let lora_temperature = self.lora_temperature(name, tr.temperature);
+            if self.gate_report(name, lora_temperature, &mut report) {
                 reports.push(report);
                 continue;
             }
