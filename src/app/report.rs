@@ -125,7 +125,11 @@ pub fn ReportPanel() -> impl IntoView {
                         {rows.into_iter().flat_map(|r| {
                             let n = r.n;
                             let task = r.task.clone();
-                            r.results.into_iter().map(move |m| view! {
+                            // A task with nothing to score says why, in its row.
+                            let why = r.results.is_empty().then(|| view! {
+                                <tr><td>{task.clone()}</td><td colspan="7">{r.source.clone()}</td></tr>
+                            }.into_any());
+                            why.into_iter().chain(r.results.into_iter().map(move |m| view! {
                                 <tr><td>{task.clone()}</td><td>{m.method.clone()}</td>
                                     <td>{format!("{:.1} % ({:.1}–{:.1})", m.accuracy * 100.0,
                                         m.accuracy_interval.0 * 100.0, m.accuracy_interval.1 * 100.0)}</td>
@@ -133,7 +137,7 @@ pub fn ReportPanel() -> impl IntoView {
                                     <td>{format!("{:.3} → {:.3}", m.raw.ece, m.calibrated.ece)}</td>
                                     <td>{format!("{:.3} → {:.3}", m.raw.brier, m.calibrated.brier)}</td>
                                     <td>{format!("{:.2}", m.temperature)}</td><td>{n}</td></tr>
-                            }).collect::<Vec<_>>()
+                            }.into_any())).collect::<Vec<_>>()
                         }).collect_view()}
                         </tbody>
                     </table>

@@ -47,7 +47,7 @@ impl Session {
             }
             if held.is_empty() {
                 report.source = format!(
-                    "no held-out examples: {}; train the fusion for its cross-validated check, or upload a test file",
+                    "no held-out examples ({}): the per-task fusion's cross-validated check scores every candidate (a shared fusion makes none), or upload a test file",
                     report.source
                 );
                 reports.push(report);
