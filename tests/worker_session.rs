@@ -587,7 +587,7 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
         assert!(
             r.findings
                 .iter()
-                .any(|f| f.contains("hold out more examples")),
+                .any(|f| f.contains("more labelled examples or a test file")),
             "{:?}",
             r.findings
         );

@@ -240,7 +240,7 @@ pub fn width_finding(results: &[MethodResult]) -> Option<String> {
     (widest > WIDE_INTERVAL).then(|| {
         format!(
             "the 95 % intervals are up to ±{:.1} points wide on these {} examples: differences \
-             smaller than that may be noise; hold out more examples or upload a test file",
+             smaller than that may be noise; more labelled examples or a test file narrow them",
             100.0 * widest,
             results.first().map_or(0, |r| r.metrics.n)
         )
