@@ -258,7 +258,7 @@ fn FusionPanel() -> impl IntoView {
                     on:change=move |ev| shared.set(event_target_checked(&ev))/>
                 " One fusion shared by all tasks"
             </label>
-            <label class="inline" title=format!("Each task answers with the hybrid only where it beats the task's own LoRA on examples it did not train on. Without cross-validation that check uses the task's few held-out rows; with it, {CV_GATE_FOLDS} more adapters are trained per task, each on part of its rows, and every training row is checked by models that never saw it: this adds about {} times the task's training time. On by default while some task has fewer than {CROSS_VALIDATE_BELOW_ROWS} examples, where it was measured to pay.", CV_GATE_FOLDS - 1)>
+            <label class="inline" title=format!("Each task answers with the hybrid only where it beats the task's own LoRA on examples it did not train on. Without cross-validation that check uses the task's few held-out rows; with it, {CV_GATE_FOLDS} more adapters are trained per task, each on part of its rows, and every training row is checked by models that never saw it: this adds about {} times the task's training time. On by default while some task has fewer than {CROSS_VALIDATE_BELOW_ROWS} examples, where it was measured to pay; a task that holds no examples out (under {} examples) is cross-validated either way.", CV_GATE_FOLDS - 1, crate::data::holdout::TRAIN_ALL_BELOW_ROWS)>
                 <input type="checkbox" data-testid="fusion-cv"
                     prop:checked=cross_validate
                     prop:disabled=move || shared.get()
