@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lorafuse::host::block_on;
 use lorafuse::infer::{Answerer, MultiTaskOutput};
 use lorafuse::train::Objective;
-use lorafuse::worker::protocol::{DataRole, Event, Request, WorkspaceView};
+use lorafuse::worker::protocol::{DataRole, Event, Request, TaskReport, WorkspaceView};
 use lorafuse::worker::session::{Host, Session};
 use lorafuse::workspace::bundle::AnswerChoice;
 use lorafuse::workspace::zipfile;
@@ -104,6 +104,30 @@ fn fails(s: &mut Session, h: &Recorder, req: Request) -> String {
     assert_eq!(errs.len(), 1, "expected one error, got {ev:?}");
     assert!(last_bundle(&ev).is_none(), "a failed request must not save");
     errs[0].clone()
+}
+
+/// The report a session's `Evaluate` answered with.
+fn evaluate(s: &mut Session, h: &Recorder) -> Vec<TaskReport> {
+    ok(s, h, Request::Evaluate)
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Report(r) => Some(r),
+            _ => None,
+        })
+        .expect("a report")
+}
+
+/// A fused task's report scored on its gate's evidence: `rows` training rows cross-validated over
+/// `folds` folds, every candidate scored on all of them.
+fn assert_scored_on_the_gate_rows(r: &TaskReport, rows: usize, folds: usize) {
+    assert_eq!(r.n, rows, "{}", r.source);
+    let said = format!("cross-validated over {folds} folds");
+    assert!(r.source.contains(&said), "{}", r.source);
+    let methods: Vec<&str> = r.results.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(methods, ["frozen", "lora", "source", "hybrid"]);
+    for m in &r.results {
+        assert_eq!(m.confusion.iter().flatten().sum::<usize>(), rows);
+    }
 }
 
 fn upload(task: &str, file: &str) -> Request {
@@ -543,26 +567,11 @@ fn the_page_workflow_runs_end_to_end_on_the_session() {
 
     // Evaluation: every candidate per task on the rows the gate checked: its 32 training rows,
     // each scored by the fold models that did not train on it.
-    let ev = ok(&mut s, &h, Request::Evaluate);
-    let report = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Report(r) => Some(r.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let report = evaluate(&mut s, &h);
     assert_eq!(report.len(), 2);
     for r in &report {
-        assert_eq!(r.n, 32, "{}", r.source);
-        assert!(
-            r.source.contains("cross-validated over 2 folds"),
-            "{}",
-            r.source
-        );
-        let methods: Vec<&str> = r.results.iter().map(|m| m.method.as_str()).collect();
-        assert_eq!(methods, ["frozen", "lora", "source", "hybrid"]);
+        assert_scored_on_the_gate_rows(r, 32, 2);
         for m in &r.results {
-            assert_eq!(m.confusion.iter().flatten().sum::<usize>(), 32);
             let (lo, hi) = m.accuracy_interval;
             assert!(
                 lo <= m.accuracy && m.accuracy <= hi && hi - lo > 0.05,
@@ -836,13 +845,7 @@ fn the_session_and_the_cli_give_identical_metrics() {
         },
     );
     ok(&mut s, &h, Request::Train { task: "t".into() });
-    let report = ok(&mut s, &h, Request::Evaluate)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Report(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let report = evaluate(&mut s, &h);
     let page = &report[0];
     assert_eq!(page.n, 10, "25 % of 40 rows held out");
 
@@ -925,26 +928,10 @@ fn a_small_task_trains_on_every_row_and_is_reported_out_of_fold() {
         gate_folds: 0,
     };
     let v = last_view(&ok(&mut s, &h, req));
-    let report = ok(&mut s, &h, Request::Evaluate)
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Report(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
+    let report = evaluate(&mut s, &h);
     assert_eq!(report.len(), 2);
     for r in &report {
-        assert_eq!(r.n, 40, "{}", r.source);
-        assert!(
-            r.source.contains("cross-validated over 3 folds"),
-            "{}",
-            r.source
-        );
-        let methods: Vec<&str> = r.results.iter().map(|m| m.method.as_str()).collect();
-        assert_eq!(methods, ["frozen", "lora", "source", "hybrid"]);
-        for m in &r.results {
-            assert_eq!(m.confusion.iter().flatten().sum::<usize>(), 40);
-        }
+        assert_scored_on_the_gate_rows(r, 40, 3);
         // The report's numbers are the ones the task's card gives for the gate.
         let note = v.tasks.iter().find(|t| t.name == r.task).unwrap();
         let note = note.fusion_note.as_deref().unwrap();
@@ -1058,14 +1045,7 @@ fn a_150_class_task_trains_predicts_and_reports() {
     let p = &out.predictions[0][0].single;
     assert_eq!(p.probabilities.len(), 150);
     assert!((p.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
-    let ev = ok(&mut s, &h, Request::Evaluate);
-    let report = ev
-        .iter()
-        .find_map(|e| match e {
-            Event::Report(r) => Some(r.clone()),
-            _ => None,
-        })
-        .expect("a report");
+    let report = evaluate(&mut s, &h);
     let r = &report[0];
     assert_eq!(r.labels.len(), 150);
     for m in &r.results {
