@@ -82,7 +82,7 @@ impl Session {
                     // The temperature live predictions use: LoRA's and the hybrid's were fitted
                     // on these rows when they trained; the probe exists only here.
                     let temperature = match r.method.as_str() {
-                        "lora" => tr.temperature,
+                        "lora" => lora_temperature,
                         "hybrid" => self.hybrid_temperature(name),
                         _ => choose_temperature(&r.probabilities, &held.labels),
                     };
